@@ -1,0 +1,229 @@
+//! Topics, topic patterns and typed addresses.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::marker::PhantomData;
+
+/// A topic on the event bus, checked to carry messages of type `M`.
+///
+/// The macros generate these as constants on a component (`Counter::ADD`), so that
+/// `bus.request(Counter::ADD, Add(2))` infers the reply type and rejects a wrong message type at
+/// compile time. Build one by hand with [`Address::new`].
+///
+/// ```
+/// use fluxor::{Address, Message};
+///
+/// struct Ping;
+/// impl Message for Ping { type Reply = (); }
+///
+/// const PING: Address<Ping> = Address::new("game.ping");
+/// assert_eq!(PING.topic(), "game.ping");
+/// ```
+pub struct Address<M> {
+    topic: Cow<'static, str>,
+    _msg: PhantomData<fn(M)>,
+}
+
+impl<M> Address<M> {
+    /// An address for a fixed topic.
+    pub const fn new(topic: &'static str) -> Self {
+        Address {
+            topic: Cow::Borrowed(topic),
+            _msg: PhantomData,
+        }
+    }
+
+    /// An address for a topic built at run time.
+    pub fn dynamic(topic: impl Into<String>) -> Self {
+        Address {
+            topic: Cow::Owned(topic.into()),
+            _msg: PhantomData,
+        }
+    }
+
+    /// The topic.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+}
+
+impl<M> Clone for Address<M> {
+    fn clone(&self) -> Self {
+        Address {
+            topic: self.topic.clone(),
+            _msg: PhantomData,
+        }
+    }
+}
+
+impl<M> fmt::Debug for Address<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "Address<{}>({:?})",
+            std::any::type_name::<M>(),
+            self.topic
+        )
+    }
+}
+
+impl<M> PartialEq for Address<M> {
+    fn eq(&self, other: &Self) -> bool {
+        self.topic == other.topic
+    }
+}
+
+impl<M> Eq for Address<M> {}
+
+/// Something that names a topic for messages of type `M`: an [`Address<M>`] (checked), or a
+/// plain `&str` / `String` for dynamic use (checked at run time, see
+/// [`BusError::TypeMismatch`](crate::BusError::TypeMismatch)).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an address for messages of type `{M}`",
+    label = "this address carries another message type",
+    note = "use the address generated for the handler that takes `{M}`, or a plain topic string"
+)]
+pub trait Destination<M> {
+    /// The topic.
+    fn topic(&self) -> &str;
+}
+
+impl<M> Destination<M> for Address<M> {
+    fn topic(&self) -> &str {
+        &self.topic
+    }
+}
+
+impl<M> Destination<M> for &Address<M> {
+    fn topic(&self) -> &str {
+        &self.topic
+    }
+}
+
+impl<M> Destination<M> for &str {
+    fn topic(&self) -> &str {
+        self
+    }
+}
+
+impl<M> Destination<M> for String {
+    fn topic(&self) -> &str {
+        self
+    }
+}
+
+impl<M> Destination<M> for &String {
+    fn topic(&self) -> &str {
+        self
+    }
+}
+
+/// Checks a topic that messages are sent to: dot-separated, non-empty tokens, no whitespace,
+/// no wildcards.
+pub(crate) fn validate_topic(topic: &str) -> Result<(), String> {
+    validate(topic, false)
+}
+
+/// Checks a topic pattern that a consumer subscribes to: like a topic, plus `*` (exactly one
+/// token) and `>` (one or more trailing tokens, last position only), as in NATS.
+pub fn validate_pattern(pattern: &str) -> Result<(), String> {
+    validate(pattern, true)
+}
+
+fn validate(topic: &str, wildcards: bool) -> Result<(), String> {
+    if topic.is_empty() {
+        return Err(
+            "a topic cannot be empty; write tokens separated by dots, like `orders.create`".into(),
+        );
+    }
+    let count = topic.split('.').count();
+    for (i, token) in topic.split('.').enumerate() {
+        if token.is_empty() {
+            return Err(format!(
+                "`{topic}` has an empty token; remove the leading, trailing or doubled `.`"
+            ));
+        }
+        if token.chars().any(char::is_whitespace) {
+            return Err(format!("`{topic}` contains whitespace; topics are tokens separated by dots, like `orders.create`"));
+        }
+        let wild = token == "*" || token == ">";
+        if !wild && (token.contains('*') || token.contains('>')) {
+            return Err(format!(
+                "`{topic}`: `*` and `>` must stand alone as a whole token, like `orders.*`"
+            ));
+        }
+        if wild && !wildcards {
+            return Err(format!(
+                "`{topic}` contains a wildcard; messages go to concrete topics, only subscriptions may use `*` and `>`"
+            ));
+        }
+        if token == ">" && i + 1 != count {
+            return Err(format!("`{topic}`: `>` may only be the last token"));
+        }
+    }
+    Ok(())
+}
+
+/// Whether `pattern` contains a wildcard token.
+pub(crate) fn is_pattern(pattern: &str) -> bool {
+    pattern.split('.').any(|t| t == "*" || t == ">")
+}
+
+/// Whether the valid `pattern` matches the concrete `topic`.
+pub(crate) fn matches(pattern: &str, topic: &str) -> bool {
+    let mut topic_tokens = topic.split('.');
+    for p in pattern.split('.') {
+        match p {
+            ">" => return topic_tokens.next().is_some(),
+            "*" => {
+                if topic_tokens.next().is_none() {
+                    return false;
+                }
+            }
+            literal => {
+                if topic_tokens.next() != Some(literal) {
+                    return false;
+                }
+            }
+        }
+    }
+    topic_tokens.next().is_none()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validates_topics_and_patterns() {
+        assert!(validate_topic("orders.create").is_ok());
+        assert!(validate_topic("x").is_ok());
+        for bad in ["", ".a", "a.", "a..b", "a b", "a.*", "a.>", "a*b"] {
+            assert!(validate_topic(bad).is_err(), "{bad:?} should be rejected");
+        }
+        for good in ["a.*", "a.>", "*.b", ">", "*.*"] {
+            assert!(
+                validate_pattern(good).is_ok(),
+                "{good:?} should be accepted"
+            );
+        }
+        for bad in ["a.>.b", "a.b*", "", "a..*"] {
+            assert!(validate_pattern(bad).is_err(), "{bad:?} should be rejected");
+        }
+    }
+
+    #[test]
+    fn matches_like_nats() {
+        assert!(matches("orders.*", "orders.create"));
+        assert!(!matches("orders.*", "orders.create.fast"));
+        assert!(!matches("orders.*", "orders"));
+        assert!(matches("orders.>", "orders.create.fast"));
+        assert!(!matches("orders.>", "orders"));
+        assert!(matches(">", "a.b.c"));
+        assert!(matches("*.create", "orders.create"));
+        assert!(!matches("*.create", "orders.delete"));
+        assert!(matches("a.b", "a.b"));
+        assert!(!matches("a.b", "a.b.c"));
+        assert!(is_pattern("a.*") && is_pattern("a.>") && !is_pattern("a.b"));
+    }
+}

@@ -1,0 +1,278 @@
+//! The topic registry: an immutable snapshot swapped on every change (copy-on-write), so that
+//! looking up consumers takes no lock.
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use tokio::time::Instant;
+
+use crate::address;
+use crate::mailbox::{Mailbox, PushError};
+use crate::message::{Envelope, Message};
+use crate::runtime::DeploymentId;
+
+/// What happened to one delivery attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Delivery {
+    Delivered,
+    Full,
+    Closed,
+    TypeMismatch,
+}
+
+impl From<Result<(), PushError>> for Delivery {
+    fn from(r: Result<(), PushError>) -> Self {
+        match r {
+            Ok(()) => Delivery::Delivered,
+            Err(PushError::Full) => Delivery::Full,
+            Err(PushError::Closed) => Delivery::Closed,
+        }
+    }
+}
+
+pub(crate) type DeliverFuture<'a> = Pin<Box<dyn Future<Output = Delivery> + Send + 'a>>;
+
+/// A type-erased consumer: one handler binding of one component instance.
+///
+/// The `slot` passed to the delivery methods is an `&mut Option<Envelope<M>>`; on success the
+/// envelope is taken out of it, otherwise it stays there for the sender to hand back.
+pub(crate) trait Consumer: Send + Sync + 'static {
+    fn message_type(&self) -> &'static str;
+    fn try_deliver(&self, slot: &mut dyn Any) -> Delivery;
+    fn deliver_until<'a>(
+        &'a self,
+        slot: &'a mut (dyn Any + Send),
+        deadline: Instant,
+    ) -> DeliverFuture<'a>;
+}
+
+/// A binding from envelopes of `M` into a mailbox of `T` (a component's message enum).
+pub(crate) struct MailboxConsumer<T, M: Message> {
+    pub(crate) mailbox: Mailbox<T>,
+    pub(crate) wrap: fn(Envelope<M>) -> T,
+    pub(crate) _msg: PhantomData<fn(M)>,
+}
+
+impl<T: Send + 'static, M: Message> Consumer for MailboxConsumer<T, M> {
+    fn message_type(&self) -> &'static str {
+        std::any::type_name::<M>()
+    }
+
+    fn try_deliver(&self, slot: &mut dyn Any) -> Delivery {
+        let Some(slot) = slot.downcast_mut::<Option<Envelope<M>>>() else {
+            return Delivery::TypeMismatch;
+        };
+        let wrap = self.wrap;
+        self.mailbox
+            .try_push(|| {
+                wrap(
+                    slot.take()
+                        .expect("a delivery slot is filled until delivered"),
+                )
+            })
+            .into()
+    }
+
+    fn deliver_until<'a>(
+        &'a self,
+        slot: &'a mut (dyn Any + Send),
+        deadline: Instant,
+    ) -> DeliverFuture<'a> {
+        Box::pin(async move {
+            let Some(slot) = (slot as &mut dyn Any).downcast_mut::<Option<Envelope<M>>>() else {
+                return Delivery::TypeMismatch;
+            };
+            let wrap = self.wrap;
+            self.mailbox
+                .push_until(deadline, || {
+                    wrap(
+                        slot.take()
+                            .expect("a delivery slot is filled until delivered"),
+                    )
+                })
+                .await
+                .into()
+        })
+    }
+}
+
+/// One registered consumer.
+#[derive(Clone)]
+pub(crate) struct Entry {
+    pub(crate) owner: DeploymentId,
+    pub(crate) pattern: Arc<str>,
+    pub(crate) consumer: Arc<dyn Consumer>,
+}
+
+/// The consumers of one exact topic, with its round-robin cursor (kept across snapshots).
+#[derive(Clone)]
+pub(crate) struct Route {
+    pub(crate) topic: Arc<str>,
+    pub(crate) consumers: Arc<[Entry]>,
+    pub(crate) cursor: Arc<AtomicUsize>,
+}
+
+/// An immutable view of every subscription.
+#[derive(Clone, Default)]
+pub(crate) struct Snapshot {
+    pub(crate) exact: HashMap<Arc<str>, Route>,
+    pub(crate) patterns: Arc<[Entry]>,
+}
+
+/// The registry: readers load the current snapshot; writers serialize on a mutex and publish a
+/// modified copy.
+pub(crate) struct Registry {
+    current: ArcSwap<Snapshot>,
+    writer: Mutex<()>,
+}
+
+impl Registry {
+    pub(crate) fn new() -> Self {
+        Registry {
+            current: ArcSwap::from_pointee(Snapshot::default()),
+            writer: Mutex::new(()),
+        }
+    }
+
+    pub(crate) fn load(&self) -> arc_swap::Guard<Arc<Snapshot>> {
+        self.current.load()
+    }
+
+    /// Adds `entries` in one step: a reader sees all of them or none.
+    pub(crate) fn add(&self, entries: Vec<Entry>) {
+        if entries.is_empty() {
+            return;
+        }
+        let _w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let mut next = Snapshot::clone(&self.current.load());
+        let mut patterns: Vec<Entry> = next.patterns.to_vec();
+        let mut grouped: HashMap<Arc<str>, Vec<Entry>> = HashMap::new();
+        for e in entries {
+            if address::is_pattern(&e.pattern) {
+                patterns.push(e);
+            } else {
+                grouped.entry(e.pattern.clone()).or_default().push(e);
+            }
+        }
+        for (topic, new) in grouped {
+            let route = next.exact.entry(topic.clone()).or_insert_with(|| Route {
+                topic,
+                consumers: Arc::from(Vec::new()),
+                cursor: Arc::default(),
+            });
+            let mut all = route.consumers.to_vec();
+            all.extend(new);
+            route.consumers = all.into();
+        }
+        next.patterns = patterns.into();
+        self.current.store(Arc::new(next));
+    }
+
+    /// Removes every entry owned by `owner`; returns how many were removed.
+    pub(crate) fn remove_owner(&self, owner: DeploymentId) -> usize {
+        let _w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let mut next = Snapshot::clone(&self.current.load());
+        let mut removed = 0;
+        next.exact.retain(|_, route| {
+            let before = route.consumers.len();
+            let kept: Vec<Entry> = route
+                .consumers
+                .iter()
+                .filter(|e| e.owner != owner)
+                .cloned()
+                .collect();
+            removed += before - kept.len();
+            route.consumers = kept.into();
+            !route.consumers.is_empty()
+        });
+        let before = next.patterns.len();
+        next.patterns = next
+            .patterns
+            .iter()
+            .filter(|e| e.owner != owner)
+            .cloned()
+            .collect::<Vec<_>>()
+            .into();
+        removed += before - next.patterns.len();
+        if removed > 0 {
+            self.current.store(Arc::new(next));
+        }
+        removed
+    }
+
+    /// Removes everything (used when the bus closes).
+    pub(crate) fn clear(&self) {
+        let _w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        self.current.store(Arc::new(Snapshot::default()));
+    }
+}
+
+impl Snapshot {
+    /// The consumers of `topic`: its exact subscribers, then the matching pattern subscribers.
+    /// Borrows the route when no pattern applies (the common case), so the lookup allocates
+    /// nothing.
+    pub(crate) fn resolve<'a>(&'a self, topic: &str) -> Resolved<'a> {
+        let route = self.exact.get(topic);
+        let mut extra = self
+            .patterns
+            .iter()
+            .filter(|e| address::matches(&e.pattern, topic))
+            .peekable();
+        if extra.peek().is_none() {
+            return match route {
+                Some(r) => Resolved::Route(r),
+                None => Resolved::None,
+            };
+        }
+        let mut all: Vec<&'a Entry> = route
+            .map(|r| r.consumers.iter().collect())
+            .unwrap_or_default();
+        all.extend(extra);
+        Resolved::Mixed {
+            route,
+            entries: all,
+        }
+    }
+}
+
+/// The consumers found for a topic.
+pub(crate) enum Resolved<'a> {
+    None,
+    Route(&'a Route),
+    Mixed {
+        route: Option<&'a Route>,
+        entries: Vec<&'a Entry>,
+    },
+}
+
+impl Resolved<'_> {
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Resolved::None => 0,
+            Resolved::Route(r) => r.consumers.len(),
+            Resolved::Mixed { entries, .. } => entries.len(),
+        }
+    }
+
+    pub(crate) fn get(&self, i: usize) -> &Entry {
+        match self {
+            Resolved::None => unreachable!("no consumer to index"),
+            Resolved::Route(r) => &r.consumers[i],
+            Resolved::Mixed { entries, .. } => entries[i],
+        }
+    }
+
+    pub(crate) fn route(&self) -> Option<&Route> {
+        match self {
+            Resolved::None => None,
+            Resolved::Route(r) => Some(r),
+            Resolved::Mixed { route, .. } => *route,
+        }
+    }
+}

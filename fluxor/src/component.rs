@@ -1,0 +1,566 @@
+//! Components (the actors), their context, handles and handler plumbing.
+
+use std::any::Any;
+use std::fmt;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::task::Poll;
+
+use serde::de::DeserializeOwned;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+use uuid::Uuid;
+
+use crate::address::{validate_pattern, Destination};
+use crate::bus::{Consumer, Entry, EventBus, MailboxConsumer, RequestOptions};
+use crate::error::{BoxError, BusError, PublishError, SendError};
+use crate::mailbox::{Mailbox, PushError};
+use crate::message::{Envelope, Headers, IntoReply, Message, Meta, ReplyTo};
+use crate::runtime::DeploymentId;
+
+/// An actor: state plus handlers, run one message at a time on `&mut self`.
+///
+/// `#[component]` implements this trait for you. Writing it by hand means choosing a message
+/// enum (one variant per handler, each holding an [`Envelope`]), binding topics to variants in
+/// [`bindings`](Self::bindings), and matching on the enum in [`handle`](Self::handle):
+///
+/// ```
+/// use fluxor::{Bindings, Component, Context, Envelope, Message, Outcome};
+///
+/// struct Add(u64);
+/// impl Message for Add { type Reply = u64; }
+///
+/// #[derive(Default)]
+/// struct Counter { total: u64 }
+///
+/// enum CounterMsg { Add(Envelope<Add>) }
+///
+/// impl Component for Counter {
+///     type Msg = CounterMsg;
+///     type Config = ();
+///
+///     fn bindings(b: &mut Bindings<Self>) {
+///         b.bind("counter.add", CounterMsg::Add);
+///     }
+///
+///     async fn handle(&mut self, msg: CounterMsg, ctx: &mut Context<Self>) -> Outcome {
+///         match msg {
+///             CounterMsg::Add(env) => {
+///                 let (Add(n), responder) = ctx.accept(env);
+///                 responder.run(async { self.total += n; self.total }).await
+///             }
+///         }
+///     }
+/// }
+/// ```
+///
+/// A component is created by its factory on the reactor it lives on and never moves between
+/// threads, so it need not be `Send`: `Rc` and `RefCell` in its state are fine. Only messages
+/// and replies cross threads.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a fluxor component",
+    label = "this type does not implement `fluxor::Component`",
+    note = "add `#[component]` to both the struct `{Self}` and its `impl` block"
+)]
+pub trait Component: Sized + 'static {
+    /// The mailbox message type: one variant per handler.
+    type Msg: Send + 'static;
+    /// The typed config, deserialized from [`DeployOptions::config`](crate::DeployOptions::config)
+    /// at deploy time. Use `()` for none.
+    type Config: DeserializeOwned + Send + Sync + 'static;
+
+    /// The name shown in logs, spans and errors.
+    fn name() -> &'static str {
+        std::any::type_name::<Self>()
+    }
+
+    /// Declares the topics this component consumes. They are registered when every instance of
+    /// a deployment has started and removed when it stops.
+    fn bindings(bindings: &mut Bindings<Self>) {
+        let _ = bindings;
+    }
+
+    /// Runs on the component's reactor before any message. An error fails the deployment.
+    fn start(&mut self, ctx: &mut Context<Self>) -> impl Future<Output = Result<(), BoxError>> {
+        let _ = ctx;
+        async { Ok(()) }
+    }
+
+    /// Runs after the mailbox has been drained, when the component is undeployed or the runtime
+    /// shuts down. An error is reported by `undeploy` / `shutdown`.
+    fn stop(&mut self, ctx: &mut Context<Self>) -> impl Future<Output = Result<(), BoxError>> {
+        let _ = ctx;
+        async { Ok(()) }
+    }
+
+    /// Handles one message. Use [`Context::accept`] and [`Responder::run`] per variant.
+    fn handle(&mut self, msg: Self::Msg, ctx: &mut Context<Self>) -> impl Future<Output = Outcome>;
+}
+
+/// Lets a component receive `M` sent directly to it (not through a topic), through
+/// [`ActorRef::send`] / [`ActorRef::request`]. `#[component]` implements it for each
+/// topic-less `#[handler]`.
+#[diagnostic::on_unimplemented(
+    message = "component `{Self}` cannot receive `{M}` directly",
+    label = "no topic-less handler for `{M}`",
+    note = "add a method `#[handler] fn ..(&mut self, msg: {M})` to the component's `#[component]` impl"
+)]
+pub trait Handles<M: Message>: Component {
+    /// Wraps an envelope into the component's message enum.
+    fn wrap(envelope: Envelope<M>) -> Self::Msg;
+}
+
+/// What handling one message came to. Returned by [`Responder::run`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// The handler returned normally.
+    Handled,
+    /// The handler returned an `Err`; its text went to the requester, if any.
+    Failed(String),
+    /// The handler panicked; the panic message went to the requester, if any.
+    Panicked(String),
+}
+
+/// The topic bindings of a component type, filled by [`Component::bindings`].
+pub struct Bindings<C: Component> {
+    pub(crate) entries: Vec<Binding<C>>,
+    pub(crate) errors: Vec<String>,
+}
+
+type MakeConsumer<C> =
+    Box<dyn Fn(&Mailbox<<C as Component>::Msg>) -> Arc<dyn Consumer> + Send + Sync>;
+
+pub(crate) struct Binding<C: Component> {
+    pub(crate) pattern: Arc<str>,
+    pub(crate) make: MakeConsumer<C>,
+}
+
+impl<C: Component> fmt::Debug for Bindings<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.entries.iter().map(|b| &b.pattern))
+            .finish()
+    }
+}
+
+impl<C: Component> Bindings<C> {
+    pub(crate) fn collect() -> Self {
+        let mut b = Bindings {
+            entries: Vec::new(),
+            errors: Vec::new(),
+        };
+        C::bindings(&mut b);
+        b
+    }
+
+    /// Routes envelopes of `M` published or sent to `pattern` into the variant built by `wrap`.
+    /// `pattern` is a topic (`orders.create`) or a NATS-style pattern (`orders.*`, `orders.>`).
+    /// An invalid pattern fails the deployment with [`DeployError::InvalidTopic`](crate::DeployError::InvalidTopic).
+    pub fn bind<M: Message>(
+        &mut self,
+        pattern: &str,
+        wrap: fn(Envelope<M>) -> C::Msg,
+    ) -> &mut Self {
+        match validate_pattern(pattern) {
+            Ok(()) => self.entries.push(Binding {
+                pattern: Arc::from(pattern),
+                make: Box::new(move |mailbox| {
+                    Arc::new(MailboxConsumer {
+                        mailbox: mailbox.clone(),
+                        wrap,
+                        _msg: PhantomData,
+                    })
+                }),
+            }),
+            Err(reason) => self.errors.push(reason),
+        }
+        self
+    }
+
+    pub(crate) fn entries_for(
+        &self,
+        owner: DeploymentId,
+        mailbox: &Mailbox<C::Msg>,
+    ) -> impl Iterator<Item = Entry> + '_ {
+        let mailbox = mailbox.clone();
+        self.entries.iter().map(move |b| Entry {
+            owner,
+            pattern: b.pattern.clone(),
+            consumer: (b.make)(&mailbox),
+        })
+    }
+}
+
+/// A handle to one component instance, to send it messages directly (not through a topic).
+///
+/// Cheap to clone, `Send + Sync`. Get your own with [`Context::myself`].
+pub struct ActorRef<C: Component> {
+    pub(crate) mailbox: Mailbox<C::Msg>,
+    pub(crate) bus: EventBus,
+}
+
+impl<C: Component> Clone for ActorRef<C> {
+    fn clone(&self) -> Self {
+        ActorRef {
+            mailbox: self.mailbox.clone(),
+            bus: self.bus.clone(),
+        }
+    }
+}
+
+impl<C: Component> fmt::Debug for ActorRef<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ActorRef")
+            .field("component", &C::name())
+            .field("queued", &self.mailbox.len())
+            .finish()
+    }
+}
+
+impl<C: Component> ActorRef<C> {
+    /// Puts `msg` in the instance's mailbox without waiting.
+    ///
+    /// # Errors
+    /// `MailboxFull` or `Closed` (the instance stopped), with the message handed back.
+    pub fn send<M: Message>(&self, msg: M) -> Result<(), SendError<M>>
+    where
+        C: Handles<M>,
+    {
+        self.send_meta(msg, self.bus.root_meta())
+    }
+
+    /// Sends `msg` and awaits the reply, up to the runtime's default request timeout.
+    ///
+    /// # Errors
+    /// As [`EventBus::request`].
+    pub async fn request<M: Message>(&self, msg: M) -> Result<M::Reply, BusError>
+    where
+        C: Handles<M>,
+    {
+        self.request_meta(msg, self.bus.root_meta(), None).await
+    }
+
+    /// Messages waiting in the instance's mailbox.
+    pub fn queued(&self) -> usize {
+        self.mailbox.len()
+    }
+
+    pub(crate) fn send_meta<M: Message>(&self, msg: M, meta: Meta) -> Result<(), SendError<M>>
+    where
+        C: Handles<M>,
+    {
+        let mut slot = Some(msg);
+        match self
+            .mailbox
+            .try_push(|| C::wrap(Envelope::new(slot.take().expect("filled"), None, meta)))
+        {
+            Ok(()) => Ok(()),
+            Err(e) => Err(SendError {
+                error: direct_error::<C>(e),
+                message: slot.expect("a refused message is not consumed"),
+            }),
+        }
+    }
+
+    pub(crate) async fn request_meta<M: Message>(
+        &self,
+        msg: M,
+        meta: Meta,
+        timeout: Option<std::time::Duration>,
+    ) -> Result<M::Reply, BusError>
+    where
+        C: Handles<M>,
+    {
+        let (reply, rx) = ReplyTo::channel();
+        self.mailbox
+            .try_push(|| C::wrap(Envelope::new(msg, Some(reply), meta)))
+            .map_err(direct_error::<C>)?;
+        self.bus
+            .await_reply(rx, timeout, || C::name().to_owned())
+            .await
+    }
+}
+
+fn direct_error<C: Component>(e: PushError) -> BusError {
+    match e {
+        PushError::Full => BusError::MailboxFull {
+            topic: C::name().to_owned(),
+        },
+        PushError::Closed => BusError::Closed,
+    }
+}
+
+/// What a handler sees of the runtime: the bus, its deployment, config, cancellation and the
+/// message being handled.
+///
+/// `send`, `publish` and `request` on the context carry the request id of the message being
+/// handled, so a chain of messages can be followed across components.
+pub struct Context<C: Component> {
+    pub(crate) bus: EventBus,
+    pub(crate) deployment: DeploymentId,
+    pub(crate) instance: usize,
+    pub(crate) reactor: usize,
+    pub(crate) config: Arc<C::Config>,
+    pub(crate) cancel: CancellationToken,
+    pub(crate) myself: ActorRef<C>,
+    pub(crate) current: Option<Meta>,
+}
+
+impl<C: Component> fmt::Debug for Context<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Context")
+            .field("component", &C::name())
+            .field("deployment", &self.deployment)
+            .field("instance", &self.instance)
+            .field("reactor", &self.reactor)
+            .field("request_id", &self.request_id())
+            .finish()
+    }
+}
+
+impl<C: Component> Context<C> {
+    /// The event bus.
+    pub fn bus(&self) -> &EventBus {
+        &self.bus
+    }
+
+    /// The deployment this instance belongs to.
+    pub fn deployment_id(&self) -> DeploymentId {
+        self.deployment
+    }
+
+    /// This instance's index within its deployment (0-based).
+    pub fn instance(&self) -> usize {
+        self.instance
+    }
+
+    /// The reactor this instance is pinned to.
+    pub fn reactor(&self) -> usize {
+        self.reactor
+    }
+
+    /// The deployment's typed config.
+    pub fn config(&self) -> &C::Config {
+        &self.config
+    }
+
+    /// Cancelled when this instance is being stopped and its deadline has passed, or the runtime
+    /// is dropped. Long-running handler work should watch it.
+    pub fn cancellation(&self) -> &CancellationToken {
+        &self.cancel
+    }
+
+    /// A handle to this instance, e.g. to hand to another component or a spawned task.
+    pub fn myself(&self) -> &ActorRef<C> {
+        &self.myself
+    }
+
+    /// The request id of the message being handled (`None` in `start` / `stop`).
+    pub fn request_id(&self) -> Option<Uuid> {
+        self.current.as_ref().map(|m| m.request_id)
+    }
+
+    /// The correlation id of the envelope being handled.
+    pub fn correlation_id(&self) -> Option<Uuid> {
+        self.current.as_ref().map(|m| m.correlation_id)
+    }
+
+    /// The topic the message being handled was sent to (`None` for a direct message).
+    pub fn topic(&self) -> Option<&str> {
+        self.current.as_ref().and_then(|m| m.topic.as_deref())
+    }
+
+    /// The headers of the envelope being handled.
+    pub fn headers(&self) -> &Headers {
+        const EMPTY: &Headers = &Headers::new();
+        self.current.as_ref().map_or(EMPTY, |m| &m.headers)
+    }
+
+    fn meta(&self) -> Meta {
+        match &self.current {
+            Some(m) => self.bus.child_meta(m.request_id),
+            None => self.bus.root_meta(),
+        }
+    }
+
+    /// [`EventBus::send`], carrying the current request id.
+    ///
+    /// # Errors
+    /// As [`EventBus::send`].
+    pub fn send<M: Message, D: Destination<M>>(&self, to: D, msg: M) -> Result<(), SendError<M>> {
+        self.bus.send_meta(to.topic(), msg, self.meta())
+    }
+
+    /// [`EventBus::publish`], carrying the current request id.
+    ///
+    /// # Errors
+    /// As [`EventBus::publish`].
+    pub fn publish<M: Message + Clone, D: Destination<M>>(
+        &self,
+        to: D,
+        msg: M,
+    ) -> Result<usize, PublishError> {
+        self.bus.publish_meta(to.topic(), msg, self.meta())
+    }
+
+    /// [`EventBus::request`], carrying the current request id.
+    ///
+    /// # Errors
+    /// As [`EventBus::request`].
+    pub async fn request<M: Message, D: Destination<M>>(
+        &self,
+        to: D,
+        msg: M,
+    ) -> Result<M::Reply, BusError> {
+        self.bus
+            .request_meta(to.topic(), msg, self.meta(), None)
+            .await
+    }
+
+    /// [`EventBus::request_with`], carrying the current request id.
+    ///
+    /// # Errors
+    /// As [`EventBus::request`].
+    pub async fn request_with<M: Message, D: Destination<M>>(
+        &self,
+        to: D,
+        msg: M,
+        options: RequestOptions,
+    ) -> Result<M::Reply, BusError> {
+        let (timeout, headers) = options.into_parts();
+        let mut meta = self.meta();
+        meta.headers = headers;
+        self.bus.request_meta(to.topic(), msg, meta, timeout).await
+    }
+
+    /// Sends `msg` directly to another instance, carrying the current request id.
+    ///
+    /// # Errors
+    /// As [`ActorRef::send`].
+    pub fn send_to<T: Handles<M>, M: Message>(
+        &self,
+        to: &ActorRef<T>,
+        msg: M,
+    ) -> Result<(), SendError<M>> {
+        to.send_meta(msg, self.meta())
+    }
+
+    /// Requests directly from another instance, carrying the current request id.
+    ///
+    /// # Errors
+    /// As [`ActorRef::request`].
+    pub async fn request_from<T: Handles<M>, M: Message>(
+        &self,
+        to: &ActorRef<T>,
+        msg: M,
+    ) -> Result<M::Reply, BusError> {
+        to.request_meta(msg, self.meta(), None).await
+    }
+
+    /// Unpacks an envelope for its handler: records its ids and headers in the context and
+    /// returns the message with the [`Responder`] that answers its requester.
+    pub fn accept<M: Message>(&mut self, envelope: Envelope<M>) -> (M, Responder<M::Reply>) {
+        let Envelope { msg, reply, meta } = envelope;
+        let responder = Responder {
+            reply,
+            component: C::name(),
+            deployment: self.deployment,
+            topic: meta.topic.clone(),
+            correlation_id: meta.correlation_id,
+            request_id: meta.request_id,
+        };
+        self.current = Some(meta);
+        (msg, responder)
+    }
+}
+
+/// Answers one message's requester with what its handler returns.
+///
+/// Obtained from [`Context::accept`]; [`run`](Self::run) drives the handler inside a tracing
+/// span and catches its panics, so a failing handler never takes its reactor down.
+pub struct Responder<R> {
+    reply: Option<ReplyTo<R>>,
+    component: &'static str,
+    deployment: DeploymentId,
+    topic: Option<Arc<str>>,
+    correlation_id: Uuid,
+    request_id: Uuid,
+}
+
+impl<R> fmt::Debug for Responder<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Responder")
+            .field("component", &self.component)
+            .field("topic", &self.topic)
+            .field("expects_reply", &self.reply.is_some())
+            .finish()
+    }
+}
+
+impl<R: Send + 'static> Responder<R> {
+    /// Runs the handler future, sends its result to the requester (an `Err` or a panic
+    /// becomes [`BusError::RecipientFailed`]) and reports the [`Outcome`].
+    pub async fn run<F, T>(self, handler: F) -> Outcome
+    where
+        F: Future<Output = T>,
+        T: IntoReply<R>,
+    {
+        let span = tracing::debug_span!(
+            "fluxor.handle",
+            component = self.component,
+            topic = self.topic.as_deref().unwrap_or(""),
+            deployment = %self.deployment,
+            correlation_id = %self.correlation_id,
+            request_id = %self.request_id,
+        );
+        let result = if span.is_disabled() {
+            catch_unwind(handler).await
+        } else {
+            catch_unwind(handler).instrument(span).await
+        };
+        let (reply, outcome) = match result {
+            Ok(value) => match value.into_reply() {
+                Ok(v) => (Ok(v), Outcome::Handled),
+                Err(reason) => (Err(reason.clone()), Outcome::Failed(reason)),
+            },
+            Err(panic) => {
+                let reason = panic_message(&*panic);
+                (Err(reason.clone()), Outcome::Panicked(reason))
+            }
+        };
+        if let Some(tx) = self.reply {
+            tx.send(reply.map_err(|reason| BusError::RecipientFailed {
+                topic: self.topic.as_deref().unwrap_or(self.component).to_owned(),
+                reason,
+            }));
+        }
+        outcome
+    }
+}
+
+/// Polls `fut`, turning a panic during any poll into an `Err` with the panic payload.
+pub(crate) async fn catch_unwind<F: Future>(fut: F) -> Result<F::Output, Box<dyn Any + Send>> {
+    let mut fut = std::pin::pin!(fut);
+    std::future::poll_fn(move |cx| {
+        match std::panic::catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
+            Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(panic) => Poll::Ready(Err(panic)),
+        }
+    })
+    .await
+}
+
+/// The text of a panic payload.
+pub(crate) fn panic_message(panic: &(dyn Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&'static str>() {
+        format!("panicked: {s}")
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        format!("panicked: {s}")
+    } else {
+        "panicked with a non-string payload".to_owned()
+    }
+}

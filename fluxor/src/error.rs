@@ -1,0 +1,255 @@
+//! Error types. Each says what went wrong and, where a value was not delivered, hands it back.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::runtime::DeploymentId;
+
+/// A boxed error, as returned by a component's `start` and `stop`.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Why a bus operation did not produce a result.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BusError {
+    /// No consumer is registered for the topic.
+    #[error(
+        "no handler is registered for topic `{topic}`; deploy a component that handles it first"
+    )]
+    NoHandlers {
+        /// The topic.
+        topic: String,
+    },
+    /// No reply arrived within the request's timeout.
+    #[error("no reply on topic `{topic}` within {after:?}; raise the timeout with `.timeout(..)` or check the handler")]
+    Timeout {
+        /// The topic.
+        topic: String,
+        /// How long the requester waited.
+        after: Duration,
+    },
+    /// Every eligible consumer's mailbox is full.
+    #[error("the mailbox of every consumer of `{topic}` is full; retry later, wait for capacity with `send_timeout`, or raise the mailbox capacity")]
+    MailboxFull {
+        /// The topic (or the component name, for direct messages).
+        topic: String,
+    },
+    /// The handler returned an error or panicked.
+    #[error("the handler of `{topic}` failed: {reason}")]
+    RecipientFailed {
+        /// The topic (or the component name, for direct messages).
+        topic: String,
+        /// The handler's error text or panic message.
+        reason: String,
+    },
+    /// Consumers exist for the topic, but none takes this message type.
+    #[error("consumers of `{topic}` take `{expected}`, not `{found}`")]
+    TypeMismatch {
+        /// The topic.
+        topic: String,
+        /// The message type the consumers accept.
+        expected: &'static str,
+        /// The message type that was sent.
+        found: &'static str,
+    },
+    /// The topic is malformed (empty, whitespace, or a wildcard where a concrete topic is needed).
+    #[error("invalid topic `{topic}`: {reason}")]
+    InvalidTopic {
+        /// The topic.
+        topic: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The recipient stopped, or the runtime is shutting down.
+    #[error("the recipient stopped or the runtime shut down before the message was handled")]
+    Closed,
+}
+
+/// A message that could not be delivered, handed back with the reason.
+#[derive(thiserror::Error)]
+#[error("{error}")]
+pub struct SendError<M> {
+    /// Why it was not delivered.
+    pub error: BusError,
+    /// The message, untouched.
+    pub message: M,
+}
+
+impl<M> SendError<M> {
+    /// The undelivered message.
+    pub fn into_inner(self) -> M {
+        self.message
+    }
+}
+
+impl<M> fmt::Debug for SendError<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SendError")
+            .field("error", &self.error)
+            .field("message", &std::any::type_name::<M>())
+            .finish()
+    }
+}
+
+impl<M> From<SendError<M>> for BusError {
+    fn from(e: SendError<M>) -> Self {
+        e.error
+    }
+}
+
+/// A publish that did not reach every consumer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("publish on `{topic}` reached {delivered} consumer(s) but failed for {}: {}", failures.len(), failures.first().map(|e| e.to_string()).unwrap_or_default())]
+pub struct PublishError {
+    /// The topic.
+    pub topic: String,
+    /// How many consumers received the message.
+    pub delivered: usize,
+    /// One error per consumer that did not.
+    pub failures: Vec<BusError>,
+}
+
+/// Why a deployment failed. Nothing of a failed deployment stays registered.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DeployError {
+    /// The options are inconsistent.
+    #[error("invalid deploy options: {0}")]
+    InvalidOptions(String),
+    /// The config could not be turned into the component's config type.
+    #[error("the config for `{component}` does not fit its config type: {source}")]
+    Config {
+        /// The component type.
+        component: &'static str,
+        /// The deserialization error.
+        source: serde_json::Error,
+    },
+    /// A handler topic is not a valid topic pattern.
+    #[error("component `{component}` binds an invalid topic: {reason}")]
+    InvalidTopic {
+        /// The component type.
+        component: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// An instance's factory or `start` failed, panicked or timed out; the instances that had
+    /// started were stopped again.
+    #[error("instance {instance} of `{component}` failed to start: {reason}")]
+    StartFailed {
+        /// The component type.
+        component: &'static str,
+        /// Which instance.
+        instance: usize,
+        /// The error, panic message or timeout.
+        reason: String,
+        /// Errors met while stopping the instances that had started.
+        rollback: Vec<StopError>,
+    },
+    /// The runtime is shutting down or has shut down.
+    #[error("the runtime is shutting down; no new deployments are accepted")]
+    ShuttingDown,
+}
+
+/// Why undeploying failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum UndeployError {
+    /// No live deployment has this id (it never existed or was already undeployed).
+    #[error("no live deployment has id {0}; it was never deployed or is already undeployed")]
+    Unknown(DeploymentId),
+    /// The deployment was removed, but stopping some instances went wrong.
+    #[error("deployment {id} was undeployed with {} error(s): {}", errors.len(), join(errors))]
+    Stop {
+        /// The deployment.
+        id: DeploymentId,
+        /// One entry per problem.
+        errors: Vec<StopError>,
+    },
+}
+
+/// Something that went wrong while stopping one component instance.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StopError {
+    /// The component's `stop` returned an error or panicked.
+    #[error("`{component}` instance {instance}: stop failed: {reason}")]
+    Failed {
+        /// The component type.
+        component: &'static str,
+        /// Which instance.
+        instance: usize,
+        /// The error or panic message.
+        reason: String,
+    },
+    /// The deadline passed before the instance finished draining and stopping.
+    #[error("`{component}` instance {instance}: the stop deadline passed with {undelivered} message(s) unhandled; their requesters were told `Closed`")]
+    DeadlineExceeded {
+        /// The component type.
+        component: &'static str,
+        /// Which instance.
+        instance: usize,
+        /// Messages that were dropped unhandled.
+        undelivered: usize,
+    },
+    /// The instance's reactor is gone.
+    #[error("`{component}` instance {instance}: its reactor stopped unexpectedly")]
+    ReactorLost {
+        /// The component type.
+        component: &'static str,
+        /// Which instance.
+        instance: usize,
+    },
+}
+
+/// Everything that went wrong during [`Fluxor::shutdown`](crate::Fluxor::shutdown).
+#[derive(Debug, thiserror::Error)]
+#[error("shutdown finished with {} error(s): {}", errors.len(), join(errors))]
+pub struct ShutdownError {
+    /// One entry per problem, in the order they happened.
+    pub errors: Vec<ShutdownIssue>,
+}
+
+/// One problem met during shutdown.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ShutdownIssue {
+    /// Stopping a component instance went wrong.
+    #[error("deployment {deployment}: {error}")]
+    Stop {
+        /// The deployment.
+        deployment: DeploymentId,
+        /// The problem.
+        error: StopError,
+    },
+    /// A reactor thread did not exit before the deadline.
+    #[error("reactor {0} did not exit before the deadline")]
+    ReactorStuck(usize),
+    /// A reactor thread panicked.
+    #[error("reactor {0} panicked")]
+    ReactorPanicked(usize),
+}
+
+/// Why the runtime could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// An option is out of range.
+    #[error("invalid runtime option: {0}")]
+    InvalidOption(String),
+    /// A reactor thread or its tokio runtime could not be created.
+    #[error("could not start reactor {index}: {source}")]
+    Reactor {
+        /// Which reactor.
+        index: usize,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+fn join<E: fmt::Display>(errors: &[E]) -> String {
+    errors
+        .iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join("; ")
+}

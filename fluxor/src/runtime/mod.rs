@@ -1,0 +1,632 @@
+//! The runtime: reactors, deployments and shutdown.
+
+mod instance;
+mod reactor;
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::bus::EventBus;
+use crate::component::{Bindings, Component};
+use crate::error::{
+    BuildError, DeployError, ShutdownError, ShutdownIssue, StopError, UndeployError,
+};
+
+use instance::{InstanceHandle, Launch, Shared};
+use reactor::Reactor;
+
+/// Identifies one deployment. Returned by [`Fluxor::deploy`].
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct DeploymentId(Uuid);
+
+impl DeploymentId {
+    /// The id as a UUID.
+    pub fn as_uuid(&self) -> Uuid {
+        self.0
+    }
+}
+
+impl fmt::Display for DeploymentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl fmt::Debug for DeploymentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DeploymentId({})", self.0)
+    }
+}
+
+/// How to deploy a component: instances, mailbox capacity, config, placement.
+///
+/// ```
+/// use fluxor::DeployOptions;
+///
+/// let opts = DeployOptions::new()
+///     .instances(3)
+///     .mailbox_capacity(256)
+///     .config(serde_json::json!({ "greeting": "hello" }));
+/// # let _ = opts;
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct DeployOptions {
+    instances: Option<usize>,
+    mailbox_capacity: Option<usize>,
+    config: Option<Result<serde_json::Value, String>>,
+    reactor: Option<usize>,
+    start_timeout: Option<Duration>,
+}
+
+impl DeployOptions {
+    /// One instance, the runtime's default mailbox capacity, no config, spread placement.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How many instances to run; bus `send` and `request` round-robin over them. Default 1.
+    pub fn instances(mut self, n: usize) -> Self {
+        self.instances = Some(n);
+        self
+    }
+
+    /// The bound of each instance's mailbox. Default: the runtime's
+    /// [`Builder::mailbox_capacity`].
+    pub fn mailbox_capacity(mut self, capacity: usize) -> Self {
+        self.mailbox_capacity = Some(capacity);
+        self
+    }
+
+    /// The deployment's config, serialized now and deserialized into the component's
+    /// `Config` type at deploy time (a mismatch fails the deploy with
+    /// [`DeployError::Config`]). Without it, the config is deserialized from `null`, then `{}`.
+    pub fn config(mut self, config: impl Serialize) -> Self {
+        self.config = Some(serde_json::to_value(config).map_err(|e| e.to_string()));
+        self
+    }
+
+    /// Pins every instance to reactor `index` instead of spreading them over all reactors.
+    pub fn reactor(mut self, index: usize) -> Self {
+        self.reactor = Some(index);
+        self
+    }
+
+    /// How long each instance's `start` may take before the deploy fails. Default 30 s.
+    pub fn start_timeout(mut self, timeout: Duration) -> Self {
+        self.start_timeout = Some(timeout);
+        self
+    }
+}
+
+/// What the runtime knows about one live deployment.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct DeploymentInfo {
+    /// The id.
+    pub id: DeploymentId,
+    /// The component type's name.
+    pub component: &'static str,
+    /// One entry per instance.
+    pub instances: Vec<InstanceInfo>,
+}
+
+/// What the runtime knows about one instance.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct InstanceInfo {
+    /// Index within the deployment.
+    pub index: usize,
+    /// The reactor it is pinned to.
+    pub reactor: usize,
+    /// Messages handled successfully.
+    pub handled: u64,
+    /// Messages whose handler returned an error.
+    pub failed: u64,
+    /// Messages whose handler panicked.
+    pub panicked: u64,
+    /// Messages refused because the mailbox was full.
+    pub rejected: u64,
+}
+
+/// Configures and builds a [`Fluxor`] runtime.
+#[derive(Debug, Clone)]
+pub struct Builder {
+    reactors: Option<usize>,
+    mailbox_capacity: usize,
+    request_timeout: Duration,
+    shutdown_timeout: Duration,
+    thread_name: String,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder {
+            reactors: None,
+            mailbox_capacity: 1024,
+            request_timeout: Duration::from_secs(30),
+            shutdown_timeout: Duration::from_secs(10),
+            thread_name: "fluxor-reactor".into(),
+        }
+    }
+}
+
+impl Builder {
+    /// Number of reactor threads. Default: the available cores.
+    pub fn reactors(mut self, n: usize) -> Self {
+        self.reactors = Some(n);
+        self
+    }
+
+    /// Default mailbox bound for deployments that do not set one. Default 1024.
+    pub fn mailbox_capacity(mut self, capacity: usize) -> Self {
+        self.mailbox_capacity = capacity;
+        self
+    }
+
+    /// Default timeout of [`EventBus::request`]. Default 30 s.
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// How long [`Fluxor::run`] lets components drain and stop after a signal. Default 10 s.
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = timeout;
+        self
+    }
+
+    /// Prefix of the reactor threads' names. Default `fluxor-reactor`.
+    pub fn thread_name(mut self, name: impl Into<String>) -> Self {
+        self.thread_name = name.into();
+        self
+    }
+
+    /// Starts the reactor threads.
+    ///
+    /// # Errors
+    /// [`BuildError::InvalidOption`] for a zero reactor count or mailbox capacity, or a zero
+    /// request timeout; [`BuildError::Reactor`] if a thread cannot be started.
+    pub fn build(self) -> Result<Fluxor, BuildError> {
+        let n = match self.reactors {
+            Some(0) => {
+                return Err(BuildError::InvalidOption(
+                    "`reactors` must be at least 1".into(),
+                ))
+            }
+            Some(n) => n,
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        };
+        if self.mailbox_capacity == 0 {
+            return Err(BuildError::InvalidOption(
+                "`mailbox_capacity` must be at least 1".into(),
+            ));
+        }
+        if self.request_timeout.is_zero() {
+            return Err(BuildError::InvalidOption(
+                "`request_timeout` must be longer than zero".into(),
+            ));
+        }
+        let reactors = (0..n)
+            .map(|i| Reactor::spawn(i, &self.thread_name))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Fluxor {
+            inner: Arc::new(Inner {
+                bus: EventBus::new(self.request_timeout),
+                reactors,
+                deployments: Mutex::new(Vec::new()),
+                shutting_down: AtomicBool::new(false),
+                next_reactor: AtomicUsize::new(0),
+                cancel: CancellationToken::new(),
+                mailbox_capacity: self.mailbox_capacity,
+                shutdown_timeout: self.shutdown_timeout,
+            }),
+        })
+    }
+}
+
+/// The Fluxor runtime: reactor threads, the event bus, the deployments.
+///
+/// ```no_run
+/// use std::time::Duration;
+///
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// let runtime = fluxor::Fluxor::builder().reactors(2).build()?;
+/// // runtime.deploy(MyComponent::default, DeployOptions::new()).await?;
+/// runtime.run().await?; // until Ctrl-C or SIGTERM
+/// # Ok(()) }
+/// ```
+///
+/// Cheap to clone; every clone is the same runtime. Dropping the last clone without
+/// [`shutdown`](Self::shutdown) stops the reactors without draining or running `stop`.
+#[derive(Clone)]
+pub struct Fluxor {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    bus: EventBus,
+    reactors: Vec<Reactor>,
+    deployments: Mutex<Vec<Deployment>>,
+    shutting_down: AtomicBool,
+    next_reactor: AtomicUsize,
+    cancel: CancellationToken,
+    mailbox_capacity: usize,
+    shutdown_timeout: Duration,
+}
+
+struct Deployment {
+    id: DeploymentId,
+    component: &'static str,
+    instances: Vec<InstanceHandle>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+        self.bus.close();
+        for r in &self.reactors {
+            r.signal_stop();
+        }
+    }
+}
+
+impl fmt::Debug for Fluxor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Fluxor")
+            .field("reactors", &self.inner.reactors.len())
+            .field("deployments", &self.lock().len())
+            .field(
+                "shutting_down",
+                &self.inner.shutting_down.load(Ordering::Relaxed),
+            )
+            .finish()
+    }
+}
+
+impl Fluxor {
+    /// A builder with the defaults.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    /// The event bus.
+    pub fn bus(&self) -> &EventBus {
+        &self.inner.bus
+    }
+
+    /// Number of reactor threads.
+    pub fn reactors(&self) -> usize {
+        self.inner.reactors.len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Deployment>> {
+        self.inner
+            .deployments
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Deploys a component: creates `instances` of it with `factory`, each on its reactor, runs
+    /// their `start`, and then registers their topics on the bus, all at once.
+    ///
+    /// If any instance fails to start (error, panic or timeout), the ones already started are
+    /// stopped again, nothing is registered, and the error says which instance failed and why.
+    ///
+    /// # Errors
+    /// [`DeployError`]: invalid options, config that does not fit, an invalid topic, a start
+    /// failure, or a runtime that is shutting down.
+    pub async fn deploy<C, F>(
+        &self,
+        factory: F,
+        options: DeployOptions,
+    ) -> Result<DeploymentId, DeployError>
+    where
+        C: Component,
+        F: Fn() -> C + Send + Sync + 'static,
+    {
+        let inner = &self.inner;
+        if inner.shutting_down.load(Ordering::Acquire) {
+            return Err(DeployError::ShuttingDown);
+        }
+        let instances = options.instances.unwrap_or(1);
+        if instances == 0 {
+            return Err(DeployError::InvalidOptions(
+                "`instances` must be at least 1".into(),
+            ));
+        }
+        let capacity = options.mailbox_capacity.unwrap_or(inner.mailbox_capacity);
+        if capacity == 0 {
+            return Err(DeployError::InvalidOptions(
+                "`mailbox_capacity` must be at least 1".into(),
+            ));
+        }
+        if let Some(r) = options.reactor {
+            if r >= inner.reactors.len() {
+                return Err(DeployError::InvalidOptions(format!(
+                    "reactor {r} does not exist; this runtime has reactors 0..{}",
+                    inner.reactors.len()
+                )));
+            }
+        }
+        let config = Arc::new(parse_config::<C>(options.config)?);
+        let bindings = Bindings::<C>::collect();
+        if let Some(reason) = bindings.errors.first() {
+            return Err(DeployError::InvalidTopic {
+                component: C::name(),
+                reason: reason.clone(),
+            });
+        }
+
+        let id = DeploymentId(Uuid::new_v4());
+        let shared = Arc::new(Shared {
+            factory: Box::new(factory),
+            config,
+            deployment: id,
+            bus: inner.bus.clone(),
+        });
+        let start_timeout = options.start_timeout.unwrap_or(Duration::from_secs(30));
+        let mut handles = Vec::with_capacity(instances);
+        let mut mailboxes = Vec::with_capacity(instances);
+        let mut failure: Option<(usize, String)> = None;
+        let mut pending = Vec::with_capacity(instances);
+        for index in 0..instances {
+            let reactor = options.reactor.unwrap_or_else(|| {
+                inner.next_reactor.fetch_add(1, Ordering::Relaxed) % inner.reactors.len()
+            });
+            let launch = Launch::new(shared.clone(), index, reactor, capacity, &inner.cancel);
+            let task = launch.task;
+            let queued = inner.reactors[reactor]
+                .run(Box::new(move || {
+                    tokio::task::spawn_local(task.run());
+                }))
+                .await;
+            handles.push(launch.handle);
+            mailboxes.push(launch.mailbox);
+            if !queued {
+                failure = Some((index, "its reactor has stopped".into()));
+                break;
+            }
+            pending.push(launch.started);
+        }
+        if failure.is_none() {
+            let deadline = Instant::now() + start_timeout;
+            for (index, started) in pending.into_iter().enumerate() {
+                let result = match tokio::time::timeout_at(deadline, started).await {
+                    Ok(Ok(r)) => r,
+                    Ok(Err(_)) => Err("its reactor stopped during start".into()),
+                    Err(_) => Err(format!("start did not finish within {start_timeout:?}")),
+                };
+                if let Err(reason) = result {
+                    failure.get_or_insert((index, reason));
+                }
+            }
+        }
+        if failure.is_none() && inner.shutting_down.load(Ordering::Acquire) {
+            failure = Some((
+                0,
+                "the runtime began shutting down during the deploy".into(),
+            ));
+        }
+        if let Some((instance, reason)) = failure {
+            let deadline = Instant::now() + inner.shutdown_timeout;
+            let mut rollback = Vec::new();
+            for h in handles {
+                rollback.extend(h.stop(deadline).await);
+            }
+            return Err(DeployError::StartFailed {
+                component: C::name(),
+                instance,
+                reason,
+                rollback,
+            });
+        }
+
+        let entries = mailboxes
+            .iter()
+            .flat_map(|mb| bindings.entries_for(id, mb))
+            .collect::<Vec<_>>();
+        {
+            let mut table = self.lock();
+            inner.bus.register(entries);
+            table.push(Deployment {
+                id,
+                component: C::name(),
+                instances: handles,
+            });
+        }
+        tracing::debug!(component = C::name(), deployment = %id, instances, "deployed");
+        Ok(id)
+    }
+
+    /// Stops every instance of a deployment: removes its topics from the bus, lets each instance
+    /// drain its mailbox until the runtime's shutdown timeout, then runs its `stop`.
+    ///
+    /// # Errors
+    /// [`UndeployError::Unknown`] for an id that is not live; [`UndeployError::Stop`] when the
+    /// deployment was removed but draining or `stop` went wrong.
+    pub async fn undeploy(&self, id: DeploymentId) -> Result<(), UndeployError> {
+        self.undeploy_until(id, Instant::now() + self.inner.shutdown_timeout)
+            .await
+    }
+
+    /// [`undeploy`](Self::undeploy) with an explicit deadline for draining and `stop`.
+    ///
+    /// # Errors
+    /// As [`undeploy`](Self::undeploy).
+    pub async fn undeploy_until(
+        &self,
+        id: DeploymentId,
+        deadline: Instant,
+    ) -> Result<(), UndeployError> {
+        let deployment = {
+            let mut table = self.lock();
+            let pos = table
+                .iter()
+                .position(|d| d.id == id)
+                .ok_or(UndeployError::Unknown(id))?;
+            table.remove(pos)
+        };
+        let errors = self.stop_deployment(deployment, deadline).await;
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(UndeployError::Stop { id, errors })
+        }
+    }
+
+    async fn stop_deployment(&self, deployment: Deployment, deadline: Instant) -> Vec<StopError> {
+        self.inner.bus.unregister(deployment.id);
+        // Ask all instances first so they drain in parallel, then collect their reports.
+        let mut instances = deployment.instances;
+        for h in &mut instances {
+            h.request_stop(deadline);
+        }
+        let mut errors = Vec::new();
+        for h in instances {
+            errors.extend(h.stop(deadline).await);
+        }
+        tracing::debug!(component = deployment.component, deployment = %deployment.id, errors = errors.len(), "undeployed");
+        errors
+    }
+
+    /// The live deployments, in deploy order, with per-instance counters.
+    pub fn deployments(&self) -> Vec<DeploymentInfo> {
+        self.lock()
+            .iter()
+            .map(|d| DeploymentInfo {
+                id: d.id,
+                component: d.component,
+                instances: d
+                    .instances
+                    .iter()
+                    .map(|h| InstanceInfo {
+                        index: h.index,
+                        reactor: h.reactor,
+                        handled: h.stats.handled.load(Ordering::Relaxed),
+                        failed: h.stats.failed.load(Ordering::Relaxed),
+                        panicked: h.stats.panicked.load(Ordering::Relaxed),
+                        rejected: h.stats.rejected.load(Ordering::Relaxed),
+                    })
+                    .collect(),
+            })
+            .collect()
+    }
+
+    /// Shuts the runtime down: refuses new deployments, undeploys every deployment in reverse
+    /// deploy order (each drains its mailbox and runs `stop`, all by `deadline` from now),
+    /// closes the bus and stops the reactor threads. Calling it again does nothing.
+    ///
+    /// # Errors
+    /// A [`ShutdownError`] listing every problem met; shutdown always runs to the end.
+    pub async fn shutdown(&self, deadline: Duration) -> Result<(), ShutdownError> {
+        if self.inner.shutting_down.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let deadline = Instant::now() + deadline;
+        let mut errors = Vec::new();
+        loop {
+            let next = self.lock().pop();
+            let Some(deployment) = next else { break };
+            let id = deployment.id;
+            errors.extend(
+                self.stop_deployment(deployment, deadline)
+                    .await
+                    .into_iter()
+                    .map(|error| ShutdownIssue::Stop {
+                        deployment: id,
+                        error,
+                    }),
+            );
+        }
+        self.inner.bus.close();
+        self.inner.cancel.cancel();
+        for r in &self.inner.reactors {
+            r.signal_stop();
+        }
+        for r in &self.inner.reactors {
+            match r
+                .join_until(deadline.max(Instant::now() + Duration::from_millis(100)))
+                .await
+            {
+                Ok(true) => {}
+                Ok(false) => errors.push(ShutdownIssue::ReactorPanicked(r.index)),
+                Err(()) => errors.push(ShutdownIssue::ReactorStuck(r.index)),
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ShutdownError { errors })
+        }
+    }
+
+    /// Runs until SIGINT (Ctrl-C) or SIGTERM, then shuts down with the builder's
+    /// [`shutdown_timeout`](Builder::shutdown_timeout). A second signal during shutdown exits
+    /// the process at once with status 130.
+    ///
+    /// # Errors
+    /// As [`shutdown`](Self::shutdown).
+    ///
+    /// # Panics
+    /// Must be awaited inside a tokio runtime with I/O and time enabled (e.g. `#[tokio::main]`).
+    pub async fn run(&self) -> Result<(), ShutdownError> {
+        wait_for_signal().await;
+        tracing::info!("signal received, shutting down (send it again to exit at once)");
+        let force = tokio::spawn(async {
+            wait_for_signal().await;
+            eprintln!("second signal: exiting without waiting for shutdown");
+            std::process::exit(130);
+        });
+        let result = self.shutdown(self.inner.shutdown_timeout).await;
+        force.abort();
+        result
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM; waiting for Ctrl-C only");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn parse_config<C: Component>(
+    config: Option<Result<serde_json::Value, String>>,
+) -> Result<C::Config, DeployError> {
+    let to_err = |source| DeployError::Config {
+        component: C::name(),
+        source,
+    };
+    match config {
+        Some(Ok(value)) => serde_json::from_value(value).map_err(to_err),
+        Some(Err(reason)) => Err(DeployError::InvalidOptions(format!(
+            "the config could not be serialized: {reason}"
+        ))),
+        None => serde_json::from_value(serde_json::Value::Null)
+            .or_else(|_| serde_json::from_value(serde_json::json!({})))
+            .map_err(to_err),
+    }
+}
