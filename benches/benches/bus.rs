@@ -104,13 +104,21 @@ impl Component for Driver {
     }
 }
 
-async fn measure(same_reactor: bool, tell: bool, n: u64) -> Result<f64, Box<dyn std::error::Error>> {
+async fn measure(
+    same_reactor: bool,
+    tell: bool,
+    n: u64,
+) -> Result<f64, Box<dyn std::error::Error>> {
     let rt = Fluxor::builder().reactors(2).build()?;
-    rt.deploy(Echoer::default, DeployOptions::new().reactor(0)).await?;
+    rt.deploy(Echoer::default, DeployOptions::new().reactor(0))
+        .await?;
     let driver_reactor = if same_reactor { 0 } else { 1 };
-    rt.deploy(|| Driver, DeployOptions::new().reactor(driver_reactor)).await?;
+    rt.deploy(|| Driver, DeployOptions::new().reactor(driver_reactor))
+        .await?;
     // Warm up, then measure.
-    rt.bus().request("bench.run", Run { n: n / 10, tell }).await?;
+    rt.bus()
+        .request("bench.run", Run { n: n / 10, tell })
+        .await?;
     let ns = rt.bus().request("bench.run", Run { n, tell }).await?;
     rt.shutdown(Duration::from_secs(5)).await?;
     Ok(ns as f64 / n as f64)

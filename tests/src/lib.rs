@@ -50,6 +50,25 @@ impl Message for Fail {
     type Reply = u64;
 }
 
+/// Blocks the reactor thread (a misbehaving handler) for the given time.
+#[derive(Debug)]
+pub struct Block(pub Duration);
+impl Message for Block {
+    type Reply = ();
+}
+
+/// A numbered message; the probe checks each sender's numbers arrive in order.
+#[derive(Debug)]
+pub struct Seq {
+    /// Who sent it.
+    pub sender: u8,
+    /// 1, 2, 3, ... per sender.
+    pub n: u64,
+}
+impl Message for Seq {
+    type Reply = ();
+}
+
 /// Counts events published to it.
 #[derive(Debug, Clone)]
 pub struct Event(pub u64);
@@ -59,10 +78,11 @@ impl Message for Event {
 
 /// A test component binding `t.add`, `t.whoami`, `t.nap`, `t.trace`, `t.fail`, and wildcard
 /// events on `t.events.*`.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct Probe {
     total: u64,
     stats: Option<Arc<Counters>>,
+    last_seq: std::collections::HashMap<u8, u64>,
 }
 
 /// Counters a test can read from outside the component.
@@ -72,6 +92,10 @@ pub struct Counters {
     pub adds: AtomicU64,
     /// Events received.
     pub events: AtomicU64,
+    /// `Seq` messages that followed their sender's previous one.
+    pub in_order: AtomicU64,
+    /// `Seq` messages that did not.
+    pub out_of_order: AtomicU64,
     /// Times `stop` ran.
     pub stops: AtomicU64,
 }
@@ -82,6 +106,7 @@ impl Probe {
         move || Probe {
             total: 0,
             stats: Some(counters.clone()),
+            last_seq: Default::default(),
         }
     }
 }
@@ -112,6 +137,10 @@ pub enum ProbeMsg {
     Fail(Envelope<Fail>),
     /// `t.events.*`.
     Event(Envelope<Event>),
+    /// `t.block`.
+    Block(Envelope<Block>),
+    /// `t.seq`.
+    Seq(Envelope<Seq>),
 }
 
 impl Component for Probe {
@@ -128,7 +157,9 @@ impl Component for Probe {
             .bind("t.nap", ProbeMsg::Nap)
             .bind("t.trace", ProbeMsg::Trace)
             .bind("t.fail", ProbeMsg::Fail)
-            .bind("t.events.*", ProbeMsg::Event);
+            .bind("t.events.*", ProbeMsg::Event)
+            .bind("t.block", ProbeMsg::Block)
+            .bind("t.seq", ProbeMsg::Seq);
     }
 
     async fn start(&mut self, ctx: &mut Context<Self>) -> Result<(), BoxError> {
@@ -176,7 +207,10 @@ impl Component for Probe {
                 r.run(async move {
                     let mut ids = vec![ctx.request_id().map(|u| u.to_string()).unwrap_or_default()];
                     if let Some(next) = forward_to {
-                        ids.extend(ctx.request(next.as_str(), Trace { forward_to: None }).await?);
+                        ids.extend(
+                            ctx.request(next.as_str(), Trace { forward_to: None })
+                                .await?,
+                        );
                     }
                     Ok::<_, fluxor::BusError>(ids)
                 })
@@ -191,6 +225,21 @@ impl Component for Probe {
                     }
                 })
                 .await
+            }
+            ProbeMsg::Seq(env) => {
+                let (Seq { sender, n }, r) = ctx.accept(env);
+                let last = self.last_seq.entry(sender).or_insert(0);
+                let ok = *last + 1 == n;
+                *last = n;
+                if let Some(s) = &self.stats {
+                    let c = if ok { &s.in_order } else { &s.out_of_order };
+                    c.fetch_add(1, Ordering::SeqCst);
+                }
+                r.run(async {}).await
+            }
+            ProbeMsg::Block(env) => {
+                let (Block(d), r) = ctx.accept(env);
+                r.run(async move { std::thread::sleep(d) }).await
             }
             ProbeMsg::Event(env) => {
                 let (Event(_), r) = ctx.accept(env);

@@ -1,0 +1,363 @@
+//! Event bus semantics: routing, errors, request ids, backpressure.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use fluxor::{Address, BusError, DeployOptions, Fluxor, RequestOptions};
+use fluxor_tests::{Add, Counters, Event, Fail, Nap, Probe, Relay, Seq, Trace, Whoami};
+
+fn runtime() -> Fluxor {
+    Fluxor::builder()
+        .reactors(2)
+        .build()
+        .expect("runtime builds")
+}
+
+async fn done(rt: Fluxor) {
+    rt.shutdown(Duration::from_secs(5))
+        .await
+        .expect("clean shutdown");
+}
+
+#[tokio::test]
+async fn send_and_request_round_robin_fairly_over_three_instances() {
+    let rt = runtime();
+    rt.deploy(Probe::default, DeployOptions::new().instances(3))
+        .await
+        .unwrap();
+    let mut seen: HashMap<usize, usize> = HashMap::new();
+    for _ in 0..300 {
+        let who = rt.bus().request("t.whoami", Whoami).await.unwrap();
+        *seen.entry(who).or_default() += 1;
+    }
+    assert_eq!(seen.len(), 3, "every instance served: {seen:?}");
+    assert!(seen.values().all(|&n| n == 100), "exactly fair: {seen:?}");
+    done(rt).await;
+}
+
+#[tokio::test]
+async fn publish_reaches_every_consumer_including_wildcards() {
+    let rt = runtime();
+    let counters = Arc::new(Counters::default());
+    // Two instances bind `t.events.*` (a wildcard pattern).
+    rt.deploy(
+        Probe::with(counters.clone()),
+        DeployOptions::new().instances(2),
+    )
+    .await
+    .unwrap();
+    assert_eq!(rt.bus().consumer_count("t.events.created"), 2);
+    assert_eq!(rt.bus().publish("t.events.created", Event(1)), Ok(2));
+    assert_eq!(rt.bus().publish("t.events.deleted", Event(2)), Ok(2));
+    // `*` matches exactly one token.
+    assert_eq!(rt.bus().publish("t.events.a.b", Event(3)), Ok(0));
+    // Sync up: a request behind the events on each instance (FIFO per sender).
+    for _ in 0..2 {
+        rt.bus().request("t.whoami", Whoami).await.unwrap();
+    }
+    assert_eq!(counters.events.load(Ordering::SeqCst), 4);
+    done(rt).await;
+}
+
+#[tokio::test]
+async fn request_times_out_with_the_per_call_timeout() {
+    let rt = runtime();
+    rt.deploy(Probe::default, DeployOptions::new())
+        .await
+        .unwrap();
+    let err = rt
+        .bus()
+        .request_with(
+            "t.nap",
+            Nap(Duration::from_secs(2)),
+            RequestOptions::new().timeout(Duration::from_millis(50)),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        BusError::Timeout {
+            topic: "t.nap".into(),
+            after: Duration::from_millis(50)
+        }
+    );
+    done(rt).await;
+}
+
+#[tokio::test]
+async fn default_request_timeout_comes_from_the_builder() {
+    let rt = Fluxor::builder()
+        .reactors(1)
+        .request_timeout(Duration::from_millis(30))
+        .build()
+        .unwrap();
+    rt.deploy(Probe::default, DeployOptions::new())
+        .await
+        .unwrap();
+    let err = rt
+        .bus()
+        .request("t.nap", Nap(Duration::from_millis(500)))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, BusError::Timeout { after, .. } if after == Duration::from_millis(30)));
+    done(rt).await;
+}
+
+#[tokio::test]
+async fn unknown_topics_answer_no_handlers_and_hand_the_message_back() {
+    let rt = runtime();
+    let err = rt.bus().request("nobody.home", Add(1)).await.unwrap_err();
+    assert_eq!(
+        err,
+        BusError::NoHandlers {
+            topic: "nobody.home".into()
+        }
+    );
+    let err = rt.bus().send("nobody.home", Add(7)).unwrap_err();
+    assert!(matches!(err.error, BusError::NoHandlers { .. }));
+    assert_eq!(err.into_inner().0, 7);
+    assert_eq!(rt.bus().publish("nobody.home", Event(1)), Ok(0));
+    done(rt).await;
+}
+
+#[tokio::test]
+async fn malformed_topics_and_wrong_types_are_reported() {
+    let rt = runtime();
+    rt.deploy(Probe::default, DeployOptions::new())
+        .await
+        .unwrap();
+    for bad in ["", "a..b", "has space", "t.*"] {
+        let err = rt.bus().send(bad, Add(1)).unwrap_err();
+        assert!(
+            matches!(err.error, BusError::InvalidTopic { .. }),
+            "{bad:?}: {:?}",
+            err.error
+        );
+    }
+    // A typed address for the wrong message type does not compile; a string topic is checked
+    // at run time.
+    let err = rt.bus().request("t.add", Whoami).await.unwrap_err();
+    match err {
+        BusError::TypeMismatch {
+            topic,
+            expected,
+            found,
+        } => {
+            assert_eq!(topic, "t.add");
+            assert!(expected.ends_with("Add"), "{expected}");
+            assert!(found.ends_with("Whoami"), "{found}");
+        }
+        other => panic!("expected TypeMismatch, got {other:?}"),
+    }
+    done(rt).await;
+}
+
+#[tokio::test]
+async fn typed_addresses_infer_the_reply() {
+    const ADD: Address<Add> = Address::new("t.add");
+    let rt = runtime();
+    rt.deploy(Probe::default, DeployOptions::new())
+        .await
+        .unwrap();
+    let total = rt.bus().request(ADD, Add(2)).await.unwrap();
+    let total: u64 = total + rt.bus().request(&ADD, Add(3)).await.unwrap();
+    assert_eq!(total, 2 + 5);
+    done(rt).await;
+}
+
+#[tokio::test]
+async fn handler_errors_and_panics_reach_the_requester_and_the_instance_survives() {
+    let rt = runtime();
+    rt.deploy(Probe::default, DeployOptions::new())
+        .await
+        .unwrap();
+    let err = rt.bus().request("t.fail", Fail::Error).await.unwrap_err();
+    assert_eq!(
+        err,
+        BusError::RecipientFailed {
+            topic: "t.fail".into(),
+            reason: "refused on purpose".into()
+        }
+    );
+    let err = rt.bus().request("t.fail", Fail::Panic).await.unwrap_err();
+    match err {
+        BusError::RecipientFailed { reason, .. } => {
+            assert!(reason.contains("boom on purpose"), "{reason}")
+        }
+        other => panic!("expected RecipientFailed, got {other:?}"),
+    }
+    // Same instance, state kept: it still counts.
+    assert_eq!(rt.bus().request("t.add", Add(4)).await.unwrap(), 4);
+    assert_eq!(rt.bus().request("t.add", Add(1)).await.unwrap(), 5);
+    let info = &rt.deployments()[0].instances[0];
+    assert_eq!((info.failed, info.panicked), (1, 1));
+    done(rt).await;
+}
+
+#[tokio::test]
+async fn request_id_propagates_through_two_hops() {
+    let rt = runtime();
+    rt.deploy(|| Relay, DeployOptions::new().reactor(0))
+        .await
+        .unwrap();
+    rt.deploy(Probe::default, DeployOptions::new().reactor(1))
+        .await
+        .unwrap();
+    let ids = rt
+        .bus()
+        .request(
+            "relay.trace",
+            Trace {
+                forward_to: Some("t.trace".into()),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(ids.len(), 2);
+    assert!(!ids[0].is_empty());
+    assert_eq!(
+        ids[0], ids[1],
+        "the second hop carries the first hop's request id"
+    );
+    // A new request starts a new chain.
+    let again = rt
+        .bus()
+        .request("relay.trace", Trace { forward_to: None })
+        .await
+        .unwrap();
+    assert_ne!(again[0], ids[0]);
+    done(rt).await;
+}
+
+#[tokio::test]
+async fn a_full_mailbox_refuses_at_once_and_loses_nothing() {
+    let rt = runtime();
+    let counters = Arc::new(Counters::default());
+    rt.deploy(
+        Probe::with(counters.clone()),
+        DeployOptions::new().mailbox_capacity(4),
+    )
+    .await
+    .unwrap();
+    // Occupy the handler so the mailbox fills.
+    let bus = rt.bus().clone();
+    let nap =
+        tokio::spawn(async move { bus.request("t.nap", Nap(Duration::from_millis(300))).await });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+
+    let mut accepted = 0u64;
+    let mut returned = Vec::new();
+    for i in 0..100u64 {
+        match rt.bus().send("t.add", Add(i)) {
+            Ok(()) => accepted += 1,
+            Err(e) => {
+                assert!(
+                    matches!(e.error, BusError::MailboxFull { .. }),
+                    "{:?}",
+                    e.error
+                );
+                returned.push(e.into_inner().0);
+            }
+        }
+    }
+    assert_eq!(accepted, 4, "exactly the mailbox's capacity is accepted");
+    assert_eq!(returned.len(), 96);
+    assert_eq!(
+        returned,
+        (4..100).collect::<Vec<_>>(),
+        "each refused message comes back intact"
+    );
+    nap.await.unwrap().unwrap();
+    // Everything accepted is handled: a request queued behind them sees the total.
+    assert_eq!(rt.bus().request("t.add", Add(0)).await.unwrap(), 6);
+    assert_eq!(counters.adds.load(Ordering::SeqCst), accepted + 1);
+    assert_eq!(rt.deployments()[0].instances[0].rejected, 96);
+    done(rt).await;
+}
+
+#[tokio::test]
+async fn send_timeout_waits_for_room_instead_of_failing() {
+    let rt = runtime();
+    rt.deploy(Probe::default, DeployOptions::new().mailbox_capacity(1))
+        .await
+        .unwrap();
+    let bus = rt.bus().clone();
+    let nap =
+        tokio::spawn(async move { bus.request("t.nap", Nap(Duration::from_millis(100))).await });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    rt.bus().send("t.add", Add(1)).unwrap();
+    assert!(rt.bus().send("t.add", Add(2)).is_err(), "full");
+    // Too short a wait fails and hands the message back ...
+    let err = rt
+        .bus()
+        .send_timeout("t.add", Add(3), Duration::from_millis(10))
+        .await
+        .unwrap_err();
+    assert!(matches!(err.error, BusError::MailboxFull { .. }));
+    assert_eq!(err.into_inner().0, 3);
+    // ... a long enough one gets through once the nap ends.
+    rt.bus()
+        .send_timeout("t.add", Add(10), Duration::from_secs(5))
+        .await
+        .unwrap();
+    nap.await.unwrap().unwrap();
+    // The mailbox holds one message; a request may find it still full for a moment.
+    let total = loop {
+        match rt.bus().request("t.add", Add(0)).await {
+            Err(BusError::MailboxFull { .. }) => tokio::time::sleep(Duration::from_millis(5)).await,
+            other => break other.unwrap(),
+        }
+    };
+    assert_eq!(total, 11);
+    done(rt).await;
+}
+
+#[tokio::test]
+async fn messages_from_one_sender_arrive_in_order() {
+    let rt = runtime();
+    let counters = Arc::new(Counters::default());
+    rt.deploy(
+        Probe::with(counters.clone()),
+        DeployOptions::new().mailbox_capacity(10_000),
+    )
+    .await
+    .unwrap();
+    // Three senders on three tasks, interleaving; each numbers its own messages.
+    let mut senders = Vec::new();
+    for sender in 0..3u8 {
+        let bus = rt.bus().clone();
+        senders.push(tokio::spawn(async move {
+            for n in 1..=2000u64 {
+                bus.send("t.seq", Seq { sender, n }).unwrap();
+                if n % 100 == 0 {
+                    tokio::task::yield_now().await;
+                }
+            }
+        }));
+    }
+    for s in senders {
+        s.await.unwrap();
+    }
+    rt.bus().request("t.whoami", Whoami).await.unwrap();
+    assert_eq!(counters.in_order.load(Ordering::SeqCst), 6000);
+    assert_eq!(counters.out_of_order.load(Ordering::SeqCst), 0);
+    done(rt).await;
+}
+
+#[tokio::test]
+async fn a_closed_bus_answers_closed() {
+    let rt = runtime();
+    let bus = rt.bus().clone();
+    rt.shutdown(Duration::from_secs(1)).await.unwrap();
+    assert!(bus.is_closed());
+    assert_eq!(
+        bus.request("t.add", Add(1)).await.unwrap_err(),
+        BusError::Closed
+    );
+    assert_eq!(
+        bus.send("t.add", Add(1)).unwrap_err().error,
+        BusError::Closed
+    );
+}

@@ -1,0 +1,332 @@
+//! Deployments, undeployment, start rollback, shutdown draining, reactor isolation.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fluxor::{
+    BusError, DeployError, DeployOptions, Fluxor, ShutdownIssue, StopError, UndeployError,
+};
+use fluxor_tests::{Add, Block, Counters, Nap, Probe, Relay, Whoami};
+
+fn runtime(reactors: usize) -> Fluxor {
+    Fluxor::builder()
+        .reactors(reactors)
+        .build()
+        .expect("runtime builds")
+}
+
+#[tokio::test]
+async fn deploy_returns_an_id_and_lists_the_deployment() {
+    let rt = runtime(2);
+    let id = rt
+        .deploy(Probe::default, DeployOptions::new().instances(4))
+        .await
+        .unwrap();
+    let list = rt.deployments();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].id, id);
+    assert_eq!(list[0].component, "Probe");
+    assert_eq!(list[0].instances.len(), 4);
+    // Spread placement: both reactors are used.
+    let reactors: std::collections::HashSet<_> =
+        list[0].instances.iter().map(|i| i.reactor).collect();
+    assert_eq!(reactors.len(), 2);
+    rt.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+#[tokio::test]
+async fn undeploy_removes_bindings_and_runs_stop() {
+    let rt = runtime(2);
+    let counters = Arc::new(Counters::default());
+    let id = rt
+        .deploy(
+            Probe::with(counters.clone()),
+            DeployOptions::new().instances(2),
+        )
+        .await
+        .unwrap();
+    assert_eq!(rt.bus().request("t.add", Add(1)).await.unwrap(), 1);
+    rt.undeploy(id).await.unwrap();
+    assert_eq!(counters.stops.load(Ordering::SeqCst), 2);
+    assert_eq!(
+        rt.bus().request("t.add", Add(1)).await.unwrap_err(),
+        BusError::NoHandlers {
+            topic: "t.add".into()
+        }
+    );
+    assert_eq!(rt.bus().consumer_count("t.events.x"), 0);
+    assert!(rt.deployments().is_empty());
+    // Undeploying again, or an id that never existed, is an error, not a panic.
+    assert!(matches!(rt.undeploy(id).await, Err(UndeployError::Unknown(x)) if x == id));
+    rt.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_failing_start_rolls_back_the_started_instances() {
+    let rt = runtime(2);
+    let counters = Arc::new(Counters::default());
+    let err = rt
+        .deploy(
+            Probe::with(counters.clone()),
+            DeployOptions::new()
+                .instances(3)
+                .config(serde_json::json!({ "fail_start_on": 2 })),
+        )
+        .await
+        .unwrap_err();
+    match err {
+        DeployError::StartFailed {
+            component,
+            instance,
+            reason,
+            rollback,
+        } => {
+            assert_eq!(component, "Probe");
+            assert_eq!(instance, 2);
+            assert!(reason.contains("refuses to start"), "{reason}");
+            assert!(rollback.is_empty(), "{rollback:?}");
+        }
+        other => panic!("expected StartFailed, got {other:?}"),
+    }
+    // The two instances that started were stopped again, and nothing is registered.
+    assert_eq!(counters.stops.load(Ordering::SeqCst), 2);
+    assert_eq!(rt.bus().consumer_count("t.add"), 0);
+    assert!(rt.deployments().is_empty());
+    rt.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+#[tokio::test]
+async fn bad_options_and_config_are_errors() {
+    let rt = runtime(2);
+    let e = rt
+        .deploy(Probe::default, DeployOptions::new().instances(0))
+        .await;
+    assert!(matches!(e, Err(DeployError::InvalidOptions(_))), "{e:?}");
+    let e = rt
+        .deploy(Probe::default, DeployOptions::new().mailbox_capacity(0))
+        .await;
+    assert!(matches!(e, Err(DeployError::InvalidOptions(_))), "{e:?}");
+    let e = rt
+        .deploy(Probe::default, DeployOptions::new().reactor(2))
+        .await;
+    match e {
+        Err(DeployError::InvalidOptions(m)) => assert!(m.contains("reactor 2"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    let e = rt
+        .deploy(
+            Probe::default,
+            DeployOptions::new().config(serde_json::json!({ "fail_stop": "yes please" })),
+        )
+        .await;
+    assert!(
+        matches!(
+            e,
+            Err(DeployError::Config {
+                component: "Probe",
+                ..
+            })
+        ),
+        "{e:?}"
+    );
+    assert!(rt.deployments().is_empty());
+    assert!(Fluxor::builder().reactors(0).build().is_err());
+    rt.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_panicking_factory_fails_the_deploy() {
+    let rt = runtime(1);
+    let e = rt
+        .deploy(
+            || -> Probe { panic!("no probe today") },
+            DeployOptions::new(),
+        )
+        .await;
+    match e {
+        Err(DeployError::StartFailed { reason, .. }) => {
+            assert!(reason.contains("no probe today"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+    rt.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+#[tokio::test]
+async fn shutdown_drains_queued_messages_then_stops() {
+    let rt = runtime(2);
+    let counters = Arc::new(Counters::default());
+    rt.deploy(Probe::with(counters.clone()), DeployOptions::new())
+        .await
+        .unwrap();
+    let bus = rt.bus().clone();
+    let nap =
+        tokio::spawn(async move { bus.request("t.nap", Nap(Duration::from_millis(100))).await });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    for i in 0..50 {
+        rt.bus().send("t.add", Add(i)).unwrap();
+    }
+    rt.shutdown(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(nap.await.unwrap(), Ok(()));
+    assert_eq!(
+        counters.adds.load(Ordering::SeqCst),
+        50,
+        "every queued message was handled"
+    );
+    assert_eq!(counters.stops.load(Ordering::SeqCst), 1);
+    // After shutdown: no new deployments, and a second shutdown is a no-op.
+    assert!(matches!(
+        rt.deploy(Probe::default, DeployOptions::new()).await,
+        Err(DeployError::ShuttingDown)
+    ));
+    rt.shutdown(Duration::from_secs(1)).await.unwrap();
+}
+
+#[tokio::test]
+async fn shutdown_reports_every_stop_error_and_missed_deadline() {
+    let rt = runtime(2);
+    rt.deploy(
+        Probe::default,
+        DeployOptions::new()
+            .instances(2)
+            .config(serde_json::json!({ "fail_stop": true })),
+    )
+    .await
+    .unwrap();
+    rt.deploy(|| Relay, DeployOptions::new()).await.unwrap();
+    rt.deploy(Probe::default, DeployOptions::new())
+        .await
+        .unwrap();
+    // Three probe instances share the topics; round-robin gives each a long nap, and work
+    // queued behind the naps cannot be handled before the deadline.
+    let mut naps = Vec::new();
+    for _ in 0..3 {
+        let bus = rt.bus().clone();
+        naps.push(tokio::spawn(async move {
+            bus.request("t.nap", Nap(Duration::from_secs(3))).await
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    for _ in 0..3 {
+        rt.bus().send("t.add", Add(1)).unwrap();
+    }
+    let started = Instant::now();
+    let err = rt.shutdown(Duration::from_millis(200)).await.unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "shutdown keeps its deadline"
+    );
+    let stops = err
+        .errors
+        .iter()
+        .filter(|e| {
+            matches!(
+                e,
+                ShutdownIssue::Stop {
+                    error: StopError::Failed { .. },
+                    ..
+                }
+            )
+        })
+        .count();
+    let missed = err
+        .errors
+        .iter()
+        .filter(|e| {
+            matches!(
+                e,
+                ShutdownIssue::Stop {
+                    error: StopError::DeadlineExceeded { .. },
+                    ..
+                }
+            )
+        })
+        .count();
+    assert!(missed >= 1, "{err}");
+    assert!(stops + missed >= 3, "{err}");
+    for n in naps {
+        assert!(
+            n.await.unwrap().is_err(),
+            "the interrupted requesters are told"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_blocked_reactor_does_not_stop_the_others() {
+    let rt = runtime(2);
+    rt.deploy(Probe::default, DeployOptions::new().reactor(0))
+        .await
+        .unwrap();
+    rt.deploy(|| Relay, DeployOptions::new().reactor(1))
+        .await
+        .unwrap();
+    let bus = rt.bus().clone();
+    let blocker = tokio::spawn(async move {
+        bus.request("t.block", Block(Duration::from_millis(500)))
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Reactor 1 answers while reactor 0's thread sleeps.
+    let ids = rt
+        .bus()
+        .request_with(
+            "relay.trace",
+            fluxor_tests::Trace { forward_to: None },
+            fluxor::RequestOptions::new().timeout(Duration::from_millis(300)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(ids.len(), 1);
+    assert!(!blocker.is_finished(), "the blocker is still blocking");
+    blocker.await.unwrap().unwrap();
+    rt.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+#[tokio::test]
+async fn components_on_one_reactor_interleave_while_one_awaits() {
+    let rt = runtime(1);
+    rt.deploy(Probe::default, DeployOptions::new())
+        .await
+        .unwrap();
+    rt.deploy(|| Relay, DeployOptions::new()).await.unwrap();
+    let bus = rt.bus().clone();
+    let nap =
+        tokio::spawn(async move { bus.request("t.nap", Nap(Duration::from_millis(400))).await });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Same reactor, other component: served while the probe's handler awaits.
+    rt.bus()
+        .request_with(
+            "relay.trace",
+            fluxor_tests::Trace { forward_to: None },
+            fluxor::RequestOptions::new().timeout(Duration::from_millis(300)),
+        )
+        .await
+        .unwrap();
+    assert!(!nap.is_finished());
+    nap.await.unwrap().unwrap();
+    // And the probe itself handles one message at a time.
+    assert_eq!(rt.bus().request("t.whoami", Whoami).await.unwrap(), 0);
+    rt.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+#[tokio::test]
+async fn many_deployments_coexist_and_undeploy_independently() {
+    let rt = runtime(2);
+    let mut ids = Vec::new();
+    for _ in 0..20 {
+        ids.push(
+            rt.deploy(Probe::default, DeployOptions::new())
+                .await
+                .unwrap(),
+        );
+    }
+    assert_eq!(rt.bus().consumer_count("t.add"), 20);
+    for id in ids.drain(..10) {
+        rt.undeploy(id).await.unwrap();
+    }
+    assert_eq!(rt.bus().consumer_count("t.add"), 10);
+    rt.shutdown(Duration::from_secs(5)).await.unwrap();
+    assert!(rt.deployments().is_empty());
+}
