@@ -184,7 +184,7 @@ async fn handler_errors_and_panics_reach_the_requester_and_the_instance_survives
     let err = rt.bus().request("t.fail", Fail::Panic).await.unwrap_err();
     match err {
         BusError::RecipientFailed { reason, .. } => {
-            assert!(reason.contains("boom on purpose"), "{reason}")
+            assert!(reason.contains("boom on purpose"), "{reason}");
         }
         other => panic!("expected RecipientFailed, got {other:?}"),
     }

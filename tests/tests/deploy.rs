@@ -146,7 +146,7 @@ async fn a_panicking_factory_fails_the_deploy() {
         .await;
     match e {
         Err(DeployError::StartFailed { reason, .. }) => {
-            assert!(reason.contains("no probe today"), "{reason}")
+            assert!(reason.contains("no probe today"), "{reason}");
         }
         other => panic!("{other:?}"),
     }
