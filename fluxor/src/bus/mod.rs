@@ -307,7 +307,7 @@ impl EventBus {
             let entry = resolved.get((start + i) % n);
             match entry.consumer.try_deliver(&mut slot as &mut dyn Any) {
                 Delivery::Delivered => return Ok(()),
-                other => outcome.note(other, entry),
+                other => outcome.note(other, entry.consumer.message_type()),
             }
         }
         let env = slot.expect("an undelivered envelope stays in its slot");
@@ -346,23 +346,26 @@ impl EventBus {
                 resolved.get(i).consumer.clone()
             })
         };
-        let result = match entry {
-            Some(consumer) => consumer.deliver_until(&mut slot, deadline).await,
-            None => Delivery::Closed,
-        };
-        match (result, slot) {
-            (Delivery::Delivered, _) => Ok(()),
-            (other, Some(env)) => Err(SendError {
-                error: match other {
-                    Delivery::Full => BusError::MailboxFull {
-                        topic: topic.to_owned(),
-                    },
-                    Delivery::TypeMismatch => no_handlers(topic),
-                    _ => BusError::Closed,
-                },
+        let Some(consumer) = entry else {
+            let env = slot
+                .take()
+                .expect("an undelivered envelope stays in its slot");
+            return Err(SendError {
+                error: no_handlers(topic),
                 message: env.msg,
-            }),
-            (_, None) => Ok(()),
+            });
+        };
+        let result = consumer.deliver_until(&mut slot, deadline).await;
+        match slot {
+            None => Ok(()),
+            Some(env) => {
+                let mut outcome = Outcome::default();
+                outcome.note(result, consumer.message_type());
+                Err(SendError {
+                    error: outcome.error::<M>(topic),
+                    message: env.msg,
+                })
+            }
         }
     }
 
@@ -402,7 +405,7 @@ impl EventBus {
                 Delivery::Delivered => delivered += 1,
                 other => {
                     let mut outcome = Outcome::default();
-                    outcome.note(other, entry);
+                    outcome.note(other, entry.consumer.message_type());
                     failures.push(outcome.error::<M>(topic));
                 }
             }
@@ -473,12 +476,12 @@ struct Outcome {
 }
 
 impl Outcome {
-    fn note(&mut self, d: Delivery, entry: &Entry) {
+    fn note(&mut self, d: Delivery, consumer_type: &'static str) {
         match d {
             Delivery::Delivered => {}
             Delivery::Full => self.full = true,
             Delivery::Closed => self.closed = true,
-            Delivery::TypeMismatch => self.mismatch = Some(entry.consumer.message_type()),
+            Delivery::TypeMismatch => self.mismatch = Some(consumer_type),
         }
     }
 
