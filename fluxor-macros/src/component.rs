@@ -1,0 +1,276 @@
+//! `#[component]` on a struct and on its impl block.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::{GenericParam, ItemImpl, ItemStruct};
+
+use crate::attr::ComponentArgs;
+use crate::ctxt::Ctxt;
+use crate::model::{self, Handler, Hook, Model};
+
+fn krate(args: &ComponentArgs) -> TokenStream {
+    args.krate
+        .as_ref()
+        .map_or_else(|| quote!(::fluxor), |p| quote!(#p))
+}
+
+/// The struct half: records the component's name and config type, and marks the struct as
+/// declared, so that the impl half can check it.
+pub(crate) fn expand_struct(args: &ComponentArgs, item: &ItemStruct) -> syn::Result<TokenStream> {
+    let krate = krate(args);
+    let ident = &item.ident;
+    let mut cx = Ctxt::default();
+    for p in &item.generics.params {
+        if let GenericParam::Lifetime(l) = p {
+            cx.error_spanned_by(
+                l,
+                "a component cannot borrow: it lives on its reactor for as long as it is deployed; own the data instead (e.g. `Arc<T>`)",
+            );
+        }
+    }
+    cx.finish()?;
+    let name = args
+        .name
+        .as_ref()
+        .map_or_else(|| ident.to_string(), syn::LitStr::value);
+    let config = args
+        .config
+        .as_ref()
+        .map_or_else(|| quote!(()), |t| quote_spanned!(t.span()=> #t));
+    let (impl_g, ty_g, where_c) = item.generics.split_for_impl();
+    Ok(quote! {
+        #item
+        const _: () = {
+            #[automatically_derived]
+            impl #impl_g #krate::__private::Declared for #ident #ty_g #where_c {
+                type Config = #config;
+                const NAME: &'static str = #name;
+            }
+        };
+    })
+}
+
+/// The impl half: the mailbox enum, dispatch, bindings, addresses and the `Component` impl.
+pub(crate) fn expand_impl(args: &ComponentArgs, item: &mut ItemImpl) -> syn::Result<TokenStream> {
+    let mut cx = Ctxt::default();
+    if args.config.is_some() || args.name.is_some() {
+        cx.push(syn::Error::new(
+            Span::call_site(),
+            "`config` and `name` go on the struct's `#[component(...)]`, not on the impl block's",
+        ));
+    }
+    let model = model::parse(&mut cx, item);
+    cx.finish()?;
+    Ok(generate(&krate(args), item, &model))
+}
+
+fn variant(h: &Handler) -> syn::Ident {
+    format_ident!("{}", h.method)
+}
+
+fn generate(krate: &TokenStream, item: &ItemImpl, model: &Model) -> TokenStream {
+    let self_ty = &item.self_ty;
+    let (impl_g, _, where_c) = item.generics.split_for_impl();
+    let enum_params = &item.generics.params;
+    let enum_args: Vec<TokenStream> = item
+        .generics
+        .params
+        .iter()
+        .map(|p| match p {
+            GenericParam::Type(t) => {
+                let i = &t.ident;
+                quote!(#i)
+            }
+            GenericParam::Lifetime(l) => {
+                let l = &l.lifetime;
+                quote!(#l)
+            }
+            GenericParam::Const(c) => {
+                let i = &c.ident;
+                quote!(#i)
+            }
+        })
+        .collect();
+    let phantom_tys: Vec<TokenStream> = item
+        .generics
+        .params
+        .iter()
+        .filter_map(|p| match p {
+            GenericParam::Type(t) => {
+                let i = &t.ident;
+                Some(quote!(#i))
+            }
+            _ => None,
+        })
+        .collect();
+    let msg_enum = quote!(__FluxorMsg<#(#enum_args),*>);
+
+    let variants = model.handlers.iter().map(|h| {
+        let v = variant(h);
+        let m = &h.msg;
+        quote_spanned!(m.span()=> #v(#krate::Envelope<#m>))
+    });
+    let phantom_variant = (!phantom_tys.is_empty()).then(|| {
+        quote! {
+            #[doc(hidden)]
+            __Phantom(::core::marker::PhantomData<fn() -> (#(#phantom_tys,)*)>, ::core::convert::Infallible)
+        }
+    });
+    let phantom_arm = phantom_variant
+        .as_ref()
+        .map(|_| quote!(__FluxorMsg::__Phantom(_, never) => match never {},));
+    let msg_bounds = model.handlers.iter().map(|h| {
+        let m = &h.msg;
+        quote_spanned!(m.span()=> #m: #krate::Message)
+    });
+    let enum_where = if phantom_tys.is_empty() {
+        quote!()
+    } else {
+        let existing = where_c.map(|w| {
+            let p = &w.predicates;
+            quote!(#p,)
+        });
+        quote!(where #existing #(#msg_bounds,)*)
+    };
+
+    let binds = model.handlers.iter().filter_map(|h| {
+        let topic = h.topic.as_ref()?;
+        let v = variant(h);
+        let m = &h.msg;
+        Some(quote_spanned!(m.span()=> bindings.bind::<#m>(#topic, __FluxorMsg::#v);))
+    });
+
+    let arms = model.handlers.iter().map(|h| {
+        let v = variant(h);
+        let method = &h.method;
+        let call_args = if h.takes_ctx {
+            quote!(msg, ctx)
+        } else {
+            quote!(msg)
+        };
+        let call = if h.is_async {
+            quote!(self.#method(#call_args))
+        } else {
+            quote!(async { self.#method(#call_args) })
+        };
+        let run = quote_spanned!(h.ret_span=> responder.run(#call).await);
+        quote! {
+            __FluxorMsg::#v(envelope) => {
+                let (msg, responder) = ctx.accept(envelope);
+                #run
+            }
+        }
+    });
+
+    let addresses = model.handlers.iter().filter_map(|h| {
+        let topic = h.topic.as_ref()?;
+        let m = &h.msg;
+        let name = format_ident!(
+            "{}",
+            h.method.to_string().to_uppercase(),
+            span = h.method.span()
+        );
+        let doc = format!(
+            "The address of [`{}`](Self::{}): topic `{}`.",
+            h.method,
+            h.method,
+            topic.value()
+        );
+        Some(quote! {
+            #[doc = #doc]
+            #[allow(private_interfaces, dead_code)]
+            pub const #name: #krate::Address<#m> = #krate::Address::new(#topic);
+        })
+    });
+
+    let handles = model
+        .handlers
+        .iter()
+        .filter(|h| h.topic.is_none())
+        .map(|h| {
+            let v = variant(h);
+            let m = &h.msg;
+            quote_spanned! {m.span()=>
+                #[automatically_derived]
+                impl #impl_g #krate::Handles<#m> for #self_ty #where_c {
+                    fn wrap(envelope: #krate::Envelope<#m>) -> #msg_enum {
+                        __FluxorMsg::#v(envelope)
+                    }
+                }
+            }
+        });
+
+    let start = hook_fn(krate, quote!(start), model.on_start.as_ref());
+    let stop = hook_fn(krate, quote!(stop), model.on_stop.as_ref());
+    // Spanned on the type, so a struct without `#[component]` is reported there, once.
+    let declared = quote_spanned!(self_ty.span()=> <#self_ty as #krate::__private::Declared>);
+
+    quote! {
+        #item
+
+        const _: () = {
+            #[doc(hidden)]
+            #[allow(non_camel_case_types, private_interfaces, missing_debug_implementations)]
+            pub enum __FluxorMsg<#enum_params> #enum_where {
+                #(#variants,)*
+                #phantom_variant
+            }
+
+            #[allow(private_interfaces)]
+            impl #impl_g #self_ty #where_c {
+                #(#addresses)*
+            }
+
+            #(#handles)*
+
+            #[automatically_derived]
+            impl #impl_g #krate::Component for #self_ty #where_c {
+                type Msg = #msg_enum;
+                type Config = #declared::Config;
+
+                fn name() -> &'static str {
+                    #declared::NAME
+                }
+
+                fn bindings(bindings: &mut #krate::Bindings<Self>) {
+                    let _ = &bindings;
+                    #(#binds)*
+                }
+
+                #start
+                #stop
+
+                async fn handle(
+                    &mut self,
+                    msg: Self::Msg,
+                    ctx: &mut #krate::Context<Self>,
+                ) -> #krate::Outcome {
+                    match msg {
+                        #(#arms)*
+                        #phantom_arm
+                    }
+                }
+            }
+        };
+    }
+}
+
+fn hook_fn(krate: &TokenStream, which: TokenStream, hook: Option<&Hook>) -> TokenStream {
+    let Some(hook) = hook else { return quote!() };
+    let method = &hook.method;
+    let call = if hook.is_async {
+        quote!(self.#method(ctx).await)
+    } else {
+        quote!(self.#method(ctx))
+    };
+    let convert = quote_spanned!(hook.ret_span=> #krate::__private::IntoStartResult::into_start_result(#call));
+    quote! {
+        async fn #which(
+            &mut self,
+            ctx: &mut #krate::Context<Self>,
+        ) -> ::core::result::Result<(), #krate::BoxError> {
+            #convert
+        }
+    }
+}
