@@ -52,12 +52,11 @@ impl Parse for ComponentArgs {
                 }
                 args.krate = Some(input.parse()?);
             } else {
-                let mut err = lookahead.error();
-                err.combine(syn::Error::new(
+                let _ = lookahead;
+                return Err(syn::Error::new(
                     input.span(),
-                    "`#[component]` takes `config = Type`, `name = \"...\"` and `crate = path`",
+                    "unknown option; `#[component]` takes `config = Type`, `name = \"...\"` and `crate = path`",
                 ));
-                return Err(err);
             }
             if input.is_empty() {
                 break;

@@ -52,7 +52,10 @@ pub(crate) fn expand_struct(args: &ComponentArgs, item: &ItemStruct) -> syn::Res
 }
 
 /// The impl half: the mailbox enum, dispatch, bindings, addresses and the `Component` impl.
-pub(crate) fn expand_impl(args: &ComponentArgs, item: &mut ItemImpl) -> syn::Result<TokenStream> {
+///
+/// The code is generated even when some handlers were rejected (they are left out), so the
+/// errors reported are the ones about the user's mistakes, not their consequences.
+pub(crate) fn expand_impl(args: &ComponentArgs, item: &mut ItemImpl) -> TokenStream {
     let mut cx = Ctxt::default();
     if args.config.is_some() || args.name.is_some() {
         cx.push(syn::Error::new(
@@ -61,8 +64,16 @@ pub(crate) fn expand_impl(args: &ComponentArgs, item: &mut ItemImpl) -> syn::Res
         ));
     }
     let model = model::parse(&mut cx, item);
-    cx.finish()?;
-    Ok(generate(&krate(args), item, &model))
+    let is_trait_impl = item.trait_.is_some();
+    let mut out = if is_trait_impl {
+        quote!(#item)
+    } else {
+        generate(&krate(args), item, &model)
+    };
+    if let Err(e) = cx.finish() {
+        out.extend(e.into_compile_error());
+    }
+    out
 }
 
 fn variant(h: &Handler) -> syn::Ident {
@@ -155,9 +166,10 @@ fn generate(krate: &TokenStream, item: &ItemImpl, model: &Model) -> TokenStream 
             quote!(async { self.#method(#call_args) })
         };
         let run = quote_spanned!(h.ret_span=> responder.run(#call).await);
+        let accept = quote_spanned!(h.msg.span()=> ctx.accept(envelope));
         quote! {
             __FluxorMsg::#v(envelope) => {
-                let (msg, responder) = ctx.accept(envelope);
+                let (msg, responder) = #accept;
                 #run
             }
         }
@@ -204,6 +216,8 @@ fn generate(krate: &TokenStream, item: &ItemImpl, model: &Model) -> TokenStream 
     let start = hook_fn(krate, quote!(start), model.on_start.as_ref());
     let stop = hook_fn(krate, quote!(stop), model.on_stop.as_ref());
     // Spanned on the type, so a struct without `#[component]` is reported there, once.
+    let component_header =
+        quote_spanned!(self_ty.span()=> impl #impl_g #krate::Component for #self_ty #where_c);
     let declared = quote_spanned!(self_ty.span()=> <#self_ty as #krate::__private::Declared>);
 
     quote! {
@@ -225,7 +239,7 @@ fn generate(krate: &TokenStream, item: &ItemImpl, model: &Model) -> TokenStream 
             #(#handles)*
 
             #[automatically_derived]
-            impl #impl_g #krate::Component for #self_ty #where_c {
+            #component_header {
                 type Msg = #msg_enum;
                 type Config = #declared::Config;
 

@@ -24,28 +24,28 @@ pub fn derive_message(input: TokenStream) -> TokenStream {
 /// `fluxor`.
 #[proc_macro_attribute]
 pub fn component(args: TokenStream, input: TokenStream) -> TokenStream {
-    let args = match syn::parse::<attr::ComponentArgs>(args) {
-        Ok(a) => a,
-        Err(e) => return with_error(input, e),
+    // On bad arguments, expand with the defaults anyway, so the only error is the argument's.
+    let (args, args_error) = match syn::parse::<attr::ComponentArgs>(args) {
+        Ok(a) => (a, None),
+        Err(e) => (attr::ComponentArgs::default(), Some(e)),
     };
-    match syn::parse::<syn::Item>(input.clone()) {
+    let mut out: proc_macro2::TokenStream = match syn::parse::<syn::Item>(input.clone()) {
         Ok(syn::Item::Struct(s)) => component::expand_struct(&args, &s)
-            .unwrap_or_else(|e| token_stream_with_error(s.into_token_stream(), e))
-            .into(),
-        Ok(syn::Item::Impl(mut i)) => match component::expand_impl(&args, &mut i) {
-            Ok(ts) => ts.into(),
-            // `i` has had fluxor's method attributes removed, so only these errors show.
-            Err(e) => token_stream_with_error(i.into_token_stream(), e).into(),
-        },
-        Ok(other) => with_error(
-            input,
+            .unwrap_or_else(|e| token_stream_with_error(s.into_token_stream(), e)),
+        Ok(syn::Item::Impl(mut i)) => component::expand_impl(&args, &mut i),
+        Ok(other) => token_stream_with_error(
+            input.into(),
             syn::Error::new_spanned(
                 item_keyword(&other),
                 "`#[component]` goes on a struct and on that struct's `impl` block",
             ),
         ),
-        Err(e) => with_error(input, e),
+        Err(e) => token_stream_with_error(input.into(), e),
+    };
+    if let Some(e) = args_error {
+        out.extend(e.into_compile_error());
     }
+    out.into()
 }
 
 /// Marks a method of a `#[component]` impl block as a message handler. Only meaningful inside

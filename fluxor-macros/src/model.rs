@@ -36,6 +36,12 @@ pub(crate) struct Model {
 
 const ATTRS: [&str; 3] = ["handler", "on_start", "on_stop"];
 
+/// Whether `attr` is one of fluxor's method attributes, however it is imported
+/// (`#[handler]`, `#[fluxor::handler]`, ...).
+fn is_ours(attr: &syn::Attribute, name: &str) -> bool {
+    attr.path().segments.last().is_some_and(|s| s.ident == name)
+}
+
 /// Removes fluxor's method attributes from `item` (so they do not expand on their own) and
 /// returns the model.
 pub(crate) fn parse(cx: &mut Ctxt, item: &mut ItemImpl) -> Model {
@@ -55,11 +61,10 @@ pub(crate) fn parse(cx: &mut Ctxt, item: &mut ItemImpl) -> Model {
         let found: Vec<syn::Attribute> = f
             .attrs
             .iter()
-            .filter(|a| ATTRS.iter().any(|n| a.path().is_ident(n)))
+            .filter(|a| ATTRS.iter().any(|n| is_ours(a, n)))
             .cloned()
             .collect();
-        f.attrs
-            .retain(|a| !ATTRS.iter().any(|n| a.path().is_ident(n)));
+        f.attrs.retain(|a| !ATTRS.iter().any(|n| is_ours(a, n)));
         if found.len() > 1 {
             cx.error_spanned_by(
                 &found[1],
@@ -70,12 +75,12 @@ pub(crate) fn parse(cx: &mut Ctxt, item: &mut ItemImpl) -> Model {
         let Some(attr) = found.into_iter().next() else {
             continue;
         };
-        if attr.path().is_ident("handler") {
+        if is_ours(&attr, "handler") {
             if let Some(h) = parse_handler(cx, &attr, f) {
                 model.handlers.push(h);
             }
         } else {
-            let is_start = attr.path().is_ident("on_start");
+            let is_start = is_ours(&attr, "on_start");
             let slot = if is_start {
                 &mut model.on_start
             } else {
@@ -167,7 +172,7 @@ fn parse_handler(cx: &mut Ctxt, attr: &syn::Attribute, f: &ImplItemFn) -> Option
 }
 
 fn parse_hook(cx: &mut Ctxt, attr: &syn::Attribute, f: &ImplItemFn) -> Option<Hook> {
-    let name = if attr.path().is_ident("on_start") {
+    let name = if is_ours(attr, "on_start") {
         "on_start"
     } else {
         "on_stop"

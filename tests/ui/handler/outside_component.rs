@@ -1,0 +1,16 @@
+use fluxor::prelude::*;
+
+#[derive(Message)]
+#[message(reply = u64)]
+struct Add(u64);
+
+#[derive(Message)]
+struct Reset;
+
+struct Counter;
+
+impl Counter {
+    #[handler("counter.add")]
+    fn add(&mut self, msg: Add) -> u64 { msg.0 }
+}
+fn main() {}

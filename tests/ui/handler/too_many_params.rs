@@ -1,0 +1,18 @@
+use fluxor::prelude::*;
+
+#[derive(Message)]
+#[message(reply = u64)]
+struct Add(u64);
+
+#[derive(Message)]
+struct Reset;
+
+#[component]
+struct Counter;
+
+#[component]
+impl Counter {
+    #[handler("counter.add")]
+    fn add(&mut self, msg: Add, ctx: &mut Context<Self>, extra: u8) -> u64 { msg.0 }
+}
+fn main() {}
