@@ -1,15 +1,13 @@
 //! Run with: `cargo run -p fluxor-examples --example ping_pong`
 //!
-//! Two components on two reactors play ping-pong over the event bus: `Player` asks the
-//! `Table` for a return on every ping, and the table keeps score. The program deploys both,
-//! plays a few rounds, prints the score and shuts the runtime down, which drains both
-//! mailboxes and runs their `stop`.
+//! Two components on two reactors play ping-pong over the event bus: the `Player` asks the
+//! `Table` for a return on every hit, and the table keeps the rally count. The program deploys
+//! both, plays a few rounds, prints the score and shuts the runtime down, which drains both
+//! mailboxes and runs their stop hooks.
 
 use std::time::Duration;
 
-use fluxor::{
-    Bindings, BoxError, Component, Context, DeployOptions, Envelope, Fluxor, Message, Outcome,
-};
+use fluxor::prelude::*;
 
 // ----- Messages: plain structs; the reply type is part of the message's type. -----
 
@@ -27,102 +25,56 @@ struct Play {
     rounds: u32,
 }
 
-// ----- The table: one instance, counts hits. -----
+// ----- The table: counts hits. -----
 
+#[component]
 #[derive(Default)]
 struct Table {
     rally: u64,
 }
 
-enum TableMsg {
-    Hit(Envelope<Hit>),
-}
-
-impl Component for Table {
-    type Msg = TableMsg;
-    type Config = ();
-
-    fn name() -> &'static str {
-        "Table"
-    }
-
-    fn bindings(b: &mut Bindings<Self>) {
-        b.bind("table.hit", TableMsg::Hit);
-    }
-
-    async fn handle(&mut self, msg: TableMsg, ctx: &mut Context<Self>) -> Outcome {
-        match msg {
-            TableMsg::Hit(env) => {
-                let (hit, responder) = ctx.accept(env);
-                responder
-                    .run(async {
-                        self.rally += 1;
-                        if self.rally % 5 == 0 {
-                            println!("  table: rally {} ({} hit)", self.rally, hit.player);
-                        }
-                        self.rally
-                    })
-                    .await
-            }
+#[component]
+impl Table {
+    #[handler("table.hit")]
+    fn hit(&mut self, hit: Hit) -> u64 {
+        self.rally += 1;
+        if self.rally % 5 == 0 {
+            println!("  table: rally {} ({} hit)", self.rally, hit.player);
         }
+        self.rally
     }
 
-    async fn stop(&mut self, _ctx: &mut Context<Self>) -> Result<(), BoxError> {
+    #[on_stop]
+    fn close(&mut self, _ctx: &mut Context<Self>) {
         println!("table closes after a rally of {}", self.rally);
-        Ok(())
     }
 }
 
 // ----- The player: asks the table on every round, from its own reactor. -----
 
+/// Typed config, deserialized at deploy time.
 #[derive(serde::Deserialize)]
 struct PlayerConfig {
     name: String,
 }
 
-#[derive(Default)]
+#[component(config = PlayerConfig)]
 struct Player;
 
-enum PlayerMsg {
-    Play(Envelope<Play>),
-}
-
-impl Component for Player {
-    type Msg = PlayerMsg;
-    type Config = PlayerConfig;
-
-    fn name() -> &'static str {
-        "Player"
-    }
-
-    fn bindings(b: &mut Bindings<Self>) {
-        b.bind("player.play", PlayerMsg::Play);
-    }
-
-    async fn handle(&mut self, msg: PlayerMsg, ctx: &mut Context<Self>) -> Outcome {
-        match msg {
-            PlayerMsg::Play(env) => {
-                let (play, responder) = ctx.accept(env);
-                let ctx = &*ctx;
-                responder
-                    .run(async move {
-                        let mut rally = 0;
-                        for _ in 0..play.rounds {
-                            // `ctx.request` carries this message's request id to the table.
-                            rally = ctx
-                                .request(
-                                    "table.hit",
-                                    Hit {
-                                        player: ctx.config().name.clone(),
-                                    },
-                                )
-                                .await?;
-                        }
-                        Ok::<_, fluxor::BusError>(rally)
-                    })
-                    .await
-            }
+#[component]
+impl Player {
+    #[handler("player.play")]
+    async fn play(&mut self, play: Play, ctx: &mut Context<Self>) -> Result<u64, BusError> {
+        let mut rally = 0;
+        for _ in 0..play.rounds {
+            let hit = Hit {
+                player: ctx.config().name.clone(),
+            };
+            // `ctx.request` carries this message's request id on to the table;
+            // `Table::HIT` is an `Address<Hit>`, so the reply type (u64) is inferred.
+            rally = ctx.request(Table::HIT, hit).await?;
         }
+        Ok(rally)
     }
 }
 
@@ -146,24 +98,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let rally = runtime
         .bus()
         .request_with(
-            "player.play",
+            Player::PLAY,
             Play { rounds: 20 },
-            fluxor::RequestOptions::new().timeout(Duration::from_secs(5)),
+            RequestOptions::new().timeout(Duration::from_secs(5)),
         )
         .await?;
     println!("alice played 20 rounds; the rally stands at {rally}");
 
     // Errors are values: nobody listens on this topic.
-    match runtime
-        .bus()
-        .request(
-            "nobody.home",
-            Hit {
-                player: "bob".into(),
-            },
-        )
-        .await
-    {
+    let nobody = Hit {
+        player: "bob".into(),
+    };
+    match runtime.bus().request("nobody.home", nobody).await {
         Err(e) => println!("as expected: {e}"),
         Ok(n) => println!("unexpected reply {n}"),
     }

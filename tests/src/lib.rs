@@ -4,7 +4,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use fluxor::{Bindings, BoxError, Component, Context, Envelope, Handles, Message, Outcome};
+use fluxor::prelude::*;
+use fluxor::BoxError;
 
 /// Adds to a running total; answers the total.
 #[derive(Debug)]
@@ -76,8 +77,9 @@ impl Message for Event {
     type Reply = ();
 }
 
-/// A test component binding `t.add`, `t.whoami`, `t.nap`, `t.trace`, `t.fail`, and wildcard
-/// events on `t.events.*`.
+/// A test component binding `t.add`, `t.whoami`, `t.nap`, `t.trace`, `t.fail`, `t.block`,
+/// `t.seq`, and wildcard events on `t.events.*`; it also takes `Add` directly.
+#[component(config = ProbeConfig)]
 #[derive(Debug, Default)]
 pub struct Probe {
     total: u64,
@@ -101,12 +103,17 @@ pub struct Counters {
 }
 
 impl Probe {
-    /// A probe that records into `counters`.
+    /// A factory of probes that record into `counters`.
     pub fn with(counters: Arc<Counters>) -> impl Fn() -> Probe + Send + Sync + 'static {
         move || Probe {
-            total: 0,
             stats: Some(counters.clone()),
-            last_seq: Default::default(),
+            ..Probe::default()
+        }
+    }
+
+    fn count(&self, pick: impl Fn(&Counters) -> &AtomicU64) {
+        if let Some(s) = &self.stats {
+            pick(s).fetch_add(1, Ordering::SeqCst);
         }
     }
 }
@@ -122,173 +129,117 @@ pub struct ProbeConfig {
     pub fail_stop: bool,
 }
 
-/// The mailbox enum of [`Probe`].
-#[derive(Debug)]
-pub enum ProbeMsg {
-    /// `t.add` and direct.
-    Add(Envelope<Add>),
-    /// `t.whoami`.
-    Whoami(Envelope<Whoami>),
-    /// `t.nap`.
-    Nap(Envelope<Nap>),
-    /// `t.trace`.
-    Trace(Envelope<Trace>),
-    /// `t.fail`.
-    Fail(Envelope<Fail>),
-    /// `t.events.*`.
-    Event(Envelope<Event>),
-    /// `t.block`.
-    Block(Envelope<Block>),
-    /// `t.seq`.
-    Seq(Envelope<Seq>),
-}
-
-impl Component for Probe {
-    type Msg = ProbeMsg;
-    type Config = ProbeConfig;
-
-    fn name() -> &'static str {
-        "Probe"
-    }
-
-    fn bindings(b: &mut Bindings<Self>) {
-        b.bind("t.add", ProbeMsg::Add)
-            .bind("t.whoami", ProbeMsg::Whoami)
-            .bind("t.nap", ProbeMsg::Nap)
-            .bind("t.trace", ProbeMsg::Trace)
-            .bind("t.fail", ProbeMsg::Fail)
-            .bind("t.events.*", ProbeMsg::Event)
-            .bind("t.block", ProbeMsg::Block)
-            .bind("t.seq", ProbeMsg::Seq);
-    }
-
-    async fn start(&mut self, ctx: &mut Context<Self>) -> Result<(), BoxError> {
+#[component]
+impl Probe {
+    #[on_start]
+    fn begin(&mut self, ctx: &mut Context<Self>) -> Result<(), BoxError> {
         if ctx.config().fail_start_on == Some(ctx.instance()) {
             return Err(format!("instance {} refuses to start", ctx.instance()).into());
         }
         Ok(())
     }
 
-    async fn stop(&mut self, ctx: &mut Context<Self>) -> Result<(), BoxError> {
-        if let Some(s) = &self.stats {
-            s.stops.fetch_add(1, Ordering::SeqCst);
-        }
+    #[on_stop]
+    async fn end(&mut self, ctx: &mut Context<Self>) -> Result<(), BoxError> {
+        self.count(|c| &c.stops);
         if ctx.config().fail_stop {
             return Err("stop refused".into());
         }
         Ok(())
     }
 
-    async fn handle(&mut self, msg: ProbeMsg, ctx: &mut Context<Self>) -> Outcome {
-        match msg {
-            ProbeMsg::Add(env) => {
-                let (Add(n), r) = ctx.accept(env);
-                r.run(async {
-                    self.total += n;
-                    if let Some(s) = &self.stats {
-                        s.adds.fetch_add(1, Ordering::SeqCst);
-                    }
-                    self.total
-                })
-                .await
-            }
-            ProbeMsg::Whoami(env) => {
-                let (Whoami, r) = ctx.accept(env);
-                let i = ctx.instance();
-                r.run(async move { i }).await
-            }
-            ProbeMsg::Nap(env) => {
-                let (Nap(d), r) = ctx.accept(env);
-                r.run(tokio::time::sleep(d)).await
-            }
-            ProbeMsg::Trace(env) => {
-                let (Trace { forward_to }, r) = ctx.accept(env);
-                let ctx = &*ctx;
-                r.run(async move {
-                    let mut ids = vec![ctx.request_id().map(|u| u.to_string()).unwrap_or_default()];
-                    if let Some(next) = forward_to {
-                        ids.extend(
-                            ctx.request(next.as_str(), Trace { forward_to: None })
-                                .await?,
-                        );
-                    }
-                    Ok::<_, fluxor::BusError>(ids)
-                })
-                .await
-            }
-            ProbeMsg::Fail(env) => {
-                let (f, r) = ctx.accept(env);
-                r.run(async move {
-                    match f {
-                        Fail::Error => Err("refused on purpose"),
-                        Fail::Panic => panic!("boom on purpose"),
-                    }
-                })
-                .await
-            }
-            ProbeMsg::Seq(env) => {
-                let (Seq { sender, n }, r) = ctx.accept(env);
-                let last = self.last_seq.entry(sender).or_insert(0);
-                let ok = *last + 1 == n;
-                *last = n;
-                if let Some(s) = &self.stats {
-                    let c = if ok { &s.in_order } else { &s.out_of_order };
-                    c.fetch_add(1, Ordering::SeqCst);
-                }
-                r.run(async {}).await
-            }
-            ProbeMsg::Block(env) => {
-                let (Block(d), r) = ctx.accept(env);
-                r.run(async move { std::thread::sleep(d) }).await
-            }
-            ProbeMsg::Event(env) => {
-                let (Event(_), r) = ctx.accept(env);
-                if let Some(s) = &self.stats {
-                    s.events.fetch_add(1, Ordering::SeqCst);
-                }
-                r.run(async {}).await
-            }
+    #[handler("t.add")]
+    fn add(&mut self, Add(n): Add) -> u64 {
+        self.total += n;
+        self.count(|c| &c.adds);
+        self.total
+    }
+
+    #[handler]
+    fn add_direct(&mut self, msg: Add) -> u64 {
+        self.add(msg)
+    }
+
+    #[handler("t.whoami")]
+    fn whoami(&mut self, _: Whoami, ctx: &mut Context<Self>) -> usize {
+        ctx.instance()
+    }
+
+    #[handler("t.nap")]
+    async fn nap(&mut self, Nap(d): Nap) {
+        tokio::time::sleep(d).await;
+    }
+
+    #[handler("t.trace")]
+    async fn trace(
+        &mut self,
+        msg: Trace,
+        ctx: &mut Context<Self>,
+    ) -> Result<Vec<String>, BusError> {
+        follow(msg, ctx).await
+    }
+
+    #[handler("t.fail")]
+    fn fail(&mut self, f: Fail) -> Result<u64, &'static str> {
+        match f {
+            Fail::Error => Err("refused on purpose"),
+            Fail::Panic => panic!("boom on purpose"),
         }
+    }
+
+    #[handler("t.events.*")]
+    fn event(&mut self, _: Event) {
+        self.count(|c| &c.events);
+    }
+
+    #[handler("t.block")]
+    fn block(&mut self, Block(d): Block) {
+        std::thread::sleep(d);
+    }
+
+    #[handler("t.seq")]
+    fn seq(&mut self, Seq { sender, n }: Seq) {
+        let last = self.last_seq.entry(sender).or_insert(0);
+        let in_order = *last + 1 == n;
+        *last = n;
+        self.count(|c| {
+            if in_order {
+                &c.in_order
+            } else {
+                &c.out_of_order
+            }
+        });
     }
 }
 
-impl Handles<Add> for Probe {
-    fn wrap(envelope: Envelope<Add>) -> ProbeMsg {
-        ProbeMsg::Add(envelope)
+/// Answers the request id seen here, followed by those seen on the next hop, if any.
+async fn follow<C: fluxor::Component>(
+    msg: Trace,
+    ctx: &Context<C>,
+) -> Result<Vec<String>, BusError> {
+    let mut ids = vec![ctx.request_id().map(|u| u.to_string()).unwrap_or_default()];
+    if let Some(next) = msg.forward_to {
+        ids.extend(
+            ctx.request(next.as_str(), Trace { forward_to: None })
+                .await?,
+        );
     }
+    Ok(ids)
 }
 
 /// Forwards `relay.trace` to the given hop, so a test can follow a request id over two hops.
+#[component]
 #[derive(Debug, Default)]
 pub struct Relay;
 
-/// The mailbox enum of [`Relay`].
-#[derive(Debug)]
-pub enum RelayMsg {
-    /// `relay.trace`.
-    Trace(Envelope<Trace>),
-}
-
-impl Component for Relay {
-    type Msg = RelayMsg;
-    type Config = ();
-
-    fn bindings(b: &mut Bindings<Self>) {
-        b.bind("relay.trace", RelayMsg::Trace);
-    }
-
-    async fn handle(&mut self, msg: RelayMsg, ctx: &mut Context<Self>) -> Outcome {
-        let RelayMsg::Trace(env) = msg;
-        let (Trace { forward_to }, r) = ctx.accept(env);
-        let ctx = &*ctx;
-        r.run(async move {
-            let mut ids = vec![ctx.request_id().map(|u| u.to_string()).unwrap_or_default()];
-            if let Some(next) = forward_to {
-                let next_hop = Trace { forward_to: None };
-                ids.extend(ctx.request(next.as_str(), next_hop).await?);
-            }
-            Ok::<_, fluxor::BusError>(ids)
-        })
-        .await
+#[component]
+impl Relay {
+    #[handler("relay.trace")]
+    async fn trace(
+        &mut self,
+        msg: Trace,
+        ctx: &mut Context<Self>,
+    ) -> Result<Vec<String>, BusError> {
+        follow(msg, ctx).await
     }
 }
