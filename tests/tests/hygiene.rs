@@ -67,3 +67,41 @@ async fn generated_code_ignores_shadowed_names() {
         .await
         .unwrap();
 }
+
+/// `crate = path` points the generated code at fluxor under another name.
+mod renamed {
+    use fluxor as flx;
+
+    #[derive(flx::Message)]
+    #[message(reply = u64, crate = flx)]
+    pub(crate) struct Double(pub(crate) u64);
+
+    #[flx::component(crate = flx)]
+    #[derive(Default)]
+    pub(crate) struct Doubler;
+
+    #[flx::component(crate = flx)]
+    impl Doubler {
+        #[flx::handler("renamed.double")]
+        fn double(&mut self, Double(n): Double) -> u64 {
+            n * 2
+        }
+    }
+}
+
+#[tokio::test]
+async fn crate_override_renames_the_runtime_path() {
+    let rt = ::fluxor::Fluxor::builder().reactors(1).build().unwrap();
+    rt.deploy(renamed::Doubler::default, ::fluxor::DeployOptions::new())
+        .await
+        .unwrap();
+    let n = rt
+        .bus()
+        .request(renamed::Doubler::DOUBLE, renamed::Double(21))
+        .await
+        .unwrap();
+    assert_eq!(n, 42);
+    rt.shutdown(std::time::Duration::from_secs(1))
+        .await
+        .unwrap();
+}
