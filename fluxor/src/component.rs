@@ -7,6 +7,7 @@ use std::marker::PhantomData;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::task::Poll;
+use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
@@ -19,6 +20,9 @@ use crate::error::{BoxError, BusError, PublishError, SendError};
 use crate::mailbox::{Mailbox, PushError};
 use crate::message::{Envelope, Headers, IntoReply, Message, Meta, ReplyTo};
 use crate::runtime::DeploymentId;
+use crate::timer::{TimerId, Timers};
+use crate::watchdog::Stamp;
+use crate::worker::{BlockingTask, Lane, WorkerPool};
 
 /// An actor: state plus handlers, run one message at a time on `&mut self`.
 ///
@@ -307,6 +311,11 @@ pub struct Context<C: Component> {
     pub(crate) cancel: CancellationToken,
     pub(crate) myself: ActorRef<C>,
     pub(crate) current: Option<Meta>,
+    pub(crate) workers: WorkerPool,
+    pub(crate) lane: Lane,
+    pub(crate) timers: Timers,
+    pub(crate) stamp: Stamp,
+    pub(crate) key: u64,
 }
 
 impl<C: Component> fmt::Debug for Context<C> {
@@ -460,6 +469,131 @@ impl<C: Component> Context<C> {
         to.request_meta(msg, self.meta(), None).await
     }
 
+    /// Delivers `msg` to this instance once, after `delay`, through its topic-less
+    /// `#[handler]` for `M`. If the mailbox is full then, the timer waits for room.
+    ///
+    /// Timers are cancelled when the instance stops.
+    pub fn set_timer<M: Message>(&mut self, delay: Duration, msg: M) -> TimerId
+    where
+        C: Handles<M>,
+    {
+        let me = self.myself.clone();
+        let task = tokio::task::spawn_local(async move {
+            tokio::time::sleep(delay).await;
+            let meta = me.bus.root_meta();
+            let _stopped = me
+                .mailbox
+                .push_wait(|| C::wrap(Envelope::new(msg, None, meta)))
+                .await;
+        });
+        self.timers.insert(task)
+    }
+
+    /// Delivers a clone of `msg` to this instance every `period` (the first after one period),
+    /// through its topic-less `#[handler]` for `M`.
+    ///
+    /// Ticks do not pile up: the next tick fires only once the previous one has been handled,
+    /// and ticks missed meanwhile are skipped, so a slow handler sees one tick per handling
+    /// rather than a backlog. Timers are cancelled when the instance stops.
+    ///
+    /// # Panics
+    /// If `period` is zero.
+    pub fn set_periodic<M: Message + Clone>(&mut self, period: Duration, msg: M) -> TimerId
+    where
+        C: Handles<M>,
+    {
+        assert!(
+            !period.is_zero(),
+            "a periodic timer needs a period longer than zero"
+        );
+        let me = self.myself.clone();
+        let task = tokio::task::spawn_local(async move {
+            let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            loop {
+                ticks.tick().await;
+                let (reply, handled) = ReplyTo::channel();
+                let meta = me.bus.root_meta();
+                let tick = msg.clone();
+                if me
+                    .mailbox
+                    .push_wait(|| C::wrap(Envelope::new(tick, Some(reply), meta)))
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+                // Whatever the handler did, it is done with this tick.
+                let _ = handled.await;
+            }
+        });
+        self.timers.insert(task)
+    }
+
+    /// Cancels a timer. Returns `false` if it had already fired (one-shot) or was cancelled.
+    pub fn cancel_timer(&mut self, id: TimerId) -> bool {
+        self.timers.cancel(id)
+    }
+
+    /// The runtime's worker pool.
+    pub fn workers(&self) -> &WorkerPool {
+        &self.workers
+    }
+
+    /// Runs blocking `f` on the worker pool and resolves to its result, while this reactor goes
+    /// on serving other components. Tasks run in parallel; see
+    /// [`execute_blocking_ordered`](Self::execute_blocking_ordered) for submission order.
+    ///
+    /// When the worker queue is full, the task resolves at once to
+    /// [`BlockingError::Rejected`](crate::BlockingError::Rejected). A task not yet started when
+    /// this instance stops, or whose `BlockingTask` is dropped, never runs.
+    ///
+    /// ```no_run
+    /// # use fluxor::prelude::*;
+    /// # #[derive(Message)] #[message(reply = Result<String, fluxor::BlockingError>)] struct Hash(String);
+    /// # #[component] struct Auth;
+    /// #[component]
+    /// impl Auth {
+    ///     #[handler("auth.hash")]
+    ///     async fn hash(&mut self, Hash(pw): Hash, ctx: &mut Context<Self>) -> Result<String, fluxor::BlockingError> {
+    ///         ctx.execute_blocking(move || format!("{:x}", pw.len() * 31)).await
+    ///     }
+    /// }
+    /// ```
+    pub fn execute_blocking<T, F>(&self, f: F) -> BlockingTask<T>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> T + Send + 'static,
+    {
+        self.workers
+            .try_submit_with(self.cancel.clone(), None, move |_| f())
+            .unwrap_or_else(BlockingTask::failed)
+    }
+
+    /// Like [`execute_blocking`](Self::execute_blocking), but `f` receives a cancellation token
+    /// (cancelled when this instance stops or the runtime shuts down) to check in long loops.
+    pub fn execute_blocking_cancellable<T, F>(&self, f: F) -> BlockingTask<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&CancellationToken) -> T + Send + 'static,
+    {
+        self.workers
+            .try_submit_with(self.cancel.clone(), None, f)
+            .unwrap_or_else(BlockingTask::failed)
+    }
+
+    /// Like [`execute_blocking`](Self::execute_blocking), but the tasks this instance submits
+    /// through this method run one after another, in submission order.
+    pub fn execute_blocking_ordered<T, F>(&self, f: F) -> BlockingTask<T>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> T + Send + 'static,
+    {
+        self.workers
+            .try_submit_with(self.cancel.clone(), Some(&self.lane), move |_| f())
+            .unwrap_or_else(BlockingTask::failed)
+    }
+
     /// Unpacks an envelope for its handler: records its ids and headers in the context and
     /// returns the message with the [`Responder`] that answers its requester.
     pub fn accept<M: Message>(&mut self, envelope: Envelope<M>) -> (M, Responder<M::Reply>) {
@@ -472,6 +606,7 @@ impl<C: Component> Context<C> {
             correlation_id: meta.correlation_id,
             request_id: meta.request_id,
         };
+        self.stamp.topic(meta.topic.as_ref());
         self.current = Some(meta);
         (msg, responder)
     }

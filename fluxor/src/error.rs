@@ -224,6 +224,9 @@ pub enum ShutdownIssue {
     /// A reactor thread did not exit before the deadline.
     #[error("reactor {0} did not exit before the deadline")]
     ReactorStuck(usize),
+    /// Worker threads were still running blocking tasks at the deadline.
+    #[error("{0} worker thread(s) were still running blocking tasks at the deadline")]
+    WorkersBusy(usize),
     /// A reactor thread panicked.
     #[error("reactor {0} panicked")]
     ReactorPanicked(usize),
@@ -236,6 +239,9 @@ pub enum BuildError {
     /// An option is out of range.
     #[error("invalid runtime option: {0}")]
     InvalidOption(String),
+    /// A worker thread could not be started.
+    #[error("could not start the worker pool: {0}")]
+    Workers(std::io::Error),
     /// A reactor thread or its tokio runtime could not be created.
     #[error("could not start reactor {index}: {source}")]
     Reactor {

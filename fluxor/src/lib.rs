@@ -8,6 +8,9 @@ mod error;
 mod mailbox;
 mod message;
 mod runtime;
+mod timer;
+mod watchdog;
+mod worker;
 
 pub use address::{validate_pattern, Address, Destination};
 pub use bus::{EventBus, RequestOptions};
@@ -17,7 +20,12 @@ pub use error::{
     ShutdownIssue, StopError, UndeployError,
 };
 pub use message::{Envelope, Headers, IntoReply, Message};
-pub use runtime::{Builder, DeployOptions, DeploymentId, DeploymentInfo, Fluxor, InstanceInfo};
+pub use runtime::{
+    Builder, DeployOptions, DeploymentId, DeploymentInfo, Fluxor, InstanceInfo, ReactorInfo,
+};
+pub use timer::TimerId;
+pub use tokio_util::sync::CancellationToken;
+pub use worker::{BlockingError, BlockingTask, WorkerPool, WorkerStats};
 
 /// Derives [`Message`].
 ///

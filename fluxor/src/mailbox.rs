@@ -103,6 +103,17 @@ impl<T> Mailbox<T> {
         }
     }
 
+    /// Waits for a free slot as long as it takes, then fills it with `make()`.
+    pub(crate) async fn push_wait(&self, make: impl FnOnce() -> T) -> Result<(), PushError> {
+        match self.tx.reserve().await {
+            Ok(permit) => {
+                permit.send(make());
+                Ok(())
+            }
+            Err(_closed) => Err(PushError::Closed),
+        }
+    }
+
     /// Messages waiting in the mailbox.
     pub(crate) fn len(&self) -> usize {
         self.tx.max_capacity() - self.tx.capacity()

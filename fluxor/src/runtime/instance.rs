@@ -12,6 +12,9 @@ use crate::bus::EventBus;
 use crate::component::{catch_unwind, panic_message, ActorRef, Component, Context, Outcome};
 use crate::error::StopError;
 use crate::mailbox::{InstanceStats, Mailbox};
+use crate::timer::Timers;
+use crate::watchdog::Stamp;
+use crate::worker::{Lane, WorkerPool};
 
 use super::DeploymentId;
 
@@ -27,11 +30,13 @@ pub(crate) struct Shared<C: Component> {
     pub(crate) config: Arc<C::Config>,
     pub(crate) deployment: DeploymentId,
     pub(crate) bus: EventBus,
+    pub(crate) workers: WorkerPool,
 }
 
 /// The runtime's side of one instance.
 pub(crate) struct InstanceHandle {
     pub(crate) index: usize,
+    pub(crate) key: u64,
     pub(crate) reactor: usize,
     pub(crate) component: &'static str,
     stop: Option<oneshot::Sender<Instant>>,
@@ -53,6 +58,8 @@ pub(crate) struct InstanceTask<C: Component> {
     shared: Arc<Shared<C>>,
     index: usize,
     reactor: usize,
+    stamp: Stamp,
+    key: u64,
     mailbox: Mailbox<C::Msg>,
     rx: mpsc::Receiver<C::Msg>,
     cancel: CancellationToken,
@@ -65,7 +72,7 @@ impl<C: Component> Launch<C> {
     pub(crate) fn new(
         shared: Arc<Shared<C>>,
         index: usize,
-        reactor: usize,
+        (reactor, stamp, key): (usize, Stamp, u64),
         capacity: usize,
         parent: &CancellationToken,
     ) -> Self {
@@ -77,6 +84,7 @@ impl<C: Component> Launch<C> {
         let probe = mailbox.clone();
         let handle = InstanceHandle {
             index,
+            key,
             reactor,
             component: C::name(),
             stop: Some(stop_tx),
@@ -89,6 +97,8 @@ impl<C: Component> Launch<C> {
             shared,
             index,
             reactor,
+            stamp,
+            key,
             mailbox: mailbox.clone(),
             rx,
             cancel,
@@ -142,6 +152,8 @@ impl<C: Component> InstanceTask<C> {
             shared,
             index,
             reactor,
+            stamp,
+            key,
             mailbox,
             mut rx,
             cancel,
@@ -171,6 +183,11 @@ impl<C: Component> InstanceTask<C> {
                 bus: shared.bus.clone(),
             },
             current: None,
+            workers: shared.workers.clone(),
+            lane: Lane::default(),
+            timers: Timers::default(),
+            stamp,
+            key,
         };
         let start = match catch_unwind(component.start(&mut ctx)).await {
             Ok(Ok(())) => Ok(()),
@@ -204,7 +221,9 @@ impl<C: Component> InstanceTask<C> {
             }
         };
 
-        // Drain what was accepted before the stop, until the deadline.
+        // No timer fires into a stopping instance; drain what was accepted before the stop,
+        // until the deadline.
+        ctx.timers.cancel_all();
         rx.close();
         let deadline = deadline.unwrap_or_else(Instant::now);
         let mut errors = Vec::new();
@@ -265,9 +284,11 @@ async fn dispatch<C: Component>(
 ) {
     // `Responder::run` already catches handler panics; this catches panics in hand-written
     // dispatch code around it, so the instance survives them too.
+    ctx.stamp.begin(ctx.key);
     let outcome = catch_unwind(component.handle(msg, ctx))
         .await
         .unwrap_or_else(|panic| Outcome::Panicked(panic_message(&*panic)));
+    ctx.stamp.end();
     ctx.current = None;
     match outcome {
         Outcome::Handled => InstanceStats::bump(&stats.handled),

@@ -18,6 +18,8 @@ use crate::component::{Bindings, Component};
 use crate::error::{
     BuildError, DeployError, ShutdownError, ShutdownIssue, StopError, UndeployError,
 };
+use crate::watchdog::{Label, Watchdog};
+use crate::worker::WorkerPool;
 
 use instance::{InstanceHandle, Launch, Shared};
 use reactor::Reactor;
@@ -135,6 +137,18 @@ pub struct InstanceInfo {
     pub rejected: u64,
 }
 
+/// What the runtime knows about one reactor.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct ReactorInfo {
+    /// The reactor's index.
+    pub index: usize,
+    /// Handler invocations run on it.
+    pub handled: u64,
+    /// Times a handler held it longer than the blocked threshold.
+    pub blocked_episodes: u64,
+}
+
 /// Configures and builds a [`Fluxor`] runtime.
 #[derive(Debug, Clone)]
 pub struct Builder {
@@ -143,6 +157,10 @@ pub struct Builder {
     request_timeout: Duration,
     shutdown_timeout: Duration,
     thread_name: String,
+    worker_threads: Option<usize>,
+    worker_queue: usize,
+    blocked_threshold: Duration,
+    paused: bool,
 }
 
 impl Default for Builder {
@@ -152,7 +170,11 @@ impl Default for Builder {
             mailbox_capacity: 1024,
             request_timeout: Duration::from_secs(30),
             shutdown_timeout: Duration::from_secs(10),
-            thread_name: "fluxor-reactor".into(),
+            thread_name: "fluxor".into(),
+            worker_threads: None,
+            worker_queue: 1024,
+            blocked_threshold: Duration::from_secs(2),
+            paused: false,
         }
     }
 }
@@ -182,7 +204,37 @@ impl Builder {
         self
     }
 
-    /// Prefix of the reactor threads' names. Default `fluxor-reactor`.
+    /// Threads of the worker pool for blocking work. Default: twice the available cores.
+    pub fn worker_threads(mut self, n: usize) -> Self {
+        self.worker_threads = Some(n);
+        self
+    }
+
+    /// How long one handler may hold its reactor before the blocked-reactor checker warns
+    /// (a `tracing` warning naming the reactor, component and topic, and a counter in
+    /// [`Fluxor::reactor_stats`]). Default 2 s.
+    pub fn blocked_threshold(mut self, threshold: Duration) -> Self {
+        self.blocked_threshold = threshold;
+        self
+    }
+
+    /// Starts every reactor with tokio's clock paused: time advances only when a reactor has
+    /// nothing else to do, straight to its next timer. Timers and timeouts on reactors then run
+    /// in virtual time, so tests of them finish in milliseconds and measure exact intervals.
+    #[cfg(feature = "test-util")]
+    pub fn start_paused(mut self, paused: bool) -> Self {
+        self.paused = paused;
+        self
+    }
+
+    /// Bound of the worker pool's queue. Default 1024.
+    pub fn worker_queue(mut self, capacity: usize) -> Self {
+        self.worker_queue = capacity;
+        self
+    }
+
+    /// Prefix of the runtime's thread names (`NAME-reactor-0`, `NAME-worker-0`, ...).
+    /// Default `fluxor`.
     pub fn thread_name(mut self, name: impl Into<String>) -> Self {
         self.thread_name = name.into();
         self
@@ -208,17 +260,31 @@ impl Builder {
                 "`mailbox_capacity` must be at least 1".into(),
             ));
         }
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let worker_threads = self.worker_threads.unwrap_or(2 * cores);
+        if worker_threads == 0 || self.worker_queue == 0 {
+            return Err(BuildError::InvalidOption(
+                "`worker_threads` and `worker_queue` must be at least 1".into(),
+            ));
+        }
         if self.request_timeout.is_zero() {
             return Err(BuildError::InvalidOption(
                 "`request_timeout` must be longer than zero".into(),
             ));
         }
+        let workers = WorkerPool::new(worker_threads, self.worker_queue, &self.thread_name)
+            .map_err(BuildError::Workers)?;
+        let watchdog = Watchdog::start(n, self.blocked_threshold, &self.thread_name)
+            .map_err(BuildError::Workers)?;
+        let reactor_name = format!("{}-reactor", self.thread_name);
         let reactors = (0..n)
-            .map(|i| Reactor::spawn(i, &self.thread_name))
+            .map(|i| Reactor::spawn(i, &reactor_name, self.paused))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Fluxor {
             inner: Arc::new(Inner {
                 bus: EventBus::new(self.request_timeout),
+                workers,
+                watchdog,
                 reactors,
                 deployments: Mutex::new(Vec::new()),
                 shutting_down: AtomicBool::new(false),
@@ -252,6 +318,8 @@ pub struct Fluxor {
 
 struct Inner {
     bus: EventBus,
+    workers: WorkerPool,
+    watchdog: Watchdog,
     reactors: Vec<Reactor>,
     deployments: Mutex<Vec<Deployment>>,
     shutting_down: AtomicBool,
@@ -299,6 +367,11 @@ impl Fluxor {
     /// The event bus.
     pub fn bus(&self) -> &EventBus {
         &self.inner.bus
+    }
+
+    /// The worker pool for blocking work.
+    pub fn workers(&self) -> &WorkerPool {
+        &self.inner.workers
     }
 
     /// Number of reactor threads.
@@ -370,6 +443,7 @@ impl Fluxor {
             config,
             deployment: id,
             bus: inner.bus.clone(),
+            workers: inner.workers.clone(),
         });
         let start_timeout = options.start_timeout.unwrap_or(Duration::from_secs(30));
         let mut handles = Vec::with_capacity(instances);
@@ -380,7 +454,18 @@ impl Fluxor {
             let reactor = options.reactor.unwrap_or_else(|| {
                 inner.next_reactor.fetch_add(1, Ordering::Relaxed) % inner.reactors.len()
             });
-            let launch = Launch::new(shared.clone(), index, reactor, capacity, &inner.cancel);
+            let key = inner.watchdog.shared.register(Label {
+                component: C::name(),
+                deployment: id,
+                instance: index,
+            });
+            let launch = Launch::new(
+                shared.clone(),
+                index,
+                (reactor, inner.watchdog.stamp(reactor), key),
+                capacity,
+                &inner.cancel,
+            );
             let task = launch.task;
             let queued = inner.reactors[reactor]
                 .run(Box::new(move || {
@@ -418,7 +503,9 @@ impl Fluxor {
             let deadline = Instant::now() + inner.shutdown_timeout;
             let mut rollback = Vec::new();
             for h in handles {
+                let key = h.key;
                 rollback.extend(h.stop(deadline).await);
+                inner.watchdog.shared.unregister(key);
             }
             return Err(DeployError::StartFailed {
                 component: C::name(),
@@ -490,10 +577,27 @@ impl Fluxor {
         }
         let mut errors = Vec::new();
         for h in instances {
+            let key = h.key;
             errors.extend(h.stop(deadline).await);
+            self.inner.watchdog.shared.unregister(key);
         }
         tracing::debug!(component = deployment.component, deployment = %deployment.id, errors = errors.len(), "undeployed");
         errors
+    }
+
+    /// Per reactor: messages handled and blocked episodes seen by the blocked-reactor checker.
+    pub fn reactor_stats(&self) -> Vec<ReactorInfo> {
+        self.inner
+            .watchdog
+            .probes
+            .iter()
+            .enumerate()
+            .map(|(index, p)| ReactorInfo {
+                index,
+                handled: p.handled.load(Ordering::Relaxed),
+                blocked_episodes: p.blocked.load(Ordering::Relaxed),
+            })
+            .collect()
     }
 
     /// The live deployments, in deploy order, with per-instance counters.
@@ -547,6 +651,10 @@ impl Fluxor {
         }
         self.inner.bus.close();
         self.inner.cancel.cancel();
+        let busy = self.inner.workers.shutdown(deadline).await;
+        if busy > 0 {
+            errors.push(ShutdownIssue::WorkersBusy(busy));
+        }
         for r in &self.inner.reactors {
             r.signal_stop();
         }

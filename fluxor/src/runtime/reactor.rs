@@ -23,9 +23,14 @@ pub(crate) struct Reactor {
 }
 
 impl Reactor {
-    pub(crate) fn spawn(index: usize, name: &str) -> Result<Self, BuildError> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
+    pub(crate) fn spawn(index: usize, name: &str, paused: bool) -> Result<Self, BuildError> {
+        let mut builder = tokio::runtime::Builder::new_current_thread();
+        builder.enable_all();
+        #[cfg(feature = "test-util")]
+        builder.start_paused(paused);
+        #[cfg(not(feature = "test-util"))]
+        let _ = paused;
+        let rt = builder
             .build()
             .map_err(|source| BuildError::Reactor { index, source })?;
         let (jobs, mut rx) = mpsc::channel::<Job>(JOB_QUEUE);

@@ -1,0 +1,209 @@
+//! The blocked-reactor checker.
+//!
+//! Each reactor has a [`Probe`]: before a handler runs, the reactor stores the current coarse
+//! time and the running instance's key with relaxed atomic stores, and clears the time after.
+//! A watchdog thread advances the coarse clock and looks at every probe; a handler that holds
+//! its reactor longer than the threshold is reported once per episode with a `tracing`
+//! warning (and again every five thresholds while it lasts) and counted.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::runtime::DeploymentId;
+
+/// Who an instance key stands for, for the warning.
+#[derive(Debug, Clone)]
+pub(crate) struct Label {
+    pub(crate) component: &'static str,
+    pub(crate) deployment: DeploymentId,
+    pub(crate) instance: usize,
+}
+
+/// The per-reactor state the watchdog reads.
+#[derive(Debug, Default)]
+pub(crate) struct Probe {
+    /// Coarse time (ms since the watchdog's epoch, plus one) when the running handler began;
+    /// 0 while idle.
+    since: AtomicU64,
+    /// Key of the running instance.
+    who: AtomicU64,
+    /// The topic of the message being handled.
+    topic: Mutex<Option<Arc<str>>>,
+    pub(crate) blocked: AtomicU64,
+    pub(crate) handled: AtomicU64,
+}
+
+/// The coarse clock every reactor reads, and the instance labels.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    now_ms: AtomicU64,
+    labels: Mutex<HashMap<u64, Label>>,
+    next_key: AtomicU64,
+}
+
+impl Shared {
+    pub(crate) fn register(&self, label: Label) -> u64 {
+        let key = self.next_key.fetch_add(1, Ordering::Relaxed);
+        self.labels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, label);
+        key
+    }
+
+    pub(crate) fn unregister(&self, key: u64) {
+        self.labels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&key);
+    }
+}
+
+/// What a reactor uses: its probe and the shared clock.
+#[derive(Debug, Clone)]
+pub(crate) struct Stamp {
+    pub(crate) probe: Arc<Probe>,
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl Stamp {
+    /// A handler of instance `key` begins.
+    #[inline]
+    pub(crate) fn begin(&self, key: u64) {
+        self.probe.who.store(key, Ordering::Relaxed);
+        let now = self.shared.now_ms.load(Ordering::Relaxed);
+        self.probe.since.store(now + 1, Ordering::Relaxed);
+    }
+
+    /// The handler ended.
+    #[inline]
+    pub(crate) fn end(&self) {
+        self.probe.since.store(0, Ordering::Relaxed);
+        self.probe.handled.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The running handler's topic.
+    pub(crate) fn topic(&self, topic: Option<&Arc<str>>) {
+        let mut slot = self.probe.topic.lock().unwrap_or_else(|e| e.into_inner());
+        match (slot.as_ref(), topic) {
+            (Some(a), Some(b)) if Arc::ptr_eq(a, b) => {}
+            _ => *slot = topic.cloned(),
+        }
+    }
+}
+
+/// The watchdog thread.
+pub(crate) struct Watchdog {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) probes: Vec<Arc<Probe>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Watchdog {
+    pub(crate) fn start(reactors: usize, threshold: Duration, name: &str) -> std::io::Result<Self> {
+        let shared = Arc::new(Shared {
+            now_ms: AtomicU64::new(0),
+            labels: Mutex::default(),
+            next_key: AtomicU64::new(1),
+        });
+        let probes: Vec<Arc<Probe>> = (0..reactors).map(|_| Arc::default()).collect();
+        let stop = Arc::new(AtomicBool::new(false));
+        let tick = (threshold / 10).clamp(Duration::from_millis(1), Duration::from_millis(100));
+        let thread = {
+            let (shared, probes, stop) = (shared.clone(), probes.clone(), stop.clone());
+            std::thread::Builder::new()
+                .name(format!("{name}-watchdog"))
+                .spawn(move || watch(&shared, &probes, &stop, threshold, tick))?
+        };
+        Ok(Watchdog {
+            shared,
+            probes,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    pub(crate) fn stamp(&self, reactor: usize) -> Stamp {
+        Stamp {
+            probe: self.probes[reactor].clone(),
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            t.thread().unpark();
+        }
+    }
+}
+
+fn watch(
+    shared: &Shared,
+    probes: &[Arc<Probe>],
+    stop: &AtomicBool,
+    threshold: Duration,
+    tick: Duration,
+) {
+    let epoch = Instant::now();
+    let threshold_ms = threshold.as_millis().max(1) as u64;
+    // Per reactor: the episode being reported (its start) and when to report it again.
+    let mut reported: Vec<Option<(u64, u64)>> = vec![None; probes.len()];
+    while !stop.load(Ordering::Acquire) {
+        std::thread::park_timeout(tick);
+        let now = epoch.elapsed().as_millis() as u64;
+        shared.now_ms.store(now, Ordering::Relaxed);
+        for (index, probe) in probes.iter().enumerate() {
+            let since = probe.since.load(Ordering::Relaxed);
+            if since == 0 {
+                reported[index] = None;
+                continue;
+            }
+            let elapsed = now.saturating_sub(since - 1);
+            if elapsed < threshold_ms {
+                continue;
+            }
+            let due = match reported[index] {
+                Some((episode, next)) if episode == since => now >= next,
+                _ => {
+                    probe.blocked.fetch_add(1, Ordering::Relaxed);
+                    true
+                }
+            };
+            if !due {
+                continue;
+            }
+            reported[index] = Some((since, now + 5 * threshold_ms));
+            let label = shared
+                .labels
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&probe.who.load(Ordering::Relaxed))
+                .cloned();
+            let topic = probe
+                .topic
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            let (component, deployment, instance) = label.map_or(("?", String::new(), 0), |l| {
+                (l.component, l.deployment.to_string(), l.instance)
+            });
+            tracing::warn!(
+                reactor = index,
+                component,
+                deployment = %deployment,
+                instance,
+                topic = topic.as_deref().unwrap_or("(direct)"),
+                elapsed_ms = elapsed,
+                threshold_ms,
+                "a handler is blocking its reactor; move blocking work to `ctx.execute_blocking` or a worker component"
+            );
+        }
+    }
+}
