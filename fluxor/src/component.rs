@@ -492,9 +492,10 @@ impl<C: Component> Context<C> {
     /// Delivers a clone of `msg` to this instance every `period` (the first after one period),
     /// through its topic-less `#[handler]` for `M`.
     ///
-    /// Ticks do not pile up: the next tick fires only once the previous one has been handled,
-    /// and ticks missed meanwhile are skipped, so a slow handler sees one tick per handling
-    /// rather than a backlog. Timers are cancelled when the instance stops.
+    /// Ticks do not pile up: one tick is in flight at a time. When the handler takes longer
+    /// than the period, the tick that fell due meanwhile is delivered as soon as the handler
+    /// finishes and the other missed ticks are skipped, so a slow handler sees one tick per
+    /// handling rather than a backlog. Timers are cancelled when the instance stops.
     ///
     /// # Panics
     /// If `period` is zero.

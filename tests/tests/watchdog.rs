@@ -1,0 +1,98 @@
+//! The blocked-reactor checker warns once per episode, naming reactor, component and topic,
+//! and counts episodes. Its own test binary, because it installs a global subscriber.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use fluxor::prelude::*;
+use fluxor_tests::{Add, Block, Probe};
+use tracing::field::{Field, Visit};
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::layer::{Context as LayerContext, SubscriberExt};
+use tracing_subscriber::Layer;
+
+type Events = Arc<Mutex<Vec<HashMap<String, String>>>>;
+
+struct Warnings(Events);
+
+struct Fields(HashMap<String, String>);
+
+impl Visit for Fields {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        self.0.insert(field.name().to_owned(), format!("{value:?}"));
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.0.insert(field.name().to_owned(), value.to_owned());
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.0.insert(field.name().to_owned(), value.to_string());
+    }
+}
+
+impl<S: Subscriber> Layer<S> for Warnings {
+    fn on_event(&self, event: &Event<'_>, _ctx: LayerContext<'_, S>) {
+        if *event.metadata().level() == Level::WARN
+            && event.metadata().target().starts_with("fluxor")
+        {
+            let mut f = Fields(HashMap::new());
+            event.record(&mut f);
+            self.0.lock().unwrap().push(f.0);
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_handler_that_blocks_its_reactor_is_reported_once_and_counted() {
+    let events: Events = Arc::default();
+    tracing::subscriber::set_global_default(
+        tracing_subscriber::registry().with(Warnings(events.clone())),
+    )
+    .expect("first subscriber");
+
+    let rt = Fluxor::builder()
+        .reactors(2)
+        .blocked_threshold(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let id = rt
+        .deploy(Probe::default, DeployOptions::new().reactor(1))
+        .await
+        .unwrap();
+
+    // Fast handlers: no warning.
+    for i in 0..50 {
+        rt.bus().request("t.add", Add(i)).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert!(
+        events.lock().unwrap().is_empty(),
+        "{:?}",
+        events.lock().unwrap()
+    );
+    assert!(rt.reactor_stats().iter().all(|r| r.blocked_episodes == 0));
+
+    // A handler sleeping the thread for 4 thresholds: one episode, one warning (the repeat
+    // would come after 5 thresholds).
+    rt.bus()
+        .request("t.block", Block(Duration::from_millis(400)))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+
+    let warnings = events.lock().unwrap().clone();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    let w = &warnings[0];
+    assert_eq!(w["reactor"], "1");
+    assert_eq!(w["component"], "Probe");
+    assert_eq!(w["topic"], "t.block");
+    assert_eq!(w["deployment"], id.to_string());
+    let elapsed: u64 = w["elapsed_ms"].parse().unwrap();
+    assert!((100..400).contains(&elapsed), "{elapsed}");
+
+    let stats = rt.reactor_stats();
+    assert_eq!(stats[1].blocked_episodes, 1);
+    assert_eq!(stats[0].blocked_episodes, 0);
+    assert_eq!(stats[1].handled, 51);
+    rt.shutdown(Duration::from_secs(5)).await.unwrap();
+}
