@@ -6,14 +6,17 @@ use syn::{LitStr, Path, Token, Type};
 mod kw {
     syn::custom_keyword!(config);
     syn::custom_keyword!(name);
+    syn::custom_keyword!(worker);
 }
 
-/// `#[component(config = T, name = "..", crate = path)]`; every key optional, none twice.
+/// `#[component(config = T, name = "..", worker, crate = path)]`; every key optional, none
+/// twice.
 #[derive(Default)]
 pub(crate) struct ComponentArgs {
     pub(crate) config: Option<Type>,
     pub(crate) name: Option<LitStr>,
     pub(crate) krate: Option<Path>,
+    pub(crate) worker: Option<kw::worker>,
 }
 
 impl Parse for ComponentArgs {
@@ -41,6 +44,12 @@ impl Parse for ComponentArgs {
                     ));
                 }
                 args.name = Some(input.parse()?);
+            } else if lookahead.peek(kw::worker) {
+                let key: kw::worker = input.parse()?;
+                if args.worker.is_some() {
+                    return Err(syn::Error::new_spanned(key, "`worker` is given twice"));
+                }
+                args.worker = Some(key);
             } else if lookahead.peek(Token![crate]) {
                 let key: Token![crate] = input.parse()?;
                 input.parse::<Token![=]>()?;
@@ -55,7 +64,7 @@ impl Parse for ComponentArgs {
                 let _ = lookahead;
                 return Err(syn::Error::new(
                     input.span(),
-                    "unknown option; `#[component]` takes `config = Type`, `name = \"...\"` and `crate = path`",
+                    "unknown option; `#[component]` takes `config = Type`, `name = \"...\"`, `worker` and `crate = path`",
                 ));
             }
             if input.is_empty() {

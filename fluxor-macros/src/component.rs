@@ -38,6 +38,11 @@ pub(crate) fn expand_struct(args: &ComponentArgs, item: &ItemStruct) -> syn::Res
         .config
         .as_ref()
         .map_or_else(|| quote!(()), |t| quote_spanned!(t.span()=> #t));
+    // Worker mode needs `Self: Send`; a component that is not is reported on `worker`.
+    let worker = args.worker.as_ref().map_or_else(
+        || quote!(::core::option::Option::None),
+        |w| quote_spanned!(w.span=> #krate::__private::worker_mode::<Self>()),
+    );
     let (impl_g, ty_g, where_c) = item.generics.split_for_impl();
     Ok(quote! {
         #item
@@ -46,6 +51,10 @@ pub(crate) fn expand_struct(args: &ComponentArgs, item: &ItemStruct) -> syn::Res
             impl #impl_g #krate::__private::Declared for #ident #ty_g #where_c {
                 type Config = #config;
                 const NAME: &'static str = #name;
+
+                fn worker_mode() -> ::core::option::Option<#krate::WorkerMode<Self>> {
+                    #worker
+                }
             }
         };
     })
@@ -57,10 +66,10 @@ pub(crate) fn expand_struct(args: &ComponentArgs, item: &ItemStruct) -> syn::Res
 /// errors reported are the ones about the user's mistakes, not their consequences.
 pub(crate) fn expand_impl(args: &ComponentArgs, item: &mut ItemImpl) -> TokenStream {
     let mut cx = Ctxt::default();
-    if args.config.is_some() || args.name.is_some() {
+    if args.config.is_some() || args.name.is_some() || args.worker.is_some() {
         cx.push(syn::Error::new(
             Span::call_site(),
-            "`config` and `name` go on the struct's `#[component(...)]`, not on the impl block's",
+            "`config`, `name` and `worker` go on the struct's `#[component(...)]`, not on the impl block's",
         ));
     }
     let model = model::parse(&mut cx, item);
@@ -245,6 +254,10 @@ fn generate(krate: &TokenStream, item: &ItemImpl, model: &Model) -> TokenStream 
 
                 fn name() -> &'static str {
                     #declared::NAME
+                }
+
+                fn worker_mode() -> ::core::option::Option<#krate::WorkerMode<Self>> {
+                    #declared::worker_mode()
                 }
 
                 fn bindings(bindings: &mut #krate::Bindings<Self>) {

@@ -5,6 +5,7 @@ use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
@@ -19,7 +20,7 @@ use crate::bus::{Consumer, Entry, EventBus, MailboxConsumer, RequestOptions};
 use crate::error::{BoxError, BusError, PublishError, SendError};
 use crate::mailbox::{Mailbox, PushError};
 use crate::message::{Envelope, Headers, IntoReply, Message, Meta, ReplyTo};
-use crate::runtime::DeploymentId;
+use crate::runtime::{DeploymentId, InstanceTask};
 use crate::timer::{TimerId, Timers};
 use crate::watchdog::Stamp;
 use crate::worker::{BlockingTask, Lane, WorkerPool};
@@ -80,6 +81,15 @@ pub trait Component: Sized + 'static {
         std::any::type_name::<Self>()
     }
 
+    /// Whether instances run as *worker components* by default: their handlers run on the
+    /// worker pool, where blocking is allowed, one call at a time. `#[component(worker)]`
+    /// returns `Some(WorkerMode::new())`, which requires the component to be `Send` (it moves
+    /// between threads). [`DeployOptions::worker`](crate::DeployOptions::worker) overrides the
+    /// default per deployment.
+    fn worker_mode() -> Option<WorkerMode<Self>> {
+        None
+    }
+
     /// Declares the topics this component consumes. They are registered when every instance of
     /// a deployment has started and removed when it stops.
     fn bindings(bindings: &mut Bindings<Self>) {
@@ -101,6 +111,41 @@ pub trait Component: Sized + 'static {
 
     /// Handles one message. Use [`Context::accept`] and [`Responder::run`] per variant.
     fn handle(&mut self, msg: Self::Msg, ctx: &mut Context<Self>) -> impl Future<Output = Outcome>;
+}
+
+pub(crate) type RunErased = fn(Box<dyn Any>) -> Pin<Box<dyn Future<Output = ()>>>;
+
+/// Marks a component able to run on the worker pool; see [`Component::worker_mode`].
+pub struct WorkerMode<C: ?Sized> {
+    /// Runs an `InstanceTask<C>` (passed as `Any`, so this type needs no bound on `C`).
+    pub(crate) run: RunErased,
+    _component: PhantomData<fn(&C)>,
+}
+
+impl<C: Component + Send> WorkerMode<C> {
+    /// Worker mode for `C`; `C` must be `Send`, since it moves to a worker thread for each call.
+    pub fn new() -> Self {
+        WorkerMode {
+            run: |task| match task.downcast::<InstanceTask<C>>() {
+                Ok(task) => Box::pin(task.run_on_workers()),
+                // Deploy passes the task of this very component type.
+                Err(_) => Box::pin(async {}),
+            },
+            _component: PhantomData,
+        }
+    }
+}
+
+impl<C: Component + Send> Default for WorkerMode<C> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<C: ?Sized> fmt::Debug for WorkerMode<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("WorkerMode")
+    }
 }
 
 /// Lets a component receive `M` sent directly to it (not through a topic), through
@@ -316,6 +361,8 @@ pub struct Context<C: Component> {
     pub(crate) timers: Timers,
     pub(crate) stamp: Stamp,
     pub(crate) key: u64,
+    /// The reactor's runtime, where this instance's timers run.
+    pub(crate) rt: tokio::runtime::Handle,
 }
 
 impl<C: Component> fmt::Debug for Context<C> {
@@ -478,7 +525,7 @@ impl<C: Component> Context<C> {
         C: Handles<M>,
     {
         let me = self.myself.clone();
-        let task = tokio::task::spawn_local(async move {
+        let task = self.rt.spawn(async move {
             tokio::time::sleep(delay).await;
             let meta = me.bus.root_meta();
             let _stopped = me
@@ -508,7 +555,7 @@ impl<C: Component> Context<C> {
             "a periodic timer needs a period longer than zero"
         );
         let me = self.myself.clone();
-        let task = tokio::task::spawn_local(async move {
+        let task = self.rt.spawn(async move {
             let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
             loop {

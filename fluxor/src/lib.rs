@@ -14,7 +14,9 @@ mod worker;
 
 pub use address::{validate_pattern, Address, Destination};
 pub use bus::{EventBus, RequestOptions};
-pub use component::{ActorRef, Bindings, Component, Context, Handles, Outcome, Responder};
+pub use component::{
+    ActorRef, Bindings, Component, Context, Handles, Outcome, Responder, WorkerMode,
+};
 pub use error::{
     BoxError, BuildError, BusError, DeployError, PublishError, SendError, ShutdownError,
     ShutdownIssue, StopError, UndeployError,
@@ -87,6 +89,23 @@ pub mod __private {
         type Config: serde::de::DeserializeOwned + Send + Sync + 'static;
         /// The component's name.
         const NAME: &'static str;
+        /// `Some` for `#[component(worker)]`.
+        fn worker_mode() -> Option<crate::WorkerMode<Self>>;
+    }
+
+    /// Implemented for every `Send` type; says what to do when a worker component is not.
+    #[diagnostic::on_unimplemented(
+        message = "`{Self}` cannot be a worker component because it is not `Send`",
+        label = "worker components move between threads",
+        note = "make every field `Send` (e.g. `Arc<Mutex<T>>` instead of `Rc<RefCell<T>>`), or drop `worker` to keep it on its reactor"
+    )]
+    pub trait WorkerSend: Send {}
+
+    impl<T: Send> WorkerSend for T {}
+
+    /// Worker mode for a `#[component(worker)]`.
+    pub fn worker_mode<C: crate::Component + WorkerSend>() -> Option<crate::WorkerMode<C>> {
+        Some(crate::WorkerMode::new())
     }
 
     /// What a lifecycle hook may return: `()` or `Result<(), E>` with `E: Into<BoxError>`.

@@ -208,6 +208,23 @@ impl WorkerPool {
             .unwrap_or_else(BlockingTask::failed)
     }
 
+    /// Queues `f`, waiting for room as long as it takes (used for work already accepted, such
+    /// as a worker component's next message).
+    pub(crate) async fn submit_wait<T, F>(&self, f: F) -> Result<BlockingTask<T>, BlockingError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&CancellationToken) -> T + Send + 'static,
+    {
+        let permit = self
+            .inner
+            .room
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_closed| BlockingError::Cancelled)?;
+        Ok(self.enqueue(permit, self.inner.cancel.clone(), None, f))
+    }
+
     /// The pool's counters.
     pub fn stats(&self) -> WorkerStats {
         let s = &self.inner.stats;

@@ -1,6 +1,8 @@
 //! One component instance: its task on a reactor and the handle the runtime keeps.
 
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -145,9 +147,135 @@ impl InstanceHandle {
     }
 }
 
+/// Where an instance's lifecycle calls run: inline on its reactor, or shipped to the worker
+/// pool (worker components, where handlers may block).
+trait Exec<C: Component> {
+    async fn start(&mut self) -> Result<(), String>;
+    async fn dispatch(&mut self, msg: C::Msg, stats: &InstanceStats) -> bool;
+    async fn stop(&mut self) -> Result<(), String>;
+    /// The context, between calls; `None` if the instance was lost.
+    fn ctx(&mut self) -> Option<&mut Context<C>>;
+}
+
+struct Inline<C: Component> {
+    component: C,
+    ctx: Context<C>,
+}
+
+impl<C: Component> Exec<C> for Inline<C> {
+    async fn start(&mut self) -> Result<(), String> {
+        start_outcome(catch_unwind(self.component.start(&mut self.ctx)).await)
+    }
+
+    async fn dispatch(&mut self, msg: C::Msg, stats: &InstanceStats) -> bool {
+        self.ctx.stamp.begin(self.ctx.key);
+        dispatch(&mut self.component, &mut self.ctx, msg, stats).await;
+        self.ctx.stamp.end();
+        true
+    }
+
+    async fn stop(&mut self) -> Result<(), String> {
+        self.ctx.current = None;
+        stop_outcome(catch_unwind(self.component.stop(&mut self.ctx)).await)
+    }
+
+    fn ctx(&mut self) -> Option<&mut Context<C>> {
+        Some(&mut self.ctx)
+    }
+}
+
+type Op<C, R> = Box<
+    dyn for<'a> FnOnce(&'a mut C, &'a mut Context<C>) -> Pin<Box<dyn Future<Output = R> + 'a>>
+        + Send,
+>;
+
+/// A worker component: the component and its context travel to a worker thread for each
+/// call and come back after it, so handlers may block without holding a reactor.
+struct OnWorkers<C: Component> {
+    slot: Option<(C, Context<C>)>,
+    pool: WorkerPool,
+    reactor: tokio::runtime::Handle,
+}
+
+impl<C: Component + Send> OnWorkers<C> {
+    async fn ship<R: Send + 'static>(&mut self, op: Op<C, R>) -> Option<R> {
+        let (mut component, mut ctx) = self.slot.take()?;
+        let reactor = self.reactor.clone();
+        let task = self
+            .pool
+            .submit_wait(move |_| {
+                // The reactor thread drives the timer and I/O drivers meanwhile.
+                let r = reactor.block_on(op(&mut component, &mut ctx));
+                (component, ctx, r)
+            })
+            .await
+            .ok()?;
+        let (component, ctx, r) = task.await.ok()?;
+        self.slot = Some((component, ctx));
+        Some(r)
+    }
+}
+
+impl<C: Component + Send> Exec<C> for OnWorkers<C> {
+    async fn start(&mut self) -> Result<(), String> {
+        self.ship(Box::new(|c, ctx| {
+            Box::pin(async move { start_outcome(catch_unwind(c.start(ctx)).await) })
+        }))
+        .await
+        .unwrap_or_else(|| Err("the worker pool shut down before start ran".into()))
+    }
+
+    async fn dispatch(&mut self, msg: C::Msg, _stats: &InstanceStats) -> bool {
+        self.ship(Box::new(move |c, ctx| {
+            Box::pin(async move {
+                let stats = ctx.myself.mailbox.stats.clone();
+                dispatch(c, ctx, msg, &stats).await;
+            })
+        }))
+        .await
+        .is_some()
+    }
+
+    async fn stop(&mut self) -> Result<(), String> {
+        self.ship(Box::new(|c, ctx| {
+            Box::pin(async move {
+                ctx.current = None;
+                stop_outcome(catch_unwind(c.stop(ctx)).await)
+            })
+        }))
+        .await
+        .unwrap_or_else(|| Err("the worker pool shut down before stop ran".into()))
+    }
+
+    fn ctx(&mut self) -> Option<&mut Context<C>> {
+        self.slot.as_mut().map(|(_, ctx)| ctx)
+    }
+}
+
+fn start_outcome(
+    r: Result<Result<(), crate::BoxError>, Box<dyn std::any::Any + Send>>,
+) -> Result<(), String> {
+    match r {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(panic) => Err(format!("start {}", panic_message(&*panic))),
+    }
+}
+
+fn stop_outcome(
+    r: Result<Result<(), crate::BoxError>, Box<dyn std::any::Any + Send>>,
+) -> Result<(), String> {
+    match r {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(panic) => Err(format!("stop {}", panic_message(&*panic))),
+    }
+}
+
 impl<C: Component> InstanceTask<C> {
-    /// The instance's whole life, run on its reactor.
-    pub(crate) async fn run(self) {
+    /// Creates the component with its factory and its context; `None` (after reporting) if
+    /// the factory panicked.
+    fn create(self) -> Option<(C, Context<C>, Rest<C>)> {
         let InstanceTask {
             shared,
             index,
@@ -155,23 +283,21 @@ impl<C: Component> InstanceTask<C> {
             stamp,
             key,
             mailbox,
-            mut rx,
+            rx,
             cancel,
             started,
-            mut stop,
+            stop,
             done,
         } = self;
-        let name = C::name();
-        let mut component = match std::panic::catch_unwind(AssertUnwindSafe(|| (shared.factory)()))
-        {
+        let component = match std::panic::catch_unwind(AssertUnwindSafe(|| (shared.factory)())) {
             Ok(c) => c,
             Err(panic) => {
                 let _ = started.send(Err(format!("the factory {}", panic_message(&*panic))));
                 let _ = done.send(Vec::new());
-                return;
+                return None;
             }
         };
-        let mut ctx = Context {
+        let ctx = Context {
             bus: shared.bus.clone(),
             deployment: shared.deployment,
             instance: index,
@@ -188,92 +314,152 @@ impl<C: Component> InstanceTask<C> {
             timers: Timers::default(),
             stamp,
             key,
+            rt: tokio::runtime::Handle::current(),
         };
-        let start = match catch_unwind(component.start(&mut ctx)).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(panic) => Err(format!("start {}", panic_message(&*panic))),
+        let stats = ctx.myself.mailbox.stats.clone();
+        Some((
+            component,
+            ctx,
+            Rest {
+                index,
+                rx,
+                started,
+                stop,
+                done,
+                stats,
+            },
+        ))
+    }
+
+    /// The instance's whole life, on its reactor.
+    pub(crate) async fn run(self) {
+        if let Some((component, ctx, rest)) = self.create() {
+            drive(Inline { component, ctx }, rest).await;
+        }
+    }
+
+    /// The instance's whole life as a worker component: it waits for messages on its reactor
+    /// and runs every call on the worker pool.
+    pub(crate) async fn run_on_workers(self)
+    where
+        C: Send,
+    {
+        if let Some((component, ctx, rest)) = self.create() {
+            let pool = ctx.workers.clone();
+            let exec = OnWorkers {
+                slot: Some((component, ctx)),
+                pool,
+                reactor: tokio::runtime::Handle::current(),
+            };
+            drive(exec, rest).await;
+        }
+    }
+}
+
+/// What the lifecycle loop needs besides the component.
+struct Rest<C: Component> {
+    index: usize,
+    rx: mpsc::Receiver<C::Msg>,
+    started: oneshot::Sender<Result<(), String>>,
+    stop: oneshot::Receiver<Instant>,
+    done: oneshot::Sender<Vec<StopError>>,
+    stats: Arc<InstanceStats>,
+}
+
+/// Start, handle messages until asked to stop, drain until the deadline, stop.
+async fn drive<C: Component, E: Exec<C>>(mut exec: E, rest: Rest<C>) {
+    let Rest {
+        index,
+        mut rx,
+        started,
+        mut stop,
+        done,
+        stats,
+    } = rest;
+    let name = C::name();
+    let lost = || StopError::Failed {
+        component: name,
+        instance: index,
+        reason: "the instance was lost with its worker job".into(),
+    };
+    let start = exec.start().await;
+    let failed = start.is_err();
+    if started.send(start).is_err() || failed {
+        // The deployment gave up on this instance (timed out) or it failed to start.
+        if !failed {
+            let _ = exec.stop().await;
+        }
+        let _ = done.send(Vec::new());
+        return;
+    }
+
+    let mut budget = BATCH;
+    let deadline = loop {
+        let msg = tokio::select! {
+            biased;
+            d = &mut stop => break d.ok(),
+            m = rx.recv() => m,
         };
-        let failed = start.is_err();
-        if started.send(start).is_err() || failed {
-            // The deployment gave up on this instance (timed out) or it failed to start.
-            if !failed {
-                let _ = catch_unwind(component.stop(&mut ctx)).await;
-            }
-            let _ = done.send(Vec::new());
+        let Some(msg) = msg else { break None };
+        if !exec.dispatch(msg, &stats).await {
+            let _ = done.send(vec![lost()]);
             return;
         }
+        budget -= 1;
+        if budget == 0 {
+            budget = BATCH;
+            tokio::task::yield_now().await;
+        }
+    };
 
-        let stats = ctx.myself.mailbox.stats.clone();
-        let mut budget = BATCH;
-        let deadline = loop {
-            let msg = tokio::select! {
-                biased;
-                d = &mut stop => break d.ok(),
-                m = rx.recv() => m,
-            };
-            let Some(msg) = msg else { break None };
-            dispatch(&mut component, &mut ctx, msg, &stats).await;
-            budget -= 1;
-            if budget == 0 {
-                budget = BATCH;
-                tokio::task::yield_now().await;
-            }
-        };
-
-        // No timer fires into a stopping instance; drain what was accepted before the stop,
-        // until the deadline.
+    // No timer fires into a stopping instance; drain what was accepted before the stop,
+    // until the deadline.
+    if let Some(ctx) = exec.ctx() {
         ctx.timers.cancel_all();
-        rx.close();
-        let deadline = deadline.unwrap_or_else(Instant::now);
-        let mut errors = Vec::new();
-        let mut undelivered = 0;
-        while let Ok(msg) = rx.try_recv() {
-            if Instant::now() >= deadline {
-                undelivered += 1;
-                continue;
-            }
-            let handled =
-                tokio::time::timeout_at(deadline, dispatch(&mut component, &mut ctx, msg, &stats))
-                    .await;
-            if handled.is_err() {
-                undelivered += 1;
-            }
-        }
-        if undelivered > 0 {
-            errors.push(StopError::DeadlineExceeded {
-                component: name,
-                instance: index,
-                undelivered,
-            });
-        }
-        ctx.current = None;
-        match tokio::time::timeout_at(
-            deadline.max(Instant::now()) + REPORT_GRACE / 2,
-            catch_unwind(component.stop(&mut ctx)),
-        )
-        .await
-        {
-            Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(e))) => errors.push(StopError::Failed {
-                component: name,
-                instance: index,
-                reason: e.to_string(),
-            }),
-            Ok(Err(panic)) => errors.push(StopError::Failed {
-                component: name,
-                instance: index,
-                reason: format!("stop {}", panic_message(&*panic)),
-            }),
-            Err(_elapsed) => errors.push(StopError::Failed {
-                component: name,
-                instance: index,
-                reason: "stop did not finish before the deadline".into(),
-            }),
-        }
-        ctx.cancel.cancel();
-        let _ = done.send(errors);
     }
+    rx.close();
+    let deadline = deadline.unwrap_or_else(Instant::now);
+    let mut errors = Vec::new();
+    let mut undelivered = 0;
+    while let Ok(msg) = rx.try_recv() {
+        if Instant::now() >= deadline {
+            undelivered += 1;
+            continue;
+        }
+        match tokio::time::timeout_at(deadline, exec.dispatch(msg, &stats)).await {
+            Ok(true) => {}
+            Ok(false) => {
+                let _ = done.send(vec![lost()]);
+                return;
+            }
+            Err(_elapsed) => undelivered += 1,
+        }
+    }
+    if undelivered > 0 {
+        errors.push(StopError::DeadlineExceeded {
+            component: name,
+            instance: index,
+            undelivered,
+        });
+    }
+    let stopped =
+        tokio::time::timeout_at(deadline.max(Instant::now()) + REPORT_GRACE / 2, exec.stop()).await;
+    let failure = match stopped {
+        Ok(Ok(())) => None,
+        Ok(Err(reason)) => Some(reason),
+        Err(_elapsed) => Some("stop did not finish before the deadline".into()),
+    };
+    if let Some(reason) = failure {
+        errors.push(StopError::Failed {
+            component: name,
+            instance: index,
+            reason,
+        });
+    }
+    if let Some(ctx) = exec.ctx() {
+        ctx.cancel.cancel();
+    }
+    let _ = done.send(errors);
 }
 
 async fn dispatch<C: Component>(
@@ -284,11 +470,9 @@ async fn dispatch<C: Component>(
 ) {
     // `Responder::run` already catches handler panics; this catches panics in hand-written
     // dispatch code around it, so the instance survives them too.
-    ctx.stamp.begin(ctx.key);
     let outcome = catch_unwind(component.handle(msg, ctx))
         .await
         .unwrap_or_else(|panic| Outcome::Panicked(panic_message(&*panic)));
-    ctx.stamp.end();
     ctx.current = None;
     match outcome {
         Outcome::Handled => InstanceStats::bump(&stats.handled),

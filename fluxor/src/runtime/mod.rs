@@ -21,6 +21,7 @@ use crate::error::{
 use crate::watchdog::{Label, Watchdog};
 use crate::worker::WorkerPool;
 
+pub(crate) use instance::InstanceTask;
 use instance::{InstanceHandle, Launch, Shared};
 use reactor::Reactor;
 
@@ -65,6 +66,7 @@ pub struct DeployOptions {
     config: Option<Result<serde_json::Value, String>>,
     reactor: Option<usize>,
     start_timeout: Option<Duration>,
+    worker: Option<bool>,
 }
 
 impl DeployOptions {
@@ -97,6 +99,15 @@ impl DeployOptions {
     /// Pins every instance to reactor `index` instead of spreading them over all reactors.
     pub fn reactor(mut self, index: usize) -> Self {
         self.reactor = Some(index);
+        self
+    }
+
+    /// Runs the instances as worker components (`true`: handlers on the worker pool, where
+    /// blocking is allowed) or on their reactors (`false`). Default: the component's
+    /// declaration (`#[component(worker)]`). `true` needs a component declared worker-capable,
+    /// since it must be `Send`.
+    pub fn worker(mut self, worker: bool) -> Self {
+        self.worker = Some(worker);
         self
     }
 
@@ -428,6 +439,16 @@ impl Fluxor {
                 )));
             }
         }
+        let worker = match (options.worker, C::worker_mode()) {
+            (Some(false), _) => None,
+            (Some(true), None) => {
+                return Err(DeployError::InvalidOptions(format!(
+                    "`{}` cannot run as a worker component: declare it with `#[component(worker)]` (it must be `Send`)",
+                    C::name()
+                )))
+            }
+            (_, mode) => mode.map(|m| m.run),
+        };
         let config = Arc::new(parse_config::<C>(options.config)?);
         let bindings = Bindings::<C>::collect();
         if let Some(reason) = bindings.errors.first() {
@@ -469,7 +490,10 @@ impl Fluxor {
             let task = launch.task;
             let queued = inner.reactors[reactor]
                 .run(Box::new(move || {
-                    tokio::task::spawn_local(task.run());
+                    match worker {
+                        Some(run) => tokio::task::spawn_local(run(Box::new(task))),
+                        None => tokio::task::spawn_local(task.run()),
+                    };
                 }))
                 .await;
             handles.push(launch.handle);
