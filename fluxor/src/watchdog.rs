@@ -82,7 +82,9 @@ impl Stamp {
     #[inline]
     pub(crate) fn end(&self) {
         self.probe.since.store(0, Ordering::Relaxed);
-        self.probe.handled.fetch_add(1, Ordering::Relaxed);
+        // Only this reactor's thread writes the counter: a load and a store, no read-modify-write.
+        let handled = self.probe.handled.load(Ordering::Relaxed);
+        self.probe.handled.store(handled + 1, Ordering::Relaxed);
     }
 
     /// The running handler's topic.
