@@ -7,16 +7,18 @@ mod kw {
     syn::custom_keyword!(config);
     syn::custom_keyword!(name);
     syn::custom_keyword!(worker);
+    syn::custom_keyword!(supervise);
 }
 
-/// `#[component(config = T, name = "..", worker, crate = path)]`; every key optional, none
-/// twice.
+/// `#[component(config = T, name = "..", worker, supervise = expr, crate = path)]`; every key
+/// optional, none twice.
 #[derive(Default)]
 pub(crate) struct ComponentArgs {
     pub(crate) config: Option<Type>,
     pub(crate) name: Option<LitStr>,
     pub(crate) krate: Option<Path>,
     pub(crate) worker: Option<kw::worker>,
+    pub(crate) supervise: Option<syn::Expr>,
 }
 
 impl Parse for ComponentArgs {
@@ -44,6 +46,16 @@ impl Parse for ComponentArgs {
                     ));
                 }
                 args.name = Some(input.parse()?);
+            } else if lookahead.peek(kw::supervise) {
+                let key: kw::supervise = input.parse()?;
+                input.parse::<Token![=]>()?;
+                if args.supervise.is_some() {
+                    return Err(syn::Error::new_spanned(
+                        key,
+                        "`supervise` is given twice; keep one `supervise = policy`",
+                    ));
+                }
+                args.supervise = Some(input.parse()?);
             } else if lookahead.peek(kw::worker) {
                 let key: kw::worker = input.parse()?;
                 if args.worker.is_some() {
@@ -64,7 +76,7 @@ impl Parse for ComponentArgs {
                 let _ = lookahead;
                 return Err(syn::Error::new(
                     input.span(),
-                    "unknown option; `#[component]` takes `config = Type`, `name = \"...\"`, `worker` and `crate = path`",
+                    "unknown option; `#[component]` takes `config = Type`, `name = \"...\"`, `worker`, `supervise = policy` and `crate = path`",
                 ));
             }
             if input.is_empty() {

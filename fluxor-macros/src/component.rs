@@ -43,6 +43,10 @@ pub(crate) fn expand_struct(args: &ComponentArgs, item: &ItemStruct) -> syn::Res
         || quote!(::core::option::Option::None),
         |w| quote_spanned!(w.span=> #krate::__private::worker_mode::<Self>()),
     );
+    let supervise = args.supervise.as_ref().map_or_else(
+        || quote!(<#krate::Supervision as ::core::default::Default>::default()),
+        |e| quote_spanned!(e.span()=> #e),
+    );
     let (impl_g, ty_g, where_c) = item.generics.split_for_impl();
     Ok(quote! {
         #item
@@ -55,6 +59,10 @@ pub(crate) fn expand_struct(args: &ComponentArgs, item: &ItemStruct) -> syn::Res
                 fn worker_mode() -> ::core::option::Option<#krate::WorkerMode<Self>> {
                     #worker
                 }
+
+                fn supervision() -> #krate::Supervision {
+                    #supervise
+                }
             }
         };
     })
@@ -66,10 +74,14 @@ pub(crate) fn expand_struct(args: &ComponentArgs, item: &ItemStruct) -> syn::Res
 /// errors reported are the ones about the user's mistakes, not their consequences.
 pub(crate) fn expand_impl(args: &ComponentArgs, item: &mut ItemImpl) -> TokenStream {
     let mut cx = Ctxt::default();
-    if args.config.is_some() || args.name.is_some() || args.worker.is_some() {
+    if args.config.is_some()
+        || args.name.is_some()
+        || args.worker.is_some()
+        || args.supervise.is_some()
+    {
         cx.push(syn::Error::new(
             Span::call_site(),
-            "`config`, `name` and `worker` go on the struct's `#[component(...)]`, not on the impl block's",
+            "`config`, `name`, `worker` and `supervise` go on the struct's `#[component(...)]`, not on the impl block's",
         ));
     }
     let model = model::parse(&mut cx, item);
@@ -258,6 +270,10 @@ fn generate(krate: &TokenStream, item: &ItemImpl, model: &Model) -> TokenStream 
 
                 fn worker_mode() -> ::core::option::Option<#krate::WorkerMode<Self>> {
                     #declared::worker_mode()
+                }
+
+                fn supervision() -> #krate::Supervision {
+                    #declared::supervision()
                 }
 
                 fn bindings(bindings: &mut #krate::Bindings<Self>) {

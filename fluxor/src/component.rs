@@ -16,11 +16,12 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::address::{validate_pattern, Destination};
-use crate::bus::{Consumer, Entry, EventBus, MailboxConsumer, RequestOptions};
+use crate::bus::{Consumer, Entry, EventBus, MailboxConsumer, Owner, RequestOptions};
 use crate::error::{BoxError, BusError, PublishError, SendError};
 use crate::mailbox::{Mailbox, PushError};
 use crate::message::{Envelope, Headers, IntoReply, Message, Meta, ReplyTo};
 use crate::runtime::{DeploymentId, InstanceTask};
+use crate::supervision::Supervision;
 use crate::timer::{TimerId, Timers};
 use crate::watchdog::Stamp;
 use crate::worker::{BlockingTask, Lane, WorkerPool};
@@ -88,6 +89,13 @@ pub trait Component: Sized + 'static {
     /// default per deployment.
     fn worker_mode() -> Option<WorkerMode<Self>> {
         None
+    }
+
+    /// What the runtime does when a handler of this component panics. `#[component(supervise
+    /// = expr)]` sets it; [`DeployOptions::supervision`](crate::DeployOptions::supervision)
+    /// overrides it per deployment. Default: [`Supervision::default`].
+    fn supervision() -> Supervision {
+        Supervision::default()
     }
 
     /// Declares the topics this component consumes. They are registered when every instance of
@@ -231,7 +239,7 @@ impl<C: Component> Bindings<C> {
 
     pub(crate) fn entries_for(
         &self,
-        owner: DeploymentId,
+        owner: Owner,
         mailbox: &Mailbox<C::Msg>,
     ) -> impl Iterator<Item = Entry> + '_ {
         let mailbox = mailbox.clone();
@@ -581,6 +589,13 @@ impl<C: Component> Context<C> {
     /// Cancels a timer. Returns `false` if it had already fired (one-shot) or was cancelled.
     pub fn cancel_timer(&mut self, id: TimerId) -> bool {
         self.timers.cancel(id)
+    }
+
+    /// Forgets what belonged to the previous component, before a restarted one starts.
+    pub(crate) fn reset(&mut self) {
+        self.timers.cancel_all();
+        self.lane = Lane::default();
+        self.current = None;
     }
 
     /// The runtime's worker pool.

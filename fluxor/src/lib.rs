@@ -8,6 +8,7 @@ mod error;
 mod mailbox;
 mod message;
 mod runtime;
+mod supervision;
 mod timer;
 mod watchdog;
 mod worker;
@@ -23,7 +24,12 @@ pub use error::{
 };
 pub use message::{Envelope, Headers, IntoReply, Message};
 pub use runtime::{
-    Builder, DeployOptions, DeploymentId, DeploymentInfo, Fluxor, InstanceInfo, ReactorInfo,
+    Builder, DeployOptions, DeploymentId, DeploymentInfo, DeploymentState, Fluxor, InstanceInfo,
+    ReactorInfo,
+};
+pub use supervision::{
+    Backoff, Escalation, InstanceState, LifecycleEvent, LifecycleKind, Restart, Strategy,
+    Supervision,
 };
 pub use timer::TimerId;
 pub use tokio_util::sync::CancellationToken;
@@ -91,6 +97,8 @@ pub mod __private {
         const NAME: &'static str;
         /// `Some` for `#[component(worker)]`.
         fn worker_mode() -> Option<crate::WorkerMode<Self>>;
+        /// The declared supervision policy.
+        fn supervision() -> crate::Supervision;
     }
 
     /// Implemented for every `Send` type; says what to do when a worker component is not.

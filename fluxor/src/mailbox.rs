@@ -18,6 +18,9 @@ use tokio::time::Instant;
 /// Counters of one component instance, updated with relaxed atomics.
 #[derive(Debug, Default)]
 pub(crate) struct InstanceStats {
+    /// An `InstanceState` as a number.
+    pub(crate) state: std::sync::atomic::AtomicU8,
+    pub(crate) restarts: AtomicU64,
     pub(crate) handled: AtomicU64,
     pub(crate) failed: AtomicU64,
     pub(crate) panicked: AtomicU64,

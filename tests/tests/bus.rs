@@ -168,7 +168,7 @@ async fn typed_addresses_infer_the_reply() {
 }
 
 #[tokio::test]
-async fn handler_errors_and_panics_reach_the_requester_and_the_instance_survives() {
+async fn handler_errors_and_panics_reach_the_requester_and_serving_goes_on() {
     let rt = runtime();
     rt.deploy(Probe::default, DeployOptions::new())
         .await
@@ -188,7 +188,7 @@ async fn handler_errors_and_panics_reach_the_requester_and_the_instance_survives
         }
         other => panic!("expected RecipientFailed, got {other:?}"),
     }
-    // Same instance, state kept: it still counts.
+    // The panic restarted the instance (the default policy); it counts from zero again.
     assert_eq!(rt.bus().request("t.add", Add(4)).await.unwrap(), 4);
     assert_eq!(rt.bus().request("t.add", Add(1)).await.unwrap(), 5);
     let info = &rt.deployments()[0].instances[0];

@@ -363,3 +363,46 @@ async fn components_may_hold_rc_and_refcell() {
     assert_eq!(rt.bus().request(Local::ADD, Add(2)).await.unwrap(), 3);
     rt.shutdown(Duration::from_secs(5)).await.unwrap();
 }
+
+// ----- Declared supervision -----
+
+#[derive(Message)]
+#[message(reply = u64)]
+struct Boom;
+
+#[component(supervise = fluxor::Supervision::resume())]
+#[derive(Default)]
+struct Stubborn {
+    count: u64,
+}
+
+#[component]
+impl Stubborn {
+    #[handler("stubborn.add")]
+    fn add(&mut self, Add(n): Add) -> u64 {
+        self.count += n;
+        self.count
+    }
+
+    #[handler("stubborn.boom")]
+    fn boom(&mut self, _: Boom) -> u64 {
+        panic!("boom")
+    }
+}
+
+#[tokio::test]
+async fn supervision_is_declared_on_the_struct() {
+    assert_eq!(
+        <Stubborn as Component>::supervision(),
+        fluxor::Supervision::Resume
+    );
+    let rt = runtime().await;
+    rt.deploy(Stubborn::default, DeployOptions::new())
+        .await
+        .unwrap();
+    assert_eq!(rt.bus().request(Stubborn::ADD, Add(2)).await.unwrap(), 2);
+    assert!(rt.bus().request(Stubborn::BOOM, Boom).await.is_err());
+    // Resumed: the state survived the panic.
+    assert_eq!(rt.bus().request(Stubborn::ADD, Add(3)).await.unwrap(), 5);
+    rt.shutdown(Duration::from_secs(5)).await.unwrap();
+}

@@ -16,7 +16,7 @@ use crate::error::{BusError, PublishError, SendError};
 use crate::message::{Envelope, Headers, IdGen, Message, Meta, ReplyTo};
 use crate::runtime::DeploymentId;
 
-pub(crate) use registry::{Consumer, Delivery, Entry, MailboxConsumer, Registry};
+pub(crate) use registry::{Consumer, Delivery, Entry, MailboxConsumer, Owner, Registry};
 
 /// The event bus: every component's way to reach every other.
 ///
@@ -237,13 +237,32 @@ impl EventBus {
         self.inner.registry.add(entries);
     }
 
-    pub(crate) fn unregister(&self, owner: DeploymentId) -> usize {
-        self.inner.registry.remove_owner(owner)
+    /// Removes the bindings of a whole deployment.
+    pub(crate) fn unregister(&self, deployment: DeploymentId) -> usize {
+        self.inner
+            .registry
+            .remove_owners(|o| o.deployment == deployment)
+    }
+
+    /// Removes the bindings of one instance.
+    pub(crate) fn unregister_instance(&self, owner: Owner) -> usize {
+        self.inner.registry.remove_owners(|o| *o == owner)
     }
 
     pub(crate) fn close(&self) {
         self.inner.closed.store(true, Ordering::Release);
         self.inner.registry.clear();
+    }
+
+    /// Refuses user messages on the reserved `fluxor.` prefix.
+    fn guard(topic: &str) -> Result<(), BusError> {
+        if topic.starts_with(RESERVED) {
+            return Err(BusError::InvalidTopic {
+                topic: topic.to_owned(),
+                reason: format!("topics under `{RESERVED}` are reserved for the runtime's own events; subscribe to them, but send your messages elsewhere"),
+            });
+        }
+        Ok(())
     }
 
     /// The consumers of `topic`. A topic found among the exact routes is valid by
@@ -373,6 +392,21 @@ impl EventBus {
         &self,
         topic: &str,
         msg: M,
+        meta: Meta,
+    ) -> Result<usize, PublishError> {
+        Self::guard(topic).map_err(|e| PublishError {
+            topic: topic.to_owned(),
+            delivered: 0,
+            failures: vec![e],
+        })?;
+        self.publish_unguarded(topic, msg, meta)
+    }
+
+    /// Publishes on any topic, the reserved ones included (the runtime's own events).
+    pub(crate) fn publish_unguarded<M: Message + Clone>(
+        &self,
+        topic: &str,
+        msg: M,
         mut meta: Meta,
     ) -> Result<usize, PublishError> {
         let fail = |e: BusError| PublishError {
@@ -455,6 +489,9 @@ impl EventBus {
         route.map_or(&self.inner.pattern_cursor, |r| &r.cursor)
     }
 }
+
+/// The prefix of the runtime's own topics.
+pub(crate) const RESERVED: &str = "fluxor.";
 
 fn no_handlers(topic: &str) -> BusError {
     BusError::NoHandlers {

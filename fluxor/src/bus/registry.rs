@@ -102,10 +102,17 @@ impl<T: Send + 'static, M: Message> Consumer for MailboxConsumer<T, M> {
     }
 }
 
+/// Who registered a consumer: one instance of a deployment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Owner {
+    pub(crate) deployment: DeploymentId,
+    pub(crate) instance: usize,
+}
+
 /// One registered consumer.
 #[derive(Clone)]
 pub(crate) struct Entry {
-    pub(crate) owner: DeploymentId,
+    pub(crate) owner: Owner,
     pub(crate) pattern: Arc<str>,
     pub(crate) consumer: Arc<dyn Consumer>,
 }
@@ -174,8 +181,8 @@ impl Registry {
         self.current.store(Arc::new(next));
     }
 
-    /// Removes every entry owned by `owner`; returns how many were removed.
-    pub(crate) fn remove_owner(&self, owner: DeploymentId) -> usize {
+    /// Removes every entry whose owner matches; returns how many were removed.
+    pub(crate) fn remove_owners(&self, matches: impl Fn(&Owner) -> bool) -> usize {
         let _w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         let mut next = Snapshot::clone(&self.current.load());
         let mut removed = 0;
@@ -184,7 +191,7 @@ impl Registry {
             let kept: Vec<Entry> = route
                 .consumers
                 .iter()
-                .filter(|e| e.owner != owner)
+                .filter(|e| !matches(&e.owner))
                 .cloned()
                 .collect();
             removed += before - kept.len();
@@ -195,7 +202,7 @@ impl Registry {
         next.patterns = next
             .patterns
             .iter()
-            .filter(|e| e.owner != owner)
+            .filter(|e| !matches(&e.owner))
             .cloned()
             .collect::<Vec<_>>()
             .into();

@@ -6,14 +6,17 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::bus::EventBus;
+use crate::bus::{EventBus, Owner};
 use crate::component::{catch_unwind, panic_message, ActorRef, Component, Context, Outcome};
 use crate::error::StopError;
 use crate::mailbox::{InstanceStats, Mailbox};
+use crate::supervision::{
+    Escalation, GroupRestart, InstanceState, LifecycleEvent, LifecycleKind, Supervisor, Verdict,
+};
 use crate::timer::Timers;
 use crate::watchdog::Stamp;
 use crate::worker::{Lane, WorkerPool};
@@ -33,6 +36,28 @@ pub(crate) struct Shared<C: Component> {
     pub(crate) deployment: DeploymentId,
     pub(crate) bus: EventBus,
     pub(crate) workers: WorkerPool,
+    pub(crate) supervisor: Arc<Supervisor>,
+    pub(crate) escalation: Arc<EscalationCtl>,
+}
+
+/// The runtime's escalation policy and the signal it raises.
+pub(crate) struct EscalationCtl {
+    pub(crate) policy: Escalation,
+    pub(crate) raised: CancellationToken,
+    pub(crate) reason: std::sync::Mutex<Option<String>>,
+}
+
+impl EscalationCtl {
+    fn escalate(&self, component: &str, deployment: DeploymentId, reason: &str) {
+        tracing::error!(component, %deployment, %reason, policy = ?self.policy, "deployment failed: its restart intensity was exceeded");
+        if self.policy == Escalation::Shutdown {
+            let mut slot = self.reason.lock().unwrap_or_else(|e| e.into_inner());
+            slot.get_or_insert_with(|| {
+                format!("deployment {deployment} of `{component}` failed: {reason}")
+            });
+            self.raised.cancel();
+        }
+    }
 }
 
 /// The runtime's side of one instance.
@@ -151,10 +176,13 @@ impl InstanceHandle {
 /// pool (worker components, where handlers may block).
 trait Exec<C: Component> {
     async fn start(&mut self) -> Result<(), String>;
-    async fn dispatch(&mut self, msg: C::Msg, stats: &InstanceStats) -> bool;
+    /// `None` if the instance was lost with its worker job.
+    async fn dispatch(&mut self, msg: C::Msg, stats: &InstanceStats) -> Option<Outcome>;
     async fn stop(&mut self) -> Result<(), String>;
     /// The context, between calls; `None` if the instance was lost.
     fn ctx(&mut self) -> Option<&mut Context<C>>;
+    /// Puts a fresh component in place of the crashed one; `false` if the instance was lost.
+    fn replace(&mut self, component: C) -> bool;
 }
 
 struct Inline<C: Component> {
@@ -167,11 +195,11 @@ impl<C: Component> Exec<C> for Inline<C> {
         start_outcome(catch_unwind(self.component.start(&mut self.ctx)).await)
     }
 
-    async fn dispatch(&mut self, msg: C::Msg, stats: &InstanceStats) -> bool {
+    async fn dispatch(&mut self, msg: C::Msg, stats: &InstanceStats) -> Option<Outcome> {
         self.ctx.stamp.begin(self.ctx.key);
-        dispatch(&mut self.component, &mut self.ctx, msg, stats).await;
+        let outcome = dispatch(&mut self.component, &mut self.ctx, msg, stats).await;
         self.ctx.stamp.end();
-        true
+        Some(outcome)
     }
 
     async fn stop(&mut self) -> Result<(), String> {
@@ -181,6 +209,12 @@ impl<C: Component> Exec<C> for Inline<C> {
 
     fn ctx(&mut self) -> Option<&mut Context<C>> {
         Some(&mut self.ctx)
+    }
+
+    fn replace(&mut self, component: C) -> bool {
+        self.component = component;
+        self.ctx.reset();
+        true
     }
 }
 
@@ -225,15 +259,14 @@ impl<C: Component + Send> Exec<C> for OnWorkers<C> {
         .unwrap_or_else(|| Err("the worker pool shut down before start ran".into()))
     }
 
-    async fn dispatch(&mut self, msg: C::Msg, _stats: &InstanceStats) -> bool {
+    async fn dispatch(&mut self, msg: C::Msg, _stats: &InstanceStats) -> Option<Outcome> {
         self.ship(Box::new(move |c, ctx| {
             Box::pin(async move {
                 let stats = ctx.myself.mailbox.stats.clone();
-                dispatch(c, ctx, msg, &stats).await;
+                dispatch(c, ctx, msg, &stats).await
             })
         }))
         .await
-        .is_some()
     }
 
     async fn stop(&mut self) -> Result<(), String> {
@@ -249,6 +282,17 @@ impl<C: Component + Send> Exec<C> for OnWorkers<C> {
 
     fn ctx(&mut self) -> Option<&mut Context<C>> {
         self.slot.as_mut().map(|(_, ctx)| ctx)
+    }
+
+    fn replace(&mut self, component: C) -> bool {
+        match &mut self.slot {
+            Some((c, ctx)) => {
+                *c = component;
+                ctx.reset();
+                true
+            }
+            None => false,
+        }
     }
 }
 
@@ -321,6 +365,7 @@ impl<C: Component> InstanceTask<C> {
             component,
             ctx,
             Rest {
+                shared,
                 index,
                 rx,
                 started,
@@ -358,6 +403,7 @@ impl<C: Component> InstanceTask<C> {
 
 /// What the lifecycle loop needs besides the component.
 struct Rest<C: Component> {
+    shared: Arc<Shared<C>>,
     index: usize,
     rx: mpsc::Receiver<C::Msg>,
     started: oneshot::Sender<Result<(), String>>,
@@ -366,9 +412,21 @@ struct Rest<C: Component> {
     stats: Arc<InstanceStats>,
 }
 
-/// Start, handle messages until asked to stop, drain until the deadline, stop.
+/// Why the message loop ended.
+enum End {
+    /// Undeploy or shutdown: drain until the deadline, then stop.
+    Stop(Option<Instant>),
+    /// The supervision policy stopped the instance (or its deployment failed).
+    Halt { failed: bool },
+    /// The instance went down with its worker job.
+    Lost,
+}
+
+/// Start, handle messages (supervising crashes) until asked to stop, drain until the deadline,
+/// stop.
 async fn drive<C: Component, E: Exec<C>>(mut exec: E, rest: Rest<C>) {
     let Rest {
+        shared,
         index,
         mut rx,
         started,
@@ -377,10 +435,11 @@ async fn drive<C: Component, E: Exec<C>>(mut exec: E, rest: Rest<C>) {
         stats,
     } = rest;
     let name = C::name();
-    let lost = || StopError::Failed {
-        component: name,
-        instance: index,
-        reason: "the instance was lost with its worker job".into(),
+    let sup = shared.supervisor.clone();
+    let life = Life {
+        shared: &shared,
+        index,
+        stats: &stats,
     };
     let start = exec.start().await;
     let failed = start.is_err();
@@ -392,23 +451,69 @@ async fn drive<C: Component, E: Exec<C>>(mut exec: E, rest: Rest<C>) {
         let _ = done.send(Vec::new());
         return;
     }
+    InstanceState::Running.store(&stats.state);
 
+    let mut group = sup.group.subscribe();
+    group.borrow_and_update();
     let mut budget = BATCH;
-    let deadline = loop {
+    let end = loop {
         let msg = tokio::select! {
             biased;
-            d = &mut stop => break d.ok(),
+            d = &mut stop => break End::Stop(d.ok()),
+            changed = group.changed() => {
+                if changed.is_err() {
+                    continue;
+                }
+                let signal = *group.borrow_and_update();
+                if sup.failed.load(std::sync::atomic::Ordering::Acquire) {
+                    break End::Halt { failed: true };
+                }
+                // A peer crashed and the strategy is all-for-one.
+                match life.restart(&mut exec, signal.delay, &mut stop, &mut group).await {
+                    Ok(()) => continue,
+                    Err(end) => break end,
+                }
+            }
             m = rx.recv() => m,
         };
-        let Some(msg) = msg else { break None };
-        if !exec.dispatch(msg, &stats).await {
-            let _ = done.send(vec![lost()]);
-            return;
+        let Some(msg) = msg else {
+            break End::Stop(None);
+        };
+        match exec.dispatch(msg, &stats).await {
+            None => break End::Lost,
+            Some(Outcome::Panicked(reason)) => {
+                life.event(LifecycleKind::Crashed, Some(reason.clone()));
+                if let Err(end) = life
+                    .supervise(&mut exec, &reason, &mut stop, &mut group)
+                    .await
+                {
+                    break end;
+                }
+            }
+            Some(_) => {}
         }
         budget -= 1;
         if budget == 0 {
             budget = BATCH;
             tokio::task::yield_now().await;
+        }
+    };
+
+    let lost = || StopError::Failed {
+        component: name,
+        instance: index,
+        reason: "the instance was lost with its worker job".into(),
+    };
+    let deadline = match end {
+        End::Stop(deadline) => deadline.unwrap_or_else(Instant::now),
+        End::Lost => {
+            let _ = done.send(vec![lost()]);
+            return;
+        }
+        End::Halt { failed } => {
+            life.halt(&mut exec, &mut rx, failed).await;
+            let _ = done.send(Vec::new());
+            return;
         }
     };
 
@@ -418,7 +523,6 @@ async fn drive<C: Component, E: Exec<C>>(mut exec: E, rest: Rest<C>) {
         ctx.timers.cancel_all();
     }
     rx.close();
-    let deadline = deadline.unwrap_or_else(Instant::now);
     let mut errors = Vec::new();
     let mut undelivered = 0;
     while let Ok(msg) = rx.try_recv() {
@@ -427,8 +531,8 @@ async fn drive<C: Component, E: Exec<C>>(mut exec: E, rest: Rest<C>) {
             continue;
         }
         match tokio::time::timeout_at(deadline, exec.dispatch(msg, &stats)).await {
-            Ok(true) => {}
-            Ok(false) => {
+            Ok(Some(_)) => {}
+            Ok(None) => {
                 let _ = done.send(vec![lost()]);
                 return;
             }
@@ -459,7 +563,176 @@ async fn drive<C: Component, E: Exec<C>>(mut exec: E, rest: Rest<C>) {
     if let Some(ctx) = exec.ctx() {
         ctx.cancel.cancel();
     }
+    InstanceState::Stopped.store(&stats.state);
+    life.event(LifecycleKind::Stopped, None);
     let _ = done.send(errors);
+}
+
+/// Supervision steps of one instance.
+struct Life<'a, C: Component> {
+    shared: &'a Shared<C>,
+    index: usize,
+    stats: &'a InstanceStats,
+}
+
+impl<C: Component> Life<'_, C> {
+    fn event(&self, kind: LifecycleKind, reason: Option<String>) {
+        publish_event(self.shared, kind, self.index, reason);
+    }
+
+    /// Applies the policy to a crash; `Err` ends the message loop.
+    async fn supervise<E: Exec<C>>(
+        &self,
+        exec: &mut E,
+        reason: &str,
+        stop: &mut oneshot::Receiver<Instant>,
+        group: &mut watch::Receiver<GroupRestart>,
+    ) -> Result<(), End> {
+        match self.shared.supervisor.on_crash() {
+            Verdict::Resume => Ok(()),
+            Verdict::Stop => Err(End::Halt { failed: false }),
+            Verdict::Fail => {
+                self.fail(reason);
+                Err(End::Halt { failed: true })
+            }
+            Verdict::Restart { delay, group: all } => {
+                if all {
+                    // This instance restarts now; the signal is for its peers.
+                    group.borrow_and_update();
+                }
+                self.restart(exec, delay, stop, group).await
+            }
+        }
+    }
+
+    fn fail(&self, reason: &str) {
+        let sup = &self.shared.supervisor;
+        sup.fail_group();
+        self.event(LifecycleKind::Failed, Some(reason.to_owned()));
+        self.shared
+            .escalation
+            .escalate(C::name(), self.shared.deployment, reason);
+    }
+
+    /// Re-creates the instance after `delay`, keeping its mailbox. A failing restart counts as
+    /// a crash and is supervised in turn.
+    async fn restart<E: Exec<C>>(
+        &self,
+        exec: &mut E,
+        mut delay: Duration,
+        stop: &mut oneshot::Receiver<Instant>,
+        group: &mut watch::Receiver<GroupRestart>,
+    ) -> Result<(), End> {
+        InstanceState::Restarting.store(&self.stats.state);
+        // The old instance: its timers end and its stop hook runs, best effort.
+        if let Some(ctx) = exec.ctx() {
+            ctx.timers.cancel_all();
+        }
+        if let Err(reason) = exec.stop().await {
+            tracing::warn!(component = C::name(), %reason, "stop of a crashed instance failed");
+        }
+        loop {
+            tokio::select! {
+                biased;
+                d = &mut *stop => return Err(End::Stop(d.ok())),
+                () = tokio::time::sleep(delay) => {}
+            }
+            let reason =
+                match std::panic::catch_unwind(AssertUnwindSafe(|| (self.shared.factory)())) {
+                    Ok(component) => {
+                        if !exec.replace(component) {
+                            return Err(End::Lost);
+                        }
+                        match exec.start().await {
+                            Ok(()) => {
+                                self.stats
+                                    .restarts
+                                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                InstanceState::Running.store(&self.stats.state);
+                                self.event(LifecycleKind::Restarted, None);
+                                return Ok(());
+                            }
+                            Err(reason) => reason,
+                        }
+                    }
+                    Err(panic) => format!("the factory {}", panic_message(&*panic)),
+                };
+            self.event(LifecycleKind::Crashed, Some(reason.clone()));
+            match self.shared.supervisor.on_crash() {
+                Verdict::Restart {
+                    delay: next,
+                    group: all,
+                } => {
+                    if all {
+                        group.borrow_and_update();
+                    }
+                    delay = next;
+                }
+                Verdict::Fail => {
+                    self.fail(&reason);
+                    return Err(End::Halt { failed: true });
+                }
+                Verdict::Resume | Verdict::Stop => return Err(End::Halt { failed: false }),
+            }
+        }
+    }
+
+    /// Stops the instance for its policy: its bindings go, queued messages are dropped (their
+    /// requesters are told `Closed`), its stop hook runs.
+    async fn halt<E: Exec<C>>(&self, exec: &mut E, rx: &mut mpsc::Receiver<C::Msg>, failed: bool) {
+        self.shared.bus.unregister_instance(Owner {
+            deployment: self.shared.deployment,
+            instance: self.index,
+        });
+        rx.close();
+        let mut dropped = 0usize;
+        while rx.try_recv().is_ok() {
+            dropped += 1;
+        }
+        if dropped > 0 {
+            tracing::warn!(component = C::name(), deployment = %self.shared.deployment, instance = self.index, dropped, "instance stopped by its supervision policy; queued messages were dropped");
+        }
+        if let Some(ctx) = exec.ctx() {
+            ctx.timers.cancel_all();
+            ctx.cancel.cancel();
+        }
+        if InstanceState::load(&self.stats.state) != InstanceState::Restarting {
+            let _ = exec.stop().await;
+        }
+        let state = if failed {
+            InstanceState::Failed
+        } else {
+            InstanceState::Stopped
+        };
+        state.store(&self.stats.state);
+        self.event(LifecycleKind::Stopped, None);
+    }
+}
+
+/// Publishes a lifecycle event of an instance on `fluxor.lifecycle.<kind>`.
+pub(crate) fn publish_event<C: Component>(
+    shared: &Shared<C>,
+    kind: LifecycleKind,
+    instance: usize,
+    reason: Option<String>,
+) {
+    let event = LifecycleEvent {
+        kind,
+        deployment: shared.deployment,
+        component: C::name(),
+        instance,
+        reason,
+        restarts: shared
+            .supervisor
+            .restarts
+            .load(std::sync::atomic::Ordering::Relaxed),
+    };
+    if let Err(e) = shared
+        .bus
+        .publish_unguarded(kind.topic(), event, shared.bus.root_meta())
+    {
+        tracing::debug!(error = %e, "a lifecycle event did not reach every subscriber");
+    }
 }
 
 async fn dispatch<C: Component>(
@@ -467,14 +740,14 @@ async fn dispatch<C: Component>(
     ctx: &mut Context<C>,
     msg: C::Msg,
     stats: &InstanceStats,
-) {
+) -> Outcome {
     // `Responder::run` already catches handler panics; this catches panics in hand-written
     // dispatch code around it, so the instance survives them too.
     let outcome = catch_unwind(component.handle(msg, ctx))
         .await
         .unwrap_or_else(|panic| Outcome::Panicked(panic_message(&*panic)));
     ctx.current = None;
-    match outcome {
+    match &outcome {
         Outcome::Handled => InstanceStats::bump(&stats.handled),
         Outcome::Failed(reason) => {
             InstanceStats::bump(&stats.failed);
@@ -482,7 +755,8 @@ async fn dispatch<C: Component>(
         }
         Outcome::Panicked(reason) => {
             InstanceStats::bump(&stats.panicked);
-            tracing::error!(component = C::name(), deployment = %ctx.deployment, instance = ctx.instance, %reason, "handler panicked; the instance keeps its state and goes on");
+            tracing::error!(component = C::name(), deployment = %ctx.deployment, instance = ctx.instance, %reason, "handler panicked");
         }
     }
+    outcome
 }

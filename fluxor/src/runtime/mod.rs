@@ -14,15 +14,17 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::bus::EventBus;
+use crate::bus::Owner;
 use crate::component::{Bindings, Component};
 use crate::error::{
     BuildError, DeployError, ShutdownError, ShutdownIssue, StopError, UndeployError,
 };
+use crate::supervision::{Escalation, InstanceState, LifecycleKind, Supervision, Supervisor};
 use crate::watchdog::{Label, Watchdog};
 use crate::worker::WorkerPool;
 
 pub(crate) use instance::InstanceTask;
-use instance::{InstanceHandle, Launch, Shared};
+use instance::{publish_event, EscalationCtl, InstanceHandle, Launch, Shared};
 use reactor::Reactor;
 
 /// Identifies one deployment. Returned by [`Fluxor::deploy`].
@@ -67,6 +69,7 @@ pub struct DeployOptions {
     reactor: Option<usize>,
     start_timeout: Option<Duration>,
     worker: Option<bool>,
+    supervision: Option<Supervision>,
 }
 
 impl DeployOptions {
@@ -111,6 +114,13 @@ impl DeployOptions {
         self
     }
 
+    /// What happens when a handler panics. Default: the component's declaration
+    /// (`#[component(supervise = ...)]`), else [`Supervision::default`].
+    pub fn supervision(mut self, supervision: Supervision) -> Self {
+        self.supervision = Some(supervision);
+        self
+    }
+
     /// How long each instance's `start` may take before the deploy fails. Default 30 s.
     pub fn start_timeout(mut self, timeout: Duration) -> Self {
         self.start_timeout = Some(timeout);
@@ -126,8 +136,22 @@ pub struct DeploymentInfo {
     pub id: DeploymentId,
     /// The component type's name.
     pub component: &'static str,
+    /// Running, or failed (restart intensity exceeded).
+    pub state: DeploymentState,
+    /// Restarts of its instances so far.
+    pub restarts: u64,
     /// One entry per instance.
     pub instances: Vec<InstanceInfo>,
+}
+
+/// The state of a deployment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub enum DeploymentState {
+    /// Serving.
+    Running,
+    /// Its restart intensity was exceeded; its instances stopped.
+    Failed,
 }
 
 /// What the runtime knows about one instance.
@@ -138,6 +162,10 @@ pub struct InstanceInfo {
     pub index: usize,
     /// The reactor it is pinned to.
     pub reactor: usize,
+    /// Where it is in its life.
+    pub state: InstanceState,
+    /// Times it was restarted.
+    pub restarts: u64,
     /// Messages handled successfully.
     pub handled: u64,
     /// Messages whose handler returned an error.
@@ -172,6 +200,7 @@ pub struct Builder {
     worker_queue: usize,
     blocked_threshold: Duration,
     paused: bool,
+    escalation: Escalation,
 }
 
 impl Default for Builder {
@@ -186,6 +215,7 @@ impl Default for Builder {
             worker_queue: 1024,
             blocked_threshold: Duration::from_secs(2),
             paused: false,
+            escalation: Escalation::default(),
         }
     }
 }
@@ -235,6 +265,13 @@ impl Builder {
     #[cfg(feature = "test-util")]
     pub fn start_paused(mut self, paused: bool) -> Self {
         self.paused = paused;
+        self
+    }
+
+    /// What the runtime does when a deployment fails (exceeds its restart intensity).
+    /// Default [`Escalation::Log`].
+    pub fn escalation(mut self, escalation: Escalation) -> Self {
+        self.escalation = escalation;
         self
     }
 
@@ -296,6 +333,11 @@ impl Builder {
                 bus: EventBus::new(self.request_timeout),
                 workers,
                 watchdog,
+                escalation: Arc::new(EscalationCtl {
+                    policy: self.escalation,
+                    raised: CancellationToken::new(),
+                    reason: Mutex::new(None),
+                }),
                 reactors,
                 deployments: Mutex::new(Vec::new()),
                 shutting_down: AtomicBool::new(false),
@@ -331,6 +373,7 @@ struct Inner {
     bus: EventBus,
     workers: WorkerPool,
     watchdog: Watchdog,
+    escalation: Arc<EscalationCtl>,
     reactors: Vec<Reactor>,
     deployments: Mutex<Vec<Deployment>>,
     shutting_down: AtomicBool,
@@ -343,6 +386,7 @@ struct Inner {
 struct Deployment {
     id: DeploymentId,
     component: &'static str,
+    supervisor: Arc<Supervisor>,
     instances: Vec<InstanceHandle>,
 }
 
@@ -465,6 +509,10 @@ impl Fluxor {
             deployment: id,
             bus: inner.bus.clone(),
             workers: inner.workers.clone(),
+            supervisor: Arc::new(Supervisor::new(
+                options.supervision.unwrap_or_else(C::supervision),
+            )),
+            escalation: inner.escalation.clone(),
         });
         let start_timeout = options.start_timeout.unwrap_or(Duration::from_secs(30));
         let mut handles = Vec::with_capacity(instances);
@@ -541,7 +589,14 @@ impl Fluxor {
 
         let entries = mailboxes
             .iter()
-            .flat_map(|mb| bindings.entries_for(id, mb))
+            .enumerate()
+            .flat_map(|(instance, mb)| {
+                let owner = Owner {
+                    deployment: id,
+                    instance,
+                };
+                bindings.entries_for(owner, mb)
+            })
             .collect::<Vec<_>>();
         {
             let mut table = self.lock();
@@ -549,8 +604,12 @@ impl Fluxor {
             table.push(Deployment {
                 id,
                 component: C::name(),
+                supervisor: shared.supervisor.clone(),
                 instances: handles,
             });
+        }
+        for instance in 0..instances {
+            publish_event(&shared, LifecycleKind::Started, instance, None);
         }
         tracing::debug!(component = C::name(), deployment = %id, instances, "deployed");
         Ok(id)
@@ -631,12 +690,20 @@ impl Fluxor {
             .map(|d| DeploymentInfo {
                 id: d.id,
                 component: d.component,
+                state: if d.supervisor.failed.load(Ordering::Acquire) {
+                    DeploymentState::Failed
+                } else {
+                    DeploymentState::Running
+                },
+                restarts: d.supervisor.restarts.load(Ordering::Relaxed),
                 instances: d
                     .instances
                     .iter()
                     .map(|h| InstanceInfo {
                         index: h.index,
                         reactor: h.reactor,
+                        state: InstanceState::load(&h.stats.state),
+                        restarts: h.stats.restarts.load(Ordering::Relaxed),
                         handled: h.stats.handled.load(Ordering::Relaxed),
                         failed: h.stats.failed.load(Ordering::Relaxed),
                         panicked: h.stats.panicked.load(Ordering::Relaxed),
@@ -699,7 +766,22 @@ impl Fluxor {
         }
     }
 
-    /// Runs until SIGINT (Ctrl-C) or SIGTERM, then shuts down with the builder's
+    /// Resolves when a deployment has failed under [`Escalation::Shutdown`], with the reason.
+    /// [`run`](Self::run) waits for it too; programs with their own main loop can select on
+    /// it and call [`shutdown`](Self::shutdown).
+    pub async fn escalated(&self) -> String {
+        self.inner.escalation.raised.cancelled().await;
+        self.inner
+            .escalation
+            .reason
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .unwrap_or_default()
+    }
+
+    /// Runs until SIGINT (Ctrl-C) or SIGTERM, or a failed deployment under
+    /// [`Escalation::Shutdown`], then shuts down with the builder's
     /// [`shutdown_timeout`](Builder::shutdown_timeout). A second signal during shutdown exits
     /// the process at once with status 130.
     ///
@@ -709,8 +791,14 @@ impl Fluxor {
     /// # Panics
     /// Must be awaited inside a tokio runtime with I/O and time enabled (e.g. `#[tokio::main]`).
     pub async fn run(&self) -> Result<(), ShutdownError> {
-        wait_for_signal().await;
-        tracing::info!("signal received, shutting down (send it again to exit at once)");
+        tokio::select! {
+            () = wait_for_signal() => {
+                tracing::info!("signal received, shutting down (send it again to exit at once)");
+            }
+            reason = self.escalated() => {
+                tracing::error!(%reason, "a deployment failed and the escalation policy is `Shutdown`: shutting down");
+            }
+        }
         let force = tokio::spawn(async {
             wait_for_signal().await;
             eprintln!("second signal: exiting without waiting for shutdown");
