@@ -42,7 +42,7 @@ impl Component for Echoer {
     type Msg = EchoMsg;
     type Config = ();
 
-    fn bindings(b: &mut Bindings<Self>) {
+    fn bindings(b: &mut Bindings<'_, Self>) {
         b.bind("bench.echo", EchoMsg::Echo);
         b.bind("bench.tell", EchoMsg::Tell);
     }
@@ -72,7 +72,7 @@ impl Component for Driver {
     type Msg = DriverMsg;
     type Config = ();
 
-    fn bindings(b: &mut Bindings<Self>) {
+    fn bindings(b: &mut Bindings<'_, Self>) {
         b.bind("bench.run", DriverMsg::Run);
     }
 

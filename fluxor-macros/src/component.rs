@@ -276,7 +276,7 @@ fn generate(krate: &TokenStream, item: &ItemImpl, model: &Model) -> TokenStream 
                     #declared::supervision()
                 }
 
-                fn bindings(bindings: &mut #krate::Bindings<Self>) {
+                fn bindings(bindings: &mut #krate::Bindings<'_, Self>) {
                     let _ = &bindings;
                     #(#binds)*
                 }

@@ -6,6 +6,7 @@ mod component;
 mod ctxt;
 mod message;
 mod model;
+mod test_attr;
 mod topic;
 
 use proc_macro::TokenStream;
@@ -46,6 +47,22 @@ pub fn component(args: TokenStream, input: TokenStream) -> TokenStream {
         out.extend(e.into_compile_error());
     }
     out.into()
+}
+
+/// Runs an async test against a fresh `fluxor::testing::TestRuntime`. See the documentation
+/// re-exported by `fluxor`.
+#[proc_macro_attribute]
+pub fn test(args: TokenStream, input: TokenStream) -> TokenStream {
+    let args = match syn::parse::<test_attr::TestArgs>(args) {
+        Ok(a) => a,
+        Err(e) => return with_error(input, e),
+    };
+    match syn::parse::<syn::ItemFn>(input.clone()) {
+        Ok(f) => test_attr::expand(&args, &f)
+            .unwrap_or_else(|e| token_stream_with_error(f.into_token_stream(), e))
+            .into(),
+        Err(e) => with_error(input, e),
+    }
 }
 
 /// Marks a method of a `#[component]` impl block as a message handler. Only meaningful inside

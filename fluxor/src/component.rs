@@ -47,7 +47,7 @@ use crate::worker::{BlockingTask, Lane, WorkerPool};
 ///     type Msg = CounterMsg;
 ///     type Config = ();
 ///
-///     fn bindings(b: &mut Bindings<Self>) {
+///     fn bindings(b: &mut Bindings<'_, Self>) {
 ///         b.bind("counter.add", CounterMsg::Add);
 ///     }
 ///
@@ -100,7 +100,7 @@ pub trait Component: Sized + 'static {
 
     /// Declares the topics this component consumes. They are registered when every instance of
     /// a deployment has started and removed when it stops.
-    fn bindings(bindings: &mut Bindings<Self>) {
+    fn bindings(bindings: &mut Bindings<'_, Self>) {
         let _ = bindings;
     }
 
@@ -181,10 +181,12 @@ pub enum Outcome {
     Panicked(String),
 }
 
-/// The topic bindings of a component type, filled by [`Component::bindings`].
-pub struct Bindings<C: Component> {
+/// The topic bindings of a deployment, filled by [`Component::bindings`] once per deployment,
+/// with the deployment's config at hand (so topics may depend on it).
+pub struct Bindings<'a, C: Component> {
     pub(crate) entries: Vec<Binding<C>>,
     pub(crate) errors: Vec<String>,
+    config: &'a C::Config,
 }
 
 type MakeConsumer<C> =
@@ -195,7 +197,7 @@ pub(crate) struct Binding<C: Component> {
     pub(crate) make: MakeConsumer<C>,
 }
 
-impl<C: Component> fmt::Debug for Bindings<C> {
+impl<C: Component> fmt::Debug for Bindings<'_, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_list()
             .entries(self.entries.iter().map(|b| &b.pattern))
@@ -203,14 +205,20 @@ impl<C: Component> fmt::Debug for Bindings<C> {
     }
 }
 
-impl<C: Component> Bindings<C> {
-    pub(crate) fn collect() -> Self {
+impl<'a, C: Component> Bindings<'a, C> {
+    pub(crate) fn collect(config: &'a C::Config) -> Self {
         let mut b = Bindings {
             entries: Vec::new(),
             errors: Vec::new(),
+            config,
         };
         C::bindings(&mut b);
         b
+    }
+
+    /// The deployment's config.
+    pub fn config(&self) -> &'a C::Config {
+        self.config
     }
 
     /// Routes envelopes of `M` published or sent to `pattern` into the variant built by `wrap`.

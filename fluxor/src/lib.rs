@@ -9,6 +9,8 @@ mod mailbox;
 mod message;
 mod runtime;
 mod supervision;
+#[cfg(feature = "test-util")]
+pub mod testing;
 mod timer;
 mod watchdog;
 mod worker;
@@ -58,6 +60,15 @@ pub use fluxor_macros::Message;
 
 #[doc = include_str!("../../docs/component.md")]
 pub use fluxor_macros::component;
+
+/// Runs an `async fn` test against a fresh [`testing::TestRuntime`] (feature `test-util`):
+/// one reactor, paused clock, shut down and checked at the end (shutdown errors or handler
+/// panics fail the test). The function may take the runtime as its parameter and may return
+/// `Result<(), E>`.
+///
+/// Options: `real_time`, `allow_crashes`, `reactors = N`, `crate = path`. See
+/// [`testing`] and the testing guide.
+pub use fluxor_macros::test;
 
 /// Marks a message handler inside a [`component`] impl block: `#[handler("topic")]` binds a
 /// topic (or a pattern such as `"orders.*"`), `#[handler]` alone receives direct messages sent

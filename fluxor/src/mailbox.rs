@@ -21,6 +21,8 @@ pub(crate) struct InstanceStats {
     /// An `InstanceState` as a number.
     pub(crate) state: std::sync::atomic::AtomicU8,
     pub(crate) restarts: AtomicU64,
+    /// A message is being handled.
+    pub(crate) busy: std::sync::atomic::AtomicBool,
     pub(crate) handled: AtomicU64,
     pub(crate) failed: AtomicU64,
     pub(crate) panicked: AtomicU64,

@@ -23,6 +23,9 @@ use crate::worker::{Lane, WorkerPool};
 
 use super::DeploymentId;
 
+/// A read of a live component's state, run between two messages.
+pub(crate) type Inspect<C> = Box<dyn FnOnce(&C) + Send>;
+
 /// Messages handled back to back before the instance yields to its reactor's other tasks.
 const BATCH: usize = 64;
 
@@ -38,16 +41,40 @@ pub(crate) struct Shared<C: Component> {
     pub(crate) workers: WorkerPool,
     pub(crate) supervisor: Arc<Supervisor>,
     pub(crate) escalation: Arc<EscalationCtl>,
+    /// Publishes no lifecycle events.
+    pub(crate) quiet: bool,
 }
 
-/// The runtime's escalation policy and the signal it raises.
+/// The runtime's escalation policy and the signal it raises, and a record of crashes.
 pub(crate) struct EscalationCtl {
     pub(crate) policy: Escalation,
     pub(crate) raised: CancellationToken,
     pub(crate) reason: std::sync::Mutex<Option<String>>,
+    pub(crate) crashes: std::sync::atomic::AtomicU64,
+    /// The first few crashes, for reports.
+    pub(crate) first_crashes: std::sync::Mutex<Vec<String>>,
 }
 
 impl EscalationCtl {
+    pub(crate) fn new(policy: Escalation) -> Self {
+        EscalationCtl {
+            policy,
+            raised: CancellationToken::new(),
+            reason: std::sync::Mutex::new(None),
+            crashes: std::sync::atomic::AtomicU64::new(0),
+            first_crashes: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    fn note_crash(&self, component: &str, reason: &str) {
+        self.crashes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut first = self.first_crashes.lock().unwrap_or_else(|e| e.into_inner());
+        if first.len() < 16 {
+            first.push(format!("`{component}`: {reason}"));
+        }
+    }
+
     fn escalate(&self, component: &str, deployment: DeploymentId, reason: &str) {
         tracing::error!(component, %deployment, %reason, policy = ?self.policy, "deployment failed: its restart intensity was exceeded");
         if self.policy == Escalation::Shutdown {
@@ -71,6 +98,8 @@ pub(crate) struct InstanceHandle {
     cancel: CancellationToken,
     queued: Box<dyn Fn() -> usize + Send + Sync>,
     pub(crate) stats: Arc<InstanceStats>,
+    /// An `mpsc::Sender<Inspect<C>>`, typed by the component.
+    pub(crate) inspect: Box<dyn std::any::Any + Send + Sync>,
 }
 
 /// The channels an instance task is started with.
@@ -93,6 +122,7 @@ pub(crate) struct InstanceTask<C: Component> {
     started: oneshot::Sender<Result<(), String>>,
     stop: oneshot::Receiver<Instant>,
     done: oneshot::Sender<Vec<StopError>>,
+    inspect: mpsc::Receiver<Inspect<C>>,
 }
 
 impl<C: Component> Launch<C> {
@@ -109,6 +139,7 @@ impl<C: Component> Launch<C> {
         let (done_tx, done) = oneshot::channel();
         let cancel = parent.child_token();
         let probe = mailbox.clone();
+        let (inspect_tx, inspect_rx) = mpsc::channel::<Inspect<C>>(4);
         let handle = InstanceHandle {
             index,
             key,
@@ -119,6 +150,7 @@ impl<C: Component> Launch<C> {
             cancel: cancel.clone(),
             queued: Box::new(move || probe.len()),
             stats: mailbox.stats.clone(),
+            inspect: Box::new(inspect_tx),
         };
         let task = InstanceTask {
             shared,
@@ -132,6 +164,7 @@ impl<C: Component> Launch<C> {
             started: started_tx,
             stop: stop_rx,
             done: done_tx,
+            inspect: inspect_rx,
         };
         Launch {
             task,
@@ -143,6 +176,11 @@ impl<C: Component> Launch<C> {
 }
 
 impl InstanceHandle {
+    /// Messages waiting in the mailbox.
+    pub(crate) fn queued(&self) -> usize {
+        (self.queued)()
+    }
+
     /// Asks the instance to drain and stop by `deadline`; returns at once.
     pub(crate) fn request_stop(&mut self, deadline: Instant) {
         if let Some(stop) = self.stop.take() {
@@ -183,6 +221,8 @@ trait Exec<C: Component> {
     fn ctx(&mut self) -> Option<&mut Context<C>>;
     /// Puts a fresh component in place of the crashed one; `false` if the instance was lost.
     fn replace(&mut self, component: C) -> bool;
+    /// The component, between calls.
+    fn component(&self) -> Option<&C>;
 }
 
 struct Inline<C: Component> {
@@ -215,6 +255,10 @@ impl<C: Component> Exec<C> for Inline<C> {
         self.component = component;
         self.ctx.reset();
         true
+    }
+
+    fn component(&self) -> Option<&C> {
+        Some(&self.component)
     }
 }
 
@@ -294,6 +338,10 @@ impl<C: Component + Send> Exec<C> for OnWorkers<C> {
             None => false,
         }
     }
+
+    fn component(&self) -> Option<&C> {
+        self.slot.as_ref().map(|(c, _)| c)
+    }
 }
 
 fn start_outcome(
@@ -332,6 +380,7 @@ impl<C: Component> InstanceTask<C> {
             started,
             stop,
             done,
+            inspect,
         } = self;
         let component = match std::panic::catch_unwind(AssertUnwindSafe(|| (shared.factory)())) {
             Ok(c) => c,
@@ -372,6 +421,7 @@ impl<C: Component> InstanceTask<C> {
                 stop,
                 done,
                 stats,
+                inspect,
             },
         ))
     }
@@ -410,6 +460,7 @@ struct Rest<C: Component> {
     stop: oneshot::Receiver<Instant>,
     done: oneshot::Sender<Vec<StopError>>,
     stats: Arc<InstanceStats>,
+    inspect: mpsc::Receiver<Inspect<C>>,
 }
 
 /// Why the message loop ended.
@@ -433,6 +484,7 @@ async fn drive<C: Component, E: Exec<C>>(mut exec: E, rest: Rest<C>) {
         mut stop,
         done,
         stats,
+        mut inspect,
     } = rest;
     let name = C::name();
     let sup = shared.supervisor.clone();
@@ -474,14 +526,26 @@ async fn drive<C: Component, E: Exec<C>>(mut exec: E, rest: Rest<C>) {
                     Err(end) => break end,
                 }
             }
+            Some(read) = inspect.recv() => {
+                if let Some(component) = exec.component() {
+                    read(component);
+                }
+                continue;
+            }
             m = rx.recv() => m,
         };
         let Some(msg) = msg else {
             break End::Stop(None);
         };
-        match exec.dispatch(msg, &stats).await {
+        stats.busy.store(true, std::sync::atomic::Ordering::Relaxed);
+        let outcome = exec.dispatch(msg, &stats).await;
+        stats
+            .busy
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+        match outcome {
             None => break End::Lost,
             Some(Outcome::Panicked(reason)) => {
+                shared.escalation.note_crash(name, &reason);
                 life.event(LifecycleKind::Crashed, Some(reason.clone()));
                 if let Err(end) = life
                     .supervise(&mut exec, &reason, &mut stop, &mut group)
@@ -657,6 +721,7 @@ impl<C: Component> Life<'_, C> {
                     }
                     Err(panic) => format!("the factory {}", panic_message(&*panic)),
                 };
+            self.shared.escalation.note_crash(C::name(), &reason);
             self.event(LifecycleKind::Crashed, Some(reason.clone()));
             match self.shared.supervisor.on_crash() {
                 Verdict::Restart {
@@ -716,6 +781,9 @@ pub(crate) fn publish_event<C: Component>(
     instance: usize,
     reason: Option<String>,
 ) {
+    if shared.quiet {
+        return;
+    }
     let event = LifecycleEvent {
         kind,
         deployment: shared.deployment,

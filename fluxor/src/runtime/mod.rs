@@ -70,6 +70,8 @@ pub struct DeployOptions {
     start_timeout: Option<Duration>,
     worker: Option<bool>,
     supervision: Option<Supervision>,
+    /// No lifecycle events (the test kit's probes).
+    pub(crate) quiet: bool,
 }
 
 impl DeployOptions {
@@ -333,11 +335,7 @@ impl Builder {
                 bus: EventBus::new(self.request_timeout),
                 workers,
                 watchdog,
-                escalation: Arc::new(EscalationCtl {
-                    policy: self.escalation,
-                    raised: CancellationToken::new(),
-                    reason: Mutex::new(None),
-                }),
+                escalation: Arc::new(EscalationCtl::new(self.escalation)),
                 reactors,
                 deployments: Mutex::new(Vec::new()),
                 shutting_down: AtomicBool::new(false),
@@ -494,7 +492,8 @@ impl Fluxor {
             (_, mode) => mode.map(|m| m.run),
         };
         let config = Arc::new(parse_config::<C>(options.config)?);
-        let bindings = Bindings::<C>::collect();
+        let config_ref = config.clone();
+        let bindings = Bindings::<C>::collect(&config_ref);
         if let Some(reason) = bindings.errors.first() {
             return Err(DeployError::InvalidTopic {
                 component: C::name(),
@@ -513,6 +512,7 @@ impl Fluxor {
                 options.supervision.unwrap_or_else(C::supervision),
             )),
             escalation: inner.escalation.clone(),
+            quiet: options.quiet,
         });
         let start_timeout = options.start_timeout.unwrap_or(Duration::from_secs(30));
         let mut handles = Vec::with_capacity(instances);
@@ -681,6 +681,130 @@ impl Fluxor {
                 blocked_episodes: p.blocked.load(Ordering::Relaxed),
             })
             .collect()
+    }
+
+    /// Reads the state of a live instance between two of its messages.
+    #[cfg(feature = "test-util")]
+    pub(crate) async fn with_state<C, R, F>(
+        &self,
+        id: DeploymentId,
+        instance: usize,
+        read: F,
+    ) -> Result<R, String>
+    where
+        C: Component,
+        R: Send + 'static,
+        F: FnOnce(&C) -> R + Send + 'static,
+    {
+        let sender = {
+            let table = self.lock();
+            let d = table
+                .iter()
+                .find(|d| d.id == id)
+                .ok_or_else(|| format!("no live deployment has id {id}"))?;
+            let h = d.instances.get(instance).ok_or_else(|| {
+                format!(
+                    "deployment {id} has {} instance(s); there is no instance {instance}",
+                    d.instances.len()
+                )
+            })?;
+            h.inspect
+                .downcast_ref::<tokio::sync::mpsc::Sender<instance::Inspect<C>>>()
+                .ok_or_else(|| {
+                    format!(
+                        "deployment {id} runs `{}`, not `{}`",
+                        d.component,
+                        C::name()
+                    )
+                })?
+                .clone()
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let read: instance::Inspect<C> = Box::new(move |c: &C| {
+            let _ = tx.send(read(c));
+        });
+        sender
+            .send(read)
+            .await
+            .map_err(|_| format!("instance {instance} of deployment {id} has stopped"))?;
+        rx.await
+            .map_err(|_| format!("instance {instance} of deployment {id} stopped (or is restarting) before it could be read"))
+    }
+
+    /// `None` when every mailbox is empty, no handler runs and the worker pool is idle;
+    /// otherwise what is still busy.
+    #[cfg(feature = "test-util")]
+    pub(crate) fn busy_report(&self) -> Option<String> {
+        let mut busy = Vec::new();
+        for d in self.lock().iter() {
+            for h in &d.instances {
+                let queued = h.queued();
+                if queued > 0 || h.stats.busy.load(Ordering::Relaxed) {
+                    busy.push(format!(
+                        "`{}` instance {} ({} queued, handling: {})",
+                        d.component,
+                        h.index,
+                        queued,
+                        h.stats.busy.load(Ordering::Relaxed)
+                    ));
+                }
+            }
+        }
+        let w = self.inner.workers.stats();
+        if w.busy > 0 || w.queued > 0 {
+            busy.push(format!(
+                "worker pool ({} running, {} queued)",
+                w.busy, w.queued
+            ));
+        }
+        (!busy.is_empty()).then(|| busy.join(", "))
+    }
+
+    /// Runs `job(reactor index)` on every reactor (inside its `LocalSet`) and waits for all of
+    /// them.
+    #[cfg(feature = "test-util")]
+    pub(crate) async fn on_every_reactor<F, Fut>(&self, job: F) -> bool
+    where
+        F: Fn(usize) -> Fut + Send + Sync + Clone + 'static,
+        Fut: std::future::Future<Output = ()> + 'static,
+    {
+        let mut waits = Vec::new();
+        for r in &self.inner.reactors {
+            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+            let job = job.clone();
+            let index = r.index;
+            if !r
+                .run(Box::new(move || {
+                    tokio::task::spawn_local(async move {
+                        job(index).await;
+                        let _ = tx.send(());
+                    });
+                }))
+                .await
+            {
+                return false;
+            }
+            waits.push(rx);
+        }
+        for w in waits {
+            if w.await.is_err() {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// How many handler panics and failed restarts happened, and the first few of them.
+    #[cfg(feature = "test-util")]
+    pub(crate) fn crash_report(&self) -> (u64, Vec<String>) {
+        let e = &self.inner.escalation;
+        (
+            e.crashes.load(Ordering::Relaxed),
+            e.first_crashes
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+        )
     }
 
     /// The live deployments, in deploy order, with per-instance counters.
