@@ -8,7 +8,10 @@
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io::Write;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+// Tokio's clock, so that tests can move it: see the tests at the bottom.
+use tokio::time::Instant;
 
 use fluxor::prelude::*;
 use fluxor::BlockingError;
@@ -185,4 +188,64 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("audit log:\n{}", std::fs::read_to_string(&path)?.trim_end());
     std::fs::remove_file(&path)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fluxor::testing::TestRuntime;
+
+    fn login(user: &str) -> Login {
+        Login {
+            user: user.into(),
+            password: "secret".into(),
+        }
+    }
+
+    #[fluxor::test]
+    async fn idle_sessions_expire_on_the_periodic_sweep(rt: TestRuntime) {
+        let audit = rt.probe::<Audit>("audit.>").await;
+        let sessions = rt
+            .deploy_with(
+                Sessions::default,
+                DeployOptions::new().config(serde_json::json!({ "idle_ms": 200 })),
+            )
+            .await;
+        let token = rt
+            .request(Sessions::LOGIN, login("ada"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(token, stretch("secret", 200_000));
+        let Audit(line) = audit.expect_published(Duration::from_secs(5)).await;
+        assert_eq!(line, "ada logged in");
+
+        // Sweeps run every 50 ms of virtual time; the session is idle for 200 ms.
+        rt.advance(Duration::from_millis(150)).await;
+        assert_eq!(rt.request(Sessions::LIVE, LiveSessions).await, Ok(1));
+        rt.advance(Duration::from_millis(100)).await;
+        assert_eq!(rt.request(Sessions::LIVE, LiveSessions).await, Ok(0));
+        assert_eq!(rt.with_state(sessions, |s: &Sessions| s.expired).await, 1);
+    }
+
+    #[fluxor::test]
+    async fn the_audit_log_writes_through_a_worker_component(rt: TestRuntime) {
+        let path = std::env::temp_dir().join(format!(
+            "fluxor-audit-test-{}-{:?}.log",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let log = rt
+            .deploy_with(
+                AuditLog::default,
+                DeployOptions::new().config(serde_json::json!({ "path": path })),
+            )
+            .await;
+        rt.publish("audit.login", Audit("one".into())).unwrap();
+        rt.publish("audit.logout", Audit("two".into())).unwrap();
+        rt.settle().await;
+        assert_eq!(rt.with_state(log, |l: &AuditLog| l.lines).await, 2);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "one\ntwo\n");
+        std::fs::remove_file(&path).unwrap();
+    }
 }

@@ -118,3 +118,36 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("shut down cleanly");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fluxor::testing::TestRuntime;
+
+    #[fluxor::test]
+    async fn the_player_rallies_with_the_table(rt: TestRuntime) {
+        let table = rt.deploy(Table::default).await;
+        rt.deploy_with(
+            || Player,
+            DeployOptions::new().config(serde_json::json!({ "name": "bob" })),
+        )
+        .await;
+        assert_eq!(rt.request(Player::PLAY, Play { rounds: 3 }).await, Ok(3));
+        assert_eq!(rt.request(Player::PLAY, Play { rounds: 2 }).await, Ok(5));
+        assert_eq!(rt.with_state(table, |t: &Table| t.rally).await, 5);
+    }
+
+    #[fluxor::test]
+    async fn without_a_table_the_player_reports_the_bus_error(rt: TestRuntime) {
+        rt.deploy_with(
+            || Player,
+            DeployOptions::new().config(serde_json::json!({ "name": "bob" })),
+        )
+        .await;
+        let err = rt
+            .request(Player::PLAY, Play { rounds: 1 })
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("table.hit"), "{err}");
+    }
+}
