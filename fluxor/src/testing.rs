@@ -297,6 +297,11 @@ impl TestRuntime {
                         drop(holds[i].lock().unwrap_or_else(|e| e.into_inner()).take());
                         sentinel.await;
                         hold(&holds, i);
+                        // Timers due at the target itself fired with the sentinel: let their
+                        // tasks run before reporting back.
+                        for _ in 0..4 {
+                            tokio::task::yield_now().await;
+                        }
                     }
                 })
                 .await;
