@@ -388,12 +388,14 @@ impl TestRuntime {
     /// # Panics
     /// If shutdown reports errors, or (unless crashes are allowed) a handler panicked.
     pub async fn shutdown(&self) {
-        // Release the clock holds first: a reactor exits only once its blocking tasks end.
-        release(&self.inner.holds);
+        // Virtual time stays frozen while components drain and stop (the runtime keeps their
+        // deadlines in real time); the clock holds are released just before the reactors stop,
+        // since a reactor exits only once its blocking tasks end.
+        let holds = self.inner.holds.clone();
         let result = self
             .inner
             .rt
-            .shutdown(self.inner.options.shutdown_timeout)
+            .shutdown_then(self.inner.options.shutdown_timeout, move || release(&holds))
             .await;
         if let Err(e) = result {
             panic!("the test runtime did not shut down cleanly: {e}");

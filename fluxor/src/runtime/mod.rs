@@ -845,6 +845,16 @@ impl Fluxor {
     /// # Errors
     /// A [`ShutdownError`] listing every problem met; shutdown always runs to the end.
     pub async fn shutdown(&self, deadline: Duration) -> Result<(), ShutdownError> {
+        self.shutdown_then(deadline, || {}).await
+    }
+
+    /// [`shutdown`](Self::shutdown), running `before_reactors_stop` once every deployment has
+    /// stopped and the worker pool has drained, just before the reactor threads are stopped.
+    pub(crate) async fn shutdown_then(
+        &self,
+        deadline: Duration,
+        before_reactors_stop: impl FnOnce(),
+    ) -> Result<(), ShutdownError> {
         if self.inner.shutting_down.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
@@ -870,6 +880,7 @@ impl Fluxor {
         if busy > 0 {
             errors.push(ShutdownIssue::WorkersBusy(busy));
         }
+        before_reactors_stop();
         for r in &self.inner.reactors {
             r.signal_stop();
         }
