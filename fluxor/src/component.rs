@@ -379,6 +379,7 @@ pub struct Context<C: Component> {
     pub(crate) key: u64,
     /// The reactor's runtime, where this instance's timers run.
     pub(crate) rt: tokio::runtime::Handle,
+    pub(crate) runtime: std::sync::Weak<crate::runtime::Inner>,
 }
 
 impl<C: Component> fmt::Debug for Context<C> {
@@ -502,9 +503,12 @@ impl<C: Component> Context<C> {
         msg: M,
         options: RequestOptions,
     ) -> Result<M::Reply, BusError> {
-        let (timeout, headers) = options.into_parts();
+        let (timeout, headers, request_id) = options.into_parts();
         let mut meta = self.meta();
         meta.headers = headers;
+        if let Some(id) = request_id {
+            meta.request_id = id;
+        }
         self.bus.request_meta(to.topic(), msg, meta, timeout).await
     }
 
@@ -604,6 +608,12 @@ impl<C: Component> Context<C> {
         self.timers.cancel_all();
         self.lane = Lane::default();
         self.current = None;
+    }
+
+    /// A snapshot of the whole runtime, as [`Fluxor::inspect`](crate::Fluxor::inspect) takes
+    /// it; `None` only while the runtime is being torn down.
+    pub fn inspect(&self) -> Option<crate::Snapshot> {
+        crate::runtime::inspect_weak(&self.runtime)
     }
 
     /// The runtime's worker pool.

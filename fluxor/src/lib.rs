@@ -5,6 +5,8 @@ mod address;
 mod bus;
 mod component;
 mod error;
+#[cfg(feature = "http")]
+pub mod http;
 mod mailbox;
 mod message;
 mod runtime;
@@ -26,8 +28,8 @@ pub use error::{
 };
 pub use message::{Envelope, Headers, IntoReply, Message};
 pub use runtime::{
-    Builder, DeployOptions, DeploymentId, DeploymentInfo, DeploymentState, Fluxor, InstanceInfo,
-    ReactorInfo,
+    Builder, BusInfo, DeployOptions, DeploymentId, DeploymentInfo, DeploymentState, Fluxor,
+    InstanceInfo, ReactorInfo, Snapshot, TopicInfo,
 };
 pub use supervision::{
     Backoff, Escalation, InstanceState, LifecycleEvent, LifecycleKind, Restart, Strategy,

@@ -34,6 +34,9 @@ pub(crate) struct Probe {
     topic: Mutex<Option<Arc<str>>>,
     pub(crate) blocked: AtomicU64,
     pub(crate) handled: AtomicU64,
+    /// Busy time estimated by sampling: every watchdog tick that finds a handler running
+    /// adds one tick.
+    pub(crate) busy_ms: AtomicU64,
 }
 
 /// The coarse clock every reactor reads, and the instance labels.
@@ -155,6 +158,7 @@ fn watch(
 ) {
     let epoch = Instant::now();
     let threshold_ms = threshold.as_millis().max(1) as u64;
+    let tick_ms = tick.as_millis().max(1) as u64;
     // Per reactor: the episode being reported (its start) and when to report it again.
     let mut reported: Vec<Option<(u64, u64)>> = vec![None; probes.len()];
     while !stop.load(Ordering::Acquire) {
@@ -167,6 +171,7 @@ fn watch(
                 reported[index] = None;
                 continue;
             }
+            probe.busy_ms.fetch_add(tick_ms, Ordering::Relaxed);
             let elapsed = now.saturating_sub(since - 1);
             if elapsed < threshold_ms {
                 continue;

@@ -72,6 +72,7 @@ impl fmt::Debug for EventBus {
 pub struct RequestOptions {
     timeout: Option<Duration>,
     headers: Headers,
+    request_id: Option<Uuid>,
 }
 
 impl RequestOptions {
@@ -96,8 +97,15 @@ impl RequestOptions {
         self
     }
 
-    pub(crate) fn into_parts(self) -> (Option<Duration>, Headers) {
-        (self.timeout, self.headers)
+    /// Makes the request part of an existing chain (e.g. an incoming HTTP request's id)
+    /// instead of starting a new one: handlers see it as [`Context::request_id`](crate::Context::request_id).
+    pub fn request_id(mut self, id: Uuid) -> Self {
+        self.request_id = Some(id);
+        self
+    }
+
+    pub(crate) fn into_parts(self) -> (Option<Duration>, Headers, Option<Uuid>) {
+        (self.timeout, self.headers, self.request_id)
     }
 
     /// Replaces all headers.
@@ -202,15 +210,35 @@ impl EventBus {
         msg: M,
         options: RequestOptions,
     ) -> Result<M::Reply, BusError> {
+        let (timeout, headers, request_id) = options.into_parts();
         let mut meta = self.root_meta();
-        meta.headers = options.headers;
-        self.request_meta(to.topic(), msg, meta, options.timeout)
-            .await
+        meta.headers = headers;
+        if let Some(id) = request_id {
+            meta.request_id = id;
+        }
+        self.request_meta(to.topic(), msg, meta, timeout).await
     }
 
     /// How many consumers (exact and wildcard) would receive a publish on `topic`.
     pub fn consumer_count(&self, topic: &str) -> usize {
         self.inner.registry.load().resolve(topic).len()
+    }
+
+    /// Exact topics and wildcard patterns with their consumer counts, each sorted.
+    pub(crate) fn subscriptions(&self) -> (Counts, Counts) {
+        let snap = self.inner.registry.load();
+        let mut topics: Vec<(String, usize)> = snap
+            .exact
+            .iter()
+            .map(|(t, r)| (t.to_string(), r.consumers.len()))
+            .collect();
+        topics.sort();
+        let mut patterns: std::collections::BTreeMap<String, usize> =
+            std::collections::BTreeMap::new();
+        for e in snap.patterns.iter() {
+            *patterns.entry(e.pattern.to_string()).or_default() += 1;
+        }
+        (topics, patterns.into_iter().collect())
     }
 
     /// The default request timeout.
@@ -489,6 +517,9 @@ impl EventBus {
         route.map_or(&self.inner.pattern_cursor, |r| &r.cursor)
     }
 }
+
+/// Topics or patterns with their consumer counts.
+pub(crate) type Counts = Vec<(String, usize)>;
 
 /// The prefix of the runtime's own topics.
 pub(crate) const RESERVED: &str = "fluxor.";

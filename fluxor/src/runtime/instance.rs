@@ -43,6 +43,8 @@ pub(crate) struct Shared<C: Component> {
     pub(crate) escalation: Arc<EscalationCtl>,
     /// Publishes no lifecycle events.
     pub(crate) quiet: bool,
+    /// The runtime, for `Context::inspect` (weak: the runtime owns its deployments).
+    pub(crate) runtime: std::sync::Weak<super::Inner>,
 }
 
 /// The runtime's escalation policy and the signal it raises, and a record of crashes.
@@ -98,6 +100,7 @@ pub(crate) struct InstanceHandle {
     cancel: CancellationToken,
     queued: Box<dyn Fn() -> usize + Send + Sync>,
     pub(crate) stats: Arc<InstanceStats>,
+    pub(crate) capacity: usize,
     /// An `mpsc::Sender<Inspect<C>>`, typed by the component.
     pub(crate) inspect: Box<dyn std::any::Any + Send + Sync>,
 }
@@ -150,6 +153,7 @@ impl<C: Component> Launch<C> {
             cancel: cancel.clone(),
             queued: Box::new(move || probe.len()),
             stats: mailbox.stats.clone(),
+            capacity,
             inspect: Box::new(inspect_tx),
         };
         let task = InstanceTask {
@@ -408,6 +412,7 @@ impl<C: Component> InstanceTask<C> {
             stamp,
             key,
             rt: tokio::runtime::Handle::current(),
+            runtime: shared.runtime.clone(),
         };
         let stats = ctx.myself.mailbox.stats.clone();
         Some((

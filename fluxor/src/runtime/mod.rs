@@ -1,5 +1,6 @@
 //! The runtime: reactors, deployments and shutdown.
 
+mod inspect;
 mod instance;
 mod reactor;
 
@@ -23,6 +24,8 @@ use crate::supervision::{Escalation, InstanceState, LifecycleKind, Supervision, 
 use crate::watchdog::{Label, Watchdog};
 use crate::worker::WorkerPool;
 
+pub(crate) use inspect::{inspect_weak, register_extra, unregister_extra};
+pub use inspect::{BusInfo, Snapshot, TopicInfo};
 pub(crate) use instance::InstanceTask;
 use instance::{publish_event, EscalationCtl, InstanceHandle, Launch, Shared};
 use reactor::Reactor;
@@ -142,6 +145,10 @@ pub struct DeploymentInfo {
     pub state: DeploymentState,
     /// Restarts of its instances so far.
     pub restarts: u64,
+    /// Whether its handlers run on the worker pool.
+    pub worker: bool,
+    /// The top-level keys of its config (values are not shown: they may be secrets).
+    pub config_keys: Vec<String>,
     /// One entry per instance.
     pub instances: Vec<InstanceInfo>,
 }
@@ -168,6 +175,10 @@ pub struct InstanceInfo {
     pub state: InstanceState,
     /// Times it was restarted.
     pub restarts: u64,
+    /// Messages waiting in its mailbox.
+    pub mailbox_len: usize,
+    /// Its mailbox's bound.
+    pub mailbox_capacity: usize,
     /// Messages handled successfully.
     pub handled: u64,
     /// Messages whose handler returned an error.
@@ -184,8 +195,13 @@ pub struct InstanceInfo {
 pub struct ReactorInfo {
     /// The reactor's index.
     pub index: usize,
+    /// Component instances pinned to it (live deployments).
+    pub components: usize,
     /// Handler invocations run on it.
     pub handled: u64,
+    /// Time spent in handlers, estimated by sampling at the blocked-reactor checker's tick
+    /// (a tenth of the threshold, between 1 and 100 ms): approximate.
+    pub busy_ms: u64,
     /// Times a handler held it longer than the blocked threshold.
     pub blocked_episodes: u64,
 }
@@ -333,6 +349,7 @@ impl Builder {
         Ok(Fluxor {
             inner: Arc::new(Inner {
                 bus: EventBus::new(self.request_timeout),
+                extras: Mutex::new(Vec::new()),
                 workers,
                 watchdog,
                 escalation: Arc::new(EscalationCtl::new(self.escalation)),
@@ -367,8 +384,9 @@ pub struct Fluxor {
     inner: Arc<Inner>,
 }
 
-struct Inner {
+pub(crate) struct Inner {
     bus: EventBus,
+    extras: Mutex<Vec<(String, inspect::Extra)>>,
     workers: WorkerPool,
     watchdog: Watchdog,
     escalation: Arc<EscalationCtl>,
@@ -385,6 +403,8 @@ struct Deployment {
     id: DeploymentId,
     component: &'static str,
     supervisor: Arc<Supervisor>,
+    worker: bool,
+    config_keys: Vec<String>,
     instances: Vec<InstanceHandle>,
 }
 
@@ -491,6 +511,10 @@ impl Fluxor {
             }
             (_, mode) => mode.map(|m| m.run),
         };
+        let config_keys = match &options.config {
+            Some(Ok(serde_json::Value::Object(map))) => map.keys().cloned().collect(),
+            _ => Vec::new(),
+        };
         let config = Arc::new(parse_config::<C>(options.config)?);
         let config_ref = config.clone();
         let bindings = Bindings::<C>::collect(&config_ref);
@@ -513,6 +537,7 @@ impl Fluxor {
             )),
             escalation: inner.escalation.clone(),
             quiet: options.quiet,
+            runtime: Arc::downgrade(&self.inner),
         });
         let start_timeout = options.start_timeout.unwrap_or(Duration::from_secs(30));
         let mut handles = Vec::with_capacity(instances);
@@ -605,6 +630,8 @@ impl Fluxor {
                 id,
                 component: C::name(),
                 supervisor: shared.supervisor.clone(),
+                worker: worker.is_some(),
+                config_keys,
                 instances: handles,
             });
         }
@@ -670,6 +697,14 @@ impl Fluxor {
 
     /// Per reactor: messages handled and blocked episodes seen by the blocked-reactor checker.
     pub fn reactor_stats(&self) -> Vec<ReactorInfo> {
+        let mut pinned = vec![0usize; self.inner.reactors.len()];
+        for d in self.lock().iter() {
+            for h in &d.instances {
+                if let Some(n) = pinned.get_mut(h.reactor) {
+                    *n += 1;
+                }
+            }
+        }
         self.inner
             .watchdog
             .probes
@@ -677,7 +712,9 @@ impl Fluxor {
             .enumerate()
             .map(|(index, p)| ReactorInfo {
                 index,
+                components: pinned[index],
                 handled: p.handled.load(Ordering::Relaxed),
+                busy_ms: p.busy_ms.load(Ordering::Relaxed),
                 blocked_episodes: p.blocked.load(Ordering::Relaxed),
             })
             .collect()
@@ -820,6 +857,8 @@ impl Fluxor {
                     DeploymentState::Running
                 },
                 restarts: d.supervisor.restarts.load(Ordering::Relaxed),
+                worker: d.worker,
+                config_keys: d.config_keys.clone(),
                 instances: d
                     .instances
                     .iter()
@@ -828,6 +867,8 @@ impl Fluxor {
                         reactor: h.reactor,
                         state: InstanceState::load(&h.stats.state),
                         restarts: h.stats.restarts.load(Ordering::Relaxed),
+                        mailbox_len: h.queued(),
+                        mailbox_capacity: h.capacity,
                         handled: h.stats.handled.load(Ordering::Relaxed),
                         failed: h.stats.failed.load(Ordering::Relaxed),
                         panicked: h.stats.panicked.load(Ordering::Relaxed),
