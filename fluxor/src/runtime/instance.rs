@@ -103,6 +103,8 @@ pub(crate) struct InstanceHandle {
     pub(crate) capacity: usize,
     /// An `mpsc::Sender<Inspect<C>>`, typed by the component.
     pub(crate) inspect: Box<dyn std::any::Any + Send + Sync>,
+    /// An `ActorRef<C>` to the instance.
+    pub(crate) actor_ref: Box<dyn std::any::Any + Send + Sync>,
 }
 
 /// The channels an instance task is started with.
@@ -155,6 +157,10 @@ impl<C: Component> Launch<C> {
             stats: mailbox.stats.clone(),
             capacity,
             inspect: Box::new(inspect_tx),
+            actor_ref: Box::new(ActorRef::<C> {
+                mailbox: mailbox.clone(),
+                bus: shared.bus.clone(),
+            }),
         };
         let task = InstanceTask {
             shared,

@@ -844,6 +844,23 @@ impl Fluxor {
         )
     }
 
+    /// A handle to instance `instance` of a deployment, to send it messages directly (through
+    /// its topic-less handlers) without a topic lookup. `None` if the deployment is unknown,
+    /// has no such instance, or runs another component type than `C`.
+    pub fn actor_ref<C: Component>(
+        &self,
+        id: DeploymentId,
+        instance: usize,
+    ) -> Option<crate::ActorRef<C>> {
+        let table = self.lock();
+        let d = table.iter().find(|d| d.id == id)?;
+        d.instances
+            .get(instance)?
+            .actor_ref
+            .downcast_ref::<crate::ActorRef<C>>()
+            .cloned()
+    }
+
     /// The live deployments, in deploy order, with per-instance counters.
     pub fn deployments(&self) -> Vec<DeploymentInfo> {
         self.lock()
