@@ -297,6 +297,33 @@ impl<C: Component> ActorRef<C> {
         self.send_meta(msg, self.bus.root_meta())
     }
 
+    /// Like [`send`](Self::send), but waits up to `timeout` for room in a full mailbox.
+    ///
+    /// # Errors
+    /// `MailboxFull` (no room in time) or `Closed`, with the message handed back.
+    ///
+    /// # Cancel safety
+    /// Dropping the future before it completes drops the message undelivered.
+    pub async fn send_timeout<M: Message>(&self, msg: M, timeout: std::time::Duration) -> Result<(), SendError<M>>
+    where
+        C: Handles<M>,
+    {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let meta = self.bus.root_meta();
+        let mut slot = Some(msg);
+        match self
+            .mailbox
+            .push_until(deadline, || C::wrap(Envelope::new(slot.take().expect("filled"), None, meta)))
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) => Err(SendError {
+                error: direct_error::<C>(e),
+                message: slot.expect("a refused message is not consumed"),
+            }),
+        }
+    }
+
     /// Sends `msg` and awaits the reply, up to the runtime's default request timeout.
     ///
     /// # Errors

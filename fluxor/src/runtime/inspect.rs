@@ -63,12 +63,14 @@ impl Fluxor {
 }
 
 /// Adds a named section to every snapshot (replacing one of the same name).
+#[cfg(feature = "http")]
 pub(crate) fn register_extra(inner: &Inner, name: &str, extra: Extra) {
     let mut extras = inner.extras.lock().unwrap_or_else(|e| e.into_inner());
     extras.retain(|(n, _)| n != name);
     extras.push((name.to_owned(), extra));
 }
 
+#[cfg(feature = "http")]
 pub(crate) fn unregister_extra(inner: &Inner, name: &str) {
     inner
         .extras

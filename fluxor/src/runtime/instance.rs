@@ -101,7 +101,8 @@ pub(crate) struct InstanceHandle {
     queued: Box<dyn Fn() -> usize + Send + Sync>,
     pub(crate) stats: Arc<InstanceStats>,
     pub(crate) capacity: usize,
-    /// An `mpsc::Sender<Inspect<C>>`, typed by the component.
+    /// An `mpsc::Sender<Inspect<C>>`, typed by the component (read by the test kit).
+    #[cfg_attr(not(feature = "test-util"), allow(dead_code))]
     pub(crate) inspect: Box<dyn std::any::Any + Send + Sync>,
     /// An `ActorRef<C>` to the instance.
     pub(crate) actor_ref: Box<dyn std::any::Any + Send + Sync>,

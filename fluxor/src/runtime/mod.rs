@@ -24,7 +24,9 @@ use crate::supervision::{Escalation, InstanceState, LifecycleKind, Supervision, 
 use crate::watchdog::{Label, Watchdog};
 use crate::worker::WorkerPool;
 
-pub(crate) use inspect::{inspect_weak, register_extra, unregister_extra};
+pub(crate) use inspect::inspect_weak;
+#[cfg(feature = "http")]
+pub(crate) use inspect::{register_extra, unregister_extra};
 pub use inspect::{BusInfo, Snapshot, TopicInfo};
 pub(crate) use instance::InstanceTask;
 use instance::{publish_event, EscalationCtl, InstanceHandle, Launch, Shared};
