@@ -304,16 +304,21 @@ impl<C: Component> ActorRef<C> {
     ///
     /// # Cancel safety
     /// Dropping the future before it completes drops the message undelivered.
-    pub async fn send_timeout<M: Message>(&self, msg: M, timeout: std::time::Duration) -> Result<(), SendError<M>>
+    pub async fn send_timeout<M: Message>(
+        &self,
+        msg: M,
+        timeout: std::time::Duration,
+    ) -> Result<(), SendError<M>>
     where
         C: Handles<M>,
     {
-        let deadline = tokio::time::Instant::now() + timeout;
         let meta = self.bus.root_meta();
         let mut slot = Some(msg);
         match self
             .mailbox
-            .push_until(deadline, || C::wrap(Envelope::new(slot.take().expect("filled"), None, meta)))
+            .push_within(timeout, || {
+                C::wrap(Envelope::new(slot.take().expect("filled"), None, meta))
+            })
             .await
         {
             Ok(()) => Ok(()),

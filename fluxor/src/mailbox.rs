@@ -30,8 +30,15 @@ pub(crate) struct InstanceStats {
 }
 
 impl InstanceStats {
+    /// Counts for a counter many threads write (e.g. `rejected`, bumped by senders).
     pub(crate) fn bump(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts for a counter only the instance itself writes: a load and a store, no
+    /// read-modify-write on the hot path.
+    pub(crate) fn bump_own(counter: &AtomicU64) {
+        counter.store(counter.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
     }
 }
 
@@ -104,6 +111,25 @@ impl<T> Mailbox<T> {
             Err(_elapsed) => {
                 InstanceStats::bump(&self.stats.rejected);
                 Err(PushError::Full)
+            }
+        }
+    }
+
+    /// Like [`push_until`](Self::push_until) with a relative timeout; when there is room at
+    /// once it reads no clock and arms no timer.
+    pub(crate) async fn push_within(
+        &self,
+        timeout: std::time::Duration,
+        make: impl FnOnce() -> T,
+    ) -> Result<(), PushError> {
+        match self.tx.try_reserve() {
+            Ok(permit) => {
+                permit.send(make());
+                Ok(())
+            }
+            Err(mpsc::error::TrySendError::Closed(())) => Err(PushError::Closed),
+            Err(mpsc::error::TrySendError::Full(())) => {
+                self.push_until(Instant::now() + timeout, make).await
             }
         }
     }

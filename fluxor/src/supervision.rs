@@ -21,7 +21,6 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use serde::Serialize;
-use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::message::Message;
@@ -312,12 +311,18 @@ impl InstanceState {
     }
 }
 
-/// A group restart signal: a generation number and the delay to wait.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub(crate) struct GroupRestart {
-    pub(crate) generation: u64,
-    pub(crate) delay: Duration,
+/// What the runtime asks of an instance outside its mailbox, on its control channel.
+pub(crate) enum Control {
+    /// A peer crashed under all-for-one (restart after the delay), or the deployment failed
+    /// (the instance sees `Supervisor::failed`).
+    Group { delay: Duration },
+    /// Read the component's state between two messages (the test kit's `with_state`).
+    Inspect(Box<dyn FnOnce(&dyn std::any::Any) + Send>),
 }
+
+/// Control messages an instance may have queued; a full channel already holds a signal the
+/// instance will act on, so group signals are dropped rather than waited for.
+pub(crate) const CONTROL_CAPACITY: usize = 4;
 
 /// The supervision state shared by a deployment's instances.
 #[derive(Debug)]
@@ -326,17 +331,17 @@ pub(crate) struct Supervisor {
     restarts_in_window: Mutex<VecDeque<Instant>>,
     pub(crate) restarts: AtomicU64,
     pub(crate) failed: AtomicBool,
-    pub(crate) group: watch::Sender<GroupRestart>,
+    /// Each instance's control channel, by instance index.
+    peers: Mutex<Vec<(usize, tokio::sync::mpsc::Sender<Control>)>>,
 }
 
 /// The verdict on one crash.
 pub(crate) enum Verdict {
     Resume,
     Stop,
-    /// Restart after the delay; `group` when every instance restarts.
+    /// Restart after the delay (under all-for-one, the peers have been signalled).
     Restart {
         delay: Duration,
-        group: bool,
     },
     /// The intensity was exceeded: the deployment fails.
     Fail,
@@ -349,12 +354,29 @@ impl Supervisor {
             restarts_in_window: Mutex::default(),
             restarts: AtomicU64::new(0),
             failed: AtomicBool::new(false),
-            group: watch::Sender::new(GroupRestart::default()),
+            peers: Mutex::new(Vec::new()),
         }
     }
 
-    /// Decides what a crash leads to, counting the restart it admits.
-    pub(crate) fn on_crash(&self) -> Verdict {
+    /// Registers an instance's control channel for group signals.
+    pub(crate) fn add_peer(&self, instance: usize, control: tokio::sync::mpsc::Sender<Control>) {
+        self.peers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((instance, control));
+    }
+
+    /// Signals every instance but `except`.
+    fn signal(&self, except: Option<usize>, delay: Duration) {
+        for (i, tx) in self.peers.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            if Some(*i) != except {
+                let _ = tx.try_send(Control::Group { delay });
+            }
+        }
+    }
+
+    /// Decides what a crash of instance `from` leads to, counting the restart it admits.
+    pub(crate) fn on_crash(&self, from: usize) -> Verdict {
         let r = match &self.policy {
             Supervision::Resume => return Verdict::Resume,
             Supervision::Stop => return Verdict::Stop,
@@ -388,20 +410,16 @@ impl Supervisor {
         };
         self.restarts.fetch_add(1, Ordering::Relaxed);
         let delay = r.backoff.jittered(n);
-        let group = r.strategy == Strategy::AllForOne;
-        if group {
-            self.group.send_modify(|g| {
-                g.generation += 1;
-                g.delay = delay;
-            });
+        if r.strategy == Strategy::AllForOne {
+            self.signal(Some(from), delay);
         }
-        Verdict::Restart { delay, group }
+        Verdict::Restart { delay }
     }
 
     /// Fails the group: every instance stops.
     pub(crate) fn fail_group(&self) {
         self.failed.store(true, Ordering::Release);
-        self.group.send_modify(|g| g.generation += 1);
+        self.signal(None, Duration::ZERO);
     }
 }
 

@@ -32,6 +32,9 @@ pub(crate) struct Probe {
     who: AtomicU64,
     /// The topic of the message being handled.
     topic: Mutex<Option<Arc<str>>>,
+    /// Address of the topic last recorded (0 for none), so an unchanged topic costs one
+    /// relaxed load rather than a lock.
+    topic_addr: std::sync::atomic::AtomicUsize,
     pub(crate) blocked: AtomicU64,
     pub(crate) handled: AtomicU64,
     /// Busy time estimated by sampling: every watchdog tick that finds a handler running
@@ -92,11 +95,13 @@ impl Stamp {
 
     /// The running handler's topic.
     pub(crate) fn topic(&self, topic: Option<&Arc<str>>) {
-        let mut slot = self.probe.topic.lock().unwrap_or_else(|e| e.into_inner());
-        match (slot.as_ref(), topic) {
-            (Some(a), Some(b)) if Arc::ptr_eq(a, b) => {}
-            _ => *slot = topic.cloned(),
+        let addr = topic.map_or(0, |t| Arc::as_ptr(t) as *const u8 as usize);
+        if self.probe.topic_addr.load(Ordering::Relaxed) == addr {
+            return;
         }
+        // Only this reactor writes the slot; the watchdog reads it when a handler blocks.
+        *self.probe.topic.lock().unwrap_or_else(|e| e.into_inner()) = topic.cloned();
+        self.probe.topic_addr.store(addr, Ordering::Relaxed);
     }
 }
 

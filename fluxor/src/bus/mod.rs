@@ -152,7 +152,7 @@ impl EventBus {
         msg: M,
         timeout: Duration,
     ) -> Result<(), SendError<M>> {
-        self.send_wait_meta(to.topic(), msg, self.root_meta(), Instant::now() + timeout)
+        self.send_wait_meta(to.topic(), msg, self.root_meta(), timeout)
             .await
     }
 
@@ -366,7 +366,7 @@ impl EventBus {
         topic: &str,
         msg: M,
         meta: Meta,
-        deadline: Instant,
+        timeout: Duration,
     ) -> Result<(), SendError<M>> {
         let env = Envelope::new(msg, None, meta);
         let mut slot = match self.send_envelope(topic, env) {
@@ -381,6 +381,7 @@ impl EventBus {
         };
         // Every consumer was full: wait for room at the next one in round-robin order. The
         // snapshot guard is not held across the wait.
+        let deadline = Instant::now() + timeout;
         let entry = {
             let snap = self.inner.registry.load();
             let resolved = snap.resolve(topic);

@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -15,16 +15,14 @@ use crate::component::{catch_unwind, panic_message, ActorRef, Component, Context
 use crate::error::StopError;
 use crate::mailbox::{InstanceStats, Mailbox};
 use crate::supervision::{
-    Escalation, GroupRestart, InstanceState, LifecycleEvent, LifecycleKind, Supervisor, Verdict,
+    Control, Escalation, InstanceState, LifecycleEvent, LifecycleKind, Supervisor, Verdict,
+    CONTROL_CAPACITY,
 };
 use crate::timer::Timers;
 use crate::watchdog::Stamp;
 use crate::worker::{Lane, WorkerPool};
 
 use super::DeploymentId;
-
-/// A read of a live component's state, run between two messages.
-pub(crate) type Inspect<C> = Box<dyn FnOnce(&C) + Send>;
 
 /// Messages handled back to back before the instance yields to its reactor's other tasks.
 const BATCH: usize = 64;
@@ -101,9 +99,9 @@ pub(crate) struct InstanceHandle {
     queued: Box<dyn Fn() -> usize + Send + Sync>,
     pub(crate) stats: Arc<InstanceStats>,
     pub(crate) capacity: usize,
-    /// An `mpsc::Sender<Inspect<C>>`, typed by the component (read by the test kit).
+    /// The instance's control channel (the test kit reads state through it).
     #[cfg_attr(not(feature = "test-util"), allow(dead_code))]
-    pub(crate) inspect: Box<dyn std::any::Any + Send + Sync>,
+    pub(crate) control: mpsc::Sender<Control>,
     /// An `ActorRef<C>` to the instance.
     pub(crate) actor_ref: Box<dyn std::any::Any + Send + Sync>,
 }
@@ -128,7 +126,7 @@ pub(crate) struct InstanceTask<C: Component> {
     started: oneshot::Sender<Result<(), String>>,
     stop: oneshot::Receiver<Instant>,
     done: oneshot::Sender<Vec<StopError>>,
-    inspect: mpsc::Receiver<Inspect<C>>,
+    control: mpsc::Receiver<Control>,
 }
 
 impl<C: Component> Launch<C> {
@@ -145,7 +143,8 @@ impl<C: Component> Launch<C> {
         let (done_tx, done) = oneshot::channel();
         let cancel = parent.child_token();
         let probe = mailbox.clone();
-        let (inspect_tx, inspect_rx) = mpsc::channel::<Inspect<C>>(4);
+        let (control_tx, control_rx) = mpsc::channel::<Control>(CONTROL_CAPACITY);
+        shared.supervisor.add_peer(index, control_tx.clone());
         let handle = InstanceHandle {
             index,
             key,
@@ -157,7 +156,7 @@ impl<C: Component> Launch<C> {
             queued: Box::new(move || probe.len()),
             stats: mailbox.stats.clone(),
             capacity,
-            inspect: Box::new(inspect_tx),
+            control: control_tx,
             actor_ref: Box::new(ActorRef::<C> {
                 mailbox: mailbox.clone(),
                 bus: shared.bus.clone(),
@@ -175,7 +174,7 @@ impl<C: Component> Launch<C> {
             started: started_tx,
             stop: stop_rx,
             done: done_tx,
-            inspect: inspect_rx,
+            control: control_rx,
         };
         Launch {
             task,
@@ -391,7 +390,7 @@ impl<C: Component> InstanceTask<C> {
             started,
             stop,
             done,
-            inspect,
+            control,
         } = self;
         let component = match std::panic::catch_unwind(AssertUnwindSafe(|| (shared.factory)())) {
             Ok(c) => c,
@@ -433,7 +432,7 @@ impl<C: Component> InstanceTask<C> {
                 stop,
                 done,
                 stats,
-                inspect,
+                control,
             },
         ))
     }
@@ -472,7 +471,7 @@ struct Rest<C: Component> {
     stop: oneshot::Receiver<Instant>,
     done: oneshot::Sender<Vec<StopError>>,
     stats: Arc<InstanceStats>,
-    inspect: mpsc::Receiver<Inspect<C>>,
+    control: mpsc::Receiver<Control>,
 }
 
 /// Why the message loop ended.
@@ -496,7 +495,7 @@ async fn drive<C: Component, E: Exec<C>>(mut exec: E, rest: Rest<C>) {
         mut stop,
         done,
         stats,
-        mut inspect,
+        mut control,
     } = rest;
     let name = C::name();
     let sup = shared.supervisor.clone();
@@ -517,61 +516,63 @@ async fn drive<C: Component, E: Exec<C>>(mut exec: E, rest: Rest<C>) {
     }
     InstanceState::Running.store(&stats.state);
 
-    let mut group = sup.group.subscribe();
-    group.borrow_and_update();
-    let mut budget = BATCH;
-    let end = loop {
+    let end = 'life: loop {
+        // Between batches: control signals first, then the next message.
         let msg = tokio::select! {
             biased;
             d = &mut stop => break End::Stop(d.ok()),
-            changed = group.changed() => {
-                if changed.is_err() {
+            Some(signal) = control.recv() => match signal {
+                Control::Group { delay } => {
+                    if sup.failed.load(std::sync::atomic::Ordering::Acquire) {
+                        break End::Halt { failed: true };
+                    }
+                    // A peer crashed and the strategy is all-for-one.
+                    match life.restart(&mut exec, delay, &mut stop).await {
+                        Ok(()) => continue,
+                        Err(end) => break end,
+                    }
+                }
+                Control::Inspect(read) => {
+                    if let Some(component) = exec.component() {
+                        read(component);
+                    }
                     continue;
                 }
-                let signal = *group.borrow_and_update();
-                if sup.failed.load(std::sync::atomic::Ordering::Acquire) {
-                    break End::Halt { failed: true };
-                }
-                // A peer crashed and the strategy is all-for-one.
-                match life.restart(&mut exec, signal.delay, &mut stop, &mut group).await {
-                    Ok(()) => continue,
-                    Err(end) => break end,
-                }
-            }
-            Some(read) = inspect.recv() => {
-                if let Some(component) = exec.component() {
-                    read(component);
-                }
-                continue;
-            }
+            },
             m = rx.recv() => m,
         };
-        let Some(msg) = msg else {
+        let Some(mut msg) = msg else {
             break End::Stop(None);
         };
-        stats.busy.store(true, std::sync::atomic::Ordering::Relaxed);
-        let outcome = exec.dispatch(msg, &stats).await;
-        stats
-            .busy
-            .store(false, std::sync::atomic::Ordering::Relaxed);
-        match outcome {
-            None => break End::Lost,
-            Some(Outcome::Panicked(reason)) => {
-                shared.escalation.note_crash(name, &reason);
-                life.event(LifecycleKind::Crashed, Some(reason.clone()));
-                if let Err(end) = life
-                    .supervise(&mut exec, &reason, &mut stop, &mut group)
-                    .await
-                {
-                    break end;
+        // A batch: what is already queued is handled back to back, without polling the
+        // control channels for every message; then the reactor gets a turn.
+        let mut budget = BATCH;
+        loop {
+            stats.busy.store(true, std::sync::atomic::Ordering::Relaxed);
+            let outcome = exec.dispatch(msg, &stats).await;
+            stats
+                .busy
+                .store(false, std::sync::atomic::Ordering::Relaxed);
+            match outcome {
+                None => break 'life End::Lost,
+                Some(Outcome::Panicked(reason)) => {
+                    shared.escalation.note_crash(name, &reason);
+                    life.event(LifecycleKind::Crashed, Some(reason.clone()));
+                    if let Err(end) = life.supervise(&mut exec, &reason, &mut stop).await {
+                        break 'life end;
+                    }
                 }
+                Some(_) => {}
             }
-            Some(_) => {}
-        }
-        budget -= 1;
-        if budget == 0 {
-            budget = BATCH;
-            tokio::task::yield_now().await;
+            budget -= 1;
+            if budget == 0 {
+                tokio::task::yield_now().await;
+                break;
+            }
+            match rx.try_recv() {
+                Ok(next) => msg = next,
+                Err(_) => break,
+            }
         }
     };
 
@@ -662,22 +663,16 @@ impl<C: Component> Life<'_, C> {
         exec: &mut E,
         reason: &str,
         stop: &mut oneshot::Receiver<Instant>,
-        group: &mut watch::Receiver<GroupRestart>,
     ) -> Result<(), End> {
-        match self.shared.supervisor.on_crash() {
+        match self.shared.supervisor.on_crash(self.index) {
             Verdict::Resume => Ok(()),
             Verdict::Stop => Err(End::Halt { failed: false }),
             Verdict::Fail => {
                 self.fail(reason);
                 Err(End::Halt { failed: true })
             }
-            Verdict::Restart { delay, group: all } => {
-                if all {
-                    // This instance restarts now; the signal is for its peers.
-                    group.borrow_and_update();
-                }
-                self.restart(exec, delay, stop, group).await
-            }
+            // Under all-for-one the supervisor has signalled the peers already.
+            Verdict::Restart { delay } => self.restart(exec, delay, stop).await,
         }
     }
 
@@ -697,7 +692,6 @@ impl<C: Component> Life<'_, C> {
         exec: &mut E,
         mut delay: Duration,
         stop: &mut oneshot::Receiver<Instant>,
-        group: &mut watch::Receiver<GroupRestart>,
     ) -> Result<(), End> {
         InstanceState::Restarting.store(&self.stats.state);
         // The old instance: its timers end and its stop hook runs, best effort.
@@ -735,14 +729,8 @@ impl<C: Component> Life<'_, C> {
                 };
             self.shared.escalation.note_crash(C::name(), &reason);
             self.event(LifecycleKind::Crashed, Some(reason.clone()));
-            match self.shared.supervisor.on_crash() {
-                Verdict::Restart {
-                    delay: next,
-                    group: all,
-                } => {
-                    if all {
-                        group.borrow_and_update();
-                    }
+            match self.shared.supervisor.on_crash(self.index) {
+                Verdict::Restart { delay: next } => {
                     delay = next;
                 }
                 Verdict::Fail => {
@@ -828,7 +816,7 @@ async fn dispatch<C: Component>(
         .unwrap_or_else(|panic| Outcome::Panicked(panic_message(&*panic)));
     ctx.current = None;
     match &outcome {
-        Outcome::Handled => InstanceStats::bump(&stats.handled),
+        Outcome::Handled => InstanceStats::bump_own(&stats.handled),
         Outcome::Failed(reason) => {
             InstanceStats::bump(&stats.failed);
             tracing::warn!(component = C::name(), deployment = %ctx.deployment, instance = ctx.instance, %reason, "handler returned an error");

@@ -404,6 +404,8 @@ pub(crate) struct Inner {
 struct Deployment {
     id: DeploymentId,
     component: &'static str,
+    #[cfg_attr(not(feature = "test-util"), allow(dead_code))]
+    type_id: std::any::TypeId,
     supervisor: Arc<Supervisor>,
     worker: bool,
     config_keys: Vec<String>,
@@ -631,6 +633,7 @@ impl Fluxor {
             table.push(Deployment {
                 id,
                 component: C::name(),
+                type_id: std::any::TypeId::of::<C>(),
                 supervisor: shared.supervisor.clone(),
                 worker: worker.is_some(),
                 config_keys,
@@ -747,23 +750,23 @@ impl Fluxor {
                     d.instances.len()
                 )
             })?;
-            h.inspect
-                .downcast_ref::<tokio::sync::mpsc::Sender<instance::Inspect<C>>>()
-                .ok_or_else(|| {
-                    format!(
-                        "deployment {id} runs `{}`, not `{}`",
-                        d.component,
-                        C::name()
-                    )
-                })?
-                .clone()
+            if d.type_id != std::any::TypeId::of::<C>() {
+                return Err(format!(
+                    "deployment {id} runs `{}`, not `{}`",
+                    d.component,
+                    C::name()
+                ));
+            }
+            h.control.clone()
         };
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let read: instance::Inspect<C> = Box::new(move |c: &C| {
-            let _ = tx.send(read(c));
+        let read = Box::new(move |c: &dyn std::any::Any| {
+            if let Some(c) = c.downcast_ref::<C>() {
+                let _ = tx.send(read(c));
+            }
         });
         sender
-            .send(read)
+            .send(crate::supervision::Control::Inspect(read))
             .await
             .map_err(|_| format!("instance {instance} of deployment {id} has stopped"))?;
         rx.await

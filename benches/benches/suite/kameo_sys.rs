@@ -1,0 +1,269 @@
+//! kameo 0.22 on a 2-worker tokio runtime; bounded mailboxes of 1024.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use kameo::actor::{ActorRef, Spawn};
+use kameo::mailbox;
+use kameo::message::{Context, Message};
+use kameo::Actor;
+use tokio::sync::oneshot;
+
+use crate::{histogram, on_peer, rss_bytes, Placement, System};
+
+pub(crate) struct Kameo;
+
+struct Num(u64);
+struct Ask(u64);
+#[derive(Clone)]
+struct Payload(Arc<u64>);
+struct Ball(u64);
+
+#[derive(Actor)]
+struct Sink {
+    got: u64,
+    want: u64,
+    sum: u64,
+    done: Option<oneshot::Sender<()>>,
+}
+
+impl Sink {
+    fn new(want: u64, done: oneshot::Sender<()>) -> Self {
+        Sink {
+            got: 0,
+            want,
+            sum: 0,
+            done: Some(done),
+        }
+    }
+
+    fn tick(&mut self, value: u64) {
+        self.sum = self.sum.wrapping_add(value);
+        self.got += 1;
+        if self.got == self.want {
+            if let Some(d) = self.done.take() {
+                let _ = d.send(());
+            }
+        }
+    }
+}
+
+impl Message<Num> for Sink {
+    type Reply = ();
+    async fn handle(&mut self, Num(n): Num, _: &mut Context<Self, ()>) {
+        self.tick(n);
+    }
+}
+
+impl Message<Payload> for Sink {
+    type Reply = ();
+    async fn handle(&mut self, Payload(p): Payload, _: &mut Context<Self, ()>) {
+        self.tick(*p);
+    }
+}
+
+#[derive(Actor)]
+struct Echo;
+
+impl Message<Ask> for Echo {
+    type Reply = u64;
+    async fn handle(&mut self, Ask(x): Ask, _: &mut Context<Self, u64>) -> u64 {
+        x
+    }
+}
+
+#[derive(Actor)]
+struct Ponger {
+    peer: Option<ActorRef<Ponger>>,
+    done: Option<oneshot::Sender<()>>,
+}
+
+struct Pair(ActorRef<Ponger>, Option<oneshot::Sender<()>>);
+
+impl Message<Pair> for Ponger {
+    type Reply = ();
+    async fn handle(&mut self, Pair(peer, done): Pair, _: &mut Context<Self, ()>) {
+        self.peer = Some(peer);
+        self.done = done;
+    }
+}
+
+impl Message<Ball> for Ponger {
+    type Reply = ();
+    async fn handle(&mut self, Ball(n): Ball, _: &mut Context<Self, ()>) {
+        if n == 0 {
+            if let Some(d) = self.done.take() {
+                let _ = d.send(());
+            }
+        } else if let Some(peer) = &self.peer {
+            let _ = peer.tell(Ball(n - 1)).await;
+        }
+    }
+}
+
+#[derive(Actor)]
+struct Tiny {
+    handled: Arc<AtomicU64>,
+}
+
+impl Message<Num> for Tiny {
+    type Reply = ();
+    async fn handle(&mut self, Num(n): Num, _: &mut Context<Self, ()>) {
+        self.handled.fetch_add(1 + n, Ordering::Relaxed);
+    }
+}
+
+fn spawn<A: Actor<Args = A>>(actor: A) -> ActorRef<A> {
+    A::spawn_with_mailbox(actor, mailbox::bounded(1024))
+}
+
+impl System for Kameo {
+    const NAME: &'static str = "kameo";
+
+    fn tell(&self, placement: Placement, senders: u64, n: u64) -> Option<Duration> {
+        if placement == Placement::Same {
+            return None;
+        }
+        on_peer(async move {
+            let (tx, rx) = oneshot::channel();
+            let sink = spawn(Sink::new(n, tx));
+            let start = Instant::now();
+            for _ in 0..senders {
+                let sink = sink.clone();
+                tokio::spawn(async move {
+                    for i in 0..n / senders {
+                        let _ = sink.tell(Num(i)).await;
+                    }
+                });
+            }
+            let _ = rx.await;
+            start.elapsed()
+        })
+    }
+
+    fn ask(&self, placement: Placement, warmup: u64, n: u64) -> Option<Histogram<u64>> {
+        if placement == Placement::Same {
+            return None;
+        }
+        on_peer(async move {
+            let echo = spawn(Echo);
+            for i in 0..warmup {
+                let _ = echo.ask(Ask(i)).await;
+            }
+            let mut h = histogram();
+            for i in 0..n {
+                let t = Instant::now();
+                let _ = echo.ask(Ask(i)).await;
+                let _ = h.record(t.elapsed().as_nanos() as u64);
+            }
+            h
+        })
+    }
+
+    fn ask_pipelined(&self, n: u64) -> Option<Duration> {
+        on_peer(async move {
+            let echo = spawn(Echo);
+            let start = Instant::now();
+            let tasks: Vec<_> = (0..64)
+                .map(|_| {
+                    let echo = echo.clone();
+                    tokio::spawn(async move {
+                        for i in 0..n / 64 {
+                            let _ = echo.ask(Ask(i)).await;
+                        }
+                    })
+                })
+                .collect();
+            for t in tasks {
+                let _ = t.await;
+            }
+            start.elapsed()
+        })
+    }
+
+    fn ping_pong(&self, pairs: u64, bounces: u64) -> Option<Duration> {
+        on_peer(async move {
+            let mut starters = Vec::new();
+            let mut done = Vec::new();
+            for _ in 0..pairs {
+                let a = spawn(Ponger {
+                    peer: None,
+                    done: None,
+                });
+                let b = spawn(Ponger {
+                    peer: None,
+                    done: None,
+                });
+                let (tx, rx) = oneshot::channel();
+                let _ = a.ask(Pair(b.clone(), Some(tx))).await;
+                let _ = b.ask(Pair(a.clone(), None)).await;
+                starters.push(a);
+                done.push(rx);
+            }
+            let start = Instant::now();
+            for s in &starters {
+                let _ = s.tell(Ball(bounces & !1)).await;
+            }
+            for d in done {
+                let _ = d.await;
+            }
+            start.elapsed()
+        })
+    }
+
+    fn fan_out(&self, subscribers: u64, publishes: u64) -> Option<Duration> {
+        on_peer(async move {
+            let mut subs = Vec::new();
+            let mut done = Vec::new();
+            for _ in 0..subscribers {
+                let (tx, rx) = oneshot::channel();
+                subs.push(spawn(Sink::new(publishes, tx)));
+                done.push(rx);
+            }
+            let payload = Payload(Arc::new(7));
+            let start = Instant::now();
+            for _ in 0..publishes {
+                for s in &subs {
+                    let _ = s.tell(payload.clone()).await;
+                }
+            }
+            for d in done {
+                let _ = d.await;
+            }
+            start.elapsed()
+        })
+    }
+
+    fn spawn(&self, n: u64) -> Option<(Duration, f64, Duration)> {
+        on_peer(async move {
+            let handled = Arc::new(AtomicU64::new(0));
+            let before = rss_bytes();
+            let start = Instant::now();
+            let actors: Vec<_> = (0..n)
+                .map(|_| {
+                    spawn(Tiny {
+                        handled: handled.clone(),
+                    })
+                })
+                .collect();
+            let started = start.elapsed();
+            let per_actor = rss_bytes().saturating_sub(before) as f64 / n as f64;
+            for a in &actors {
+                let _ = a.tell(Num(0)).await;
+            }
+            while handled.load(Ordering::Relaxed) < n {
+                tokio::time::sleep(Duration::from_micros(100)).await;
+            }
+            let stop = Instant::now();
+            for a in &actors {
+                a.kill();
+            }
+            for a in &actors {
+                a.wait_for_shutdown().await;
+            }
+            (started, per_actor, stop.elapsed())
+        })
+    }
+}

@@ -1,0 +1,120 @@
+//! Run with: `cargo bench -p fluxor-benches --bench suite`
+//!
+//! Fluxor side by side with kameo, ractor and raw tokio channels, in one process and one run,
+//! one system after another. Every peer runs on a multi-threaded tokio runtime with 2 workers;
+//! Fluxor runs 2 reactors. The driver of each workload is a task (for Fluxor, a component)
+//! inside the runtime, and timing stops when the last message has been *handled*.
+//! Writes `benches/RESULTS.md`.
+//!
+//! `-- --quick` runs every workload at a tenth of its size (a smoke run).
+
+mod fluxor_sys;
+mod kameo_sys;
+mod ractor_sys;
+mod report;
+mod tokio_sys;
+
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+
+/// Where the sender and the receiver run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Placement {
+    /// On one thread (Fluxor: one reactor). Peers cannot pin, so they have no such row.
+    Same,
+    /// On different threads (Fluxor: two reactors); for peers, wherever the scheduler puts them.
+    Cross,
+}
+
+/// The sizes of one run.
+#[derive(Debug, Clone, Copy)]
+#[allow(missing_docs)]
+pub(crate) struct Sizes {
+    pub(crate) tell: u64,
+    pub(crate) ask_warmup: u64,
+    pub(crate) ask: u64,
+    pub(crate) bounces: u64,
+    pub(crate) publishes: u64,
+    pub(crate) spawn: u64,
+}
+
+/// What one system measures.
+pub(crate) trait System {
+    const NAME: &'static str;
+    /// W1: `senders` senders tell `n` messages in total to one receiver (mailbox 1024, senders
+    /// wait when it is full). Elapsed time until the last one is handled.
+    fn tell(&self, placement: Placement, senders: u64, n: u64) -> Option<Duration>;
+    /// W3: one requester, one outstanding ask at a time; latency of each measured ask, in ns.
+    fn ask(&self, placement: Placement, warmup: u64, n: u64) -> Option<Histogram<u64>>;
+    /// W3b: 64 asks outstanding; elapsed time for `n` asks.
+    fn ask_pipelined(&self, n: u64) -> Option<Duration>;
+    /// W4: `pairs` pairs bounce a counter `bounces` times each; elapsed time.
+    fn ping_pong(&self, pairs: u64, bounces: u64) -> Option<Duration>;
+    /// W5: one publisher, `subscribers` subscribers, `publishes` publishes of an `Arc`
+    /// payload; elapsed time until every subscriber handled every publish.
+    fn fan_out(&self, subscribers: u64, publishes: u64) -> Option<Duration>;
+    /// W6: start `n` actors, each handles one message, stop them all: (start time, bytes of
+    /// resident memory per idle actor, stop time).
+    fn spawn(&self, n: u64) -> Option<(Duration, f64, Duration)>;
+}
+
+/// A multi-threaded tokio runtime with 2 workers, as every peer uses.
+pub(crate) fn peer_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
+
+/// Runs `f` as a task on a fresh peer runtime and returns its output.
+pub(crate) fn on_peer<F>(f: F) -> Option<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let rt = peer_runtime();
+    rt.block_on(async move { tokio::spawn(f).await.ok() })
+}
+
+/// Resident memory of this process, in bytes.
+pub(crate) fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+/// A histogram of nanoseconds, 1 ns to 10 s.
+pub(crate) fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 10_000_000_000, 3).expect("valid histogram bounds")
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let scale = if quick { 10 } else { 1 };
+    let sizes = Sizes {
+        tell: 1_000_000 / scale,
+        ask_warmup: 10_000 / scale,
+        ask: 100_000 / scale,
+        bounces: 100_000 / scale,
+        publishes: 10_000 / scale,
+        spawn: 100_000 / scale,
+    };
+    let mut report = report::Report::new(sizes, quick);
+    report.run(&fluxor_sys::Fluxor);
+    report.run(&kameo_sys::Kameo);
+    report.run(&ractor_sys::Ractor);
+    report.run(&tokio_sys::TokioMpsc);
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/RESULTS.md");
+    let text = report.render();
+    print!("{text}");
+    if !quick {
+        std::fs::write(path, &text).expect("write benches/RESULTS.md");
+        eprintln!("written to {path}");
+    }
+}

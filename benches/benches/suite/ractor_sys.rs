@@ -1,0 +1,344 @@
+//! ractor 0.16 on a 2-worker tokio runtime (its mailboxes are unbounded).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use tokio::sync::oneshot;
+
+use crate::{histogram, on_peer, rss_bytes, Placement, System};
+
+pub(crate) struct Ractor;
+
+struct Sink;
+
+enum SinkMsg {
+    Num(u64),
+    Payload(Arc<u64>),
+}
+
+struct SinkState {
+    sum: u64,
+    got: u64,
+    want: u64,
+    done: Option<oneshot::Sender<()>>,
+}
+
+impl Actor for Sink {
+    type Msg = SinkMsg;
+    type State = SinkState;
+    type Arguments = (u64, oneshot::Sender<()>);
+
+    async fn pre_start(
+        &self,
+        _: ActorRef<SinkMsg>,
+        (want, done): (u64, oneshot::Sender<()>),
+    ) -> Result<SinkState, ActorProcessingErr> {
+        Ok(SinkState {
+            sum: 0,
+            got: 0,
+            want,
+            done: Some(done),
+        })
+    }
+
+    async fn handle(
+        &self,
+        _: ActorRef<SinkMsg>,
+        msg: SinkMsg,
+        s: &mut SinkState,
+    ) -> Result<(), ActorProcessingErr> {
+        let value = match msg {
+            SinkMsg::Num(n) => n,
+            SinkMsg::Payload(p) => *p,
+        };
+        s.sum = s.sum.wrapping_add(value);
+        {
+            {
+                s.got += 1;
+                if s.got == s.want {
+                    if let Some(d) = s.done.take() {
+                        let _ = d.send(());
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+struct Echo;
+
+enum EchoMsg {
+    Ask(u64, RpcReplyPort<u64>),
+}
+
+impl Actor for Echo {
+    type Msg = EchoMsg;
+    type State = ();
+    type Arguments = ();
+
+    async fn pre_start(&self, _: ActorRef<EchoMsg>, _: ()) -> Result<(), ActorProcessingErr> {
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        _: ActorRef<EchoMsg>,
+        msg: EchoMsg,
+        _: &mut (),
+    ) -> Result<(), ActorProcessingErr> {
+        let EchoMsg::Ask(x, reply) = msg;
+        let _ = reply.send(x);
+        Ok(())
+    }
+}
+
+async fn ask(echo: &ActorRef<EchoMsg>, i: u64) {
+    let _ = echo.call(|port| EchoMsg::Ask(i, port), None).await;
+}
+
+struct Ponger;
+
+enum PongMsg {
+    Pair(ActorRef<PongMsg>, Option<oneshot::Sender<()>>),
+    Ball(u64),
+}
+
+#[derive(Default)]
+struct PongState {
+    peer: Option<ActorRef<PongMsg>>,
+    done: Option<oneshot::Sender<()>>,
+}
+
+impl Actor for Ponger {
+    type Msg = PongMsg;
+    type State = PongState;
+    type Arguments = ();
+
+    async fn pre_start(
+        &self,
+        _: ActorRef<PongMsg>,
+        _: (),
+    ) -> Result<PongState, ActorProcessingErr> {
+        Ok(PongState::default())
+    }
+
+    async fn handle(
+        &self,
+        _: ActorRef<PongMsg>,
+        msg: PongMsg,
+        s: &mut PongState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            PongMsg::Pair(peer, done) => {
+                s.peer = Some(peer);
+                s.done = done;
+            }
+            PongMsg::Ball(0) => {
+                if let Some(d) = s.done.take() {
+                    let _ = d.send(());
+                }
+            }
+            PongMsg::Ball(n) => {
+                if let Some(peer) = &s.peer {
+                    let _ = peer.cast(PongMsg::Ball(n - 1));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+struct Tiny;
+
+impl Actor for Tiny {
+    type Msg = ();
+    type State = Arc<AtomicU64>;
+    type Arguments = Arc<AtomicU64>;
+
+    async fn pre_start(
+        &self,
+        _: ActorRef<()>,
+        handled: Arc<AtomicU64>,
+    ) -> Result<Arc<AtomicU64>, ActorProcessingErr> {
+        Ok(handled)
+    }
+
+    async fn handle(
+        &self,
+        _: ActorRef<()>,
+        _: (),
+        handled: &mut Arc<AtomicU64>,
+    ) -> Result<(), ActorProcessingErr> {
+        handled.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+impl System for Ractor {
+    const NAME: &'static str = "ractor";
+
+    fn tell(&self, placement: Placement, senders: u64, n: u64) -> Option<Duration> {
+        if placement == Placement::Same {
+            return None;
+        }
+        on_peer(async move {
+            let (tx, rx) = oneshot::channel();
+            let (sink, _) = Actor::spawn(None, Sink, (n, tx)).await.ok()?;
+            let start = Instant::now();
+            for _ in 0..senders {
+                let sink = sink.clone();
+                tokio::spawn(async move {
+                    for i in 0..n / senders {
+                        let _ = sink.cast(SinkMsg::Num(i));
+                    }
+                });
+            }
+            let _ = rx.await;
+            let d = start.elapsed();
+            sink.stop(None);
+            Some(d)
+        })
+        .flatten()
+    }
+
+    fn ask(&self, placement: Placement, warmup: u64, n: u64) -> Option<Histogram<u64>> {
+        if placement == Placement::Same {
+            return None;
+        }
+        on_peer(async move {
+            let (echo, _) = Actor::spawn(None, Echo, ()).await.ok()?;
+            for i in 0..warmup {
+                ask(&echo, i).await;
+            }
+            let mut h = histogram();
+            for i in 0..n {
+                let t = Instant::now();
+                ask(&echo, i).await;
+                let _ = h.record(t.elapsed().as_nanos() as u64);
+            }
+            echo.stop(None);
+            Some(h)
+        })
+        .flatten()
+    }
+
+    fn ask_pipelined(&self, n: u64) -> Option<Duration> {
+        on_peer(async move {
+            let (echo, _) = Actor::spawn(None, Echo, ()).await.ok()?;
+            let start = Instant::now();
+            let tasks: Vec<_> = (0..64)
+                .map(|_| {
+                    let echo = echo.clone();
+                    tokio::spawn(async move {
+                        for i in 0..n / 64 {
+                            ask(&echo, i).await;
+                        }
+                    })
+                })
+                .collect();
+            for t in tasks {
+                let _ = t.await;
+            }
+            let d = start.elapsed();
+            echo.stop(None);
+            Some(d)
+        })
+        .flatten()
+    }
+
+    fn ping_pong(&self, pairs: u64, bounces: u64) -> Option<Duration> {
+        on_peer(async move {
+            let mut starters = Vec::new();
+            let mut all = Vec::new();
+            let mut done = Vec::new();
+            for _ in 0..pairs {
+                let (a, _) = Actor::spawn(None, Ponger, ()).await.ok()?;
+                let (b, _) = Actor::spawn(None, Ponger, ()).await.ok()?;
+                let (tx, rx) = oneshot::channel();
+                a.cast(PongMsg::Pair(b.clone(), Some(tx))).ok()?;
+                b.cast(PongMsg::Pair(a.clone(), None)).ok()?;
+                starters.push(a.clone());
+                all.push(a);
+                all.push(b);
+                done.push(rx);
+            }
+            let start = Instant::now();
+            for s in &starters {
+                let _ = s.cast(PongMsg::Ball(bounces & !1));
+            }
+            for d in done {
+                let _ = d.await;
+            }
+            let d = start.elapsed();
+            for a in all {
+                a.stop(None);
+            }
+            Some(d)
+        })
+        .flatten()
+    }
+
+    fn fan_out(&self, subscribers: u64, publishes: u64) -> Option<Duration> {
+        on_peer(async move {
+            let mut subs = Vec::new();
+            let mut done = Vec::new();
+            for _ in 0..subscribers {
+                let (tx, rx) = oneshot::channel();
+                let (s, _) = Actor::spawn(None, Sink, (publishes, tx)).await.ok()?;
+                subs.push(s);
+                done.push(rx);
+            }
+            let payload = Arc::new(7u64);
+            let start = Instant::now();
+            for _ in 0..publishes {
+                for s in &subs {
+                    let _ = s.cast(SinkMsg::Payload(payload.clone()));
+                }
+            }
+            for d in done {
+                let _ = d.await;
+            }
+            let d = start.elapsed();
+            for s in subs {
+                s.stop(None);
+            }
+            Some(d)
+        })
+        .flatten()
+    }
+
+    fn spawn(&self, n: u64) -> Option<(Duration, f64, Duration)> {
+        on_peer(async move {
+            let handled = Arc::new(AtomicU64::new(0));
+            let before = rss_bytes();
+            let start = Instant::now();
+            let mut actors = Vec::with_capacity(n as usize);
+            for _ in 0..n {
+                actors.push(Actor::spawn(None, Tiny, handled.clone()).await.ok()?);
+            }
+            let started = start.elapsed();
+            let per_actor = rss_bytes().saturating_sub(before) as f64 / n as f64;
+            for (a, _) in &actors {
+                let _ = a.cast(());
+            }
+            while handled.load(Ordering::Relaxed) < n {
+                tokio::time::sleep(Duration::from_micros(100)).await;
+            }
+            let stop = Instant::now();
+            let mut joins = Vec::with_capacity(actors.len());
+            for (a, j) in actors {
+                a.stop(None);
+                joins.push(j);
+            }
+            for j in joins {
+                let _ = j.await;
+            }
+            Some((started, per_actor, stop.elapsed()))
+        })
+        .flatten()
+    }
+}

@@ -1,0 +1,333 @@
+//! Collects the figures of every system and renders `RESULTS.md`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use crate::{Placement, Sizes, System};
+
+/// One figure: its value and whether higher is better.
+#[derive(Debug, Clone, Copy)]
+struct Figure {
+    value: f64,
+    higher_is_better: bool,
+}
+
+/// One row of a table: a workload variant and its metric.
+struct Row {
+    table: &'static str,
+    label: String,
+    unit: &'static str,
+    figures: BTreeMap<&'static str, Figure>,
+}
+
+pub(crate) struct Report {
+    sizes: Sizes,
+    quick: bool,
+    rows: Vec<Row>,
+    systems: Vec<&'static str>,
+}
+
+const FLUXOR: &str = "fluxor";
+const FLOOR: &str = "tokio mpsc (floor)";
+
+impl Report {
+    pub(crate) fn new(sizes: Sizes, quick: bool) -> Self {
+        Report {
+            sizes,
+            quick,
+            rows: Vec::new(),
+            systems: Vec::new(),
+        }
+    }
+
+    fn put(
+        &mut self,
+        table: &'static str,
+        label: String,
+        unit: &'static str,
+        system: &'static str,
+        value: Option<f64>,
+        higher_is_better: bool,
+    ) {
+        let Some(value) = value else { return };
+        let i = match self
+            .rows
+            .iter()
+            .position(|r| r.table == table && r.label == label && r.unit == unit)
+        {
+            Some(i) => i,
+            None => {
+                self.rows.push(Row {
+                    table,
+                    label,
+                    unit,
+                    figures: BTreeMap::new(),
+                });
+                self.rows.len() - 1
+            }
+        };
+        self.rows[i].figures.insert(
+            system,
+            Figure {
+                value,
+                higher_is_better,
+            },
+        );
+    }
+
+    pub(crate) fn run<S: System>(&mut self, s: &S) {
+        let z = self.sizes;
+        let name = S::NAME;
+        self.systems.push(name);
+        eprintln!("== {name}");
+        let rate = |n: u64, d: Option<Duration>| d.map(|d| n as f64 / d.as_secs_f64());
+
+        const W1: &str =
+            "W1 tell throughput (1M × 8-byte messages, mailbox 1024, senders wait when full)";
+        for (senders, placement, where_) in [
+            (1, Placement::Same, "same reactor"),
+            (1, Placement::Cross, "across threads"),
+            (4, Placement::Same, "same reactor"),
+            (4, Placement::Cross, "across threads"),
+        ] {
+            eprintln!("   W1 {senders}→1 {where_}");
+            let d = s.tell(placement, senders, z.tell);
+            self.put(
+                W1,
+                format!("{senders} → 1, {where_}"),
+                "msgs/s",
+                name,
+                rate(z.tell, d),
+                true,
+            );
+        }
+
+        const W3: &str = "W3 ask latency (one requester, one ask outstanding, u64 → u64)";
+        for (placement, where_) in [
+            (Placement::Same, "same reactor"),
+            (Placement::Cross, "across threads"),
+        ] {
+            eprintln!("   W3 ask {where_}");
+            if let Some(h) = s.ask(placement, z.ask_warmup, z.ask) {
+                for (q, label) in [(0.5, "p50"), (0.99, "p99"), (0.999, "p99.9")] {
+                    self.put(
+                        W3,
+                        format!("{where_}, {label}"),
+                        "ns",
+                        name,
+                        Some(h.value_at_quantile(q) as f64),
+                        false,
+                    );
+                }
+                self.put(
+                    W3,
+                    format!("{where_}, mean"),
+                    "ns",
+                    name,
+                    Some(h.mean()),
+                    false,
+                );
+            }
+        }
+        eprintln!("   W3 64 outstanding");
+        let d = s.ask_pipelined(z.ask);
+        self.put(
+            W3,
+            "64 asks outstanding".into(),
+            "asks/s",
+            name,
+            rate(z.ask, d),
+            true,
+        );
+
+        const W4: &str = "W4 ping-pong (pairs bounce a counter; total messages per second)";
+        for pairs in [1, 2, 8, 64] {
+            eprintln!("   W4 {pairs} pairs");
+            let bounces = if pairs >= 8 { z.bounces / 4 } else { z.bounces };
+            let d = s.ping_pong(pairs, bounces);
+            self.put(
+                W4,
+                format!("{pairs} pair(s) × {bounces} bounces"),
+                "msgs/s",
+                name,
+                rate(pairs * (bounces & !1), d),
+                true,
+            );
+        }
+
+        const W5: &str = "W5 publish fan-out (1 publisher, Arc payload; time per delivery)";
+        for subs in [10, 100, 1000] {
+            let publishes = if subs >= 1000 {
+                z.publishes / 10
+            } else {
+                z.publishes
+            };
+            eprintln!("   W5 {subs} subscribers");
+            let d = s.fan_out(subs, publishes);
+            let per = d.map(|d| d.as_nanos() as f64 / (subs * publishes) as f64);
+            self.put(
+                W5,
+                format!("{subs} subscribers × {publishes} publishes"),
+                "ns/delivery",
+                name,
+                per,
+                false,
+            );
+        }
+
+        const W6: &str = "W6 spawn, one message each, stop (100k actors)";
+        eprintln!("   W6 spawn {}", z.spawn);
+        if let Some((started, bytes, stopped)) = s.spawn(z.spawn) {
+            self.put(
+                W6,
+                "start".into(),
+                "µs/actor",
+                name,
+                Some(started.as_secs_f64() * 1e6 / z.spawn as f64),
+                false,
+            );
+            self.put(
+                W6,
+                "idle memory".into(),
+                "bytes/actor",
+                name,
+                Some(bytes),
+                false,
+            );
+            self.put(
+                W6,
+                "stop all".into(),
+                "ms",
+                name,
+                Some(stopped.as_secs_f64() * 1e3),
+                false,
+            );
+        }
+    }
+
+    pub(crate) fn render(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "# Benchmark results\n");
+        let _ =
+            writeln!(
+            out,
+            "Produced by `cargo bench -p fluxor-benches --bench suite`{} on {} ({} cores), {}.\n",
+            if self.quick { " -- --quick (a tenth of every size)" } else { "" },
+            cpu_model(),
+            std::thread::available_parallelism().map_or(1, |n| n.get()),
+            today(),
+        );
+        let _ = writeln!(
+            out,
+            "Peers run on a multi-threaded tokio runtime with 2 workers, Fluxor on 2 reactors; each driver is a task \
+             (for Fluxor, a component) inside its runtime, and timing stops when the last message is handled. \
+             Peers cannot pin an actor to a thread, so their single figure appears on the *across threads* rows; \
+             on *same reactor* rows Fluxor's same-thread figure is compared with that same peer figure. \
+             *vs best peer* is Fluxor's figure divided by the best of kameo and ractor (the tokio channel floor is not a peer): \
+             above 1 is better for rates, below 1 is better for times. ractor's mailboxes are unbounded, so its senders never wait. \
+             The machine is shared and noisy: compare ratios within one run, not absolute figures across runs.\n"
+        );
+        let _ = writeln!(out, "Sizes: {:?}\n", self.sizes);
+        let mut current = "";
+        for row in &self.rows {
+            if row.table != current {
+                current = row.table;
+                let _ = writeln!(out, "\n## {current}\n");
+                let _ = write!(out, "| workload | unit |");
+                for s in &self.systems {
+                    let _ = write!(out, " {s} |");
+                }
+                let _ = writeln!(out, " vs best peer | vs floor |");
+                let _ = write!(out, "|---|---|");
+                for _ in &self.systems {
+                    let _ = write!(out, "---:|");
+                }
+                let _ = writeln!(out, "---:|---:|");
+            }
+            let _ = write!(out, "| {} | {} |", row.label, row.unit);
+            for s in &self.systems {
+                match row.figures.get(s) {
+                    Some(f) => {
+                        let _ = write!(out, " {} |", fmt(f.value));
+                    }
+                    None => {
+                        let _ = write!(out, " — |");
+                    }
+                }
+            }
+            let peer_row = self
+                .rows
+                .iter()
+                .find(|r| {
+                    r.table == row.table
+                        && r.unit == row.unit
+                        && r.label == row.label.replace("same reactor", "across threads")
+                })
+                .unwrap_or(row);
+            let fluxor = row.figures.get(FLUXOR);
+            let best_peer = peer_row
+                .figures
+                .iter()
+                .filter(|(name, _)| **name != FLUXOR && **name != FLOOR)
+                .map(|(_, f)| *f)
+                .reduce(|a, b| {
+                    let better = if a.higher_is_better {
+                        b.value > a.value
+                    } else {
+                        b.value < a.value
+                    };
+                    if better {
+                        b
+                    } else {
+                        a
+                    }
+                });
+            let ratio = |other: Option<&Figure>| match (fluxor, other) {
+                (Some(f), Some(o)) if o.value > 0.0 => format!("{:.2}", f.value / o.value),
+                _ => "—".into(),
+            };
+            let _ = writeln!(
+                out,
+                " {} | {} |",
+                ratio(best_peer.as_ref()),
+                ratio(peer_row.figures.get(FLOOR))
+            );
+        }
+        out
+    }
+}
+
+fn fmt(v: f64) -> String {
+    if v >= 1e6 {
+        format!("{:.2}M", v / 1e6)
+    } else if v >= 1e4 {
+        format!("{:.0}k", v / 1e3)
+    } else if v >= 100.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_owned())
+        })
+        .unwrap_or_else(|| "an unknown CPU".into())
+}
+
+fn today() -> String {
+    std::process::Command::new("date")
+        .arg("+%Y-%m-%d")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default()
+}

@@ -1,0 +1,222 @@
+//! The floor: a tokio task per actor reading a bounded `tokio::sync::mpsc` channel (1024), on a
+//! 2-worker tokio runtime; asks carry a `oneshot` for the reply.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::{histogram, on_peer, rss_bytes, Placement, System};
+
+pub(crate) struct TokioMpsc;
+
+fn sink(want: u64) -> (mpsc::Sender<u64>, oneshot::Receiver<()>) {
+    let (tx, mut rx) = mpsc::channel::<u64>(1024);
+    let (done_tx, done) = oneshot::channel();
+    tokio::spawn(async move {
+        let mut got = 0;
+        while rx.recv().await.is_some() {
+            got += 1;
+            if got == want {
+                let _ = done_tx.send(());
+                break;
+            }
+        }
+    });
+    (tx, done)
+}
+
+fn echo() -> mpsc::Sender<(u64, oneshot::Sender<u64>)> {
+    let (tx, mut rx) = mpsc::channel::<(u64, oneshot::Sender<u64>)>(1024);
+    tokio::spawn(async move {
+        while let Some((x, reply)) = rx.recv().await {
+            let _ = reply.send(x);
+        }
+    });
+    tx
+}
+
+async fn ask(echo: &mpsc::Sender<(u64, oneshot::Sender<u64>)>, i: u64) {
+    let (tx, rx) = oneshot::channel();
+    if echo.send((i, tx)).await.is_ok() {
+        let _ = rx.await;
+    }
+}
+
+impl System for TokioMpsc {
+    const NAME: &'static str = "tokio mpsc (floor)";
+
+    fn tell(&self, placement: Placement, senders: u64, n: u64) -> Option<Duration> {
+        if placement == Placement::Same {
+            return None;
+        }
+        on_peer(async move {
+            let (tx, done) = sink(n);
+            let start = Instant::now();
+            for _ in 0..senders {
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    for i in 0..n / senders {
+                        let _ = tx.send(i).await;
+                    }
+                });
+            }
+            let _ = done.await;
+            start.elapsed()
+        })
+    }
+
+    fn ask(&self, placement: Placement, warmup: u64, n: u64) -> Option<Histogram<u64>> {
+        if placement == Placement::Same {
+            return None;
+        }
+        on_peer(async move {
+            let e = echo();
+            for i in 0..warmup {
+                ask(&e, i).await;
+            }
+            let mut h = histogram();
+            for i in 0..n {
+                let t = Instant::now();
+                ask(&e, i).await;
+                let _ = h.record(t.elapsed().as_nanos() as u64);
+            }
+            h
+        })
+    }
+
+    fn ask_pipelined(&self, n: u64) -> Option<Duration> {
+        on_peer(async move {
+            let e = echo();
+            let start = Instant::now();
+            let tasks: Vec<_> = (0..64)
+                .map(|_| {
+                    let e = e.clone();
+                    tokio::spawn(async move {
+                        for i in 0..n / 64 {
+                            ask(&e, i).await;
+                        }
+                    })
+                })
+                .collect();
+            for t in tasks {
+                let _ = t.await;
+            }
+            start.elapsed()
+        })
+    }
+
+    fn ping_pong(&self, pairs: u64, bounces: u64) -> Option<Duration> {
+        on_peer(async move {
+            let mut starters = Vec::new();
+            let mut done = Vec::new();
+            for _ in 0..pairs {
+                let (a_tx, mut a_rx) = mpsc::channel::<u64>(1024);
+                let (b_tx, mut b_rx) = mpsc::channel::<u64>(1024);
+                let (done_tx, done_rx) = oneshot::channel();
+                let back = a_tx.clone();
+                tokio::spawn(async move {
+                    while let Some(n) = b_rx.recv().await {
+                        let _ = back.send(n - 1).await;
+                    }
+                });
+                tokio::spawn(async move {
+                    let mut done_tx = Some(done_tx);
+                    while let Some(n) = a_rx.recv().await {
+                        if n == 0 {
+                            if let Some(d) = done_tx.take() {
+                                let _ = d.send(());
+                            }
+                            break;
+                        }
+                        let _ = b_tx.send(n - 1).await;
+                    }
+                });
+                starters.push(a_tx);
+                done.push(done_rx);
+            }
+            let start = Instant::now();
+            for s in &starters {
+                let _ = s.send(bounces & !1).await;
+            }
+            for d in done {
+                let _ = d.await;
+            }
+            start.elapsed()
+        })
+    }
+
+    fn fan_out(&self, subscribers: u64, publishes: u64) -> Option<Duration> {
+        on_peer(async move {
+            let mut subs = Vec::new();
+            let mut done = Vec::new();
+            for _ in 0..subscribers {
+                let (tx, mut rx) = mpsc::channel::<Arc<u64>>(1024);
+                let (done_tx, done_rx) = oneshot::channel();
+                tokio::spawn(async move {
+                    let mut got = 0;
+                    while rx.recv().await.is_some() {
+                        got += 1;
+                        if got == publishes {
+                            let _ = done_tx.send(());
+                            break;
+                        }
+                    }
+                });
+                subs.push(tx);
+                done.push(done_rx);
+            }
+            let payload = Arc::new(7u64);
+            let start = Instant::now();
+            for _ in 0..publishes {
+                for s in &subs {
+                    let _ = s.send(payload.clone()).await;
+                }
+            }
+            for d in done {
+                let _ = d.await;
+            }
+            start.elapsed()
+        })
+    }
+
+    fn spawn(&self, n: u64) -> Option<(Duration, f64, Duration)> {
+        on_peer(async move {
+            let handled = Arc::new(AtomicU64::new(0));
+            let before = rss_bytes();
+            let start = Instant::now();
+            let actors: Vec<_> = (0..n)
+                .map(|_| {
+                    let (tx, mut rx) = mpsc::channel::<u64>(1024);
+                    let handled = handled.clone();
+                    let task = tokio::spawn(async move {
+                        while rx.recv().await.is_some() {
+                            handled.fetch_add(1, Ordering::Relaxed);
+                        }
+                    });
+                    (tx, task)
+                })
+                .collect();
+            let started = start.elapsed();
+            let per_actor = rss_bytes().saturating_sub(before) as f64 / n as f64;
+            for (tx, _) in &actors {
+                let _ = tx.send(0).await;
+            }
+            while handled.load(Ordering::Relaxed) < n {
+                tokio::time::sleep(Duration::from_micros(100)).await;
+            }
+            let stop = Instant::now();
+            let mut tasks = Vec::with_capacity(actors.len());
+            for (tx, task) in actors {
+                drop(tx);
+                tasks.push(task);
+            }
+            for t in tasks {
+                let _ = t.await;
+            }
+            (started, per_actor, stop.elapsed())
+        })
+    }
+}
