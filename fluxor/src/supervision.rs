@@ -317,8 +317,11 @@ pub(crate) enum Control {
     /// (the instance sees `Supervisor::failed`).
     Group { delay: Duration },
     /// Read the component's state between two messages (the test kit's `with_state`).
-    Inspect(Box<dyn FnOnce(&dyn std::any::Any) + Send>),
+    Inspect(Read),
 }
+
+/// A read of a component's state, given as `&dyn Any`.
+pub(crate) type Read = Box<dyn FnOnce(&dyn std::any::Any) + Send>;
 
 /// Control messages an instance may have queued; a full channel already holds a signal the
 /// instance will act on, so group signals are dropped rather than waited for.
