@@ -14,6 +14,7 @@ mod supervision;
 #[cfg(feature = "test-util")]
 pub mod testing;
 mod timer;
+mod wake;
 mod watchdog;
 mod worker;
 

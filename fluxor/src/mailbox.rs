@@ -15,6 +15,8 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use crate::wake::WakeFlag;
+
 /// Counters of one component instance, updated with relaxed atomics.
 #[derive(Debug, Default)]
 pub(crate) struct InstanceStats {
@@ -54,6 +56,8 @@ pub(crate) enum PushError {
 pub(crate) struct Mailbox<T> {
     tx: mpsc::Sender<T>,
     pub(crate) stats: Arc<InstanceStats>,
+    /// The receiving reactor's wake flag.
+    wake: Option<Arc<WakeFlag>>,
 }
 
 impl<T> Clone for Mailbox<T> {
@@ -61,21 +65,39 @@ impl<T> Clone for Mailbox<T> {
         Mailbox {
             tx: self.tx.clone(),
             stats: self.stats.clone(),
+            wake: self.wake.clone(),
         }
     }
 }
 
 impl<T> Mailbox<T> {
     /// A mailbox of `capacity` messages and its receiving side.
+    #[cfg(test)]
     pub(crate) fn bounded(capacity: usize) -> (Self, mpsc::Receiver<T>) {
+        Self::bounded_on(capacity, None)
+    }
+
+    /// A mailbox whose receiver runs on the reactor owning `wake`.
+    pub(crate) fn bounded_on(
+        capacity: usize,
+        wake: Option<Arc<WakeFlag>>,
+    ) -> (Self, mpsc::Receiver<T>) {
         let (tx, rx) = mpsc::channel(capacity);
         (
             Mailbox {
                 tx,
                 stats: Arc::default(),
+                wake,
             },
             rx,
         )
+    }
+
+    #[inline]
+    fn sent(&self) {
+        if let Some(w) = &self.wake {
+            w.raise();
+        }
     }
 
     /// Reserves a slot and fills it with `make()`; `make` is not called when there is no room.
@@ -83,6 +105,7 @@ impl<T> Mailbox<T> {
         match self.tx.try_reserve() {
             Ok(permit) => {
                 permit.send(make());
+                self.sent();
                 Ok(())
             }
             Err(mpsc::error::TrySendError::Full(())) => {
@@ -105,6 +128,7 @@ impl<T> Mailbox<T> {
         match tokio::time::timeout_at(deadline, self.tx.reserve()).await {
             Ok(Ok(permit)) => {
                 permit.send(make());
+                self.sent();
                 Ok(())
             }
             Ok(Err(_closed)) => Err(PushError::Closed),
@@ -125,6 +149,7 @@ impl<T> Mailbox<T> {
         match self.tx.try_reserve() {
             Ok(permit) => {
                 permit.send(make());
+                self.sent();
                 Ok(())
             }
             Err(mpsc::error::TrySendError::Closed(())) => Err(PushError::Closed),
@@ -139,6 +164,7 @@ impl<T> Mailbox<T> {
         match self.tx.reserve().await {
             Ok(permit) => {
                 permit.send(make());
+                self.sent();
                 Ok(())
             }
             Err(_closed) => Err(PushError::Closed),

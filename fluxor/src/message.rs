@@ -222,17 +222,28 @@ pub(crate) type ReplyResult<R> = Result<R, BusError>;
 /// Dropping it without a reply tells the requester [`BusError::Closed`].
 pub(crate) struct ReplyTo<R> {
     tx: oneshot::Sender<ReplyResult<R>>,
+    /// The requester's reactor, when it asked from one.
+    wake: Option<Arc<crate::wake::WakeFlag>>,
 }
 
 impl<R> ReplyTo<R> {
     pub(crate) fn channel() -> (Self, oneshot::Receiver<ReplyResult<R>>) {
         let (tx, rx) = oneshot::channel();
-        (ReplyTo { tx }, rx)
+        (
+            ReplyTo {
+                tx,
+                wake: crate::wake::current(),
+            },
+            rx,
+        )
     }
 
     /// Sends the reply; a requester that gave up is not an error.
     pub(crate) fn send(self, reply: ReplyResult<R>) {
         let _gone = self.tx.send(reply);
+        if let Some(w) = &self.wake {
+            w.raise();
+        }
     }
 }
 

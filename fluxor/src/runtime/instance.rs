@@ -133,11 +133,11 @@ impl<C: Component> Launch<C> {
     pub(crate) fn new(
         shared: Arc<Shared<C>>,
         index: usize,
-        (reactor, stamp, key): (usize, Stamp, u64),
+        (reactor, stamp, key, wake): (usize, Stamp, u64, Arc<crate::wake::WakeFlag>),
         capacity: usize,
         parent: &CancellationToken,
     ) -> Self {
-        let (mailbox, rx) = Mailbox::bounded(capacity);
+        let (mailbox, rx) = Mailbox::bounded_on(capacity, Some(wake));
         let (started_tx, started) = oneshot::channel();
         let (stop_tx, stop_rx) = oneshot::channel();
         let (done_tx, done) = oneshot::channel();

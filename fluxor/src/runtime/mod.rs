@@ -21,6 +21,7 @@ use crate::error::{
     BuildError, DeployError, ShutdownError, ShutdownIssue, StopError, UndeployError,
 };
 use crate::supervision::{Escalation, InstanceState, LifecycleKind, Supervision, Supervisor};
+use crate::wake::WakeFlag;
 use crate::watchdog::{Label, Watchdog};
 use crate::worker::WorkerPool;
 
@@ -221,6 +222,7 @@ pub struct Builder {
     blocked_threshold: Duration,
     paused: bool,
     escalation: Escalation,
+    spin_before_park: Duration,
 }
 
 impl Default for Builder {
@@ -236,6 +238,7 @@ impl Default for Builder {
             blocked_threshold: Duration::from_secs(2),
             paused: false,
             escalation: Escalation::default(),
+            spin_before_park: Duration::from_micros(50),
         }
     }
 }
@@ -285,6 +288,15 @@ impl Builder {
     #[cfg(feature = "test-util")]
     pub fn start_paused(mut self, paused: bool) -> Self {
         self.paused = paused;
+        self
+    }
+
+    /// How long an idle reactor spins, watching for work handed to it from another thread,
+    /// before it parks its thread. Waking a parked thread costs from a few to tens of
+    /// microseconds (more on virtual machines); spinning trades that latency for a little CPU
+    /// each time a reactor runs out of work. Zero turns it off. Default 50 µs.
+    pub fn spin_before_park(mut self, spin: Duration) -> Self {
+        self.spin_before_park = spin;
         self
     }
 
@@ -345,14 +357,20 @@ impl Builder {
         let watchdog = Watchdog::start(n, self.blocked_threshold, &self.thread_name)
             .map_err(BuildError::Workers)?;
         let reactor_name = format!("{}-reactor", self.thread_name);
+        let mut flags = Vec::with_capacity(n);
         let reactors = (0..n)
-            .map(|i| Reactor::spawn(i, &reactor_name, self.paused))
+            .map(|i| {
+                let flag = Arc::new(WakeFlag::default());
+                flags.push(flag.clone());
+                Reactor::spawn(i, &reactor_name, self.paused, flag, self.spin_before_park)
+            })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Fluxor {
             inner: Arc::new(Inner {
                 bus: EventBus::new(self.request_timeout),
                 extras: Mutex::new(Vec::new()),
                 workers,
+                wake_flags: flags,
                 watchdog,
                 escalation: Arc::new(EscalationCtl::new(self.escalation)),
                 reactors,
@@ -390,6 +408,8 @@ pub(crate) struct Inner {
     bus: EventBus,
     extras: Mutex<Vec<(String, inspect::Extra)>>,
     workers: WorkerPool,
+    /// Per reactor: raised when work for it arrives from another thread.
+    wake_flags: Vec<Arc<WakeFlag>>,
     watchdog: Watchdog,
     escalation: Arc<EscalationCtl>,
     reactors: Vec<Reactor>,
@@ -560,7 +580,12 @@ impl Fluxor {
             let launch = Launch::new(
                 shared.clone(),
                 index,
-                (reactor, inner.watchdog.stamp(reactor), key),
+                (
+                    reactor,
+                    inner.watchdog.stamp(reactor),
+                    key,
+                    inner.wake_flags[reactor].clone(),
+                ),
                 capacity,
                 &inner.cancel,
             );

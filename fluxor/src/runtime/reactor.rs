@@ -1,12 +1,14 @@
 //! Reactors: OS threads, each running a single-threaded tokio runtime with a `LocalSet`.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::BuildError;
+use crate::wake::WakeFlag;
 
 /// Work for a reactor, run on its thread inside its `LocalSet` (so it may `spawn_local`).
 pub(crate) type Job = Box<dyn FnOnce() + Send>;
@@ -23,9 +25,17 @@ pub(crate) struct Reactor {
 }
 
 impl Reactor {
-    pub(crate) fn spawn(index: usize, name: &str, paused: bool) -> Result<Self, BuildError> {
+    pub(crate) fn spawn(
+        index: usize,
+        name: &str,
+        paused: bool,
+        flag: Arc<WakeFlag>,
+        spin: Duration,
+    ) -> Result<Self, BuildError> {
         let mut builder = tokio::runtime::Builder::new_current_thread();
         builder.enable_all();
+        let parked = flag.clone();
+        builder.on_thread_park(move || parked.spin(spin));
         #[cfg(feature = "test-util")]
         builder.start_paused(paused);
         #[cfg(not(feature = "test-util"))]
@@ -40,6 +50,7 @@ impl Reactor {
         let thread = std::thread::Builder::new()
             .name(format!("{name}-{index}"))
             .spawn(move || {
+                crate::wake::enter(flag);
                 let local = tokio::task::LocalSet::new();
                 local.block_on(&rt, async move {
                     loop {
