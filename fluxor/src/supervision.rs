@@ -317,6 +317,7 @@ pub(crate) enum Control {
     /// (the instance sees `Supervisor::failed`).
     Group { delay: Duration },
     /// Read the component's state between two messages (the test kit's `with_state`).
+    #[cfg_attr(not(feature = "test-util"), allow(dead_code))]
     Inspect(Read),
 }
 

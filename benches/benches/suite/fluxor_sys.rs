@@ -145,11 +145,20 @@ enum Job {
         publishes: u64,
         done: Vec<oneshot::Receiver<()>>,
     },
+    RoundRobin {
+        n: u64,
+        total: Arc<(AtomicU64, u64, tokio::sync::Notify)>,
+    },
+    Offload {
+        jobs: u64,
+        busy: Duration,
+    },
 }
 
 enum Outcome {
     Elapsed(Duration),
     Latencies(Histogram<u64>),
+    ElapsedAndLateness(Duration, u64),
 }
 
 #[derive(Message)]
@@ -232,6 +241,50 @@ impl Driver {
                 }
                 Outcome::Elapsed(start.elapsed())
             }
+            Job::RoundRobin { n, total } => {
+                let start = Instant::now();
+                for i in 0..n {
+                    let _ = ctx
+                        .bus()
+                        .send_timeout("bench.rr", Num(i), Duration::from_secs(60))
+                        .await;
+                }
+                total.2.notified().await;
+                Outcome::Elapsed(start.elapsed())
+            }
+            Job::Offload { jobs, busy } => {
+                let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
+                let ticker = tokio::task::spawn_local(async move {
+                    let mut h = histogram();
+                    let mut ticks = tokio::time::interval(Duration::from_millis(1));
+                    loop {
+                        tokio::select! {
+                            _ = &mut stop_rx => break,
+                            due = ticks.tick() => {
+                                let late = tokio::time::Instant::now().duration_since(due);
+                                let _ = h.record(late.as_nanos() as u64 + 1);
+                            }
+                        }
+                    }
+                    h
+                });
+                let start = Instant::now();
+                let mut left = jobs;
+                while left > 0 {
+                    let window = left.min(512);
+                    left -= window;
+                    let tasks: Vec<_> = (0..window)
+                        .map(|_| ctx.execute_blocking(move || crate::busy_work(busy)))
+                        .collect();
+                    for t in tasks {
+                        let _ = t.await;
+                    }
+                }
+                let elapsed = start.elapsed();
+                let _ = stop_tx.send(());
+                let late = ticker.await.map(|h| h.value_at_quantile(0.99)).unwrap_or(0);
+                Outcome::ElapsedAndLateness(elapsed, late)
+            }
             Job::FanOut { publishes, done } => {
                 let start = Instant::now();
                 let payload = Payload(Arc::new(7));
@@ -243,6 +296,24 @@ impl Driver {
                 }
                 Outcome::Elapsed(start.elapsed())
             }
+        }
+    }
+}
+
+/// Counts round-robin deliveries across all its instances (a full mailbox makes the bus try the
+/// next instance, so the split is not exactly even).
+#[component]
+struct Tally {
+    total: Arc<(AtomicU64, u64, tokio::sync::Notify)>,
+}
+
+#[component]
+impl Tally {
+    #[handler("bench.rr")]
+    fn count(&mut self, Num(_): Num) {
+        let (count, target, done) = &*self.total;
+        if count.fetch_add(1, Ordering::Relaxed) + 1 == *target {
+            done.notify_one();
         }
     }
 }
@@ -294,7 +365,7 @@ async fn run(driver: &ActorRef<Driver>, job: Job) -> Outcome {
 
 fn elapsed(o: Outcome) -> Duration {
     match o {
-        Outcome::Elapsed(d) => d,
+        Outcome::Elapsed(d) | Outcome::ElapsedAndLateness(d, _) => d,
         Outcome::Latencies(_) => Duration::ZERO,
     }
 }
@@ -351,7 +422,7 @@ impl System for Fluxor {
             rt.shutdown(Duration::from_secs(10)).await.ok()?;
             match out {
                 Outcome::Latencies(h) => Some(h),
-                Outcome::Elapsed(_) => None,
+                _ => None,
             }
         })
     }
@@ -446,6 +517,39 @@ impl System for Fluxor {
             let d = elapsed(run(&driver, Job::FanOut { publishes, done }).await);
             rt.shutdown(Duration::from_secs(30)).await.ok()?;
             Some(d)
+        })
+    }
+
+    fn round_robin(&self, actors: u64, n: u64) -> Option<Duration> {
+        main_thread().block_on(async {
+            let rt = runtime();
+            let total = Arc::new((AtomicU64::new(0), n, tokio::sync::Notify::new()));
+            let factory = {
+                let total = total.clone();
+                move || Tally {
+                    total: total.clone(),
+                }
+            };
+            rt.deploy(factory, DeployOptions::new().instances(actors as usize))
+                .await
+                .ok()?;
+            let driver = driver(&rt, 0).await;
+            let d = elapsed(run(&driver, Job::RoundRobin { n, total }).await);
+            rt.shutdown(Duration::from_secs(30)).await.ok()?;
+            Some(d)
+        })
+    }
+
+    fn offload(&self, jobs: u64, busy: Duration) -> Option<(Duration, u64)> {
+        main_thread().block_on(async {
+            let rt = runtime();
+            let driver = driver(&rt, 0).await;
+            let out = run(&driver, Job::Offload { jobs, busy }).await;
+            rt.shutdown(Duration::from_secs(30)).await.ok()?;
+            match out {
+                Outcome::ElapsedAndLateness(d, late) => Some((d, late)),
+                _ => None,
+            }
         })
     }
 

@@ -236,6 +236,31 @@ impl System for Kameo {
         })
     }
 
+    fn round_robin(&self, actors: u64, n: u64) -> Option<Duration> {
+        on_peer(async move {
+            let mut refs = Vec::new();
+            let mut done = Vec::new();
+            for _ in 0..actors {
+                let (tx, rx) = oneshot::channel();
+                refs.push(spawn(Sink::new(n / actors, tx)));
+                done.push(rx);
+            }
+            let start = Instant::now();
+            for i in 0..n {
+                let _ = refs[(i % actors) as usize].tell(Num(i)).await;
+            }
+            for d in done {
+                let _ = d.await;
+            }
+            start.elapsed()
+        })
+    }
+
+    fn offload(&self, _: u64, _: Duration) -> Option<(Duration, u64)> {
+        // kameo has no blocking pool of its own: its users call tokio's, measured as the floor.
+        None
+    }
+
     fn spawn(&self, n: u64) -> Option<(Duration, f64, Duration)> {
         on_peer(async move {
             let handled = Arc::new(AtomicU64::new(0));

@@ -37,6 +37,7 @@ pub(crate) struct Sizes {
     pub(crate) bounces: u64,
     pub(crate) publishes: u64,
     pub(crate) spawn: u64,
+    pub(crate) jobs: u64,
 }
 
 /// What one system measures.
@@ -54,6 +55,12 @@ pub(crate) trait System {
     /// W5: one publisher, `subscribers` subscribers, `publishes` publishes of an `Arc`
     /// payload; elapsed time until every subscriber handled every publish.
     fn fan_out(&self, subscribers: u64, publishes: u64) -> Option<Duration>;
+    /// W2: one sender tells `n` messages round-robin over `actors` actors; elapsed time until
+    /// all are handled.
+    fn round_robin(&self, actors: u64, n: u64) -> Option<Duration>;
+    /// W8: `jobs` jobs of `busy` CPU work offloaded from the runtime to its blocking pool,
+    /// while a 1 ms periodic timer runs there: (elapsed time, p99 timer lateness in ns).
+    fn offload(&self, jobs: u64, busy: Duration) -> Option<(Duration, u64)>;
     /// W6: start `n` actors, each handles one message, stop them all: (start time, bytes of
     /// resident memory per idle actor, stop time).
     fn spawn(&self, n: u64) -> Option<(Duration, f64, Duration)>;
@@ -76,6 +83,16 @@ where
 {
     let rt = peer_runtime();
     rt.block_on(async move { tokio::spawn(f).await.ok() })
+}
+
+/// Spins the CPU for `d` (a stand-in for blocking work).
+pub(crate) fn busy_work(d: Duration) -> u64 {
+    let start = std::time::Instant::now();
+    let mut x = 0u64;
+    while start.elapsed() < d {
+        x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+    }
+    x
 }
 
 /// Resident memory of this process, in bytes.
@@ -104,6 +121,7 @@ fn main() {
         bounces: 100_000 / scale,
         publishes: 10_000 / scale,
         spawn: 100_000 / scale,
+        jobs: 10_000 / scale,
     };
     let mut report = report::Report::new(sizes, quick);
     report.run(&fluxor_sys::Fluxor);

@@ -311,6 +311,37 @@ impl System for Ractor {
         .flatten()
     }
 
+    fn round_robin(&self, actors: u64, n: u64) -> Option<Duration> {
+        on_peer(async move {
+            let mut refs = Vec::new();
+            let mut done = Vec::new();
+            for _ in 0..actors {
+                let (tx, rx) = oneshot::channel();
+                let (s, _) = Actor::spawn(None, Sink, (n / actors, tx)).await.ok()?;
+                refs.push(s);
+                done.push(rx);
+            }
+            let start = Instant::now();
+            for i in 0..n {
+                let _ = refs[(i % actors) as usize].cast(SinkMsg::Num(i));
+            }
+            for d in done {
+                let _ = d.await;
+            }
+            let d = start.elapsed();
+            for r in refs {
+                r.stop(None);
+            }
+            Some(d)
+        })
+        .flatten()
+    }
+
+    fn offload(&self, _: u64, _: Duration) -> Option<(Duration, u64)> {
+        // ractor has no blocking pool of its own: its users call tokio's, measured as the floor.
+        None
+    }
+
     fn spawn(&self, n: u64) -> Option<(Duration, f64, Duration)> {
         on_peer(async move {
             let handled = Arc::new(AtomicU64::new(0));

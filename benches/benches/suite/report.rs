@@ -103,6 +103,18 @@ impl Report {
             );
         }
 
+        const W2: &str = "W2 round-robin tell (one sender, 100 actors, 1M messages)";
+        eprintln!("   W2 round-robin");
+        let d = s.round_robin(100, z.tell);
+        self.put(
+            W2,
+            "100 actors".into(),
+            "msgs/s",
+            name,
+            rate(z.tell, d),
+            true,
+        );
+
         const W3: &str = "W3 ask latency (one requester, one ask outstanding, u64 → u64)";
         for (placement, where_) in [
             (Placement::Same, "same reactor"),
@@ -172,6 +184,28 @@ impl Report {
                 "ns/delivery",
                 name,
                 per,
+                false,
+            );
+        }
+
+        const W8: &str =
+            "W8 blocking offload (10k jobs of 50 µs CPU work, 1 ms periodic timer alongside)";
+        eprintln!("   W8 offload");
+        if let Some((d, late)) = s.offload(z.jobs, Duration::from_micros(50)) {
+            self.put(
+                W8,
+                "completion rate".into(),
+                "jobs/s",
+                name,
+                Some(z.jobs as f64 / d.as_secs_f64()),
+                true,
+            );
+            self.put(
+                W8,
+                "timer lateness, p99".into(),
+                "µs",
+                name,
+                Some(late as f64 / 1000.0),
                 false,
             );
         }

@@ -12,6 +12,8 @@ use crate::{histogram, on_peer, rss_bytes, Placement, System};
 
 pub(crate) struct TokioMpsc;
 
+// W8 for this row is tokio's own `spawn_blocking` pool.
+
 fn sink(want: u64) -> (mpsc::Sender<u64>, oneshot::Receiver<()>) {
     let (tx, mut rx) = mpsc::channel::<u64>(1024);
     let (done_tx, done) = oneshot::channel();
@@ -179,6 +181,62 @@ impl System for TokioMpsc {
                 let _ = d.await;
             }
             start.elapsed()
+        })
+    }
+
+    fn round_robin(&self, actors: u64, n: u64) -> Option<Duration> {
+        on_peer(async move {
+            let mut txs = Vec::new();
+            let mut done = Vec::new();
+            for _ in 0..actors {
+                let (tx, d) = sink(n / actors);
+                txs.push(tx);
+                done.push(d);
+            }
+            let start = Instant::now();
+            for i in 0..n {
+                let _ = txs[(i % actors) as usize].send(i).await;
+            }
+            for d in done {
+                let _ = d.await;
+            }
+            start.elapsed()
+        })
+    }
+
+    fn offload(&self, jobs: u64, busy: Duration) -> Option<(Duration, u64)> {
+        on_peer(async move {
+            let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
+            let ticker = tokio::spawn(async move {
+                let mut h = histogram();
+                let mut ticks = tokio::time::interval(Duration::from_millis(1));
+                loop {
+                    tokio::select! {
+                        _ = &mut stop_rx => break,
+                        due = ticks.tick() => {
+                            let late = tokio::time::Instant::now().duration_since(due);
+                            let _ = h.record(late.as_nanos() as u64 + 1);
+                        }
+                    }
+                }
+                h
+            });
+            let start = Instant::now();
+            let mut left = jobs;
+            while left > 0 {
+                let window = left.min(512);
+                left -= window;
+                let tasks: Vec<_> = (0..window)
+                    .map(|_| tokio::task::spawn_blocking(move || crate::busy_work(busy)))
+                    .collect();
+                for t in tasks {
+                    let _ = t.await;
+                }
+            }
+            let elapsed = start.elapsed();
+            let _ = stop_tx.send(());
+            let late = ticker.await.map(|h| h.value_at_quantile(0.99)).unwrap_or(0);
+            (elapsed, late)
         })
     }
 
