@@ -28,6 +28,21 @@ pub(crate) struct Report {
     systems: Vec<&'static str>,
 }
 
+const NOTES: &str = r#"
+
+## Notes
+
+* **Not yet measured**: W7 (skynet), W6 at 1M actors, and the peers actix and xtra.
+* **Where Fluxor is behind and why.** W6: an instance costs ~8.9 KB — its mailbox allocates its
+  first block of 32 envelopes up front (an envelope carries two UUIDs, a topic, headers and a reply
+  handle), plus a control channel, three oneshots, the lifecycle task's state and a cancellation
+  token; each deploy also waits for every instance's `start`. W3 across threads: a request pays
+  a thread wake each way unless the other reactor is still spinning. W4 with many pairs and W3
+  with 64 outstanding: per-message overhead in the instance loop (select over control channels
+  when the mailbox runs dry, panic catching, tracing span checks) shows when every message
+  empties the mailbox.
+"#;
+
 const FLUXOR: &str = "fluxor";
 const FLOOR: &str = "tokio mpsc (floor)";
 
