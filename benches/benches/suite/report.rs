@@ -343,6 +343,7 @@ impl Report {
                 ratio(peer_row.figures.get(FLOOR))
             );
         }
+        out.push_str(NOTES);
         out
     }
 }
