@@ -535,12 +535,8 @@ impl<C: Component> Context<C> {
         msg: M,
         options: RequestOptions,
     ) -> Result<M::Reply, BusError> {
-        let (timeout, headers, request_id) = options.into_parts();
         let mut meta = self.meta();
-        meta.headers = headers;
-        if let Some(id) = request_id {
-            meta.request_id = id;
-        }
+        let timeout = options.apply(&mut meta);
         self.bus.request_meta(to.topic(), msg, meta, timeout).await
     }
 

@@ -104,8 +104,13 @@ impl RequestOptions {
         self
     }
 
-    pub(crate) fn into_parts(self) -> (Option<Duration>, Headers, Option<Uuid>) {
-        (self.timeout, self.headers, self.request_id)
+    /// Puts the headers and request id into `meta`; returns the timeout.
+    pub(crate) fn apply(self, meta: &mut Meta) -> Option<Duration> {
+        meta.headers = self.headers;
+        if let Some(id) = self.request_id {
+            meta.request_id = id;
+        }
+        self.timeout
     }
 
     /// Replaces all headers.
@@ -210,12 +215,8 @@ impl EventBus {
         msg: M,
         options: RequestOptions,
     ) -> Result<M::Reply, BusError> {
-        let (timeout, headers, request_id) = options.into_parts();
         let mut meta = self.root_meta();
-        meta.headers = headers;
-        if let Some(id) = request_id {
-            meta.request_id = id;
-        }
+        let timeout = options.apply(&mut meta);
         self.request_meta(to.topic(), msg, meta, timeout).await
     }
 
