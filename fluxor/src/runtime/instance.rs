@@ -504,7 +504,8 @@ async fn drive<C: Component, E: Exec<C>>(mut exec: E, rest: Rest<C>) {
         index,
         stats: &stats,
     };
-    let start = exec.start().await;
+    // Rare, one-off and large steps are boxed, so the instance's long-lived task stays small.
+    let start = Box::pin(exec.start()).await;
     let failed = start.is_err();
     if started.send(start).is_err() || failed {
         // The deployment gave up on this instance (timed out) or it failed to start.
@@ -527,7 +528,7 @@ async fn drive<C: Component, E: Exec<C>>(mut exec: E, rest: Rest<C>) {
                         break End::Halt { failed: true };
                     }
                     // A peer crashed and the strategy is all-for-one.
-                    match life.restart(&mut exec, delay, &mut stop).await {
+                    match Box::pin(life.restart(&mut exec, delay, &mut stop)).await {
                         Ok(()) => continue,
                         Err(end) => break end,
                     }
@@ -558,7 +559,8 @@ async fn drive<C: Component, E: Exec<C>>(mut exec: E, rest: Rest<C>) {
                 Some(Outcome::Panicked(reason)) => {
                     shared.escalation.note_crash(name, &reason);
                     life.event(LifecycleKind::Crashed, Some(reason.clone()));
-                    if let Err(end) = life.supervise(&mut exec, &reason, &mut stop).await {
+                    if let Err(end) = Box::pin(life.supervise(&mut exec, &reason, &mut stop)).await
+                    {
                         break 'life end;
                     }
                 }
@@ -576,6 +578,21 @@ async fn drive<C: Component, E: Exec<C>>(mut exec: E, rest: Rest<C>) {
         }
     };
 
+    Box::pin(finish(exec, rx, end, &stats, &life, done, index)).await;
+}
+
+/// After the message loop: drain until the deadline and stop (undeploy, shutdown), or stop
+/// for the supervision policy, and report.
+async fn finish<C: Component, E: Exec<C>>(
+    mut exec: E,
+    mut rx: mpsc::Receiver<C::Msg>,
+    end: End,
+    stats: &InstanceStats,
+    life: &Life<'_, C>,
+    done: oneshot::Sender<Vec<StopError>>,
+    index: usize,
+) {
+    let name = C::name();
     let lost = || StopError::Failed {
         component: name,
         instance: index,
@@ -607,7 +624,7 @@ async fn drive<C: Component, E: Exec<C>>(mut exec: E, rest: Rest<C>) {
             undelivered += 1;
             continue;
         }
-        match tokio::time::timeout_at(deadline, exec.dispatch(msg, &stats)).await {
+        match tokio::time::timeout_at(deadline, exec.dispatch(msg, stats)).await {
             Ok(Some(_)) => {}
             Ok(None) => {
                 let _ = done.send(vec![lost()]);
