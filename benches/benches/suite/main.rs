@@ -1,6 +1,6 @@
 //! Run with: `cargo bench -p fluxor-benches --bench suite`
 //!
-//! Fluxor side by side with kameo, ractor and raw tokio channels, in one process and one run,
+//! Fluxor side by side with kameo, ractor, xtra and raw tokio channels, in one process and one run,
 //! one system after another. Every peer runs on a multi-threaded tokio runtime with 2 workers;
 //! Fluxor runs 2 reactors. The driver of each workload is a task (for Fluxor, a component)
 //! inside the runtime, and timing stops when the last message has been *handled*.
@@ -13,6 +13,7 @@ mod kameo_sys;
 mod ractor_sys;
 mod report;
 mod tokio_sys;
+mod xtra_sys;
 
 use std::time::Duration;
 
@@ -127,6 +128,7 @@ fn main() {
     report.run(&fluxor_sys::Fluxor);
     report.run(&kameo_sys::Kameo);
     report.run(&ractor_sys::Ractor);
+    report.run(&xtra_sys::Xtra);
     report.run(&tokio_sys::TokioMpsc);
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/RESULTS.md");
     let text = report.render();

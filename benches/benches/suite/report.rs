@@ -32,7 +32,7 @@ const NOTES: &str = r#"
 
 ## Notes
 
-* **Not yet measured**: W7 (skynet), W6 at 1M actors, and the peers actix and xtra.
+* **Not yet measured**: W7 (skynet), W6 at 1M actors, and the peer actix.
 * **Where Fluxor is behind and why.** W6: an instance costs ~8.9 KB — its mailbox allocates its
   first block of 32 envelopes up front (an envelope carries two UUIDs, a topic, headers and a reply
   handle), plus a control channel, three oneshots, the lifecycle task's state and a cancellation
@@ -273,7 +273,7 @@ impl Report {
              (for Fluxor, a component) inside its runtime, and timing stops when the last message is handled. \
              Peers cannot pin an actor to a thread, so their single figure appears on the *across threads* rows; \
              on *same reactor* rows Fluxor's same-thread figure is compared with that same peer figure. \
-             *vs best peer* is Fluxor's figure divided by the best of kameo and ractor (the tokio channel floor is not a peer): \
+             *vs best peer* is Fluxor's figure divided by the best of kameo, ractor and xtra (the tokio channel floor is not a peer): \
              above 1 is better for rates, below 1 is better for times. ractor's mailboxes are unbounded, so its senders never wait. \
              The machine is shared and noisy: compare ratios within one run, not absolute figures across runs.\n"
         );

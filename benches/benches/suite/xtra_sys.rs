@@ -1,0 +1,300 @@
+//! xtra 0.6 on a 2-worker tokio runtime; bounded mailboxes of 1024.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use tokio::sync::oneshot;
+use xtra::{Actor, Address, Context, Handler, Mailbox};
+
+use crate::{histogram, on_peer, rss_bytes, Placement, System};
+
+pub(crate) struct Xtra;
+
+struct Num(u64);
+struct Ask(u64);
+#[derive(Clone)]
+struct Payload(Arc<u64>);
+struct Ball(u64);
+struct Pair(Address<Ponger>, Option<oneshot::Sender<()>>);
+
+struct Sink {
+    got: u64,
+    want: u64,
+    sum: u64,
+    done: Option<oneshot::Sender<()>>,
+}
+
+impl Sink {
+    fn new(want: u64, done: oneshot::Sender<()>) -> Self {
+        Sink {
+            got: 0,
+            want,
+            sum: 0,
+            done: Some(done),
+        }
+    }
+
+    fn tick(&mut self, value: u64) {
+        self.sum = self.sum.wrapping_add(value);
+        self.got += 1;
+        if self.got == self.want {
+            if let Some(d) = self.done.take() {
+                let _ = d.send(());
+            }
+        }
+    }
+}
+
+impl Actor for Sink {
+    type Stop = ();
+    async fn stopped(self) {}
+}
+
+impl Handler<Num> for Sink {
+    type Return = ();
+    async fn handle(&mut self, Num(n): Num, _: &mut Context<Self>) {
+        self.tick(n);
+    }
+}
+
+impl Handler<Payload> for Sink {
+    type Return = ();
+    async fn handle(&mut self, Payload(p): Payload, _: &mut Context<Self>) {
+        self.tick(*p);
+    }
+}
+
+struct Echo;
+
+impl Actor for Echo {
+    type Stop = ();
+    async fn stopped(self) {}
+}
+
+impl Handler<Ask> for Echo {
+    type Return = u64;
+    async fn handle(&mut self, Ask(x): Ask, _: &mut Context<Self>) -> u64 {
+        x
+    }
+}
+
+#[derive(Default)]
+struct Ponger {
+    peer: Option<Address<Ponger>>,
+    done: Option<oneshot::Sender<()>>,
+}
+
+impl Actor for Ponger {
+    type Stop = ();
+    async fn stopped(self) {}
+}
+
+impl Handler<Pair> for Ponger {
+    type Return = ();
+    async fn handle(&mut self, Pair(peer, done): Pair, _: &mut Context<Self>) {
+        self.peer = Some(peer);
+        self.done = done;
+    }
+}
+
+impl Handler<Ball> for Ponger {
+    type Return = ();
+    async fn handle(&mut self, Ball(n): Ball, _: &mut Context<Self>) {
+        if n == 0 {
+            if let Some(d) = self.done.take() {
+                let _ = d.send(());
+            }
+        } else if let Some(peer) = &self.peer {
+            let _ = peer.send(Ball(n - 1)).detach().await;
+        }
+    }
+}
+
+struct Tiny {
+    handled: Arc<AtomicU64>,
+}
+
+impl Actor for Tiny {
+    type Stop = ();
+    async fn stopped(self) {}
+}
+
+impl Handler<Num> for Tiny {
+    type Return = ();
+    async fn handle(&mut self, Num(n): Num, _: &mut Context<Self>) {
+        self.handled.fetch_add(1 + n, Ordering::Relaxed);
+    }
+}
+
+fn spawn<A: Actor<Stop = ()>>(actor: A) -> Address<A> {
+    xtra::spawn_tokio(actor, Mailbox::bounded(1024))
+}
+
+impl System for Xtra {
+    const NAME: &'static str = "xtra";
+
+    fn tell(&self, placement: Placement, senders: u64, n: u64) -> Option<Duration> {
+        if placement == Placement::Same {
+            return None;
+        }
+        on_peer(async move {
+            let (tx, rx) = oneshot::channel();
+            let sink = spawn(Sink::new(n, tx));
+            let start = Instant::now();
+            for _ in 0..senders {
+                let sink = sink.clone();
+                tokio::spawn(async move {
+                    for i in 0..n / senders {
+                        let _ = sink.send(Num(i)).detach().await;
+                    }
+                });
+            }
+            let _ = rx.await;
+            start.elapsed()
+        })
+    }
+
+    fn round_robin(&self, actors: u64, n: u64) -> Option<Duration> {
+        on_peer(async move {
+            let mut refs = Vec::new();
+            let mut done = Vec::new();
+            for _ in 0..actors {
+                let (tx, rx) = oneshot::channel();
+                refs.push(spawn(Sink::new(n / actors, tx)));
+                done.push(rx);
+            }
+            let start = Instant::now();
+            for i in 0..n {
+                let _ = refs[(i % actors) as usize].send(Num(i)).detach().await;
+            }
+            for d in done {
+                let _ = d.await;
+            }
+            start.elapsed()
+        })
+    }
+
+    fn ask(&self, placement: Placement, warmup: u64, n: u64) -> Option<Histogram<u64>> {
+        if placement == Placement::Same {
+            return None;
+        }
+        on_peer(async move {
+            let echo = spawn(Echo);
+            for i in 0..warmup {
+                let _ = echo.send(Ask(i)).await;
+            }
+            let mut h = histogram();
+            for i in 0..n {
+                let t = Instant::now();
+                let _ = echo.send(Ask(i)).await;
+                let _ = h.record(t.elapsed().as_nanos() as u64);
+            }
+            h
+        })
+    }
+
+    fn ask_pipelined(&self, n: u64) -> Option<Duration> {
+        on_peer(async move {
+            let echo = spawn(Echo);
+            let start = Instant::now();
+            let tasks: Vec<_> = (0..64)
+                .map(|_| {
+                    let echo = echo.clone();
+                    tokio::spawn(async move {
+                        for i in 0..n / 64 {
+                            let _ = echo.send(Ask(i)).await;
+                        }
+                    })
+                })
+                .collect();
+            for t in tasks {
+                let _ = t.await;
+            }
+            start.elapsed()
+        })
+    }
+
+    fn ping_pong(&self, pairs: u64, bounces: u64) -> Option<Duration> {
+        on_peer(async move {
+            let mut starters = Vec::new();
+            let mut done = Vec::new();
+            for _ in 0..pairs {
+                let a = spawn(Ponger::default());
+                let b = spawn(Ponger::default());
+                let (tx, rx) = oneshot::channel();
+                let _ = a.send(Pair(b.clone(), Some(tx))).await;
+                let _ = b.send(Pair(a.clone(), None)).await;
+                starters.push(a);
+                done.push(rx);
+            }
+            let start = Instant::now();
+            for s in &starters {
+                let _ = s.send(Ball(bounces & !1)).detach().await;
+            }
+            for d in done {
+                let _ = d.await;
+            }
+            start.elapsed()
+        })
+    }
+
+    fn fan_out(&self, subscribers: u64, publishes: u64) -> Option<Duration> {
+        on_peer(async move {
+            let mut subs = Vec::new();
+            let mut done = Vec::new();
+            for _ in 0..subscribers {
+                let (tx, rx) = oneshot::channel();
+                subs.push(spawn(Sink::new(publishes, tx)));
+                done.push(rx);
+            }
+            let payload = Payload(Arc::new(7));
+            let start = Instant::now();
+            for _ in 0..publishes {
+                for s in &subs {
+                    let _ = s.send(payload.clone()).detach().await;
+                }
+            }
+            for d in done {
+                let _ = d.await;
+            }
+            start.elapsed()
+        })
+    }
+
+    fn offload(&self, _: u64, _: Duration) -> Option<(Duration, u64)> {
+        // xtra has no blocking pool of its own: its users call tokio's, measured as the floor.
+        None
+    }
+
+    fn spawn(&self, n: u64) -> Option<(Duration, f64, Duration)> {
+        on_peer(async move {
+            let handled = Arc::new(AtomicU64::new(0));
+            let before = rss_bytes();
+            let start = Instant::now();
+            let actors: Vec<_> = (0..n)
+                .map(|_| {
+                    spawn(Tiny {
+                        handled: handled.clone(),
+                    })
+                })
+                .collect();
+            let started = start.elapsed();
+            let per_actor = rss_bytes().saturating_sub(before) as f64 / n as f64;
+            for a in &actors {
+                let _ = a.send(Num(0)).detach().await;
+            }
+            while handled.load(Ordering::Relaxed) < n {
+                tokio::time::sleep(Duration::from_micros(100)).await;
+            }
+            let stop = Instant::now();
+            let joins: Vec<_> = actors.iter().map(Address::join).collect();
+            drop(actors);
+            for j in joins {
+                j.await;
+            }
+            (started, per_actor, stop.elapsed())
+        })
+    }
+}
