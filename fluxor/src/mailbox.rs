@@ -1,18 +1,33 @@
 //! The bounded mailbox of a component instance.
 //!
-//! A mailbox is a bounded multi-producer, single-consumer queue: `tokio::sync::mpsc`, whose
-//! storage grows in blocks on demand up to its bound (an idle mailbox reserves no slots).
-//! Senders never block a reactor: [`Mailbox::try_push`] fails at once when the mailbox is full,
-//! and async senders may wait for capacity up to a deadline with [`Mailbox::push_until`]. The
-//! message is only built once a slot is reserved, so a refused message is never consumed.
+//! A mailbox is a bounded multi-producer, single-consumer queue whose storage grows on demand:
+//! an idle mailbox holds no slots, a busy one grows up to its bound (and gives large storage
+//! back once drained). Senders never block a reactor: [`Mailbox::try_push`] fails at once when
+//! the mailbox is full, and async senders may wait for room up to a deadline with
+//! [`Mailbox::push_until`]. The message is only built once there is room, so a refused message
+//! is never consumed.
 //!
-//! The concurrency core is tokio's channel, which tokio model-checks with loom; this wrapper adds
-//! no shared state of its own beyond relaxed statistics counters, so it has no loom model here.
+//! The core is a `VecDeque` behind one mutex, held only to push one item or to take the whole
+//! queue (never across an `.await` or user code), with the receiver's waker stored under the
+//! same lock: a push that finds a registered waker takes it and wakes the receiver after
+//! unlocking, and a receiver that finds the queue empty registers its waker before unlocking,
+//! so no wake-up can fall between the check and the registration. The receiver takes the whole
+//! queue at once into a local buffer; messages taken but not handled still count against the
+//! bound (a counter only the receiver writes; a sender may see a slot as taken a moment longer
+//! than it is). A sender about to wait counts itself before its last look, and the receiver
+//! checks that count after each slot it frees, both sequentially consistent, so one of them
+//! always sees the other: no waiting sender misses the room. Senders waiting for room count themselves and
+//! wait on a `Notify`; each pop signals one of them while any wait, and `close` signals all. Its tests below cover full, closed,
+//! waiting and order; the lock makes every transition atomic, so there is no lock-free
+//! protocol to model-check.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Poll, Waker};
 
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::wake::WakeFlag;
@@ -51,68 +66,186 @@ pub(crate) enum PushError {
     Closed,
 }
 
+/// Storage above this many slots is given back when the queue drains.
+const KEEP_SLOTS: usize = 64;
+
+struct State<T> {
+    queue: VecDeque<T>,
+    closed: bool,
+    receiver: Option<Waker>,
+}
+
+struct Chan<T> {
+    state: Mutex<State<T>>,
+    capacity: usize,
+    /// Signalled when a pop makes room while senders wait, and on close.
+    room: Notify,
+    /// Senders waiting for room.
+    waiting: AtomicUsize,
+    /// Messages the receiver has taken but not handled yet (they still count against the
+    /// bound); written by the receiver only.
+    taken: AtomicUsize,
+}
+
+/// Counts a waiting sender until dropped (also when its future is dropped).
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn new(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        Waiting(count)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl<T> Chan<T> {
+    fn lock(&self) -> MutexGuard<'_, State<T>> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 /// The sending side of a mailbox.
-#[derive(Debug)]
 pub(crate) struct Mailbox<T> {
-    tx: mpsc::Sender<T>,
+    chan: Arc<Chan<T>>,
     pub(crate) stats: Arc<InstanceStats>,
     /// The receiving reactor's wake flag.
     wake: Option<Arc<WakeFlag>>,
 }
 
+impl<T> std::fmt::Debug for Mailbox<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mailbox")
+            .field("len", &self.len())
+            .field("capacity", &self.chan.capacity)
+            .finish()
+    }
+}
+
 impl<T> Clone for Mailbox<T> {
     fn clone(&self) -> Self {
         Mailbox {
-            tx: self.tx.clone(),
+            chan: self.chan.clone(),
             stats: self.stats.clone(),
             wake: self.wake.clone(),
         }
     }
 }
 
+/// The receiving side of a mailbox. Dropping it closes the mailbox.
+///
+/// It takes messages from the shared queue a batch at a time (swapping buffers under one
+/// lock), so a busy receiver locks once per batch rather than once per message.
+pub(crate) struct Receiver<T> {
+    chan: Arc<Chan<T>>,
+    local: VecDeque<T>,
+}
+
+/// Why `try_recv` returned nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TryRecvError {
+    Empty,
+    Closed,
+}
+
 impl<T> Mailbox<T> {
     /// A mailbox of `capacity` messages and its receiving side.
     #[cfg(test)]
-    pub(crate) fn bounded(capacity: usize) -> (Self, mpsc::Receiver<T>) {
+    pub(crate) fn bounded(capacity: usize) -> (Self, Receiver<T>) {
         Self::bounded_on(capacity, None)
     }
 
     /// A mailbox whose receiver runs on the reactor owning `wake`.
-    pub(crate) fn bounded_on(
-        capacity: usize,
-        wake: Option<Arc<WakeFlag>>,
-    ) -> (Self, mpsc::Receiver<T>) {
-        let (tx, rx) = mpsc::channel(capacity);
+    pub(crate) fn bounded_on(capacity: usize, wake: Option<Arc<WakeFlag>>) -> (Self, Receiver<T>) {
+        let chan = Arc::new(Chan {
+            state: Mutex::new(State {
+                queue: VecDeque::new(),
+                closed: false,
+                receiver: None,
+            }),
+            capacity: capacity.max(1),
+            room: Notify::new(),
+            waiting: AtomicUsize::new(0),
+            taken: AtomicUsize::new(0),
+        });
         (
             Mailbox {
-                tx,
+                chan: chan.clone(),
                 stats: Arc::default(),
                 wake,
             },
-            rx,
+            Receiver {
+                chan,
+                local: VecDeque::new(),
+            },
         )
     }
 
-    #[inline]
-    fn sent(&self) {
+    /// Pushes `make()` if there is room; `make` is not called otherwise.
+    fn push_now<F: FnOnce() -> T>(&self, make: F) -> Result<(), (PushError, F)> {
+        let waker = {
+            let mut st = self.chan.lock();
+            if st.closed {
+                return Err((PushError::Closed, make));
+            }
+            if st.queue.len() + self.chan.taken.load(Ordering::SeqCst) >= self.chan.capacity {
+                return Err((PushError::Full, make));
+            }
+            st.queue.push_back(make());
+            st.receiver.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
         if let Some(w) = &self.wake {
             w.raise();
         }
+        Ok(())
     }
 
-    /// Reserves a slot and fills it with `make()`; `make` is not called when there is no room.
+    /// Pushes `make()` if there is room; `make` is not called when there is none.
     pub(crate) fn try_push(&self, make: impl FnOnce() -> T) -> Result<(), PushError> {
-        match self.tx.try_reserve() {
-            Ok(permit) => {
-                permit.send(make());
-                self.sent();
-                Ok(())
-            }
-            Err(mpsc::error::TrySendError::Full(())) => {
+        match self.push_now(make) {
+            Ok(()) => Ok(()),
+            Err((PushError::Full, _)) => {
                 InstanceStats::bump(&self.stats.rejected);
                 Err(PushError::Full)
             }
-            Err(mpsc::error::TrySendError::Closed(())) => Err(PushError::Closed),
+            Err((e, _)) => Err(e),
+        }
+    }
+
+    /// Waits for room until `deadline` (forever with `None`), then pushes `make()`.
+    async fn push_waiting<F: FnOnce() -> T>(
+        &self,
+        deadline: Option<Instant>,
+        make: F,
+    ) -> Result<(), PushError> {
+        let mut make = make;
+        let _waiting = Waiting::new(&self.chan.waiting);
+        loop {
+            // Register for a wake-up before looking, so a pop in between is not missed.
+            let room = self.chan.room.notified();
+            tokio::pin!(room);
+            room.as_mut().enable();
+            match self.push_now(make) {
+                Ok(()) => return Ok(()),
+                Err((PushError::Closed, _)) => return Err(PushError::Closed),
+                Err((PushError::Full, back)) => make = back,
+            }
+            match deadline {
+                Some(d) => {
+                    if tokio::time::timeout_at(d, room).await.is_err() {
+                        InstanceStats::bump(&self.stats.rejected);
+                        return Err(PushError::Full);
+                    }
+                }
+                None => room.await,
+            }
         }
     }
 
@@ -125,18 +258,7 @@ impl<T> Mailbox<T> {
         deadline: Instant,
         make: impl FnOnce() -> T,
     ) -> Result<(), PushError> {
-        match tokio::time::timeout_at(deadline, self.tx.reserve()).await {
-            Ok(Ok(permit)) => {
-                permit.send(make());
-                self.sent();
-                Ok(())
-            }
-            Ok(Err(_closed)) => Err(PushError::Closed),
-            Err(_elapsed) => {
-                InstanceStats::bump(&self.stats.rejected);
-                Err(PushError::Full)
-            }
-        }
+        self.push_waiting(Some(deadline), make).await
     }
 
     /// Like [`push_until`](Self::push_until) with a relative timeout; when there is room at
@@ -146,34 +268,107 @@ impl<T> Mailbox<T> {
         timeout: std::time::Duration,
         make: impl FnOnce() -> T,
     ) -> Result<(), PushError> {
-        match self.tx.try_reserve() {
-            Ok(permit) => {
-                permit.send(make());
-                self.sent();
-                Ok(())
-            }
-            Err(mpsc::error::TrySendError::Closed(())) => Err(PushError::Closed),
-            Err(mpsc::error::TrySendError::Full(())) => {
-                self.push_until(Instant::now() + timeout, make).await
+        match self.push_now(make) {
+            Ok(()) => Ok(()),
+            Err((PushError::Closed, _)) => Err(PushError::Closed),
+            Err((PushError::Full, make)) => {
+                self.push_waiting(Some(Instant::now() + timeout), make)
+                    .await
             }
         }
     }
 
     /// Waits for a free slot as long as it takes, then fills it with `make()`.
     pub(crate) async fn push_wait(&self, make: impl FnOnce() -> T) -> Result<(), PushError> {
-        match self.tx.reserve().await {
-            Ok(permit) => {
-                permit.send(make());
-                self.sent();
-                Ok(())
-            }
-            Err(_closed) => Err(PushError::Closed),
-        }
+        self.push_waiting(None, make).await
     }
 
     /// Messages waiting in the mailbox.
     pub(crate) fn len(&self) -> usize {
-        self.tx.max_capacity() - self.tx.capacity()
+        self.chan.lock().queue.len() + self.chan.taken.load(Ordering::Relaxed)
+    }
+}
+
+impl<T> Receiver<T> {
+    /// The next message; `None` once the mailbox is closed and empty.
+    pub(crate) async fn recv(&mut self) -> Option<T> {
+        if let Some(v) = self.take_local() {
+            return Some(v);
+        }
+        poll_fn(|cx| {
+            let mut st = self.chan.lock();
+            if refill(&mut self.local, &self.chan, &mut st) {
+                drop(st);
+                return Poll::Ready(self.take_local());
+            }
+            if st.closed {
+                return Poll::Ready(None);
+            }
+            match &st.receiver {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                _ => st.receiver = Some(cx.waker().clone()),
+            }
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// The next message, if one is waiting.
+    pub(crate) fn try_recv(&mut self) -> Result<T, TryRecvError> {
+        if let Some(v) = self.take_local() {
+            return Ok(v);
+        }
+        let mut st = self.chan.lock();
+        if refill(&mut self.local, &self.chan, &mut st) {
+            drop(st);
+            return self.take_local().ok_or(TryRecvError::Empty);
+        }
+        if st.closed {
+            Err(TryRecvError::Closed)
+        } else {
+            Err(TryRecvError::Empty)
+        }
+    }
+
+    fn take_local(&mut self) -> Option<T> {
+        let v = self.local.pop_front()?;
+        // SeqCst with the senders' `waiting` increment and `taken` read: either a waiting
+        // sender sees the freed slot, or this side sees the sender waiting and wakes it.
+        self.chan.taken.store(self.local.len(), Ordering::SeqCst);
+        if self.local.is_empty() && self.local.capacity() > KEEP_SLOTS {
+            self.local = VecDeque::new();
+        }
+        // Each freed slot wakes one waiting sender.
+        if self.chan.waiting.load(Ordering::SeqCst) > 0 {
+            self.chan.room.notify_one();
+        }
+        Some(v)
+    }
+
+    /// Refuses further messages; those already queued can still be received.
+    pub(crate) fn close(&mut self) {
+        self.chan.lock().closed = true;
+        self.chan.room.notify_waiters();
+    }
+}
+
+/// Moves every queued message to the receiver's (empty) local buffer; `false` if there were
+/// none. The buffers swap, so neither side allocates in steady state.
+fn refill<T>(local: &mut VecDeque<T>, chan: &Chan<T>, st: &mut State<T>) -> bool {
+    if st.queue.is_empty() {
+        return false;
+    }
+    std::mem::swap(local, &mut st.queue);
+    chan.taken.store(local.len(), Ordering::SeqCst);
+    if st.queue.capacity() > KEEP_SLOTS {
+        st.queue = VecDeque::new();
+    }
+    true
+}
+
+impl<T> Drop for Receiver<T> {
+    fn drop(&mut self) {
+        self.close();
     }
 }
 
@@ -197,10 +392,57 @@ mod tests {
         assert!(!called);
         assert_eq!(mb.len(), 2);
         assert_eq!(mb.stats.rejected.load(Ordering::Relaxed), 1);
-        assert_eq!(rx.try_recv(), Ok(1));
+        assert_eq!(rx.try_recv().ok(), Some(1));
         assert_eq!(mb.try_push(|| 4), Ok(()));
         rx.close();
         assert_eq!(mb.try_push(|| 5), Err(PushError::Closed));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn many_waiting_senders_all_get_through_in_their_order() {
+        let (mb, mut rx) = Mailbox::<(u32, u32)>::bounded(2);
+        let mut senders = Vec::new();
+        for s in 0..4u32 {
+            let mb = mb.clone();
+            senders.push(tokio::spawn(async move {
+                for i in 0..500u32 {
+                    mb.push_wait(|| (s, i)).await.unwrap();
+                }
+            }));
+        }
+        let mut next = [0u32; 4];
+        for _ in 0..2000 {
+            let (s, i) = tokio::time::timeout(std::time::Duration::from_secs(10), rx.recv())
+                .await
+                .expect("no sender is left waiting")
+                .unwrap();
+            assert_eq!(i, next[s as usize], "per-sender order");
+            next[s as usize] += 1;
+            assert!(mb.len() <= 2, "the bound holds");
+        }
+        for s in senders {
+            s.await.unwrap();
+        }
+        assert!(rx.try_recv().is_err());
+        assert_eq!(mb.stats.rejected.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn an_idle_mailbox_holds_no_slots() {
+        let (mb, mut rx) = Mailbox::<[u8; 64]>::bounded(1024);
+        assert_eq!(mb.chan.lock().queue.capacity(), 0);
+        for _ in 0..1000 {
+            mb.try_push(|| [0; 64]).unwrap();
+        }
+        while rx.try_recv().is_ok() {}
+        assert_eq!(
+            mb.chan.lock().queue.capacity(),
+            0,
+            "large storage is given back"
+        );
+        assert_eq!(rx.local.capacity(), 0);
+        rx.close();
+        assert_eq!(mb.try_push(|| [0; 64]), Err(PushError::Closed));
     }
 
     #[tokio::test(start_paused = true)]

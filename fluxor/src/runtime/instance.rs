@@ -121,7 +121,7 @@ pub(crate) struct InstanceTask<C: Component> {
     stamp: Stamp,
     key: u64,
     mailbox: Mailbox<C::Msg>,
-    rx: mpsc::Receiver<C::Msg>,
+    rx: crate::mailbox::Receiver<C::Msg>,
     cancel: CancellationToken,
     started: oneshot::Sender<Result<(), String>>,
     stop: oneshot::Receiver<Instant>,
@@ -466,7 +466,7 @@ impl<C: Component> InstanceTask<C> {
 struct Rest<C: Component> {
     shared: Arc<Shared<C>>,
     index: usize,
-    rx: mpsc::Receiver<C::Msg>,
+    rx: crate::mailbox::Receiver<C::Msg>,
     started: oneshot::Sender<Result<(), String>>,
     stop: oneshot::Receiver<Instant>,
     done: oneshot::Sender<Vec<StopError>>,
@@ -585,7 +585,7 @@ async fn drive<C: Component, E: Exec<C>>(mut exec: E, rest: Rest<C>) {
 /// for the supervision policy, and report.
 async fn finish<C: Component, E: Exec<C>>(
     mut exec: E,
-    mut rx: mpsc::Receiver<C::Msg>,
+    mut rx: crate::mailbox::Receiver<C::Msg>,
     end: End,
     stats: &InstanceStats,
     life: &Life<'_, C>,
@@ -761,7 +761,12 @@ impl<C: Component> Life<'_, C> {
 
     /// Stops the instance for its policy: its bindings go, queued messages are dropped (their
     /// requesters are told `Closed`), its stop hook runs.
-    async fn halt<E: Exec<C>>(&self, exec: &mut E, rx: &mut mpsc::Receiver<C::Msg>, failed: bool) {
+    async fn halt<E: Exec<C>>(
+        &self,
+        exec: &mut E,
+        rx: &mut crate::mailbox::Receiver<C::Msg>,
+        failed: bool,
+    ) {
         self.shared.bus.unregister_instance(Owner {
             deployment: self.shared.deployment,
             instance: self.index,
