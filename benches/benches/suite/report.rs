@@ -33,14 +33,14 @@ const NOTES: &str = r#"
 ## Notes
 
 * **Not yet measured**: W7 (skynet), W6 at 1M actors, and the peer actix.
-* **Where Fluxor is behind and why.** W6: an instance costs ~8.9 KB — its mailbox allocates its
-  first block of 32 envelopes up front (an envelope carries two UUIDs, a topic, headers and a reply
-  handle), plus a control channel, three oneshots, the lifecycle task's state and a cancellation
-  token; each deploy also waits for every instance's `start`. W3 across threads: a request pays
-  a thread wake each way unless the other reactor is still spinning. W4 with many pairs and W3
-  with 64 outstanding: per-message overhead in the instance loop (select over control channels
-  when the mailbox runs dry, panic catching, tracing span checks) shows when every message
-  empties the mailbox.
+* **Where Fluxor is behind and why.** W6: an idle instance costs ~5.6 KB — mostly its
+  lifecycle task, whose future (~3.5 KB) inlines the dispatch of every handler, plus a control
+  channel, three oneshots, a cancellation token and bookkeeping (the mailbox itself holds no
+  slots while idle); each deploy also waits for every instance's `start`. W3 across threads: a
+  request pays a thread wake each way unless the other reactor is still spinning before it
+  parks. W4 with many pairs: per-message overhead in the instance loop (select over the control
+  channels when the mailbox runs dry, panic catching, tracing span checks) shows when every
+  message empties the mailbox.
 "#;
 
 const FLUXOR: &str = "fluxor";
