@@ -243,3 +243,19 @@ impl Relay {
         follow(msg, ctx).await
     }
 }
+
+/// Collects the fields of a tracing span or event as text, for tests that capture them.
+#[derive(Debug, Default)]
+pub struct Fields(pub std::collections::HashMap<String, String>);
+
+impl tracing::field::Visit for Fields {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.0.insert(field.name().to_owned(), format!("{value:?}"));
+    }
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        self.0.insert(field.name().to_owned(), value.to_owned());
+    }
+    fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
+        self.0.insert(field.name().to_owned(), value.to_string());
+    }
+}

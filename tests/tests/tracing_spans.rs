@@ -6,8 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use fluxor::{DeployOptions, Fluxor};
-use fluxor_tests::{Add, Probe, Relay, Trace};
-use tracing::field::{Field, Visit};
+use fluxor_tests::{Add, Fields, Probe, Relay, Trace};
 use tracing::span::Attributes;
 use tracing::{Id, Subscriber};
 use tracing_subscriber::layer::{Context, SubscriberExt};
@@ -17,21 +16,10 @@ type Spans = Arc<Mutex<Vec<HashMap<String, String>>>>;
 
 struct Capture(Spans);
 
-struct Fields(HashMap<String, String>);
-
-impl Visit for Fields {
-    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        self.0.insert(field.name().to_owned(), format!("{value:?}"));
-    }
-    fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.insert(field.name().to_owned(), value.to_owned());
-    }
-}
-
 impl<S: Subscriber> Layer<S> for Capture {
     fn on_new_span(&self, attrs: &Attributes<'_>, _id: &Id, _ctx: Context<'_, S>) {
         if attrs.metadata().name() == "fluxor.handle" {
-            let mut fields = Fields(HashMap::new());
+            let mut fields = Fields::default();
             attrs.record(&mut fields);
             self.0.lock().unwrap().push(fields.0);
         }

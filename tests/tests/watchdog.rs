@@ -6,8 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use fluxor::prelude::*;
-use fluxor_tests::{Add, Block, Probe};
-use tracing::field::{Field, Visit};
+use fluxor_tests::{Add, Block, Fields, Probe};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::layer::{Context as LayerContext, SubscriberExt};
 use tracing_subscriber::Layer;
@@ -16,26 +15,12 @@ type Events = Arc<Mutex<Vec<HashMap<String, String>>>>;
 
 struct Warnings(Events);
 
-struct Fields(HashMap<String, String>);
-
-impl Visit for Fields {
-    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        self.0.insert(field.name().to_owned(), format!("{value:?}"));
-    }
-    fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.insert(field.name().to_owned(), value.to_owned());
-    }
-    fn record_u64(&mut self, field: &Field, value: u64) {
-        self.0.insert(field.name().to_owned(), value.to_string());
-    }
-}
-
 impl<S: Subscriber> Layer<S> for Warnings {
     fn on_event(&self, event: &Event<'_>, _ctx: LayerContext<'_, S>) {
         if *event.metadata().level() == Level::WARN
             && event.metadata().target().starts_with("fluxor")
         {
-            let mut f = Fields(HashMap::new());
+            let mut f = Fields::default();
             event.record(&mut f);
             self.0.lock().unwrap().push(f.0);
         }

@@ -8,7 +8,7 @@ use fluxor::prelude::*;
 use hdrhistogram::Histogram;
 use tokio::sync::oneshot;
 
-use crate::{histogram, rss_bytes, Placement, System};
+use crate::{rss_bytes, Placement, System};
 
 pub(crate) struct Fluxor;
 
@@ -200,15 +200,13 @@ impl Driver {
                 Outcome::Elapsed(start.elapsed())
             }
             Job::Ask { target, warmup, n } => {
-                for i in 0..warmup {
-                    let _ = target.request(Ask(i)).await;
-                }
-                let mut h = histogram();
-                for i in 0..n {
-                    let t = Instant::now();
-                    let _ = target.request(Ask(i)).await;
-                    let _ = h.record(t.elapsed().as_nanos() as u64);
-                }
+                let h = crate::latencies(warmup, n, |i| {
+                    let target = &target;
+                    async move {
+                        let _ = target.request(Ask(i)).await;
+                    }
+                })
+                .await;
                 Outcome::Latencies(h)
             }
             Job::Pipelined { target, n } => {
@@ -253,21 +251,8 @@ impl Driver {
                 Outcome::Elapsed(start.elapsed())
             }
             Job::Offload { jobs, busy } => {
-                let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
-                let ticker = tokio::task::spawn_local(async move {
-                    let mut h = histogram();
-                    let mut ticks = tokio::time::interval(Duration::from_millis(1));
-                    loop {
-                        tokio::select! {
-                            _ = &mut stop_rx => break,
-                            due = ticks.tick() => {
-                                let late = tokio::time::Instant::now().duration_since(due);
-                                let _ = h.record(late.as_nanos() as u64 + 1);
-                            }
-                        }
-                    }
-                    h
-                });
+                let (stop_tx, stop_rx) = oneshot::channel::<()>();
+                let ticker = tokio::task::spawn_local(crate::tick_lateness(stop_rx));
                 let start = Instant::now();
                 let mut left = jobs;
                 while left > 0 {
@@ -282,7 +267,7 @@ impl Driver {
                 }
                 let elapsed = start.elapsed();
                 let _ = stop_tx.send(());
-                let late = ticker.await.map(|h| h.value_at_quantile(0.99)).unwrap_or(0);
+                let late = ticker.await.unwrap_or(0);
                 Outcome::ElapsedAndLateness(elapsed, late)
             }
             Job::FanOut { publishes, done } => {

@@ -11,7 +11,7 @@ use kameo::message::{Context, Message};
 use kameo::Actor;
 use tokio::sync::oneshot;
 
-use crate::{histogram, on_peer, rss_bytes, Placement, System};
+use crate::{latencies, on_peer, rss_bytes, Placement, System};
 
 pub(crate) struct Kameo;
 
@@ -149,16 +149,13 @@ impl System for Kameo {
         }
         on_peer(async move {
             let echo = spawn(Echo);
-            for i in 0..warmup {
-                let _ = echo.ask(Ask(i)).await;
-            }
-            let mut h = histogram();
-            for i in 0..n {
-                let t = Instant::now();
-                let _ = echo.ask(Ask(i)).await;
-                let _ = h.record(t.elapsed().as_nanos() as u64);
-            }
-            h
+            latencies(warmup, n, |i| {
+                let echo = &echo;
+                async move {
+                    let _ = echo.ask(Ask(i)).await;
+                }
+            })
+            .await
         })
     }
 

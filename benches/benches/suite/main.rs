@@ -107,6 +107,40 @@ pub(crate) fn rss_bytes() -> u64 {
     pages * 4096
 }
 
+/// Runs `warmup` asks, then records the latency of each of `n` more, one at a time.
+pub(crate) async fn latencies<F, Fut>(warmup: u64, n: u64, mut ask: F) -> Histogram<u64>
+where
+    F: FnMut(u64) -> Fut,
+    Fut: std::future::Future,
+{
+    for i in 0..warmup {
+        ask(i).await;
+    }
+    let mut h = histogram();
+    for i in 0..n {
+        let t = std::time::Instant::now();
+        ask(i).await;
+        let _ = h.record(t.elapsed().as_nanos() as u64);
+    }
+    h
+}
+
+/// Records how late each tick of a 1 ms interval is until `stop` fires; returns the p99 in ns.
+pub(crate) async fn tick_lateness(mut stop: tokio::sync::oneshot::Receiver<()>) -> u64 {
+    let mut h = histogram();
+    let mut ticks = tokio::time::interval(Duration::from_millis(1));
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            due = ticks.tick() => {
+                let late = tokio::time::Instant::now().duration_since(due);
+                let _ = h.record(late.as_nanos() as u64 + 1);
+            }
+        }
+    }
+    h.value_at_quantile(0.99)
+}
+
 /// A histogram of nanoseconds, 1 ns to 10 s.
 pub(crate) fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 10_000_000_000, 3).expect("valid histogram bounds")

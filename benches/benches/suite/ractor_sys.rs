@@ -8,7 +8,7 @@ use hdrhistogram::Histogram;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::sync::oneshot;
 
-use crate::{histogram, on_peer, rss_bytes, Placement, System};
+use crate::{latencies, on_peer, rss_bytes, Placement, System};
 
 pub(crate) struct Ractor;
 
@@ -211,15 +211,7 @@ impl System for Ractor {
         }
         on_peer(async move {
             let (echo, _) = Actor::spawn(None, Echo, ()).await.ok()?;
-            for i in 0..warmup {
-                ask(&echo, i).await;
-            }
-            let mut h = histogram();
-            for i in 0..n {
-                let t = Instant::now();
-                ask(&echo, i).await;
-                let _ = h.record(t.elapsed().as_nanos() as u64);
-            }
+            let h = latencies(warmup, n, |i| ask(&echo, i)).await;
             echo.stop(None);
             Some(h)
         })

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::{histogram, on_peer, rss_bytes, Placement, System};
+use crate::{latencies, on_peer, rss_bytes, tick_lateness, Placement, System};
 
 pub(crate) struct TokioMpsc;
 
@@ -76,16 +76,7 @@ impl System for TokioMpsc {
         }
         on_peer(async move {
             let e = echo();
-            for i in 0..warmup {
-                ask(&e, i).await;
-            }
-            let mut h = histogram();
-            for i in 0..n {
-                let t = Instant::now();
-                ask(&e, i).await;
-                let _ = h.record(t.elapsed().as_nanos() as u64);
-            }
-            h
+            latencies(warmup, n, |i| ask(&e, i)).await
         })
     }
 
@@ -206,21 +197,8 @@ impl System for TokioMpsc {
 
     fn offload(&self, jobs: u64, busy: Duration) -> Option<(Duration, u64)> {
         on_peer(async move {
-            let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
-            let ticker = tokio::spawn(async move {
-                let mut h = histogram();
-                let mut ticks = tokio::time::interval(Duration::from_millis(1));
-                loop {
-                    tokio::select! {
-                        _ = &mut stop_rx => break,
-                        due = ticks.tick() => {
-                            let late = tokio::time::Instant::now().duration_since(due);
-                            let _ = h.record(late.as_nanos() as u64 + 1);
-                        }
-                    }
-                }
-                h
-            });
+            let (stop_tx, stop_rx) = oneshot::channel::<()>();
+            let ticker = tokio::spawn(tick_lateness(stop_rx));
             let start = Instant::now();
             let mut left = jobs;
             while left > 0 {
@@ -235,7 +213,7 @@ impl System for TokioMpsc {
             }
             let elapsed = start.elapsed();
             let _ = stop_tx.send(());
-            let late = ticker.await.map(|h| h.value_at_quantile(0.99)).unwrap_or(0);
+            let late = ticker.await.unwrap_or(0);
             (elapsed, late)
         })
     }

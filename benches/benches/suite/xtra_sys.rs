@@ -8,7 +8,7 @@ use hdrhistogram::Histogram;
 use tokio::sync::oneshot;
 use xtra::{Actor, Address, Context, Handler, Mailbox};
 
-use crate::{histogram, on_peer, rss_bytes, Placement, System};
+use crate::{latencies, on_peer, rss_bytes, Placement, System};
 
 pub(crate) struct Xtra;
 
@@ -182,16 +182,13 @@ impl System for Xtra {
         }
         on_peer(async move {
             let echo = spawn(Echo);
-            for i in 0..warmup {
-                let _ = echo.send(Ask(i)).await;
-            }
-            let mut h = histogram();
-            for i in 0..n {
-                let t = Instant::now();
-                let _ = echo.send(Ask(i)).await;
-                let _ = h.record(t.elapsed().as_nanos() as u64);
-            }
-            h
+            latencies(warmup, n, |i| {
+                let echo = &echo;
+                async move {
+                    let _ = echo.send(Ask(i)).await;
+                }
+            })
+            .await
         })
     }
 
