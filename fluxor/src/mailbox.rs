@@ -85,6 +85,10 @@ struct Chan<T> {
     /// Messages the receiver has taken but not handled yet (they still count against the
     /// bound); written by the receiver only.
     taken: AtomicUsize,
+    /// Messages in the shared queue, written under the lock: lets the receiver skip the lock
+    /// when there is nothing to take (a stale zero only sends it the slower way, through
+    /// `recv`, which looks under the lock).
+    shared_len: AtomicUsize,
 }
 
 /// Counts a waiting sender until dropped (also when its future is dropped).
@@ -171,6 +175,7 @@ impl<T> Mailbox<T> {
             room: Notify::new(),
             waiting: AtomicUsize::new(0),
             taken: AtomicUsize::new(0),
+            shared_len: AtomicUsize::new(0),
         });
         (
             Mailbox {
@@ -196,6 +201,9 @@ impl<T> Mailbox<T> {
                 return Err((PushError::Full, make));
             }
             st.queue.push_back(make());
+            self.chan
+                .shared_len
+                .store(st.queue.len(), Ordering::Release);
             st.receiver.take()
         };
         if let Some(w) = waker {
@@ -318,6 +326,9 @@ impl<T> Receiver<T> {
         if let Some(v) = self.take_local() {
             return Ok(v);
         }
+        if self.chan.shared_len.load(Ordering::Acquire) == 0 {
+            return Err(TryRecvError::Empty);
+        }
         let mut st = self.chan.lock();
         if refill(&mut self.local, &self.chan, &mut st) {
             drop(st);
@@ -359,6 +370,7 @@ fn refill<T>(local: &mut VecDeque<T>, chan: &Chan<T>, st: &mut State<T>) -> bool
         return false;
     }
     std::mem::swap(local, &mut st.queue);
+    chan.shared_len.store(0, Ordering::Release);
     chan.taken.store(local.len(), Ordering::SeqCst);
     if st.queue.capacity() > KEEP_SLOTS {
         st.queue = VecDeque::new();
