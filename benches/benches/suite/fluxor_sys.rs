@@ -559,9 +559,7 @@ impl System for Fluxor {
             for i in 0..n as usize {
                 let _ = rt.actor_ref::<Tiny>(id, i)?.send(Num(0));
             }
-            while handled.load(Ordering::Relaxed) < n {
-                tokio::time::sleep(Duration::from_micros(100)).await;
-            }
+            crate::until_handled(&handled, n).await;
             let stop = Instant::now();
             rt.undeploy(id).await.ok()?;
             let stopped = stop.elapsed();

@@ -11,7 +11,7 @@ use kameo::message::{Context, Message};
 use kameo::Actor;
 use tokio::sync::oneshot;
 
-use crate::{latencies, on_peer, rss_bytes, Placement, System};
+use crate::{latencies, on_peer, pipelined, rss_bytes, until_handled, Placement, System};
 
 pub(crate) struct Kameo;
 
@@ -162,21 +162,11 @@ impl System for Kameo {
     fn ask_pipelined(&self, n: u64) -> Option<Duration> {
         on_peer(async move {
             let echo = spawn(Echo);
-            let start = Instant::now();
-            let tasks: Vec<_> = (0..64)
-                .map(|_| {
-                    let echo = echo.clone();
-                    tokio::spawn(async move {
-                        for i in 0..n / 64 {
-                            let _ = echo.ask(Ask(i)).await;
-                        }
-                    })
-                })
-                .collect();
-            for t in tasks {
-                let _ = t.await;
-            }
-            start.elapsed()
+            let elapsed = pipelined(n, echo, |echo: ActorRef<Echo>, i| async move {
+                let _ = echo.ask(Ask(i)).await;
+            })
+            .await;
+            elapsed
         })
     }
 
@@ -275,9 +265,7 @@ impl System for Kameo {
             for a in &actors {
                 let _ = a.tell(Num(0)).await;
             }
-            while handled.load(Ordering::Relaxed) < n {
-                tokio::time::sleep(Duration::from_micros(100)).await;
-            }
+            until_handled(&handled, n).await;
             let stop = Instant::now();
             for a in &actors {
                 a.kill();

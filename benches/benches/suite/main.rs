@@ -125,6 +125,38 @@ where
     h
 }
 
+/// Runs `n` asks from 64 tokio tasks at once (each task asks one at a time through its own
+/// clone of `handle`); returns the elapsed time.
+pub(crate) async fn pipelined<H, F, Fut>(n: u64, handle: H, ask: F) -> Duration
+where
+    H: Clone + Send + 'static,
+    F: Fn(H, u64) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future + Send,
+{
+    let start = std::time::Instant::now();
+    let tasks: Vec<_> = (0..64)
+        .map(|_| {
+            let (handle, ask) = (handle.clone(), ask.clone());
+            tokio::spawn(async move {
+                for i in 0..n / 64 {
+                    ask(handle.clone(), i).await;
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        let _ = t.await;
+    }
+    start.elapsed()
+}
+
+/// Waits until `handled` reaches `n`.
+pub(crate) async fn until_handled(handled: &std::sync::atomic::AtomicU64, n: u64) {
+    while handled.load(std::sync::atomic::Ordering::Relaxed) < n {
+        tokio::time::sleep(Duration::from_micros(100)).await;
+    }
+}
+
 /// Records how late each tick of a 1 ms interval is until `stop` fires; returns the p99 in ns.
 pub(crate) async fn tick_lateness(mut stop: tokio::sync::oneshot::Receiver<()>) -> u64 {
     let mut h = histogram();

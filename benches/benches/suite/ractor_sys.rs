@@ -8,7 +8,7 @@ use hdrhistogram::Histogram;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::sync::oneshot;
 
-use crate::{latencies, on_peer, rss_bytes, Placement, System};
+use crate::{latencies, on_peer, pipelined, rss_bytes, until_handled, Placement, System};
 
 pub(crate) struct Ractor;
 
@@ -221,23 +221,12 @@ impl System for Ractor {
     fn ask_pipelined(&self, n: u64) -> Option<Duration> {
         on_peer(async move {
             let (echo, _) = Actor::spawn(None, Echo, ()).await.ok()?;
-            let start = Instant::now();
-            let tasks: Vec<_> = (0..64)
-                .map(|_| {
-                    let echo = echo.clone();
-                    tokio::spawn(async move {
-                        for i in 0..n / 64 {
-                            ask(&echo, i).await;
-                        }
-                    })
-                })
-                .collect();
-            for t in tasks {
-                let _ = t.await;
-            }
-            let d = start.elapsed();
+            let elapsed = pipelined(n, echo.clone(), |echo: ActorRef<EchoMsg>, i| async move {
+                ask(&echo, i).await;
+            })
+            .await;
             echo.stop(None);
-            Some(d)
+            Some(elapsed)
         })
         .flatten()
     }
@@ -348,9 +337,7 @@ impl System for Ractor {
             for (a, _) in &actors {
                 let _ = a.cast(());
             }
-            while handled.load(Ordering::Relaxed) < n {
-                tokio::time::sleep(Duration::from_micros(100)).await;
-            }
+            until_handled(&handled, n).await;
             let stop = Instant::now();
             let mut joins = Vec::with_capacity(actors.len());
             for (a, j) in actors {

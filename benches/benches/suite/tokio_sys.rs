@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::{latencies, on_peer, rss_bytes, tick_lateness, Placement, System};
+use crate::{
+    latencies, on_peer, pipelined, rss_bytes, tick_lateness, until_handled, Placement, System,
+};
 
 pub(crate) struct TokioMpsc;
 
@@ -30,7 +32,10 @@ fn sink(want: u64) -> (mpsc::Sender<u64>, oneshot::Receiver<()>) {
     (tx, done)
 }
 
-fn echo() -> mpsc::Sender<(u64, oneshot::Sender<u64>)> {
+/// The sending side of an echo actor.
+type Tx = mpsc::Sender<(u64, oneshot::Sender<u64>)>;
+
+fn echo() -> Tx {
     let (tx, mut rx) = mpsc::channel::<(u64, oneshot::Sender<u64>)>(1024);
     tokio::spawn(async move {
         while let Some((x, reply)) = rx.recv().await {
@@ -40,7 +45,7 @@ fn echo() -> mpsc::Sender<(u64, oneshot::Sender<u64>)> {
     tx
 }
 
-async fn ask(echo: &mpsc::Sender<(u64, oneshot::Sender<u64>)>, i: u64) {
+async fn ask(echo: &Tx, i: u64) {
     let (tx, rx) = oneshot::channel();
     if echo.send((i, tx)).await.is_ok() {
         let _ = rx.await;
@@ -83,21 +88,8 @@ impl System for TokioMpsc {
     fn ask_pipelined(&self, n: u64) -> Option<Duration> {
         on_peer(async move {
             let e = echo();
-            let start = Instant::now();
-            let tasks: Vec<_> = (0..64)
-                .map(|_| {
-                    let e = e.clone();
-                    tokio::spawn(async move {
-                        for i in 0..n / 64 {
-                            ask(&e, i).await;
-                        }
-                    })
-                })
-                .collect();
-            for t in tasks {
-                let _ = t.await;
-            }
-            start.elapsed()
+            let elapsed = pipelined(n, e, |e: Tx, i| async move { ask(&e, i).await }).await;
+            elapsed
         })
     }
 
@@ -240,9 +232,7 @@ impl System for TokioMpsc {
             for (tx, _) in &actors {
                 let _ = tx.send(0).await;
             }
-            while handled.load(Ordering::Relaxed) < n {
-                tokio::time::sleep(Duration::from_micros(100)).await;
-            }
+            until_handled(&handled, n).await;
             let stop = Instant::now();
             let mut tasks = Vec::with_capacity(actors.len());
             for (tx, task) in actors {

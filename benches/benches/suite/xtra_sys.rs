@@ -8,7 +8,7 @@ use hdrhistogram::Histogram;
 use tokio::sync::oneshot;
 use xtra::{Actor, Address, Context, Handler, Mailbox};
 
-use crate::{latencies, on_peer, rss_bytes, Placement, System};
+use crate::{latencies, on_peer, pipelined, rss_bytes, until_handled, Placement, System};
 
 pub(crate) struct Xtra;
 
@@ -195,21 +195,11 @@ impl System for Xtra {
     fn ask_pipelined(&self, n: u64) -> Option<Duration> {
         on_peer(async move {
             let echo = spawn(Echo);
-            let start = Instant::now();
-            let tasks: Vec<_> = (0..64)
-                .map(|_| {
-                    let echo = echo.clone();
-                    tokio::spawn(async move {
-                        for i in 0..n / 64 {
-                            let _ = echo.send(Ask(i)).await;
-                        }
-                    })
-                })
-                .collect();
-            for t in tasks {
-                let _ = t.await;
-            }
-            start.elapsed()
+            let elapsed = pipelined(n, echo, |echo: Address<Echo>, i| async move {
+                let _ = echo.send(Ask(i)).await;
+            })
+            .await;
+            elapsed
         })
     }
 
@@ -282,9 +272,7 @@ impl System for Xtra {
             for a in &actors {
                 let _ = a.send(Num(0)).detach().await;
             }
-            while handled.load(Ordering::Relaxed) < n {
-                tokio::time::sleep(Duration::from_micros(100)).await;
-            }
+            until_handled(&handled, n).await;
             let stop = Instant::now();
             let joins: Vec<_> = actors.iter().map(Address::join).collect();
             drop(actors);
