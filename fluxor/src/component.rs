@@ -121,7 +121,9 @@ pub trait Component: Sized + 'static {
     fn handle(&mut self, msg: Self::Msg, ctx: &mut Context<Self>) -> impl Future<Output = Outcome>;
 }
 
-pub(crate) type RunErased = fn(Box<dyn Any>) -> Pin<Box<dyn Future<Output = ()>>>;
+/// Creates a worker component's instance from its `InstanceTask` and returns the rest of its
+/// life (`None` if its factory panicked).
+pub(crate) type RunErased = fn(Box<dyn Any>) -> Option<Pin<Box<dyn Future<Output = ()>>>>;
 
 /// Marks a component able to run on the worker pool; see [`Component::worker_mode`].
 pub struct WorkerMode<C: ?Sized> {
@@ -135,9 +137,11 @@ impl<C: Component + Send> WorkerMode<C> {
     pub fn new() -> Self {
         WorkerMode {
             run: |task| match task.downcast::<InstanceTask<C>>() {
-                Ok(task) => Box::pin(task.run_on_workers()),
+                Ok(task) => task
+                    .run_on_workers()
+                    .map(|life| Box::pin(life) as Pin<Box<dyn Future<Output = ()>>>),
                 // Deploy passes the task of this very component type.
-                Err(_) => Box::pin(async {}),
+                Err(_) => None,
             },
             _component: PhantomData,
         }
@@ -401,7 +405,8 @@ pub struct Context<C: Component> {
     pub(crate) instance: usize,
     pub(crate) reactor: usize,
     pub(crate) config: Arc<C::Config>,
-    pub(crate) cancel: CancellationToken,
+    /// The runtime's token, parent of this instance's (made on first use, kept by the mailbox).
+    pub(crate) root_cancel: CancellationToken,
     pub(crate) myself: ActorRef<C>,
     pub(crate) current: Option<Meta>,
     pub(crate) workers: WorkerPool,
@@ -455,7 +460,7 @@ impl<C: Component> Context<C> {
     /// Cancelled when this instance is being stopped and its deadline has passed, or the runtime
     /// is dropped. Long-running handler work should watch it.
     pub fn cancellation(&self) -> &CancellationToken {
-        &self.cancel
+        self.myself.mailbox.cancellation(&self.root_cancel)
     }
 
     /// A handle to this instance, e.g. to hand to another component or a spawned task.
@@ -675,7 +680,7 @@ impl<C: Component> Context<C> {
         F: FnOnce() -> T + Send + 'static,
     {
         self.workers
-            .try_submit_with(self.cancel.clone(), None, move |_| f())
+            .try_submit_with(self.cancellation().clone(), None, move |_| f())
             .unwrap_or_else(BlockingTask::failed)
     }
 
@@ -687,7 +692,7 @@ impl<C: Component> Context<C> {
         F: FnOnce(&CancellationToken) -> T + Send + 'static,
     {
         self.workers
-            .try_submit_with(self.cancel.clone(), None, f)
+            .try_submit_with(self.cancellation().clone(), None, f)
             .unwrap_or_else(BlockingTask::failed)
     }
 
@@ -699,7 +704,7 @@ impl<C: Component> Context<C> {
         F: FnOnce() -> T + Send + 'static,
     {
         self.workers
-            .try_submit_with(self.cancel.clone(), Some(&self.lane), move |_| f())
+            .try_submit_with(self.cancellation().clone(), Some(&self.lane), move |_| f())
             .unwrap_or_else(BlockingTask::failed)
     }
 

@@ -20,16 +20,23 @@
 //! wait on a `Notify`; each pop signals one of them while any wait, and `close` signals all. Its tests below cover full, closed,
 //! waiting and order; the lock makes every transition atomic, so there is no lock-free
 //! protocol to model-check.
+//!
+//! The mailbox also carries its instance's signals ([`Signals`]): a stop request and a short,
+//! bounded queue of control signals, both seen by the receiver before its next message, and the
+//! instance's cancellation token, made on first use. An instance thus needs no channel besides
+//! its mailbox, which keeps an idle one small.
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Poll, Waker};
 
 use tokio::sync::Notify;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
+use crate::supervision::{Control, CONTROL_CAPACITY};
 use crate::wake::WakeFlag;
 
 /// Counters of one component instance, updated with relaxed atomics.
@@ -73,6 +80,10 @@ struct State<T> {
     queue: VecDeque<T>,
     closed: bool,
     receiver: Option<Waker>,
+    /// The runtime asked the instance to stop by this deadline (not yet seen by it).
+    stop: Option<Instant>,
+    /// Control signals for the instance, seen before the next message.
+    control: VecDeque<Control>,
 }
 
 struct Chan<T> {
@@ -89,6 +100,13 @@ struct Chan<T> {
     /// when there is nothing to take (a stale zero only sends it the slower way, through
     /// `recv`, which looks under the lock).
     shared_len: AtomicUsize,
+    /// A stop request or a control signal is waiting (written under the lock): lets the
+    /// receiver hand out buffered messages without the lock while there is none.
+    signalled: AtomicBool,
+    /// The instance's cancellation token, made on first use (most instances never need one).
+    token: std::sync::OnceLock<CancellationToken>,
+    /// The instance's work is cancelled (its token, made or not, counts as cancelled).
+    cancelled: AtomicBool,
 }
 
 /// Counts a waiting sender until dropped (also when its future is dropped).
@@ -111,6 +129,117 @@ impl<T> Chan<T> {
     fn lock(&self) -> MutexGuard<'_, State<T>> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    fn len(&self) -> usize {
+        self.lock().queue.len() + self.taken.load(Ordering::Relaxed)
+    }
+
+    fn token(&self, parent: &CancellationToken) -> &CancellationToken {
+        let token = self.token.get_or_init(|| parent.child_token());
+        // SeqCst with `cancel_work`: a cancel that found no token yet is seen here.
+        if self.cancelled.load(Ordering::SeqCst) {
+            token.cancel();
+        }
+        token
+    }
+
+    fn cancel_work(&self) {
+        self.cancelled.store(true, Ordering::SeqCst);
+        if let Some(token) = self.token.get() {
+            token.cancel();
+        }
+    }
+}
+
+impl<T> State<T> {
+    /// The receiver waits: the next push or signal wakes `waker`.
+    fn register(&mut self, waker: &Waker) {
+        match &self.receiver {
+            Some(w) if w.will_wake(waker) => {}
+            _ => self.receiver = Some(waker.clone()),
+        }
+    }
+
+    fn flag(&self, chan: &Chan<T>) {
+        chan.signalled.store(
+            self.stop.is_some() || !self.control.is_empty(),
+            Ordering::Release,
+        );
+    }
+}
+
+/// What the runtime (and an instance's supervision peers) may ask of an instance, outside its
+/// message order: a signal is seen before the next message, at the latest after the current
+/// batch. The mailbox carries these, so an instance needs no channel of its own for them.
+pub(crate) trait Signals: Send + Sync {
+    /// Asks the instance to drain and stop by `deadline` (the first request counts).
+    fn stop(&self, deadline: Instant);
+    /// Queues a control signal; handed back if the instance has stopped or already has
+    /// `CONTROL_CAPACITY` signals waiting.
+    fn control(&self, signal: Control) -> Result<(), Control>;
+    /// Messages waiting in the mailbox.
+    fn queued(&self) -> usize;
+    /// Cancels the instance's work (its cancellation token).
+    fn cancel_work(&self);
+}
+
+impl std::fmt::Debug for dyn Signals {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Signals")
+            .field("queued", &self.queued())
+            .finish()
+    }
+}
+
+impl<T: Send> Signals for Chan<T> {
+    fn stop(&self, deadline: Instant) {
+        let waker = {
+            let mut st = self.lock();
+            if st.stop.is_some() {
+                return;
+            }
+            st.stop = Some(deadline);
+            st.flag(self);
+            st.receiver.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    fn control(&self, signal: Control) -> Result<(), Control> {
+        let waker = {
+            let mut st = self.lock();
+            if st.closed || st.control.len() >= CONTROL_CAPACITY {
+                return Err(signal);
+            }
+            st.control.push_back(signal);
+            st.flag(self);
+            st.receiver.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+        Ok(())
+    }
+
+    fn queued(&self) -> usize {
+        self.len()
+    }
+
+    fn cancel_work(&self) {
+        Chan::cancel_work(self);
+    }
+}
+
+/// What the receiver gets next.
+pub(crate) enum Next<T> {
+    /// The runtime asked the instance to stop by this deadline.
+    Stop(Instant),
+    /// A control signal.
+    Control(Control),
+    /// A message.
+    Message(T),
 }
 
 /// The sending side of a mailbox.
@@ -170,12 +299,17 @@ impl<T> Mailbox<T> {
                 queue: VecDeque::new(),
                 closed: false,
                 receiver: None,
+                stop: None,
+                control: VecDeque::new(),
             }),
             capacity: capacity.max(1),
             room: Notify::new(),
             waiting: AtomicUsize::new(0),
             taken: AtomicUsize::new(0),
             shared_len: AtomicUsize::new(0),
+            signalled: AtomicBool::new(false),
+            token: std::sync::OnceLock::new(),
+            cancelled: AtomicBool::new(false),
         });
         (
             Mailbox {
@@ -293,12 +427,78 @@ impl<T> Mailbox<T> {
 
     /// Messages waiting in the mailbox.
     pub(crate) fn len(&self) -> usize {
-        self.chan.lock().queue.len() + self.chan.taken.load(Ordering::Relaxed)
+        self.chan.len()
+    }
+
+    /// The instance's cancellation token (a child of `parent`), made on first use.
+    pub(crate) fn cancellation(&self, parent: &CancellationToken) -> &CancellationToken {
+        self.chan.token(parent)
+    }
+
+    /// The mailbox as the carrier of its instance's signals.
+    pub(crate) fn signals(&self) -> Arc<dyn Signals>
+    where
+        T: Send + 'static,
+    {
+        self.chan.clone()
     }
 }
 
 impl<T> Receiver<T> {
+    /// The next signal or message, signals first; waits for one. A closed mailbox with
+    /// nothing queued reads as a stop due now (only the instance closes its own mailbox).
+    pub(crate) async fn next(&mut self) -> Next<T> {
+        if !self.chan.signalled.load(Ordering::Acquire) {
+            if let Some(v) = self.take_local() {
+                return Next::Message(v);
+            }
+        }
+        poll_fn(|cx| {
+            let chan = &*self.chan;
+            let mut st = chan.lock();
+            if let Some(deadline) = st.stop.take() {
+                st.flag(chan);
+                return Poll::Ready(Next::Stop(deadline));
+            }
+            if let Some(signal) = st.control.pop_front() {
+                st.flag(chan);
+                return Poll::Ready(Next::Control(signal));
+            }
+            if self.local.is_empty() && !refill(&mut self.local, chan, &mut st) {
+                if st.closed {
+                    return Poll::Ready(Next::Stop(Instant::now()));
+                }
+                st.register(cx.waker());
+                return Poll::Pending;
+            }
+            drop(st);
+            match self.take_local() {
+                Some(v) => Poll::Ready(Next::Message(v)),
+                None => {
+                    cx.waker().wake_by_ref();
+                    Poll::Pending
+                }
+            }
+        })
+        .await
+    }
+
+    /// Waits until the runtime asks the instance to stop; returns the deadline.
+    pub(crate) async fn stop_requested(&mut self) -> Instant {
+        poll_fn(|cx| {
+            let mut st = self.chan.lock();
+            if let Some(deadline) = st.stop.take() {
+                st.flag(&self.chan);
+                return Poll::Ready(deadline);
+            }
+            st.register(cx.waker());
+            Poll::Pending
+        })
+        .await
+    }
+
     /// The next message; `None` once the mailbox is closed and empty.
+    #[cfg(test)]
     pub(crate) async fn recv(&mut self) -> Option<T> {
         if let Some(v) = self.take_local() {
             return Some(v);
@@ -312,10 +512,7 @@ impl<T> Receiver<T> {
             if st.closed {
                 return Poll::Ready(None);
             }
-            match &st.receiver {
-                Some(w) if w.will_wake(cx.waker()) => {}
-                _ => st.receiver = Some(cx.waker().clone()),
-            }
+            st.register(cx.waker());
             Poll::Pending
         })
         .await
@@ -354,6 +551,11 @@ impl<T> Receiver<T> {
             self.chan.room.notify_one();
         }
         Some(v)
+    }
+
+    /// Cancels the instance's work (its cancellation token).
+    pub(crate) fn cancel_work(&self) {
+        self.chan.cancel_work();
     }
 
     /// Refuses further messages; those already queued can still be received.
@@ -455,6 +657,97 @@ mod tests {
         assert_eq!(rx.local.capacity(), 0);
         rx.close();
         assert_eq!(mb.try_push(|| [0; 64]), Err(PushError::Closed));
+    }
+
+    #[tokio::test]
+    async fn signals_come_before_queued_messages() {
+        let (mb, mut rx) = Mailbox::<u32>::bounded(8);
+        let signals = mb.signals();
+        mb.try_push(|| 1).unwrap();
+        mb.try_push(|| 2).unwrap();
+        assert!(matches!(rx.next().await, Next::Message(1)));
+        signals
+            .control(Control::Group {
+                delay: std::time::Duration::from_millis(5),
+            })
+            .map_err(|_| "refused")
+            .unwrap();
+        let deadline = Instant::now() + std::time::Duration::from_secs(1);
+        signals.stop(deadline);
+        signals.stop(Instant::now());
+        // The stop request first (the first one counts), then the control signal, then the
+        // message that was already taken into the receiver's buffer.
+        assert!(matches!(rx.next().await, Next::Stop(d) if d == deadline));
+        assert!(matches!(
+            rx.next().await,
+            Next::Control(Control::Group { .. })
+        ));
+        assert!(matches!(rx.next().await, Next::Message(2)));
+        assert_eq!(signals.queued(), 0);
+        for _ in 0..CONTROL_CAPACITY {
+            assert!(signals
+                .control(Control::Group {
+                    delay: std::time::Duration::ZERO
+                })
+                .is_ok());
+        }
+        assert!(
+            signals
+                .control(Control::Group {
+                    delay: std::time::Duration::ZERO
+                })
+                .is_err(),
+            "the control queue is bounded"
+        );
+        rx.close();
+        while let Ok(Next::Control(_)) =
+            tokio::time::timeout(std::time::Duration::from_millis(10), rx.next()).await
+        {}
+        assert!(
+            signals
+                .control(Control::Group {
+                    delay: std::time::Duration::ZERO
+                })
+                .is_err(),
+            "a stopped instance takes no signals"
+        );
+        assert!(
+            matches!(rx.next().await, Next::Stop(_)),
+            "closed and empty reads as a stop"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_stop_request_wakes_a_waiting_receiver() {
+        let (mb, mut rx) = Mailbox::<u32>::bounded(8);
+        let signals = mb.signals();
+        let waiter = tokio::spawn(async move { matches!(rx.next().await, Next::Stop(_)) });
+        tokio::task::yield_now().await;
+        signals.stop(Instant::now());
+        assert!(waiter.await.unwrap());
+    }
+
+    #[test]
+    fn the_cancellation_token_is_made_on_demand_and_honours_an_earlier_cancel() {
+        let root = CancellationToken::new();
+        let (mb, rx) = Mailbox::<u32>::bounded(8);
+        assert!(mb.chan.token.get().is_none(), "no token until asked for");
+        let token = mb.cancellation(&root).clone();
+        assert!(!token.is_cancelled());
+        rx.cancel_work();
+        assert!(token.is_cancelled());
+
+        let (mb, rx) = Mailbox::<u32>::bounded(8);
+        rx.cancel_work();
+        assert!(
+            mb.cancellation(&root).is_cancelled(),
+            "made after the cancel"
+        );
+
+        let (mb, _rx) = Mailbox::<u32>::bounded(8);
+        let token = mb.cancellation(&root).clone();
+        root.cancel();
+        assert!(token.is_cancelled(), "a child of the runtime's token");
     }
 
     #[tokio::test(start_paused = true)]

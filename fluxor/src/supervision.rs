@@ -311,7 +311,8 @@ impl InstanceState {
     }
 }
 
-/// What the runtime asks of an instance outside its mailbox, on its control channel.
+/// What the runtime asks of an instance outside its message order (carried by its mailbox,
+/// seen before the next message).
 pub(crate) enum Control {
     /// A peer crashed under all-for-one (restart after the delay), or the deployment failed
     /// (the instance sees `Supervisor::failed`).
@@ -324,7 +325,7 @@ pub(crate) enum Control {
 /// A read of a component's state, given as `&dyn Any`.
 pub(crate) type Read = Box<dyn FnOnce(&dyn std::any::Any) + Send>;
 
-/// Control messages an instance may have queued; a full channel already holds a signal the
+/// Control signals an instance may have queued; a full queue already holds a signal the
 /// instance will act on, so group signals are dropped rather than waited for.
 pub(crate) const CONTROL_CAPACITY: usize = 4;
 
@@ -336,7 +337,7 @@ pub(crate) struct Supervisor {
     pub(crate) restarts: AtomicU64,
     pub(crate) failed: AtomicBool,
     /// Each instance's control channel, by instance index.
-    peers: Mutex<Vec<(usize, tokio::sync::mpsc::Sender<Control>)>>,
+    peers: Mutex<Vec<(usize, std::sync::Arc<dyn crate::mailbox::Signals>)>>,
 }
 
 /// The verdict on one crash.
@@ -362,8 +363,12 @@ impl Supervisor {
         }
     }
 
-    /// Registers an instance's control channel for group signals.
-    pub(crate) fn add_peer(&self, instance: usize, control: tokio::sync::mpsc::Sender<Control>) {
+    /// Registers an instance's mailbox for group signals.
+    pub(crate) fn add_peer(
+        &self,
+        instance: usize,
+        control: std::sync::Arc<dyn crate::mailbox::Signals>,
+    ) {
         self.peers
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -374,7 +379,7 @@ impl Supervisor {
     fn signal(&self, except: Option<usize>, delay: Duration) {
         for (i, tx) in self.peers.lock().unwrap_or_else(|e| e.into_inner()).iter() {
             if Some(*i) != except {
-                let _ = tx.try_send(Control::Group { delay });
+                let _ = tx.control(Control::Group { delay });
             }
         }
     }

@@ -346,9 +346,10 @@ impl Drop for PoolInner {
 }
 
 /// A per-component lane: tasks submitted through it run one after another in submission order.
+/// Its queue is made on first use, so an instance that never submits through it pays nothing.
 #[derive(Default)]
 pub(crate) struct Lane {
-    state: Arc<Mutex<LaneState>>,
+    state: std::sync::OnceLock<Arc<Mutex<LaneState>>>,
 }
 
 #[derive(Default)]
@@ -359,13 +360,14 @@ struct LaneState {
 
 impl Lane {
     fn push(&self, pool: &WorkerPool, job: Box<dyn FnOnce() + Send>) {
+        let state = self.state.get_or_init(Arc::default);
         let start = {
-            let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
             s.jobs.push_back(job);
             !std::mem::replace(&mut s.running, true)
         };
         if start {
-            let state = self.state.clone();
+            let state = state.clone();
             pool.send(Job::Run(Box::new(move || loop {
                 let next = {
                     let mut s = state.lock().unwrap_or_else(|e| e.into_inner());

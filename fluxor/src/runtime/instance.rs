@@ -6,17 +6,16 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::bus::{EventBus, Owner};
 use crate::component::{catch_unwind, panic_message, ActorRef, Component, Context, Outcome};
 use crate::error::StopError;
-use crate::mailbox::{InstanceStats, Mailbox};
+use crate::mailbox::{InstanceStats, Mailbox, Next, Signals};
 use crate::supervision::{
     Control, Escalation, InstanceState, LifecycleEvent, LifecycleKind, Supervisor, Verdict,
-    CONTROL_CAPACITY,
 };
 use crate::timer::Timers;
 use crate::watchdog::Stamp;
@@ -93,15 +92,12 @@ pub(crate) struct InstanceHandle {
     pub(crate) key: u64,
     pub(crate) reactor: usize,
     pub(crate) component: &'static str,
-    stop: Option<oneshot::Sender<Instant>>,
+    /// The instance's mailbox, as the carrier of stop requests and control signals.
+    pub(crate) signals: Arc<dyn Signals>,
+    stop_requested: bool,
     done: oneshot::Receiver<Vec<StopError>>,
-    cancel: CancellationToken,
-    queued: Box<dyn Fn() -> usize + Send + Sync>,
     pub(crate) stats: Arc<InstanceStats>,
     pub(crate) capacity: usize,
-    /// The instance's control channel (the test kit reads state through it).
-    #[cfg_attr(not(feature = "test-util"), allow(dead_code))]
-    pub(crate) control: mpsc::Sender<Control>,
     /// An `ActorRef<C>` to the instance.
     pub(crate) actor_ref: Box<dyn std::any::Any + Send + Sync>,
 }
@@ -124,9 +120,7 @@ pub(crate) struct InstanceTask<C: Component> {
     rx: crate::mailbox::Receiver<C::Msg>,
     cancel: CancellationToken,
     started: oneshot::Sender<Result<(), String>>,
-    stop: oneshot::Receiver<Instant>,
     done: oneshot::Sender<Vec<StopError>>,
-    control: mpsc::Receiver<Control>,
 }
 
 impl<C: Component> Launch<C> {
@@ -139,24 +133,20 @@ impl<C: Component> Launch<C> {
     ) -> Self {
         let (mailbox, rx) = Mailbox::bounded_on(capacity, Some(wake));
         let (started_tx, started) = oneshot::channel();
-        let (stop_tx, stop_rx) = oneshot::channel();
         let (done_tx, done) = oneshot::channel();
-        let cancel = parent.child_token();
-        let probe = mailbox.clone();
-        let (control_tx, control_rx) = mpsc::channel::<Control>(CONTROL_CAPACITY);
-        shared.supervisor.add_peer(index, control_tx.clone());
+        let cancel = parent.clone();
+        let signals = mailbox.signals();
+        shared.supervisor.add_peer(index, signals.clone());
         let handle = InstanceHandle {
             index,
             key,
             reactor,
             component: C::name(),
-            stop: Some(stop_tx),
+            signals,
+            stop_requested: false,
             done,
-            cancel: cancel.clone(),
-            queued: Box::new(move || probe.len()),
             stats: mailbox.stats.clone(),
             capacity,
-            control: control_tx,
             actor_ref: Box::new(ActorRef::<C> {
                 mailbox: mailbox.clone(),
                 bus: shared.bus.clone(),
@@ -172,9 +162,7 @@ impl<C: Component> Launch<C> {
             rx,
             cancel,
             started: started_tx,
-            stop: stop_rx,
             done: done_tx,
-            control: control_rx,
         };
         Launch {
             task,
@@ -188,13 +176,14 @@ impl<C: Component> Launch<C> {
 impl InstanceHandle {
     /// Messages waiting in the mailbox.
     pub(crate) fn queued(&self) -> usize {
-        (self.queued)()
+        self.signals.queued()
     }
 
     /// Asks the instance to drain and stop by `deadline`; returns at once.
     pub(crate) fn request_stop(&mut self, deadline: Instant) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(deadline);
+        if !self.stop_requested {
+            self.stop_requested = true;
+            self.signals.stop(deadline);
         }
     }
 
@@ -209,14 +198,21 @@ impl InstanceHandle {
             }],
             Err(_elapsed) => {
                 // A handler still holds the instance past the deadline: cancel its work.
-                self.cancel.cancel();
+                self.signals.cancel_work();
                 vec![StopError::DeadlineExceeded {
                     component: self.component,
                     instance: self.index,
-                    undelivered: (self.queued)(),
+                    undelivered: self.queued(),
                 }]
             }
         }
+    }
+}
+
+impl Drop for InstanceHandle {
+    /// An instance whose handle goes without a stop request stops at once.
+    fn drop(&mut self) {
+        self.request_stop(Instant::now());
     }
 }
 
@@ -388,9 +384,7 @@ impl<C: Component> InstanceTask<C> {
             rx,
             cancel,
             started,
-            stop,
             done,
-            control,
         } = self;
         let component = match std::panic::catch_unwind(AssertUnwindSafe(|| (shared.factory)())) {
             Ok(c) => c,
@@ -406,7 +400,7 @@ impl<C: Component> InstanceTask<C> {
             instance: index,
             reactor,
             config: shared.config.clone(),
-            cancel,
+            root_cancel: cancel,
             myself: ActorRef {
                 mailbox,
                 bus: shared.bus.clone(),
@@ -429,36 +423,33 @@ impl<C: Component> InstanceTask<C> {
                 index,
                 rx,
                 started,
-                stop,
                 done,
                 stats,
-                control,
             },
         ))
     }
 
-    /// The instance's whole life, on its reactor.
-    pub(crate) async fn run(self) {
-        if let Some((component, ctx, rest)) = self.create() {
-            drive(Inline { component, ctx }, rest).await;
-        }
+    /// Creates the component (on its reactor) and returns the rest of its life there;
+    /// `None` if the factory panicked (reported as a failed start).
+    pub(crate) fn run(self) -> Option<impl Future<Output = ()>> {
+        let (component, ctx, rest) = self.create()?;
+        Some(drive(Inline { component, ctx }, rest))
     }
 
     /// The instance's whole life as a worker component: it waits for messages on its reactor
     /// and runs every call on the worker pool.
-    pub(crate) async fn run_on_workers(self)
+    pub(crate) fn run_on_workers(self) -> Option<impl Future<Output = ()>>
     where
         C: Send,
     {
-        if let Some((component, ctx, rest)) = self.create() {
-            let pool = ctx.workers.clone();
-            let exec = OnWorkers {
-                slot: Some((component, ctx)),
-                pool,
-                reactor: tokio::runtime::Handle::current(),
-            };
-            drive(exec, rest).await;
-        }
+        let (component, ctx, rest) = self.create()?;
+        let pool = ctx.workers.clone();
+        let exec = OnWorkers {
+            slot: Some((component, ctx)),
+            pool,
+            reactor: tokio::runtime::Handle::current(),
+        };
+        Some(drive(exec, rest))
     }
 }
 
@@ -468,10 +459,8 @@ struct Rest<C: Component> {
     index: usize,
     rx: crate::mailbox::Receiver<C::Msg>,
     started: oneshot::Sender<Result<(), String>>,
-    stop: oneshot::Receiver<Instant>,
     done: oneshot::Sender<Vec<StopError>>,
     stats: Arc<InstanceStats>,
-    control: mpsc::Receiver<Control>,
 }
 
 /// Why the message loop ended.
@@ -486,99 +475,108 @@ enum End {
 
 /// Start, handle messages (supervising crashes) until asked to stop, drain until the deadline,
 /// stop.
-async fn drive<C: Component, E: Exec<C>>(mut exec: E, rest: Rest<C>) {
+fn drive<C: Component, E: Exec<C>>(mut exec: E, rest: Rest<C>) -> impl Future<Output = ()> {
+    // Taken apart here, not in the async block, so the task holds each part once.
     let Rest {
         shared,
         index,
         mut rx,
         started,
-        mut stop,
         done,
         stats,
-        mut control,
     } = rest;
-    let name = C::name();
-    let sup = shared.supervisor.clone();
-    let life = Life {
-        shared: &shared,
-        index,
-        stats: &stats,
-    };
-    // Rare, one-off and large steps are boxed, so the instance's long-lived task stays small.
-    let start = Box::pin(exec.start()).await;
-    let failed = start.is_err();
-    if started.send(start).is_err() || failed {
-        // The deployment gave up on this instance (timed out) or it failed to start.
-        if !failed {
-            let _ = exec.stop().await;
+    async move {
+        let life = Life {
+            shared: &shared,
+            index,
+            stats: &stats,
+        };
+        // Rare, one-off and large steps are boxed, and so is each batch of messages (which holds
+        // the handler's future), so an idle instance's task stays small.
+        let start = Box::pin(exec.start()).await;
+        let failed = start.is_err();
+        if started.send(start).is_err() || failed {
+            // The deployment gave up on this instance (timed out) or it failed to start.
+            if !failed {
+                let _ = Box::pin(exec.stop()).await;
+            }
+            let _ = done.send(Vec::new());
+            return;
         }
-        let _ = done.send(Vec::new());
-        return;
-    }
-    InstanceState::Running.store(&stats.state);
+        InstanceState::Running.store(&stats.state);
 
-    let end = 'life: loop {
-        // Between batches: control signals first, then the next message.
-        let msg = tokio::select! {
-            biased;
-            d = &mut stop => break End::Stop(d.ok()),
-            Some(signal) = control.recv() => match signal {
-                Control::Group { delay } => {
-                    if sup.failed.load(std::sync::atomic::Ordering::Acquire) {
+        let end = loop {
+            // Between batches: signals first, then the next message.
+            match rx.next().await {
+                Next::Stop(deadline) => break End::Stop(Some(deadline)),
+                Next::Control(Control::Group { delay }) => {
+                    if shared
+                        .supervisor
+                        .failed
+                        .load(std::sync::atomic::Ordering::Acquire)
+                    {
                         break End::Halt { failed: true };
                     }
                     // A peer crashed and the strategy is all-for-one.
-                    match Box::pin(life.restart(&mut exec, delay, &mut stop)).await {
-                        Ok(()) => continue,
-                        Err(end) => break end,
+                    if let Err(end) = Box::pin(life.restart(&mut exec, delay, &mut rx)).await {
+                        break end;
                     }
                 }
-                Control::Inspect(read) => {
+                Next::Control(Control::Inspect(read)) => {
                     if let Some(component) = exec.component() {
                         read(component);
                     }
-                    continue;
                 }
-            },
-            m = rx.recv() => m,
-        };
-        let Some(mut msg) = msg else {
-            break End::Stop(None);
-        };
-        // A batch: what is already queued is handled back to back, without polling the
-        // control channels for every message; then the reactor gets a turn.
-        let mut budget = BATCH;
-        loop {
-            stats.busy.store(true, std::sync::atomic::Ordering::Relaxed);
-            let outcome = exec.dispatch(msg, &stats).await;
-            stats
-                .busy
-                .store(false, std::sync::atomic::Ordering::Relaxed);
-            match outcome {
-                None => break 'life End::Lost,
-                Some(Outcome::Panicked(reason)) => {
-                    shared.escalation.note_crash(name, &reason);
-                    life.event(LifecycleKind::Crashed, Some(reason.clone()));
-                    if let Err(end) = Box::pin(life.supervise(&mut exec, &reason, &mut stop)).await
-                    {
-                        break 'life end;
+                Next::Message(msg) => {
+                    if let Some(end) = Box::pin(batch(&mut exec, msg, &mut rx, &life)).await {
+                        break end;
                     }
                 }
-                Some(_) => {}
             }
-            budget -= 1;
-            if budget == 0 {
-                tokio::task::yield_now().await;
-                break;
-            }
-            match rx.try_recv() {
-                Ok(next) => msg = next,
-                Err(_) => break,
-            }
-        }
-    };
+        };
 
-    Box::pin(finish(exec, rx, end, &stats, &life, done, index)).await;
+        Box::pin(finish(exec, rx, end, &stats, &life, done, index)).await;
+    }
+}
+
+/// Handles `msg` and what is already queued behind it, back to back (without looking at
+/// signals for every message), up to a batch; then the reactor gets a turn. `Some` ends the
+/// message loop.
+async fn batch<C: Component, E: Exec<C>>(
+    exec: &mut E,
+    mut msg: C::Msg,
+    rx: &mut crate::mailbox::Receiver<C::Msg>,
+    life: &Life<'_, C>,
+) -> Option<End> {
+    let stats = life.stats;
+    let mut left = BATCH;
+    loop {
+        stats.busy.store(true, std::sync::atomic::Ordering::Relaxed);
+        let outcome = exec.dispatch(msg, stats).await;
+        stats
+            .busy
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+        match outcome {
+            None => return Some(End::Lost),
+            Some(Outcome::Panicked(reason)) => {
+                life.shared.escalation.note_crash(C::name(), &reason);
+                life.event(LifecycleKind::Crashed, Some(reason.clone()));
+                if let Err(end) = life.supervise(exec, &reason, rx).await {
+                    return Some(end);
+                }
+            }
+            Some(_) => {}
+        }
+        left -= 1;
+        if left == 0 {
+            tokio::task::yield_now().await;
+            return None;
+        }
+        match rx.try_recv() {
+            Ok(next) => msg = next,
+            Err(_) => return None,
+        }
+    }
 }
 
 /// After the message loop: drain until the deadline and stop (undeploy, shutdown), or stop
@@ -654,9 +652,7 @@ async fn finish<C: Component, E: Exec<C>>(
             reason,
         });
     }
-    if let Some(ctx) = exec.ctx() {
-        ctx.cancel.cancel();
-    }
+    rx.cancel_work();
     InstanceState::Stopped.store(&stats.state);
     life.event(LifecycleKind::Stopped, None);
     let _ = done.send(errors);
@@ -679,7 +675,7 @@ impl<C: Component> Life<'_, C> {
         &self,
         exec: &mut E,
         reason: &str,
-        stop: &mut oneshot::Receiver<Instant>,
+        rx: &mut crate::mailbox::Receiver<C::Msg>,
     ) -> Result<(), End> {
         match self.shared.supervisor.on_crash(self.index) {
             Verdict::Resume => Ok(()),
@@ -689,7 +685,7 @@ impl<C: Component> Life<'_, C> {
                 Err(End::Halt { failed: true })
             }
             // Under all-for-one the supervisor has signalled the peers already.
-            Verdict::Restart { delay } => self.restart(exec, delay, stop).await,
+            Verdict::Restart { delay } => Box::pin(self.restart(exec, delay, rx)).await,
         }
     }
 
@@ -708,7 +704,7 @@ impl<C: Component> Life<'_, C> {
         &self,
         exec: &mut E,
         mut delay: Duration,
-        stop: &mut oneshot::Receiver<Instant>,
+        rx: &mut crate::mailbox::Receiver<C::Msg>,
     ) -> Result<(), End> {
         InstanceState::Restarting.store(&self.stats.state);
         // The old instance: its timers end and its stop hook runs, best effort.
@@ -721,7 +717,7 @@ impl<C: Component> Life<'_, C> {
         loop {
             tokio::select! {
                 biased;
-                d = &mut *stop => return Err(End::Stop(d.ok())),
+                d = rx.stop_requested() => return Err(End::Stop(Some(d))),
                 () = tokio::time::sleep(delay) => {}
             }
             let reason =
@@ -781,8 +777,8 @@ impl<C: Component> Life<'_, C> {
         }
         if let Some(ctx) = exec.ctx() {
             ctx.timers.cancel_all();
-            ctx.cancel.cancel();
         }
+        rx.cancel_work();
         if InstanceState::load(&self.stats.state) != InstanceState::Restarting {
             let _ = exec.stop().await;
         }

@@ -592,10 +592,20 @@ impl Fluxor {
             let task = launch.task;
             let queued = inner.reactors[reactor]
                 .run(Box::new(move || {
+                    // The component is created here, on its reactor; a factory that panicked
+                    // has reported so and leaves nothing to run.
                     match worker {
-                        Some(run) => tokio::task::spawn_local(run(Box::new(task))),
-                        None => tokio::task::spawn_local(task.run()),
-                    };
+                        Some(run) => {
+                            if let Some(life) = run(Box::new(task)) {
+                                tokio::task::spawn_local(life);
+                            }
+                        }
+                        None => {
+                            if let Some(life) = task.run() {
+                                tokio::task::spawn_local(life);
+                            }
+                        }
+                    }
                 }))
                 .await;
             handles.push(launch.handle);
@@ -782,7 +792,7 @@ impl Fluxor {
                     C::name()
                 ));
             }
-            h.control.clone()
+            h.signals.clone()
         };
         let (tx, rx) = tokio::sync::oneshot::channel();
         let read = Box::new(move |c: &dyn std::any::Any| {
@@ -791,9 +801,10 @@ impl Fluxor {
             }
         });
         sender
-            .send(crate::supervision::Control::Inspect(read))
-            .await
-            .map_err(|_| format!("instance {instance} of deployment {id} has stopped"))?;
+            .control(crate::supervision::Control::Inspect(read))
+            .map_err(|_| {
+                format!("instance {instance} of deployment {id} has stopped or has too many signals waiting")
+            })?;
         rx.await
             .map_err(|_| format!("instance {instance} of deployment {id} stopped (or is restarting) before it could be read"))
     }
