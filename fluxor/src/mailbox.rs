@@ -107,6 +107,10 @@ struct Chan<T> {
     token: std::sync::OnceLock<CancellationToken>,
     /// The instance's work is cancelled (its token, made or not, counts as cancelled).
     cancelled: AtomicBool,
+    /// The instance's counters.
+    stats: InstanceStats,
+    /// The receiving reactor's wake flag.
+    wake: Option<Arc<WakeFlag>>,
 }
 
 /// Counts a waiting sender until dropped (also when its future is dropped).
@@ -179,6 +183,8 @@ pub(crate) trait Signals: Send + Sync {
     fn control(&self, signal: Control) -> Result<(), Control>;
     /// Messages waiting in the mailbox.
     fn queued(&self) -> usize;
+    /// The instance's counters.
+    fn stats(&self) -> &InstanceStats;
     /// Cancels the instance's work (its cancellation token).
     fn cancel_work(&self);
 }
@@ -230,6 +236,10 @@ impl<T: Send> Signals for Chan<T> {
     fn cancel_work(&self) {
         Chan::cancel_work(self);
     }
+
+    fn stats(&self) -> &InstanceStats {
+        &self.stats
+    }
 }
 
 /// What the receiver gets next.
@@ -242,12 +252,9 @@ pub(crate) enum Next<T> {
     Message(T),
 }
 
-/// The sending side of a mailbox.
+/// The sending side of a mailbox: one pointer.
 pub(crate) struct Mailbox<T> {
     chan: Arc<Chan<T>>,
-    pub(crate) stats: Arc<InstanceStats>,
-    /// The receiving reactor's wake flag.
-    wake: Option<Arc<WakeFlag>>,
 }
 
 impl<T> std::fmt::Debug for Mailbox<T> {
@@ -263,8 +270,6 @@ impl<T> Clone for Mailbox<T> {
     fn clone(&self) -> Self {
         Mailbox {
             chan: self.chan.clone(),
-            stats: self.stats.clone(),
-            wake: self.wake.clone(),
         }
     }
 }
@@ -310,13 +315,11 @@ impl<T> Mailbox<T> {
             signalled: AtomicBool::new(false),
             token: std::sync::OnceLock::new(),
             cancelled: AtomicBool::new(false),
+            stats: InstanceStats::default(),
+            wake,
         });
         (
-            Mailbox {
-                chan: chan.clone(),
-                stats: Arc::default(),
-                wake,
-            },
+            Mailbox { chan: chan.clone() },
             Receiver {
                 chan,
                 local: VecDeque::new(),
@@ -343,7 +346,7 @@ impl<T> Mailbox<T> {
         if let Some(w) = waker {
             w.wake();
         }
-        if let Some(w) = &self.wake {
+        if let Some(w) = &self.chan.wake {
             w.raise();
         }
         Ok(())
@@ -354,7 +357,7 @@ impl<T> Mailbox<T> {
         match self.push_now(make) {
             Ok(()) => Ok(()),
             Err((PushError::Full, _)) => {
-                InstanceStats::bump(&self.stats.rejected);
+                InstanceStats::bump(&self.chan.stats.rejected);
                 Err(PushError::Full)
             }
             Err((e, _)) => Err(e),
@@ -382,7 +385,7 @@ impl<T> Mailbox<T> {
             match deadline {
                 Some(d) => {
                     if tokio::time::timeout_at(d, room).await.is_err() {
-                        InstanceStats::bump(&self.stats.rejected);
+                        InstanceStats::bump(&self.chan.stats.rejected);
                         return Err(PushError::Full);
                     }
                 }
@@ -428,6 +431,11 @@ impl<T> Mailbox<T> {
     /// Messages waiting in the mailbox.
     pub(crate) fn len(&self) -> usize {
         self.chan.len()
+    }
+
+    /// The instance's counters.
+    pub(crate) fn stats(&self) -> &InstanceStats {
+        &self.chan.stats
     }
 
     /// The instance's cancellation token (a child of `parent`), made on first use.
@@ -605,7 +613,7 @@ mod tests {
         );
         assert!(!called);
         assert_eq!(mb.len(), 2);
-        assert_eq!(mb.stats.rejected.load(Ordering::Relaxed), 1);
+        assert_eq!(mb.stats().rejected.load(Ordering::Relaxed), 1);
         assert_eq!(rx.try_recv().ok(), Some(1));
         assert_eq!(mb.try_push(|| 4), Ok(()));
         rx.close();
@@ -638,7 +646,7 @@ mod tests {
             s.await.unwrap();
         }
         assert!(rx.try_recv().is_err());
-        assert_eq!(mb.stats.rejected.load(Ordering::Relaxed), 0);
+        assert_eq!(mb.stats().rejected.load(Ordering::Relaxed), 0);
     }
 
     #[test]

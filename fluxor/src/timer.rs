@@ -18,9 +18,15 @@ impl fmt::Display for TimerId {
     }
 }
 
-/// The live timers of one instance. Dropping it cancels them all.
+/// The live timers of one instance. Dropping it cancels them all. One pointer until the
+/// instance sets its first timer.
 #[derive(Default)]
 pub(crate) struct Timers {
+    set: Option<Box<TimerSet>>,
+}
+
+#[derive(Default)]
+struct TimerSet {
     next: u64,
     live: HashMap<u64, JoinHandle<()>>,
     sweep_at: usize,
@@ -28,18 +34,22 @@ pub(crate) struct Timers {
 
 impl Timers {
     pub(crate) fn insert(&mut self, task: JoinHandle<()>) -> TimerId {
+        let set = self.set.get_or_insert_with(Box::default);
         // Forget fired one-shot timers now and then, so the map stays as small as the live set.
-        if self.live.len() >= self.sweep_at.max(32) {
-            self.live.retain(|_, t| !t.is_finished());
-            self.sweep_at = 2 * self.live.len();
+        if set.live.len() >= set.sweep_at.max(32) {
+            set.live.retain(|_, t| !t.is_finished());
+            set.sweep_at = 2 * set.live.len();
         }
-        self.next += 1;
-        self.live.insert(self.next, task);
-        TimerId(self.next)
+        set.next += 1;
+        set.live.insert(set.next, task);
+        TimerId(set.next)
     }
 
     pub(crate) fn cancel(&mut self, id: TimerId) -> bool {
-        match self.live.remove(&id.0) {
+        let Some(set) = &mut self.set else {
+            return false;
+        };
+        match set.live.remove(&id.0) {
             Some(t) => {
                 let pending = !t.is_finished();
                 t.abort();
@@ -50,8 +60,10 @@ impl Timers {
     }
 
     pub(crate) fn cancel_all(&mut self) {
-        for (_, t) in self.live.drain() {
-            t.abort();
+        if let Some(set) = &mut self.set {
+            for (_, t) in set.live.drain() {
+                t.abort();
+            }
         }
     }
 }

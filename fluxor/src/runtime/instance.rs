@@ -96,7 +96,6 @@ pub(crate) struct InstanceHandle {
     pub(crate) signals: Arc<dyn Signals>,
     stop_requested: bool,
     done: oneshot::Receiver<Vec<StopError>>,
-    pub(crate) stats: Arc<InstanceStats>,
     pub(crate) capacity: usize,
     /// An `ActorRef<C>` to the instance.
     pub(crate) actor_ref: Box<dyn std::any::Any + Send + Sync>,
@@ -145,7 +144,6 @@ impl<C: Component> Launch<C> {
             signals,
             stop_requested: false,
             done,
-            stats: mailbox.stats.clone(),
             capacity,
             actor_ref: Box::new(ActorRef::<C> {
                 mailbox: mailbox.clone(),
@@ -177,6 +175,11 @@ impl InstanceHandle {
     /// Messages waiting in the mailbox.
     pub(crate) fn queued(&self) -> usize {
         self.signals.queued()
+    }
+
+    /// The instance's counters.
+    pub(crate) fn stats(&self) -> &InstanceStats {
+        self.signals.stats()
     }
 
     /// Asks the instance to drain and stop by `deadline`; returns at once.
@@ -312,8 +315,8 @@ impl<C: Component + Send> Exec<C> for OnWorkers<C> {
     async fn dispatch(&mut self, msg: C::Msg, _stats: &InstanceStats) -> Option<Outcome> {
         self.ship(Box::new(move |c, ctx| {
             Box::pin(async move {
-                let stats = ctx.myself.mailbox.stats.clone();
-                dispatch(c, ctx, msg, &stats).await
+                let mailbox = ctx.myself.mailbox.clone();
+                dispatch(c, ctx, msg, mailbox.stats()).await
             })
         }))
         .await
@@ -414,7 +417,7 @@ impl<C: Component> InstanceTask<C> {
             rt: tokio::runtime::Handle::current(),
             runtime: shared.runtime.clone(),
         };
-        let stats = ctx.myself.mailbox.stats.clone();
+        let stats = ctx.myself.mailbox.signals();
         Some((
             component,
             ctx,
@@ -460,7 +463,14 @@ struct Rest<C: Component> {
     rx: crate::mailbox::Receiver<C::Msg>,
     started: oneshot::Sender<Result<(), String>>,
     done: oneshot::Sender<Vec<StopError>>,
-    stats: Arc<InstanceStats>,
+    /// The instance's mailbox, for its counters.
+    stats: Arc<dyn Signals>,
+}
+
+/// What the message loop does next.
+enum Step<M> {
+    Restart(Duration),
+    Batch(M),
 }
 
 /// Why the message loop ended.
@@ -489,25 +499,30 @@ fn drive<C: Component, E: Exec<C>>(mut exec: E, rest: Rest<C>) -> impl Future<Ou
         let life = Life {
             shared: &shared,
             index,
-            stats: &stats,
+            stats: stats.stats(),
         };
         // Rare, one-off and large steps are boxed, and so is each batch of messages (which holds
         // the handler's future), so an idle instance's task stays small.
-        let start = Box::pin(exec.start()).await;
-        let failed = start.is_err();
-        if started.send(start).is_err() || failed {
+        let (ok, delivered) = {
+            let start = Box::pin(exec.start()).await;
+            let ok = start.is_ok();
+            (ok, started.send(start).is_ok())
+        };
+        if !ok || !delivered {
             // The deployment gave up on this instance (timed out) or it failed to start.
-            if !failed {
+            if ok {
                 let _ = Box::pin(exec.stop()).await;
             }
             let _ = done.send(Vec::new());
             return;
         }
-        InstanceState::Running.store(&stats.state);
+        InstanceState::Running.store(&life.stats.state);
 
         let end = loop {
-            // Between batches: signals first, then the next message.
-            match rx.next().await {
+            // Between batches: signals first, then the next message. What comes is turned
+            // into a step before anything is awaited, so the task does not keep the message's
+            // slot while it idles.
+            let step = match rx.next().await {
                 Next::Stop(deadline) => break End::Stop(Some(deadline)),
                 Next::Control(Control::Group { delay }) => {
                     if shared
@@ -518,24 +533,28 @@ fn drive<C: Component, E: Exec<C>>(mut exec: E, rest: Rest<C>) -> impl Future<Ou
                         break End::Halt { failed: true };
                     }
                     // A peer crashed and the strategy is all-for-one.
-                    if let Err(end) = Box::pin(life.restart(&mut exec, delay, &mut rx)).await {
-                        break end;
-                    }
+                    Step::Restart(delay)
                 }
                 Next::Control(Control::Inspect(read)) => {
                     if let Some(component) = exec.component() {
                         read(component);
                     }
+                    continue;
                 }
-                Next::Message(msg) => {
-                    if let Some(end) = Box::pin(batch(&mut exec, msg, &mut rx, &life)).await {
-                        break end;
-                    }
-                }
+                Next::Message(msg) => Step::Batch(msg),
+            };
+            let ended = match step {
+                Step::Restart(delay) => Box::pin(life.restart(&mut exec, delay, &mut rx))
+                    .await
+                    .err(),
+                Step::Batch(msg) => Box::pin(batch(&mut exec, msg, &mut rx, &life)).await,
+            };
+            if let Some(end) = ended {
+                break end;
             }
         };
 
-        Box::pin(finish(exec, rx, end, &stats, &life, done, index)).await;
+        Box::pin(finish(exec, rx, end, life.stats, &life, done, index)).await;
     }
 }
 

@@ -817,13 +817,13 @@ impl Fluxor {
         for d in self.lock().iter() {
             for h in &d.instances {
                 let queued = h.queued();
-                if queued > 0 || h.stats.busy.load(Ordering::Relaxed) {
+                if queued > 0 || h.stats().busy.load(Ordering::Relaxed) {
                     busy.push(format!(
                         "`{}` instance {} ({} queued, handling: {})",
                         d.component,
                         h.index,
                         queued,
-                        h.stats.busy.load(Ordering::Relaxed)
+                        h.stats().busy.load(Ordering::Relaxed)
                     ));
                 }
             }
@@ -923,14 +923,14 @@ impl Fluxor {
                     .map(|h| InstanceInfo {
                         index: h.index,
                         reactor: h.reactor,
-                        state: InstanceState::load(&h.stats.state),
-                        restarts: h.stats.restarts.load(Ordering::Relaxed),
+                        state: InstanceState::load(&h.stats().state),
+                        restarts: h.stats().restarts.load(Ordering::Relaxed),
                         mailbox_len: h.queued(),
                         mailbox_capacity: h.capacity,
-                        handled: h.stats.handled.load(Ordering::Relaxed),
-                        failed: h.stats.failed.load(Ordering::Relaxed),
-                        panicked: h.stats.panicked.load(Ordering::Relaxed),
-                        rejected: h.stats.rejected.load(Ordering::Relaxed),
+                        handled: h.stats().handled.load(Ordering::Relaxed),
+                        failed: h.stats().failed.load(Ordering::Relaxed),
+                        panicked: h.stats().panicked.load(Ordering::Relaxed),
+                        rejected: h.stats().rejected.load(Ordering::Relaxed),
                     })
                     .collect(),
             })
