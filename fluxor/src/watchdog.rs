@@ -14,13 +14,16 @@ use std::time::{Duration, Instant};
 
 use crate::runtime::DeploymentId;
 
-/// Who an instance key stands for, for the warning.
+/// Which deployment a key stands for, for the warning. An instance's key is its deployment's
+/// key plus its index, so a deployment registers one label however many instances it has.
 #[derive(Debug, Clone)]
 pub(crate) struct Label {
     pub(crate) component: &'static str,
     pub(crate) deployment: DeploymentId,
-    pub(crate) instance: usize,
 }
+
+/// Bits of an instance key that hold the instance index.
+const INSTANCE_BITS: u32 = 32;
 
 /// The per-reactor state the watchdog reads.
 #[derive(Debug, Default)]
@@ -51,20 +54,21 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// Registers a deployment; its instance `i` has key `returned + i`.
     pub(crate) fn register(&self, label: Label) -> u64 {
         let key = self.next_key.fetch_add(1, Ordering::Relaxed);
         self.labels
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(key, label);
-        key
+        key << INSTANCE_BITS
     }
 
     pub(crate) fn unregister(&self, key: u64) {
         self.labels
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .remove(&key);
+            .remove(&(key >> INSTANCE_BITS));
     }
 }
 
@@ -192,11 +196,12 @@ fn watch(
                 continue;
             }
             reported[index] = Some((since, now + 5 * threshold_ms));
+            let who = probe.who.load(Ordering::Relaxed);
             let label = shared
                 .labels
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .get(&probe.who.load(Ordering::Relaxed))
+                .get(&(who >> INSTANCE_BITS))
                 .cloned();
             let topic = probe
                 .topic
@@ -204,7 +209,11 @@ fn watch(
                 .unwrap_or_else(|e| e.into_inner())
                 .clone();
             let (component, deployment, instance) = label.map_or(("?", String::new(), 0), |l| {
-                (l.component, l.deployment.to_string(), l.instance)
+                (
+                    l.component,
+                    l.deployment.to_string(),
+                    who & ((1 << INSTANCE_BITS) - 1),
+                )
             });
             tracing::warn!(
                 reactor = index,

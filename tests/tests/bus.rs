@@ -270,7 +270,13 @@ async fn a_full_mailbox_refuses_at_once_and_loses_nothing() {
         "each refused message comes back intact"
     );
     nap.await.unwrap().unwrap();
-    // Everything accepted is handled: a request queued behind them sees the total.
+    // Everything accepted is handled (the mailbox may still be full for a moment after the
+    // nap's reply), and a request queued behind them sees the total.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while counters.adds.load(Ordering::SeqCst) < accepted {
+        assert!(tokio::time::Instant::now() < deadline, "accepted messages are handled");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
     assert_eq!(rt.bus().request("t.add", Add(0)).await.unwrap(), 6);
     assert_eq!(counters.adds.load(Ordering::SeqCst), accepted + 1);
     assert_eq!(rt.deployments()[0].instances[0].rejected, 96);

@@ -86,10 +86,110 @@ impl EscalationCtl {
     }
 }
 
+/// Where a deployment's instances report how their start went: one counter and one wake-up
+/// for the whole deployment, rather than a channel per instance.
+#[derive(Debug, Default)]
+pub(crate) struct StartLatch {
+    /// Instances that have not reported yet.
+    remaining: std::sync::atomic::AtomicUsize,
+    /// The first failure: instance and reason.
+    failure: std::sync::Mutex<Option<(usize, String)>>,
+    /// The deployment gave up (a failure or its start timeout): instances that start after
+    /// this stop again at once.
+    abandoned: std::sync::atomic::AtomicBool,
+    reported: tokio::sync::Notify,
+}
+
+impl StartLatch {
+    pub(crate) fn new(instances: usize) -> Self {
+        StartLatch {
+            remaining: std::sync::atomic::AtomicUsize::new(instances),
+            ..Self::default()
+        }
+    }
+
+    /// Records instance `index`'s start; `false` if the deployment no longer wants it.
+    fn report(&self, index: usize, result: Result<(), String>) -> bool {
+        use std::sync::atomic::Ordering::AcqRel;
+        if let Err(reason) = result {
+            self.failure
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_or_insert((index, reason));
+        }
+        let last = self.remaining.fetch_sub(1, AcqRel) == 1;
+        if last {
+            self.reported.notify_waiters();
+        }
+        !self.abandoned.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Waits until every instance has reported or `deadline` passes. `Err(Some(..))` holds the
+    /// first failure, `Err(None)` means some instance did not report in time.
+    pub(crate) async fn wait(&self, deadline: Instant) -> Result<(), Option<(usize, String)>> {
+        use std::sync::atomic::Ordering::Acquire;
+        loop {
+            let reported = self.reported.notified();
+            tokio::pin!(reported);
+            reported.as_mut().enable();
+            if self.remaining.load(Acquire) == 0 {
+                break;
+            }
+            if tokio::time::timeout_at(deadline, reported).await.is_err() {
+                self.abandoned
+                    .store(true, std::sync::atomic::Ordering::Release);
+                if self.remaining.load(Acquire) > 0 {
+                    return Err(self
+                        .failure
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .take());
+                }
+                break;
+            }
+        }
+        match self
+            .failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            Some(failure) => {
+                self.abandoned
+                    .store(true, std::sync::atomic::Ordering::Release);
+                Err(Some(failure))
+            }
+            None => Ok(()),
+        }
+    }
+}
+
+/// An instance's duty to report its start; reports that its reactor went away if dropped
+/// before it did.
+struct StartReport {
+    latch: Option<Arc<StartLatch>>,
+    index: usize,
+}
+
+impl StartReport {
+    /// Reports once; `false` if the deployment no longer wants the instance.
+    fn report(&mut self, result: Result<(), String>) -> bool {
+        match self.latch.take() {
+            Some(latch) => latch.report(self.index, result),
+            None => false,
+        }
+    }
+}
+
+impl Drop for StartReport {
+    fn drop(&mut self) {
+        self.report(Err("its reactor stopped during start".into()));
+    }
+}
+
 /// The runtime's side of one instance.
 pub(crate) struct InstanceHandle {
     pub(crate) index: usize,
-    pub(crate) key: u64,
     pub(crate) reactor: usize,
     pub(crate) component: &'static str,
     /// The instance's mailbox, as the carrier of stop requests and control signals.
@@ -105,7 +205,6 @@ pub(crate) struct InstanceHandle {
 pub(crate) struct Launch<C: Component> {
     pub(crate) task: InstanceTask<C>,
     pub(crate) handle: InstanceHandle,
-    pub(crate) started: oneshot::Receiver<Result<(), String>>,
     pub(crate) mailbox: Mailbox<C::Msg>,
 }
 
@@ -118,7 +217,7 @@ pub(crate) struct InstanceTask<C: Component> {
     mailbox: Mailbox<C::Msg>,
     rx: crate::mailbox::Receiver<C::Msg>,
     cancel: CancellationToken,
-    started: oneshot::Sender<Result<(), String>>,
+    started: StartReport,
     done: oneshot::Sender<Vec<StopError>>,
 }
 
@@ -129,16 +228,15 @@ impl<C: Component> Launch<C> {
         (reactor, stamp, key, wake): (usize, Stamp, u64, Arc<crate::wake::WakeFlag>),
         capacity: usize,
         parent: &CancellationToken,
+        latch: &Arc<StartLatch>,
     ) -> Self {
         let (mailbox, rx) = Mailbox::bounded_on(capacity, Some(wake));
-        let (started_tx, started) = oneshot::channel();
         let (done_tx, done) = oneshot::channel();
         let cancel = parent.clone();
         let signals = mailbox.signals();
         shared.supervisor.add_peer(index, signals.clone());
         let handle = InstanceHandle {
             index,
-            key,
             reactor,
             component: C::name(),
             signals,
@@ -159,13 +257,15 @@ impl<C: Component> Launch<C> {
             mailbox: mailbox.clone(),
             rx,
             cancel,
-            started: started_tx,
+            started: StartReport {
+                latch: Some(latch.clone()),
+                index,
+            },
             done: done_tx,
         };
         Launch {
             task,
             handle,
-            started,
             mailbox,
         }
     }
@@ -193,6 +293,11 @@ impl InstanceHandle {
     /// Asks the instance to stop (if not yet asked) and collects what went wrong.
     pub(crate) async fn stop(mut self, deadline: Instant) -> Vec<StopError> {
         self.request_stop(deadline);
+        // Most instances of a deployment being stopped have reported by the time their turn
+        // comes: no timer for those.
+        if let Ok(errors) = self.done.try_recv() {
+            return errors;
+        }
         match tokio::time::timeout_at(deadline + REPORT_GRACE, &mut self.done).await {
             Ok(Ok(errors)) => errors,
             Ok(Err(_gone)) => vec![StopError::ReactorLost {
@@ -386,13 +491,13 @@ impl<C: Component> InstanceTask<C> {
             mailbox,
             rx,
             cancel,
-            started,
+            mut started,
             done,
         } = self;
         let component = match std::panic::catch_unwind(AssertUnwindSafe(|| (shared.factory)())) {
             Ok(c) => c,
             Err(panic) => {
-                let _ = started.send(Err(format!("the factory {}", panic_message(&*panic))));
+                started.report(Err(format!("the factory {}", panic_message(&*panic))));
                 let _ = done.send(Vec::new());
                 return None;
             }
@@ -461,7 +566,7 @@ struct Rest<C: Component> {
     shared: Arc<Shared<C>>,
     index: usize,
     rx: crate::mailbox::Receiver<C::Msg>,
-    started: oneshot::Sender<Result<(), String>>,
+    started: StartReport,
     done: oneshot::Sender<Vec<StopError>>,
     /// The instance's mailbox, for its counters.
     stats: Arc<dyn Signals>,
@@ -491,7 +596,7 @@ fn drive<C: Component, E: Exec<C>>(mut exec: E, rest: Rest<C>) -> impl Future<Ou
         shared,
         index,
         mut rx,
-        started,
+        mut started,
         done,
         stats,
     } = rest;
@@ -506,7 +611,7 @@ fn drive<C: Component, E: Exec<C>>(mut exec: E, rest: Rest<C>) -> impl Future<Ou
         let (ok, delivered) = {
             let start = Box::pin(exec.start()).await;
             let ok = start.is_ok();
-            (ok, started.send(start).is_ok())
+            (ok, started.report(start))
         };
         if !ok || !delivered {
             // The deployment gave up on this instance (timed out) or it failed to start.

@@ -30,7 +30,11 @@ pub(crate) use inspect::inspect_weak;
 pub(crate) use inspect::{register_extra, unregister_extra};
 pub use inspect::{BusInfo, Snapshot, TopicInfo};
 pub(crate) use instance::InstanceTask;
-use instance::{publish_event, EscalationCtl, InstanceHandle, Launch, Shared};
+use instance::{publish_event, EscalationCtl, InstanceHandle, Launch, Shared, StartLatch};
+
+/// Instances sent to a reactor in one job when a deployment starts: large deployments start
+/// without a job per instance, and no reactor is held up for long by one job.
+const SPAWN_BATCH: usize = 256;
 use reactor::Reactor;
 
 /// Identifies one deployment. Returned by [`Fluxor::deploy`].
@@ -430,6 +434,8 @@ struct Deployment {
     worker: bool,
     config_keys: Vec<String>,
     instances: Vec<InstanceHandle>,
+    /// The deployment's key with the blocked-reactor checker.
+    watch_key: u64,
 }
 
 impl Drop for Inner {
@@ -567,16 +573,19 @@ impl Fluxor {
         let mut handles = Vec::with_capacity(instances);
         let mut mailboxes = Vec::with_capacity(instances);
         let mut failure: Option<(usize, String)> = None;
-        let mut pending = Vec::with_capacity(instances);
+        let latch = Arc::new(StartLatch::new(instances));
+        // Instances go to their reactors in batches: one job per reactor and batch.
+        let mut batches: Vec<Vec<InstanceTask<C>>> =
+            (0..inner.reactors.len()).map(|_| Vec::new()).collect();
+        let watch_key = inner.watchdog.shared.register(Label {
+            component: C::name(),
+            deployment: id,
+        });
         for index in 0..instances {
             let reactor = options.reactor.unwrap_or_else(|| {
                 inner.next_reactor.fetch_add(1, Ordering::Relaxed) % inner.reactors.len()
             });
-            let key = inner.watchdog.shared.register(Label {
-                component: C::name(),
-                deployment: id,
-                instance: index,
-            });
+            let key = watch_key + index as u64;
             let launch = Launch::new(
                 shared.clone(),
                 index,
@@ -588,45 +597,58 @@ impl Fluxor {
                 ),
                 capacity,
                 &inner.cancel,
+                &latch,
             );
-            let task = launch.task;
-            let queued = inner.reactors[reactor]
-                .run(Box::new(move || {
-                    // The component is created here, on its reactor; a factory that panicked
-                    // has reported so and leaves nothing to run.
-                    match worker {
-                        Some(run) => {
-                            if let Some(life) = run(Box::new(task)) {
-                                tokio::task::spawn_local(life);
-                            }
-                        }
-                        None => {
-                            if let Some(life) = task.run() {
-                                tokio::task::spawn_local(life);
-                            }
-                        }
-                    }
-                }))
-                .await;
             handles.push(launch.handle);
             mailboxes.push(launch.mailbox);
-            if !queued {
-                failure = Some((index, "its reactor has stopped".into()));
-                break;
+            batches[reactor].push(launch.task);
+            let last = index + 1 == instances;
+            for (r, batch) in batches.iter_mut().enumerate() {
+                let flush = batch.len() >= SPAWN_BATCH || (last && !batch.is_empty());
+                if !flush {
+                    continue;
+                }
+                let tasks = std::mem::take(batch);
+                let queued = inner.reactors[r]
+                    .run(Box::new(move || {
+                        // The components are created here, on their reactor; a factory that
+                        // panicked has reported so and leaves nothing to run.
+                        for task in tasks {
+                            match worker {
+                                Some(run) => {
+                                    if let Some(life) = run(Box::new(task)) {
+                                        tokio::task::spawn_local(life);
+                                    }
+                                }
+                                None => {
+                                    if let Some(life) = task.run() {
+                                        tokio::task::spawn_local(life);
+                                    }
+                                }
+                            }
+                        }
+                    }))
+                    .await;
+                if !queued {
+                    failure.get_or_insert((index, "its reactor has stopped".into()));
+                }
             }
-            pending.push(launch.started);
         }
         if failure.is_none() {
             let deadline = Instant::now() + start_timeout;
-            for (index, started) in pending.into_iter().enumerate() {
-                let result = match tokio::time::timeout_at(deadline, started).await {
-                    Ok(Ok(r)) => r,
-                    Ok(Err(_)) => Err("its reactor stopped during start".into()),
-                    Err(_) => Err(format!("start did not finish within {start_timeout:?}")),
-                };
-                if let Err(reason) = result {
-                    failure.get_or_insert((index, reason));
-                }
+            if let Err(failed) = latch.wait(deadline).await {
+                failure = Some(failed.unwrap_or_else(|| {
+                    let index = handles
+                        .iter()
+                        .position(|h| {
+                            InstanceState::load(&h.stats().state) == InstanceState::Starting
+                        })
+                        .unwrap_or(0);
+                    (
+                        index,
+                        format!("start did not finish within {start_timeout:?}"),
+                    )
+                }));
             }
         }
         if failure.is_none() && inner.shutting_down.load(Ordering::Acquire) {
@@ -639,10 +661,9 @@ impl Fluxor {
             let deadline = Instant::now() + inner.shutdown_timeout;
             let mut rollback = Vec::new();
             for h in handles {
-                let key = h.key;
                 rollback.extend(h.stop(deadline).await);
-                inner.watchdog.shared.unregister(key);
             }
+            inner.watchdog.shared.unregister(watch_key);
             return Err(DeployError::StartFailed {
                 component: C::name(),
                 instance,
@@ -673,6 +694,7 @@ impl Fluxor {
                 worker: worker.is_some(),
                 config_keys,
                 instances: handles,
+                watch_key,
             });
         }
         for instance in 0..instances {
@@ -727,10 +749,9 @@ impl Fluxor {
         }
         let mut errors = Vec::new();
         for h in instances {
-            let key = h.key;
             errors.extend(h.stop(deadline).await);
-            self.inner.watchdog.shared.unregister(key);
         }
+        self.inner.watchdog.shared.unregister(deployment.watch_key);
         tracing::debug!(component = deployment.component, deployment = %deployment.id, errors = errors.len(), "undeployed");
         errors
     }
