@@ -649,6 +649,100 @@ impl<C: Component> Context<C> {
         crate::runtime::inspect_weak(&self.runtime)
     }
 
+    /// Deploys a component from inside a handler (or `start`), exactly as
+    /// [`Fluxor::deploy`](crate::Fluxor::deploy) does: the new instances are running when it
+    /// returns. A component that deploys others is responsible for undeploying them (e.g. in
+    /// its `stop`). [`DeployError::ShuttingDown`](crate::DeployError::ShuttingDown) once the
+    /// runtime is going away.
+    ///
+    /// ```
+    /// use fluxor::prelude::*;
+    ///
+    /// #[derive(Message)]
+    /// #[message(reply = u64)]
+    /// struct Sum(u64);
+    ///
+    /// #[component]
+    /// #[derive(Default)]
+    /// struct Leaf;
+    ///
+    /// #[component]
+    /// impl Leaf {
+    ///     #[handler]
+    ///     fn sum(&mut self, Sum(n): Sum) -> u64 {
+    ///         n
+    ///     }
+    /// }
+    ///
+    /// #[component]
+    /// #[derive(Default)]
+    /// struct Parent;
+    ///
+    /// #[component]
+    /// impl Parent {
+    ///     #[handler("tree.sum")]
+    ///     async fn sum(&mut self, Sum(n): Sum, ctx: &mut Context<Self>) -> u64 {
+    ///         let Ok(children) = ctx.deploy(Leaf::default, DeployOptions::new().instances(2)).await else {
+    ///             return 0;
+    ///         };
+    ///         let mut total = 0;
+    ///         for i in 0..2 {
+    ///             if let Some(leaf) = ctx.actor_ref::<Leaf>(children, i) {
+    ///                 total += leaf.request(Sum(n)).await.unwrap_or(0);
+    ///             }
+    ///         }
+    ///         let _ = ctx.undeploy(children).await;
+    ///         total
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let runtime = Fluxor::builder().reactors(1).build().unwrap();
+    /// runtime.deploy(Parent::default, DeployOptions::new()).await.unwrap();
+    /// assert_eq!(runtime.bus().request("tree.sum", Sum(21)).await.unwrap(), 42);
+    /// runtime.shutdown(std::time::Duration::from_secs(5)).await.unwrap();
+    /// # }
+    /// ```
+    pub async fn deploy<D, F>(
+        &self,
+        factory: F,
+        options: crate::DeployOptions,
+    ) -> Result<crate::DeploymentId, crate::DeployError>
+    where
+        D: Component,
+        F: Fn() -> D + Send + Sync + 'static,
+    {
+        match crate::runtime::upgrade(&self.runtime) {
+            Some(runtime) => runtime.deploy(factory, options).await,
+            None => Err(crate::DeployError::ShuttingDown),
+        }
+    }
+
+    /// Undeploys a deployment from inside a handler, as
+    /// [`Fluxor::undeploy`](crate::Fluxor::undeploy) does (its instances drain until the
+    /// runtime's shutdown timeout, then stop). A handler cannot undeploy its own deployment
+    /// this way: [`UndeployError::OwnDeployment`](crate::UndeployError::OwnDeployment).
+    pub async fn undeploy(&self, id: crate::DeploymentId) -> Result<(), crate::UndeployError> {
+        if id == self.deployment {
+            return Err(crate::UndeployError::OwnDeployment(id));
+        }
+        match crate::runtime::upgrade(&self.runtime) {
+            Some(runtime) => runtime.undeploy(id).await,
+            None => Err(crate::UndeployError::Unknown(id)),
+        }
+    }
+
+    /// An [`ActorRef`] to instance `instance` of deployment `id`, if it runs a `D`; see
+    /// [`Fluxor::actor_ref`](crate::Fluxor::actor_ref).
+    pub fn actor_ref<D: Component>(
+        &self,
+        id: crate::DeploymentId,
+        instance: usize,
+    ) -> Option<ActorRef<D>> {
+        crate::runtime::upgrade(&self.runtime)?.actor_ref(id, instance)
+    }
+
     /// The runtime's worker pool.
     pub fn workers(&self) -> &WorkerPool {
         &self.workers

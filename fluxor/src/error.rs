@@ -165,6 +165,11 @@ pub enum UndeployError {
         /// One entry per problem.
         errors: Vec<StopError>,
     },
+    /// A handler asked to undeploy its own deployment and wait for it: it would wait for
+    /// itself. Undeploy it from another component (e.g. the one that deployed it) or from
+    /// outside the runtime.
+    #[error("deployment {0} is the caller's own: a handler cannot wait for its own deployment to stop; undeploy it from another component or from outside the runtime")]
+    OwnDeployment(DeploymentId),
 }
 
 /// Something that went wrong while stopping one component instance.

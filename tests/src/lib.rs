@@ -259,3 +259,98 @@ impl tracing::field::Visit for Fields {
         self.0.insert(field.name().to_owned(), value.to_string());
     }
 }
+
+/// Grows a skynet subtree: the node that gets it deploys ten children (from its handler), hands
+/// each a tenth of the numbers, and reports the sum of its leaves to its parent (or, at the
+/// root, on `report`). A leaf reports its own number.
+#[derive(Debug)]
+pub struct Grow {
+    /// The first number of this subtree.
+    pub num: u64,
+    /// Leaves in this subtree (a power of ten).
+    pub size: u64,
+    /// The node to report to; `None` at the root.
+    pub parent: Option<ActorRef<Skynet>>,
+    /// Where the root reports the total.
+    pub report: Option<tokio::sync::oneshot::Sender<u64>>,
+}
+impl Message for Grow {
+    type Reply = ();
+}
+
+/// A child's subtree sum, reported to its parent.
+#[derive(Debug)]
+pub struct Part(pub u64);
+impl Message for Part {
+    type Reply = ();
+}
+
+/// A node of the skynet tree: it deploys its children, sums what they report, reports up and
+/// undeploys them.
+#[component]
+#[derive(Debug, Default)]
+pub struct Skynet {
+    sum: u64,
+    waiting: usize,
+    parent: Option<ActorRef<Skynet>>,
+    report: Option<tokio::sync::oneshot::Sender<u64>>,
+    children: Option<DeploymentId>,
+}
+
+/// Children per skynet node.
+pub const SKYNET_FANOUT: usize = 10;
+
+#[component]
+impl Skynet {
+    #[handler]
+    async fn grow(&mut self, grow: Grow, ctx: &mut Context<Self>) -> Result<(), BoxError> {
+        self.parent = grow.parent;
+        self.report = grow.report;
+        if grow.size <= 1 {
+            self.waiting = 1;
+            return self.part(Part(grow.num), ctx).await;
+        }
+        let children = ctx
+            .deploy(
+                Skynet::default,
+                DeployOptions::new().instances(SKYNET_FANOUT),
+            )
+            .await?;
+        self.children = Some(children);
+        self.waiting = SKYNET_FANOUT;
+        let size = grow.size / SKYNET_FANOUT as u64;
+        for i in 0..SKYNET_FANOUT {
+            let child = ctx
+                .actor_ref::<Skynet>(children, i)
+                .ok_or("a child instance is missing")?;
+            child
+                .send(Grow {
+                    num: grow.num + i as u64 * size,
+                    size,
+                    parent: Some(ctx.myself().clone()),
+                    report: None,
+                })
+                .map_err(|e| e.error)?;
+        }
+        Ok(())
+    }
+
+    #[handler]
+    async fn part(&mut self, Part(n): Part, ctx: &mut Context<Self>) -> Result<(), BoxError> {
+        self.sum += n;
+        self.waiting -= 1;
+        if self.waiting > 0 {
+            return Ok(());
+        }
+        if let Some(children) = self.children.take() {
+            ctx.undeploy(children).await?;
+        }
+        if let Some(parent) = &self.parent {
+            parent.send(Part(self.sum)).map_err(|e| e.error)?;
+        }
+        if let Some(report) = self.report.take() {
+            let _ = report.send(self.sum);
+        }
+        Ok(())
+    }
+}

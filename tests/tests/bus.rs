@@ -274,7 +274,10 @@ async fn a_full_mailbox_refuses_at_once_and_loses_nothing() {
     // nap's reply), and a request queued behind them sees the total.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while counters.adds.load(Ordering::SeqCst) < accepted {
-        assert!(tokio::time::Instant::now() < deadline, "accepted messages are handled");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "accepted messages are handled"
+        );
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     assert_eq!(rt.bus().request("t.add", Add(0)).await.unwrap(), 6);

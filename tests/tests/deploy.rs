@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use fluxor::{
     BusError, DeployError, DeployOptions, Fluxor, ShutdownIssue, StopError, UndeployError,
 };
-use fluxor_tests::{Add, Block, Counters, Nap, Probe, Relay, Whoami};
+use fluxor_tests::{Add, Block, Counters, Grow, Nap, Probe, Relay, Skynet, Whoami};
 
 fn runtime(reactors: usize) -> Fluxor {
     Fluxor::builder()
@@ -329,4 +329,79 @@ async fn many_deployments_coexist_and_undeploy_independently() {
     assert_eq!(rt.bus().consumer_count("t.add"), 10);
     rt.shutdown(Duration::from_secs(5)).await.unwrap();
     assert!(rt.deployments().is_empty());
+}
+
+/// Waits until only `n` deployments remain (children are undeployed after their parents report).
+async fn until_deployments(rt: &Fluxor, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while rt.deployments().len() > n {
+        assert!(Instant::now() < deadline, "children are undeployed");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+#[tokio::test]
+async fn handlers_deploy_and_undeploy_a_tree_of_components() {
+    let rt = runtime(2);
+    let root = rt
+        .deploy(Skynet::default, DeployOptions::new())
+        .await
+        .unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    rt.actor_ref::<Skynet>(root, 0)
+        .unwrap()
+        .send(Grow {
+            num: 0,
+            size: 1000,
+            parent: None,
+            report: Some(tx),
+        })
+        .unwrap();
+    let total = tokio::time::timeout(Duration::from_secs(30), rx)
+        .await
+        .expect("the tree reports in time")
+        .unwrap();
+    assert_eq!(total, (0..1000).sum::<u64>());
+    // 1 + 10 + 100 nodes deployed 111 deployments; every parent undeployed its children.
+    until_deployments(&rt, 1).await;
+    rt.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_handler_cannot_wait_for_its_own_undeploy() {
+    use fluxor::prelude::*;
+
+    #[derive(Debug)]
+    struct Quit;
+    impl Message for Quit {
+        type Reply = String;
+    }
+
+    #[component]
+    #[derive(Default)]
+    struct Quitter;
+
+    #[component]
+    impl Quitter {
+        #[handler("t.quit")]
+        async fn quit(&mut self, _q: Quit, ctx: &mut Context<Self>) -> String {
+            let own = ctx.deployment_id();
+            match ctx.undeploy(own).await {
+                Err(e @ UndeployError::OwnDeployment(_)) => e.to_string(),
+                other => format!("unexpected: {other:?}"),
+            }
+        }
+    }
+
+    let rt = runtime(1);
+    rt.deploy(Quitter::default, DeployOptions::new())
+        .await
+        .unwrap();
+    let answer = rt.bus().request("t.quit", Quit).await.unwrap();
+    assert!(
+        answer.contains("cannot wait for its own deployment"),
+        "{answer}"
+    );
+    assert_eq!(rt.deployments().len(), 1, "nothing was undeployed");
+    rt.shutdown(Duration::from_secs(5)).await.unwrap();
 }

@@ -28,6 +28,11 @@ use crate::worker::WorkerPool;
 pub(crate) use inspect::inspect_weak;
 #[cfg(feature = "http")]
 pub(crate) use inspect::{register_extra, unregister_extra};
+
+/// The runtime, if it is still there (components hold it weakly: the runtime owns them).
+pub(crate) fn upgrade(runtime: &std::sync::Weak<Inner>) -> Option<Fluxor> {
+    runtime.upgrade().map(|inner| Fluxor { inner })
+}
 pub use inspect::{BusInfo, Snapshot, TopicInfo};
 pub(crate) use instance::InstanceTask;
 use instance::{publish_event, EscalationCtl, InstanceHandle, Launch, Shared, StartLatch};
@@ -378,7 +383,7 @@ impl Builder {
                 watchdog,
                 escalation: Arc::new(EscalationCtl::new(self.escalation)),
                 reactors,
-                deployments: Mutex::new(Vec::new()),
+                deployments: Mutex::default(),
                 shutting_down: AtomicBool::new(false),
                 next_reactor: AtomicUsize::new(0),
                 cancel: CancellationToken::new(),
@@ -417,12 +422,51 @@ pub(crate) struct Inner {
     watchdog: Watchdog,
     escalation: Arc<EscalationCtl>,
     reactors: Vec<Reactor>,
-    deployments: Mutex<Vec<Deployment>>,
+    deployments: Mutex<Table>,
     shutting_down: AtomicBool,
     next_reactor: AtomicUsize,
     cancel: CancellationToken,
     mailbox_capacity: usize,
     shutdown_timeout: Duration,
+}
+
+/// The live deployments, by id and in deploy order.
+#[derive(Default)]
+struct Table {
+    order: std::collections::BTreeMap<u64, Deployment>,
+    by_id: std::collections::HashMap<DeploymentId, u64>,
+    next: u64,
+}
+
+impl Table {
+    fn push(&mut self, d: Deployment) {
+        self.next += 1;
+        self.by_id.insert(d.id, self.next);
+        self.order.insert(self.next, d);
+    }
+
+    fn get(&self, id: DeploymentId) -> Option<&Deployment> {
+        self.order.get(self.by_id.get(&id)?)
+    }
+
+    fn remove(&mut self, id: DeploymentId) -> Option<Deployment> {
+        self.order.remove(&self.by_id.remove(&id)?)
+    }
+
+    /// The latest deployment, taken out.
+    fn pop(&mut self) -> Option<Deployment> {
+        let (_, d) = self.order.pop_last()?;
+        self.by_id.remove(&d.id);
+        Some(d)
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Deployment> {
+        self.order.values()
+    }
+
+    fn len(&self) -> usize {
+        self.order.len()
+    }
 }
 
 struct Deployment {
@@ -436,6 +480,8 @@ struct Deployment {
     instances: Vec<InstanceHandle>,
     /// The deployment's key with the blocked-reactor checker.
     watch_key: u64,
+    /// It has bindings on the bus.
+    bound: bool,
 }
 
 impl Drop for Inner {
@@ -482,7 +528,7 @@ impl Fluxor {
         self.inner.reactors.len()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Deployment>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Table> {
         self.inner
             .deployments
             .lock()
@@ -685,6 +731,7 @@ impl Fluxor {
             .collect::<Vec<_>>();
         {
             let mut table = self.lock();
+            let bound = !entries.is_empty();
             inner.bus.register(entries);
             table.push(Deployment {
                 id,
@@ -695,6 +742,7 @@ impl Fluxor {
                 config_keys,
                 instances: handles,
                 watch_key,
+                bound,
             });
         }
         for instance in 0..instances {
@@ -726,11 +774,7 @@ impl Fluxor {
     ) -> Result<(), UndeployError> {
         let deployment = {
             let mut table = self.lock();
-            let pos = table
-                .iter()
-                .position(|d| d.id == id)
-                .ok_or(UndeployError::Unknown(id))?;
-            table.remove(pos)
+            table.remove(id).ok_or(UndeployError::Unknown(id))?
         };
         let errors = self.stop_deployment(deployment, deadline).await;
         if errors.is_empty() {
@@ -741,7 +785,9 @@ impl Fluxor {
     }
 
     async fn stop_deployment(&self, deployment: Deployment, deadline: Instant) -> Vec<StopError> {
-        self.inner.bus.unregister(deployment.id);
+        if deployment.bound {
+            self.inner.bus.unregister(deployment.id);
+        }
         // Ask all instances first so they drain in parallel, then collect their reports.
         let mut instances = deployment.instances;
         for h in &mut instances {
@@ -797,8 +843,7 @@ impl Fluxor {
         let sender = {
             let table = self.lock();
             let d = table
-                .iter()
-                .find(|d| d.id == id)
+                .get(id)
                 .ok_or_else(|| format!("no live deployment has id {id}"))?;
             let h = d.instances.get(instance).ok_or_else(|| {
                 format!(
@@ -915,7 +960,7 @@ impl Fluxor {
         instance: usize,
     ) -> Option<crate::ActorRef<C>> {
         let table = self.lock();
-        let d = table.iter().find(|d| d.id == id)?;
+        let d = table.get(id)?;
         d.instances
             .get(instance)?
             .actor_ref
