@@ -713,8 +713,9 @@ impl<C: Component> Context<C> {
         D: Component,
         F: Fn() -> D + Send + Sync + 'static,
     {
+        // Boxed: a handler that deploys keeps a pointer in its future, not the whole deploy.
         match crate::runtime::upgrade(&self.runtime) {
-            Some(runtime) => runtime.deploy(factory, options).await,
+            Some(runtime) => Box::pin(runtime.deploy(factory, options)).await,
             None => Err(crate::DeployError::ShuttingDown),
         }
     }
@@ -728,7 +729,7 @@ impl<C: Component> Context<C> {
             return Err(crate::UndeployError::OwnDeployment(id));
         }
         match crate::runtime::upgrade(&self.runtime) {
-            Some(runtime) => runtime.undeploy(id).await,
+            Some(runtime) => Box::pin(runtime.undeploy(id)).await,
             None => Err(crate::UndeployError::Unknown(id)),
         }
     }

@@ -567,4 +567,29 @@ impl System for Fluxor {
             Some((started, per_actor, stopped))
         })
     }
+
+    fn skynet(&self, leaves: u64) -> Option<Duration> {
+        use fluxor_tests::{Grow, Skynet};
+        main_thread().block_on(async {
+            let rt = runtime();
+            let start = Instant::now();
+            let root = rt
+                .deploy(Skynet::default, DeployOptions::new())
+                .await
+                .ok()?;
+            let (tx, rx) = oneshot::channel();
+            rt.actor_ref::<Skynet>(root, 0)?
+                .send(Grow {
+                    num: 0,
+                    size: leaves,
+                    parent: None,
+                    report: Some(tx),
+                })
+                .ok()?;
+            let sum = rx.await.ok()?;
+            let elapsed = start.elapsed();
+            rt.shutdown(Duration::from_secs(60)).await.ok()?;
+            crate::skynet_checked(Self::NAME, leaves, sum, elapsed)
+        })
+    }
 }

@@ -119,6 +119,77 @@ fn spawn<A: Actor<Args = A>>(actor: A) -> ActorRef<A> {
     A::spawn_with_mailbox(actor, mailbox::bounded(1024))
 }
 
+/// A skynet node; it keeps its children's refs until they have reported, then stops.
+#[derive(Actor, Default)]
+struct Node {
+    sum: u64,
+    waiting: u64,
+    parent: Option<ActorRef<Node>>,
+    report: Option<oneshot::Sender<u64>>,
+    children: Vec<ActorRef<Node>>,
+}
+
+struct Grow {
+    num: u64,
+    size: u64,
+    parent: Option<ActorRef<Node>>,
+    report: Option<oneshot::Sender<u64>>,
+}
+
+struct Part(u64);
+
+impl Message<Grow> for Node {
+    type Reply = ();
+    async fn handle(&mut self, g: Grow, ctx: &mut Context<Self, ()>) {
+        self.parent = g.parent;
+        self.report = g.report;
+        if g.size <= 1 {
+            self.waiting = 1;
+            self.part(g.num, ctx).await;
+            return;
+        }
+        self.waiting = crate::FANOUT;
+        let size = g.size / crate::FANOUT;
+        for i in 0..crate::FANOUT {
+            let child = spawn(Node::default());
+            let _ = child
+                .tell(Grow {
+                    num: g.num + i * size,
+                    size,
+                    parent: Some(ctx.actor_ref().clone()),
+                    report: None,
+                })
+                .await;
+            self.children.push(child);
+        }
+    }
+}
+
+impl Node {
+    async fn part(&mut self, n: u64, ctx: &mut Context<Self, ()>) {
+        self.sum += n;
+        self.waiting -= 1;
+        if self.waiting > 0 {
+            return;
+        }
+        self.children.clear();
+        if let Some(parent) = self.parent.take() {
+            let _ = parent.tell(Part(self.sum)).await;
+        }
+        if let Some(report) = self.report.take() {
+            let _ = report.send(self.sum);
+        }
+        ctx.stop();
+    }
+}
+
+impl Message<Part> for Node {
+    type Reply = ();
+    async fn handle(&mut self, Part(n): Part, ctx: &mut Context<Self, ()>) {
+        self.part(n, ctx).await;
+    }
+}
+
 impl System for Kameo {
     const NAME: &'static str = "kameo";
 
@@ -275,5 +346,24 @@ impl System for Kameo {
             }
             (started, per_actor, stop.elapsed())
         })
+    }
+
+    fn skynet(&self, leaves: u64) -> Option<Duration> {
+        on_peer(async move {
+            let start = Instant::now();
+            let (tx, rx) = oneshot::channel();
+            let root = spawn(Node::default());
+            let _ = root
+                .tell(Grow {
+                    num: 0,
+                    size: leaves,
+                    parent: None,
+                    report: Some(tx),
+                })
+                .await;
+            let sum = rx.await.ok()?;
+            crate::skynet_checked(Self::NAME, leaves, sum, start.elapsed())
+        })
+        .flatten()
     }
 }

@@ -6,7 +6,9 @@
 //! inside the runtime, and timing stops when the last message has been *handled*.
 //! Writes `benches/RESULTS.md`.
 //!
-//! `-- --quick` runs every workload at a tenth of its size (a smoke run).
+//! `-- --quick` runs every workload at a tenth of its size (a smoke run); `-- --only W1,W7`
+//! runs just the workloads named, `-- --systems fluxor,xtra,tokio` just those systems. None of
+//! these writes `RESULTS.md`.
 
 mod fluxor_sys;
 mod kameo_sys;
@@ -38,6 +40,8 @@ pub(crate) struct Sizes {
     pub(crate) bounces: u64,
     pub(crate) publishes: u64,
     pub(crate) spawn: u64,
+    pub(crate) spawn_big: u64,
+    pub(crate) skynet: u64,
     pub(crate) jobs: u64,
 }
 
@@ -65,6 +69,29 @@ pub(crate) trait System {
     /// W6: start `n` actors, each handles one message, stop them all: (start time, bytes of
     /// resident memory per idle actor, stop time).
     fn spawn(&self, n: u64) -> Option<(Duration, f64, Duration)>;
+    /// W7: skynet over `leaves` leaves (a power of ten): every node spawns ten children from
+    /// its handler, leaves report their number, nodes report their children's sum up and stop.
+    /// Elapsed time until the root has the total (checked).
+    fn skynet(&self, leaves: u64) -> Option<Duration>;
+}
+
+/// Children per skynet node.
+pub(crate) const FANOUT: u64 = 10;
+
+/// `Some(elapsed)` if `sum` is the skynet total over `leaves` leaves; says so otherwise.
+pub(crate) fn skynet_checked(
+    name: &str,
+    leaves: u64,
+    sum: u64,
+    elapsed: Duration,
+) -> Option<Duration> {
+    let want = leaves * (leaves - 1) / 2;
+    if sum == want {
+        Some(elapsed)
+    } else {
+        eprintln!("   {name}: skynet summed {sum}, expected {want}");
+        None
+    }
 }
 
 /// A multi-threaded tokio runtime with 2 workers, as every peer uses.
@@ -178,8 +205,63 @@ pub(crate) fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 10_000_000_000, 3).expect("valid histogram bounds")
 }
 
+/// W6 in a fresh process: this benchmark binary run with `--spawn-probe <system> <n>`, so
+/// the resident-memory delta is not blurred by memory earlier workloads freed.
+pub(crate) fn spawn_isolated(system: &str, n: u64) -> Option<(Duration, f64, Duration)> {
+    let out = std::process::Command::new(std::env::current_exe().ok()?)
+        .args(["--spawn-probe", system, &n.to_string()])
+        .output()
+        .ok()?;
+    let text = String::from_utf8(out.stdout).ok()?;
+    let mut fields = text.split_whitespace().map(str::parse::<f64>);
+    let (Some(Ok(start)), Some(Ok(bytes)), Some(Ok(stop))) =
+        (fields.next(), fields.next(), fields.next())
+    else {
+        eprintln!(
+            "   {system}: the spawn probe failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return None;
+    };
+    Some((
+        Duration::from_secs_f64(start),
+        bytes,
+        Duration::from_secs_f64(stop),
+    ))
+}
+
+/// The comma-separated values after `flag`, if given.
+fn list_arg(args: &[String], flag: &str) -> Vec<String> {
+    args.iter()
+        .skip_while(|a| *a != flag)
+        .nth(1)
+        .map(|w| w.split(',').map(str::to_owned).collect())
+        .unwrap_or_default()
+}
+
+/// The child side of [`spawn_isolated`]: runs W6 for one system and prints its figures.
+fn spawn_probe(system: &str, n: u64) {
+    let figures = match system {
+        fluxor_sys::Fluxor::NAME => fluxor_sys::Fluxor.spawn(n),
+        kameo_sys::Kameo::NAME => kameo_sys::Kameo.spawn(n),
+        ractor_sys::Ractor::NAME => ractor_sys::Ractor.spawn(n),
+        xtra_sys::Xtra::NAME => xtra_sys::Xtra.spawn(n),
+        tokio_sys::TokioMpsc::NAME => tokio_sys::TokioMpsc.spawn(n),
+        _ => None,
+    };
+    if let Some((start, bytes, stop)) = figures {
+        println!("{} {bytes} {}", start.as_secs_f64(), stop.as_secs_f64());
+    }
+}
+
 fn main() {
-    let quick = std::env::args().any(|a| a == "--quick");
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--spawn-probe") {
+        let n = args.get(i + 2).and_then(|n| n.parse().ok()).unwrap_or(0);
+        spawn_probe(args.get(i + 1).map_or("", String::as_str), n);
+        return;
+    }
+    let quick = args.iter().any(|a| a == "--quick");
     let scale = if quick { 10 } else { 1 };
     let sizes = Sizes {
         tell: 1_000_000 / scale,
@@ -188,18 +270,37 @@ fn main() {
         bounces: 100_000 / scale,
         publishes: 10_000 / scale,
         spawn: 100_000 / scale,
+        spawn_big: 1_000_000 / scale,
+        skynet: 1_000_000 / scale,
         jobs: 10_000 / scale,
     };
-    let mut report = report::Report::new(sizes, quick);
-    report.run(&fluxor_sys::Fluxor);
-    report.run(&kameo_sys::Kameo);
-    report.run(&ractor_sys::Ractor);
-    report.run(&xtra_sys::Xtra);
-    report.run(&tokio_sys::TokioMpsc);
+    // `-- --only W3,W7` runs just those workloads, `-- --systems fluxor,xtra` just those
+    // systems; a partial run writes no RESULTS.md.
+    let only = list_arg(&args, "--only");
+    let systems = list_arg(&args, "--systems");
+    let partial = quick || !only.is_empty() || !systems.is_empty();
+    let mut report = report::Report::new(sizes, quick, only);
+    let wants = |name: &str| systems.is_empty() || systems.iter().any(|s| s == name);
+    let partial = partial || !systems.is_empty();
+    if wants(fluxor_sys::Fluxor::NAME) {
+        report.run(&fluxor_sys::Fluxor);
+    }
+    if wants(kameo_sys::Kameo::NAME) {
+        report.run(&kameo_sys::Kameo);
+    }
+    if wants(ractor_sys::Ractor::NAME) {
+        report.run(&ractor_sys::Ractor);
+    }
+    if wants(xtra_sys::Xtra::NAME) {
+        report.run(&xtra_sys::Xtra);
+    }
+    if wants("tokio") {
+        report.run(&tokio_sys::TokioMpsc);
+    }
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/RESULTS.md");
     let text = report.render();
     print!("{text}");
-    if !quick {
+    if !partial {
         std::fs::write(path, &text).expect("write benches/RESULTS.md");
         eprintln!("written to {path}");
     }

@@ -178,6 +178,89 @@ impl Actor for Tiny {
     }
 }
 
+/// A skynet node; it stops once it has reported up.
+struct Node;
+
+enum NodeMsg {
+    Grow {
+        num: u64,
+        size: u64,
+        parent: Option<ActorRef<NodeMsg>>,
+        report: Option<oneshot::Sender<u64>>,
+    },
+    Part(u64),
+}
+
+#[derive(Default)]
+struct NodeState {
+    sum: u64,
+    waiting: u64,
+    parent: Option<ActorRef<NodeMsg>>,
+    report: Option<oneshot::Sender<u64>>,
+}
+
+impl Actor for Node {
+    type Msg = NodeMsg;
+    type State = NodeState;
+    type Arguments = ();
+
+    async fn pre_start(
+        &self,
+        _: ActorRef<NodeMsg>,
+        _: (),
+    ) -> Result<NodeState, ActorProcessingErr> {
+        Ok(NodeState::default())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<NodeMsg>,
+        msg: NodeMsg,
+        state: &mut NodeState,
+    ) -> Result<(), ActorProcessingErr> {
+        let n = match msg {
+            NodeMsg::Grow {
+                num,
+                size,
+                parent,
+                report,
+            } => {
+                state.parent = parent;
+                state.report = report;
+                if size > 1 {
+                    state.waiting = crate::FANOUT;
+                    let size = size / crate::FANOUT;
+                    for i in 0..crate::FANOUT {
+                        let (child, _) = Actor::spawn(None, Node, ()).await?;
+                        child.cast(NodeMsg::Grow {
+                            num: num + i * size,
+                            size,
+                            parent: Some(myself.clone()),
+                            report: None,
+                        })?;
+                    }
+                    return Ok(());
+                }
+                state.waiting = 1;
+                num
+            }
+            NodeMsg::Part(n) => n,
+        };
+        state.sum += n;
+        state.waiting -= 1;
+        if state.waiting == 0 {
+            if let Some(parent) = state.parent.take() {
+                parent.cast(NodeMsg::Part(state.sum))?;
+            }
+            if let Some(report) = state.report.take() {
+                let _ = report.send(state.sum);
+            }
+            myself.stop(None);
+        }
+        Ok(())
+    }
+}
+
 impl System for Ractor {
     const NAME: &'static str = "ractor";
 
@@ -348,6 +431,24 @@ impl System for Ractor {
                 let _ = j.await;
             }
             Some((started, per_actor, stop.elapsed()))
+        })
+        .flatten()
+    }
+
+    fn skynet(&self, leaves: u64) -> Option<Duration> {
+        on_peer(async move {
+            let start = Instant::now();
+            let (tx, rx) = oneshot::channel();
+            let (root, _) = Actor::spawn(None, Node, ()).await.ok()?;
+            root.cast(NodeMsg::Grow {
+                num: 0,
+                size: leaves,
+                parent: None,
+                report: Some(tx),
+            })
+            .ok()?;
+            let sum = rx.await.ok()?;
+            crate::skynet_checked(Self::NAME, leaves, sum, start.elapsed())
         })
         .flatten()
     }

@@ -24,6 +24,8 @@ struct Row {
 pub(crate) struct Report {
     sizes: Sizes,
     quick: bool,
+    /// Workloads to run (`W1`…`W8`); all when empty.
+    only: Vec<String>,
     rows: Vec<Row>,
     systems: Vec<&'static str>,
 }
@@ -47,10 +49,11 @@ const FLUXOR: &str = "fluxor";
 const FLOOR: &str = "tokio mpsc (floor)";
 
 impl Report {
-    pub(crate) fn new(sizes: Sizes, quick: bool) -> Self {
+    pub(crate) fn new(sizes: Sizes, quick: bool, only: Vec<String>) -> Self {
         Report {
             sizes,
             quick,
+            only,
             rows: Vec::new(),
             systems: Vec::new(),
         }
@@ -91,6 +94,10 @@ impl Report {
         );
     }
 
+    fn wants(&self, workload: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|w| w == workload)
+    }
+
     pub(crate) fn run<S: System>(&mut self, s: &S) {
         let z = self.sizes;
         let name = S::NAME;
@@ -100,17 +107,33 @@ impl Report {
 
         const W1: &str =
             "W1 tell throughput (1M × 8-byte messages, mailbox 1024, senders wait when full)";
-        for (senders, placement, where_) in [
-            (1, Placement::Same, "same reactor"),
-            (1, Placement::Cross, "across threads"),
-            (4, Placement::Same, "same reactor"),
-            (4, Placement::Cross, "across threads"),
-        ] {
-            eprintln!("   W1 {senders}→1 {where_}");
-            let d = s.tell(placement, senders, z.tell);
+        if self.wants("W1") {
+            for (senders, placement, where_) in [
+                (1, Placement::Same, "same reactor"),
+                (1, Placement::Cross, "across threads"),
+                (4, Placement::Same, "same reactor"),
+                (4, Placement::Cross, "across threads"),
+            ] {
+                eprintln!("   W1 {senders}→1 {where_}");
+                let d = s.tell(placement, senders, z.tell);
+                self.put(
+                    W1,
+                    format!("{senders} → 1, {where_}"),
+                    "msgs/s",
+                    name,
+                    rate(z.tell, d),
+                    true,
+                );
+            }
+        }
+
+        const W2: &str = "W2 round-robin tell (one sender, 100 actors, 1M messages)";
+        if self.wants("W2") {
+            eprintln!("   W2 round-robin");
+            let d = s.round_robin(100, z.tell);
             self.put(
-                W1,
-                format!("{senders} → 1, {where_}"),
+                W2,
+                "100 actors".into(),
                 "msgs/s",
                 name,
                 rate(z.tell, d),
@@ -118,138 +141,154 @@ impl Report {
             );
         }
 
-        const W2: &str = "W2 round-robin tell (one sender, 100 actors, 1M messages)";
-        eprintln!("   W2 round-robin");
-        let d = s.round_robin(100, z.tell);
-        self.put(
-            W2,
-            "100 actors".into(),
-            "msgs/s",
-            name,
-            rate(z.tell, d),
-            true,
-        );
-
         const W3: &str = "W3 ask latency (one requester, one ask outstanding, u64 → u64)";
-        for (placement, where_) in [
-            (Placement::Same, "same reactor"),
-            (Placement::Cross, "across threads"),
-        ] {
-            eprintln!("   W3 ask {where_}");
-            if let Some(h) = s.ask(placement, z.ask_warmup, z.ask) {
-                for (q, label) in [(0.5, "p50"), (0.99, "p99"), (0.999, "p99.9")] {
+        if self.wants("W3") {
+            for (placement, where_) in [
+                (Placement::Same, "same reactor"),
+                (Placement::Cross, "across threads"),
+            ] {
+                eprintln!("   W3 ask {where_}");
+                if let Some(h) = s.ask(placement, z.ask_warmup, z.ask) {
+                    for (q, label) in [(0.5, "p50"), (0.99, "p99"), (0.999, "p99.9")] {
+                        self.put(
+                            W3,
+                            format!("{where_}, {label}"),
+                            "ns",
+                            name,
+                            Some(h.value_at_quantile(q) as f64),
+                            false,
+                        );
+                    }
                     self.put(
                         W3,
-                        format!("{where_}, {label}"),
+                        format!("{where_}, mean"),
                         "ns",
                         name,
-                        Some(h.value_at_quantile(q) as f64),
+                        Some(h.mean()),
                         false,
                     );
                 }
+            }
+            eprintln!("   W3 64 outstanding");
+            let d = s.ask_pipelined(z.ask);
+            self.put(
+                W3,
+                "64 asks outstanding".into(),
+                "asks/s",
+                name,
+                rate(z.ask, d),
+                true,
+            );
+        }
+
+        const W4: &str = "W4 ping-pong (pairs bounce a counter; total messages per second)";
+        if self.wants("W4") {
+            for pairs in [1, 2, 8, 64] {
+                eprintln!("   W4 {pairs} pairs");
+                let bounces = if pairs >= 8 { z.bounces / 4 } else { z.bounces };
+                let d = s.ping_pong(pairs, bounces);
                 self.put(
-                    W3,
-                    format!("{where_}, mean"),
-                    "ns",
+                    W4,
+                    format!("{pairs} pair(s) × {bounces} bounces"),
+                    "msgs/s",
                     name,
-                    Some(h.mean()),
+                    rate(pairs * (bounces & !1), d),
+                    true,
+                );
+            }
+        }
+
+        const W5: &str = "W5 publish fan-out (1 publisher, Arc payload; time per delivery)";
+        if self.wants("W5") {
+            for subs in [10, 100, 1000] {
+                let publishes = if subs >= 1000 {
+                    z.publishes / 10
+                } else {
+                    z.publishes
+                };
+                eprintln!("   W5 {subs} subscribers");
+                let d = s.fan_out(subs, publishes);
+                let per = d.map(|d| d.as_nanos() as f64 / (subs * publishes) as f64);
+                self.put(
+                    W5,
+                    format!("{subs} subscribers × {publishes} publishes"),
+                    "ns/delivery",
+                    name,
+                    per,
                     false,
                 );
             }
         }
-        eprintln!("   W3 64 outstanding");
-        let d = s.ask_pipelined(z.ask);
-        self.put(
-            W3,
-            "64 asks outstanding".into(),
-            "asks/s",
-            name,
-            rate(z.ask, d),
-            true,
-        );
-
-        const W4: &str = "W4 ping-pong (pairs bounce a counter; total messages per second)";
-        for pairs in [1, 2, 8, 64] {
-            eprintln!("   W4 {pairs} pairs");
-            let bounces = if pairs >= 8 { z.bounces / 4 } else { z.bounces };
-            let d = s.ping_pong(pairs, bounces);
-            self.put(
-                W4,
-                format!("{pairs} pair(s) × {bounces} bounces"),
-                "msgs/s",
-                name,
-                rate(pairs * (bounces & !1), d),
-                true,
-            );
-        }
-
-        const W5: &str = "W5 publish fan-out (1 publisher, Arc payload; time per delivery)";
-        for subs in [10, 100, 1000] {
-            let publishes = if subs >= 1000 {
-                z.publishes / 10
-            } else {
-                z.publishes
-            };
-            eprintln!("   W5 {subs} subscribers");
-            let d = s.fan_out(subs, publishes);
-            let per = d.map(|d| d.as_nanos() as f64 / (subs * publishes) as f64);
-            self.put(
-                W5,
-                format!("{subs} subscribers × {publishes} publishes"),
-                "ns/delivery",
-                name,
-                per,
-                false,
-            );
-        }
 
         const W8: &str =
             "W8 blocking offload (10k jobs of 50 µs CPU work, 1 ms periodic timer alongside)";
-        eprintln!("   W8 offload");
-        if let Some((d, late)) = s.offload(z.jobs, Duration::from_micros(50)) {
-            self.put(
-                W8,
-                "completion rate".into(),
-                "jobs/s",
-                name,
-                Some(z.jobs as f64 / d.as_secs_f64()),
-                true,
-            );
-            self.put(
-                W8,
-                "timer lateness, p99".into(),
-                "µs",
-                name,
-                Some(late as f64 / 1000.0),
-                false,
-            );
+        if self.wants("W8") {
+            eprintln!("   W8 offload");
+            if let Some((d, late)) = s.offload(z.jobs, Duration::from_micros(50)) {
+                self.put(
+                    W8,
+                    "completion rate".into(),
+                    "jobs/s",
+                    name,
+                    Some(z.jobs as f64 / d.as_secs_f64()),
+                    true,
+                );
+                self.put(
+                    W8,
+                    "timer lateness, p99".into(),
+                    "µs",
+                    name,
+                    Some(late as f64 / 1000.0),
+                    false,
+                );
+            }
         }
 
-        const W6: &str = "W6 spawn, one message each, stop (100k actors)";
-        eprintln!("   W6 spawn {}", z.spawn);
-        if let Some((started, bytes, stopped)) = s.spawn(z.spawn) {
+        const W6: &str = "W6 spawn, one message each, stop";
+        if self.wants("W6") {
+            for n in [z.spawn, z.spawn_big] {
+                eprintln!("   W6 spawn {n}");
+                let Some((started, bytes, stopped)) = crate::spawn_isolated(name, n) else {
+                    continue;
+                };
+                let count = fmt(n as f64);
+                self.put(
+                    W6,
+                    format!("{count} actors: start"),
+                    "µs/actor",
+                    name,
+                    Some(started.as_secs_f64() * 1e6 / n as f64),
+                    false,
+                );
+                self.put(
+                    W6,
+                    format!("{count} actors: idle memory"),
+                    "bytes/actor",
+                    name,
+                    Some(bytes),
+                    false,
+                );
+                self.put(
+                    W6,
+                    format!("{count} actors: stop all"),
+                    "ms",
+                    name,
+                    Some(stopped.as_secs_f64() * 1e3),
+                    false,
+                );
+            }
+        }
+
+        const W7: &str = "W7 skynet (10-ary tree of actors spawned from handlers, sums replied up)";
+        if self.wants("W7") {
+            eprintln!("   W7 skynet {}", z.skynet);
+            let d = s.skynet(z.skynet);
             self.put(
-                W6,
-                "start".into(),
-                "µs/actor",
-                name,
-                Some(started.as_secs_f64() * 1e6 / z.spawn as f64),
-                false,
-            );
-            self.put(
-                W6,
-                "idle memory".into(),
-                "bytes/actor",
-                name,
-                Some(bytes),
-                false,
-            );
-            self.put(
-                W6,
-                "stop all".into(),
+                W7,
+                format!("{} leaves", fmt(z.skynet as f64)),
                 "ms",
                 name,
-                Some(stopped.as_secs_f64() * 1e3),
+                d.map(|d| d.as_secs_f64() * 1e3),
                 false,
             );
         }

@@ -14,6 +14,28 @@ use crate::{
 
 pub(crate) struct TokioMpsc;
 
+/// A skynet node: a task that spawns its ten children and sends their sum up `up`.
+fn node(num: u64, size: u64, up: mpsc::Sender<u64>) {
+    tokio::spawn(async move {
+        let sum = if size <= 1 {
+            num
+        } else {
+            let (tx, mut rx) = mpsc::channel(crate::FANOUT as usize);
+            let size = size / crate::FANOUT;
+            for i in 0..crate::FANOUT {
+                node(num + i * size, size, tx.clone());
+            }
+            drop(tx);
+            let mut sum = 0;
+            while let Some(part) = rx.recv().await {
+                sum += part;
+            }
+            sum
+        };
+        let _ = up.send(sum).await;
+    });
+}
+
 // W8 for this row is tokio's own `spawn_blocking` pool.
 
 fn sink(want: u64) -> (mpsc::Sender<u64>, oneshot::Receiver<()>) {
@@ -244,5 +266,16 @@ impl System for TokioMpsc {
             }
             (started, per_actor, stop.elapsed())
         })
+    }
+
+    fn skynet(&self, leaves: u64) -> Option<Duration> {
+        on_peer(async move {
+            let start = Instant::now();
+            let (tx, mut rx) = mpsc::channel(1);
+            node(0, leaves, tx);
+            let sum = rx.recv().await?;
+            crate::skynet_checked(Self::NAME, leaves, sum, start.elapsed())
+        })
+        .flatten()
     }
 }

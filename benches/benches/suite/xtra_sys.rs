@@ -132,6 +132,83 @@ fn spawn<A: Actor<Stop = ()>>(actor: A) -> Address<A> {
     xtra::spawn_tokio(actor, Mailbox::bounded(1024))
 }
 
+/// A skynet node; it keeps its children's addresses until they have reported, then stops.
+#[derive(Default)]
+struct Node {
+    sum: u64,
+    waiting: u64,
+    parent: Option<Address<Node>>,
+    report: Option<oneshot::Sender<u64>>,
+    children: Vec<Address<Node>>,
+}
+
+impl Actor for Node {
+    type Stop = ();
+    async fn stopped(self) {}
+}
+
+struct Grow {
+    num: u64,
+    size: u64,
+    parent: Option<Address<Node>>,
+    report: Option<oneshot::Sender<u64>>,
+}
+
+struct Part(u64);
+
+impl Handler<Grow> for Node {
+    type Return = ();
+    async fn handle(&mut self, g: Grow, ctx: &mut Context<Self>) {
+        self.parent = g.parent;
+        self.report = g.report;
+        if g.size <= 1 {
+            self.waiting = 1;
+            self.part(g.num, ctx).await;
+            return;
+        }
+        self.waiting = crate::FANOUT;
+        let size = g.size / crate::FANOUT;
+        for i in 0..crate::FANOUT {
+            let child = spawn(Node::default());
+            let _ = child
+                .send(Grow {
+                    num: g.num + i * size,
+                    size,
+                    parent: ctx.mailbox().address().try_upgrade(),
+                    report: None,
+                })
+                .detach()
+                .await;
+            self.children.push(child);
+        }
+    }
+}
+
+impl Node {
+    async fn part(&mut self, n: u64, ctx: &mut Context<Self>) {
+        self.sum += n;
+        self.waiting -= 1;
+        if self.waiting > 0 {
+            return;
+        }
+        self.children.clear();
+        if let Some(parent) = self.parent.take() {
+            let _ = parent.send(Part(self.sum)).detach().await;
+        }
+        if let Some(report) = self.report.take() {
+            let _ = report.send(self.sum);
+        }
+        ctx.stop_self();
+    }
+}
+
+impl Handler<Part> for Node {
+    type Return = ();
+    async fn handle(&mut self, Part(n): Part, ctx: &mut Context<Self>) {
+        self.part(n, ctx).await;
+    }
+}
+
 impl System for Xtra {
     const NAME: &'static str = "xtra";
 
@@ -281,5 +358,25 @@ impl System for Xtra {
             }
             (started, per_actor, stop.elapsed())
         })
+    }
+
+    fn skynet(&self, leaves: u64) -> Option<Duration> {
+        on_peer(async move {
+            let start = Instant::now();
+            let (tx, rx) = oneshot::channel();
+            let root = spawn(Node::default());
+            let _ = root
+                .send(Grow {
+                    num: 0,
+                    size: leaves,
+                    parent: None,
+                    report: Some(tx),
+                })
+                .detach()
+                .await;
+            let sum = rx.await.ok()?;
+            crate::skynet_checked(Self::NAME, leaves, sum, start.elapsed())
+        })
+        .flatten()
     }
 }

@@ -384,6 +384,7 @@ impl Builder {
                 escalation: Arc::new(EscalationCtl::new(self.escalation)),
                 reactors,
                 deployments: Mutex::default(),
+                deployment_ids: crate::message::IdGen::new(),
                 shutting_down: AtomicBool::new(false),
                 next_reactor: AtomicUsize::new(0),
                 cancel: CancellationToken::new(),
@@ -415,6 +416,8 @@ pub struct Fluxor {
 
 pub(crate) struct Inner {
     bus: EventBus,
+    /// Deployment ids: a random per-runtime prefix and a counter (no system call per deploy).
+    deployment_ids: crate::message::IdGen,
     extras: Mutex<Vec<(String, inspect::Extra)>>,
     workers: WorkerPool,
     /// Per reactor: raised when work for it arrives from another thread.
@@ -601,7 +604,7 @@ impl Fluxor {
             });
         }
 
-        let id = DeploymentId(Uuid::new_v4());
+        let id = DeploymentId(inner.deployment_ids.next());
         let shared = Arc::new(Shared {
             factory: Box::new(factory),
             config,
