@@ -32,42 +32,23 @@ struct Expect {
 
 #[component]
 #[derive(Default)]
-struct Sink {
-    got: u64,
-    want: u64,
-    sum: u64,
-    done: Option<oneshot::Sender<()>>,
-}
-
-impl Sink {
-    fn tick(&mut self, value: u64) {
-        self.sum = self.sum.wrapping_add(value);
-        self.got += 1;
-        if self.got == self.want {
-            if let Some(done) = self.done.take() {
-                let _ = done.send(());
-            }
-        }
-    }
-}
+struct Sink(crate::Tally);
 
 #[component]
 impl Sink {
     #[handler]
     fn expect(&mut self, Expect { n, done }: Expect) {
-        self.got = 0;
-        self.want = n;
-        self.done = Some(done);
+        self.0.arm(n, done);
     }
 
     #[handler]
     fn num(&mut self, Num(n): Num) {
-        self.tick(n);
+        self.0.tick(n);
     }
 
     #[handler("bench.fan")]
     fn payload(&mut self, Payload(p): Payload) {
-        self.tick(*p);
+        self.0.tick(*p);
     }
 }
 

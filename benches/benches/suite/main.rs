@@ -1,15 +1,19 @@
 //! Run with: `cargo bench -p fluxor-benches --bench suite`
 //!
-//! Fluxor side by side with kameo, ractor, xtra and raw tokio channels, in one process and one run,
-//! one system after another. Every peer runs on a multi-threaded tokio runtime with 2 workers;
-//! Fluxor runs 2 reactors. The driver of each workload is a task (for Fluxor, a component)
-//! inside the runtime, and timing stops when the last message has been *handled*.
+//! Fluxor side by side with kameo, ractor, xtra, actix and two floors (tokio channels and
+//! tasks; crossbeam channels and threads), in one process and one run, one system after
+//! another. kameo, ractor, xtra and the tokio floor run on a multi-threaded tokio runtime with 2
+//! workers, actix on two arbiters (threads) besides its system thread, Fluxor on 2 reactors. The
+//! driver of each workload is a task (for Fluxor, a component) inside the runtime, and timing
+//! stops when the last message has been *handled*.
 //! Writes `benches/RESULTS.md`.
 //!
 //! `-- --quick` runs every workload at a tenth of its size (a smoke run); `-- --only W1,W7`
 //! runs just the workloads named, `-- --systems fluxor,xtra,tokio` just those systems. None of
 //! these writes `RESULTS.md`.
 
+mod actix_sys;
+mod crossbeam_sys;
 mod fluxor_sys;
 mod kameo_sys;
 mod ractor_sys;
@@ -73,6 +77,40 @@ pub(crate) trait System {
     /// its handler, leaves report their number, nodes report their children's sum up and stop.
     /// Elapsed time until the root has the total (checked).
     fn skynet(&self, leaves: u64) -> Option<Duration>;
+}
+
+/// The state of a sink actor: counts what it receives and signals `done` at the `want`th.
+#[derive(Default)]
+pub(crate) struct Tally {
+    got: u64,
+    want: u64,
+    sum: u64,
+    done: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Tally {
+    pub(crate) fn new(want: u64, done: tokio::sync::oneshot::Sender<()>) -> Self {
+        let mut t = Tally::default();
+        t.arm(want, done);
+        t
+    }
+
+    /// Starts counting again, to `want`.
+    pub(crate) fn arm(&mut self, want: u64, done: tokio::sync::oneshot::Sender<()>) {
+        self.got = 0;
+        self.want = want;
+        self.done = Some(done);
+    }
+
+    pub(crate) fn tick(&mut self, value: u64) {
+        self.sum = self.sum.wrapping_add(value);
+        self.got += 1;
+        if self.got == self.want {
+            if let Some(done) = self.done.take() {
+                let _ = done.send(());
+            }
+        }
+    }
 }
 
 /// Children per skynet node.
@@ -247,6 +285,7 @@ fn spawn_probe(system: &str, n: u64) {
         ractor_sys::Ractor::NAME => ractor_sys::Ractor.spawn(n),
         xtra_sys::Xtra::NAME => xtra_sys::Xtra.spawn(n),
         tokio_sys::TokioMpsc::NAME => tokio_sys::TokioMpsc.spawn(n),
+        actix_sys::Actix::NAME => actix_sys::Actix.spawn(n),
         _ => None,
     };
     if let Some((start, bytes, stop)) = figures {
@@ -294,8 +333,14 @@ fn main() {
     if wants(xtra_sys::Xtra::NAME) {
         report.run(&xtra_sys::Xtra);
     }
+    if wants(actix_sys::Actix::NAME) {
+        report.run(&actix_sys::Actix);
+    }
     if wants("tokio") {
         report.run(&tokio_sys::TokioMpsc);
+    }
+    if wants("crossbeam") {
+        report.run(&crossbeam_sys::Crossbeam);
     }
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/RESULTS.md");
     let text = report.render();

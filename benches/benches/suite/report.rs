@@ -357,7 +357,7 @@ impl Report {
             let best_peer = peer_row
                 .figures
                 .iter()
-                .filter(|(name, _)| **name != FLUXOR && **name != FLOOR)
+                .filter(|(name, _)| **name != FLUXOR && !name.ends_with("(floor)"))
                 .map(|(_, f)| *f)
                 .reduce(|a, b| {
                     let better = if a.higher_is_better {

@@ -19,31 +19,11 @@ struct Payload(Arc<u64>);
 struct Ball(u64);
 struct Pair(Address<Ponger>, Option<oneshot::Sender<()>>);
 
-struct Sink {
-    got: u64,
-    want: u64,
-    sum: u64,
-    done: Option<oneshot::Sender<()>>,
-}
+struct Sink(crate::Tally);
 
 impl Sink {
     fn new(want: u64, done: oneshot::Sender<()>) -> Self {
-        Sink {
-            got: 0,
-            want,
-            sum: 0,
-            done: Some(done),
-        }
-    }
-
-    fn tick(&mut self, value: u64) {
-        self.sum = self.sum.wrapping_add(value);
-        self.got += 1;
-        if self.got == self.want {
-            if let Some(d) = self.done.take() {
-                let _ = d.send(());
-            }
-        }
+        Sink(crate::Tally::new(want, done))
     }
 }
 
@@ -55,14 +35,14 @@ impl Actor for Sink {
 impl Handler<Num> for Sink {
     type Return = ();
     async fn handle(&mut self, Num(n): Num, _: &mut Context<Self>) {
-        self.tick(n);
+        self.0.tick(n);
     }
 }
 
 impl Handler<Payload> for Sink {
     type Return = ();
     async fn handle(&mut self, Payload(p): Payload, _: &mut Context<Self>) {
-        self.tick(*p);
+        self.0.tick(*p);
     }
 }
 
