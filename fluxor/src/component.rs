@@ -847,7 +847,10 @@ impl<R> fmt::Debug for Responder<R> {
 impl<R: Send + 'static> Responder<R> {
     /// Runs the handler future, sends its result to the requester (an `Err` or a panic
     /// becomes [`BusError::RecipientFailed`]) and reports the [`Outcome`].
-    pub async fn run<F, T>(self, handler: F) -> Outcome
+    ///
+    /// The returned future holds the handler's future once (it is a plain struct, not an
+    /// `async fn` that would keep its argument besides the future it awaits).
+    pub fn run<F, T>(self, handler: F) -> Run<F, R>
     where
         F: Future<Output = T>,
         T: IntoReply<R>,
@@ -860,11 +863,14 @@ impl<R: Send + 'static> Responder<R> {
             correlation_id = %self.correlation_id,
             request_id = %self.request_id,
         );
-        let result = if span.is_disabled() {
-            catch_unwind(handler).await
-        } else {
-            catch_unwind(handler).instrument(span).await
-        };
+        Run {
+            handler: catch_unwind(handler).instrument(span),
+            responder: Some(self),
+        }
+    }
+
+    /// Answers the requester with what the handler produced, and says how it went.
+    fn answer<T: IntoReply<R>>(self, result: Result<T, Box<dyn Any + Send>>) -> Outcome {
         let (reply, outcome) = match result {
             Ok(value) => match value.into_reply() {
                 Ok(v) => (Ok(v), Outcome::Handled),
@@ -885,17 +891,68 @@ impl<R: Send + 'static> Responder<R> {
     }
 }
 
-/// Polls `fut`, turning a panic during any poll into an `Err` with the panic payload.
-pub(crate) async fn catch_unwind<F: Future>(fut: F) -> Result<F::Output, Box<dyn Any + Send>> {
-    let mut fut = std::pin::pin!(fut);
-    std::future::poll_fn(move |cx| {
-        match std::panic::catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
+pin_project_lite::pin_project! {
+    /// A handler run by [`Responder::run`]: resolves to the handler's [`Outcome`] once its
+    /// requester has been answered.
+    #[must_use = "a handler does nothing unless its run is awaited"]
+    pub struct Run<F, R> {
+        #[pin]
+        handler: tracing::instrument::Instrumented<CatchUnwind<F>>,
+        responder: Option<Responder<R>>,
+    }
+}
+
+impl<F, R> fmt::Debug for Run<F, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Run")
+            .field("responder", &self.responder)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F, T, R> Future for Run<F, R>
+where
+    F: Future<Output = T>,
+    T: IntoReply<R>,
+    R: Send + 'static,
+{
+    type Output = Outcome;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Outcome> {
+        let this = self.project();
+        let result = std::task::ready!(this.handler.poll(cx));
+        match this.responder.take() {
+            Some(responder) => Poll::Ready(responder.answer(result)),
+            // Polled again after it finished: the answer has gone already.
+            None => Poll::Ready(Outcome::Handled),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// Polls a future, turning a panic during any poll into an `Err` with the panic payload.
+    pub(crate) struct CatchUnwind<F> {
+        #[pin]
+        inner: F,
+    }
+}
+
+/// Catches the panics of `fut`'s polls (see [`CatchUnwind`]).
+pub(crate) fn catch_unwind<F: Future>(fut: F) -> CatchUnwind<F> {
+    CatchUnwind { inner: fut }
+}
+
+impl<F: Future> Future for CatchUnwind<F> {
+    type Output = Result<F::Output, Box<dyn Any + Send>>;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
+        let inner = self.project().inner;
+        match std::panic::catch_unwind(AssertUnwindSafe(|| inner.poll(cx))) {
             Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
             Ok(Poll::Pending) => Poll::Pending,
             Err(panic) => Poll::Ready(Err(panic)),
         }
-    })
-    .await
+    }
 }
 
 /// The text of a panic payload.

@@ -21,7 +21,7 @@ mod worker;
 pub use address::{validate_pattern, Address, Destination};
 pub use bus::{EventBus, RequestOptions};
 pub use component::{
-    ActorRef, Bindings, Component, Context, Handles, Outcome, Responder, WorkerMode,
+    ActorRef, Bindings, Component, Context, Handles, Outcome, Responder, Run, WorkerMode,
 };
 pub use error::{
     BoxError, BuildError, BusError, DeployError, PublishError, SendError, ShutdownError,
