@@ -4,6 +4,7 @@ use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use tokio::sync::oneshot;
@@ -659,7 +660,10 @@ fn drive<C: Component, E: Exec<C>>(mut exec: E, rest: Rest<C>) -> impl Future<Ou
             }
         };
 
-        Box::pin(finish(exec, rx, end, life.stats, &life, done, index)).await;
+        Box::pin(finish(
+            &mut exec, &mut rx, end, life.stats, &life, done, index,
+        ))
+        .await;
     }
 }
 
@@ -706,8 +710,8 @@ async fn batch<C: Component, E: Exec<C>>(
 /// After the message loop: drain until the deadline and stop (undeploy, shutdown), or stop
 /// for the supervision policy, and report.
 async fn finish<C: Component, E: Exec<C>>(
-    mut exec: E,
-    mut rx: crate::mailbox::Receiver<C::Msg>,
+    exec: &mut E,
+    rx: &mut crate::mailbox::Receiver<C::Msg>,
     end: End,
     stats: &InstanceStats,
     life: &Life<'_, C>,
@@ -727,7 +731,7 @@ async fn finish<C: Component, E: Exec<C>>(
             return;
         }
         End::Halt { failed } => {
-            life.halt(&mut exec, &mut rx, failed).await;
+            life.halt(exec, rx, failed).await;
             let _ = done.send(Vec::new());
             return;
         }
@@ -746,7 +750,7 @@ async fn finish<C: Component, E: Exec<C>>(
             undelivered += 1;
             continue;
         }
-        match tokio::time::timeout_at(deadline, exec.dispatch(msg, stats)).await {
+        match within(deadline, exec.dispatch(msg, stats)).await {
             Ok(Some(_)) => {}
             Ok(None) => {
                 let _ = done.send(vec![lost()]);
@@ -762,8 +766,7 @@ async fn finish<C: Component, E: Exec<C>>(
             undelivered,
         });
     }
-    let stopped =
-        tokio::time::timeout_at(deadline.max(Instant::now()) + REPORT_GRACE / 2, exec.stop()).await;
+    let stopped = within(deadline.max(Instant::now()) + REPORT_GRACE / 2, exec.stop()).await;
     let failure = match stopped {
         Ok(Ok(())) => None,
         Ok(Err(reason)) => Some(reason),
@@ -780,6 +783,17 @@ async fn finish<C: Component, E: Exec<C>>(
     InstanceState::Stopped.store(&stats.state);
     life.event(LifecycleKind::Stopped, None);
     let _ = done.send(errors);
+}
+
+/// Like `tokio::time::timeout_at`, but a future that is ready at its first poll arms no
+/// timer (most of what a stopping instance does finishes at once).
+async fn within<F: Future>(deadline: Instant, fut: F) -> Result<F::Output, ()> {
+    let mut fut = std::pin::pin!(fut);
+    let first = std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await;
+    match first {
+        Poll::Ready(out) => Ok(out),
+        Poll::Pending => tokio::time::timeout_at(deadline, fut).await.map_err(|_| ()),
+    }
 }
 
 /// Supervision steps of one instance.
