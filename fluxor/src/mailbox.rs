@@ -434,6 +434,7 @@ impl<T> Mailbox<T> {
     }
 
     /// The instance's counters.
+    #[cfg(test)]
     pub(crate) fn stats(&self) -> &InstanceStats {
         &self.chan.stats
     }

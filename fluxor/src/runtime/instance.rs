@@ -329,8 +329,11 @@ impl Drop for InstanceHandle {
 /// pool (worker components, where handlers may block).
 trait Exec<C: Component> {
     async fn start(&mut self) -> Result<(), String>;
-    /// `None` if the instance was lost with its worker job.
-    async fn dispatch(&mut self, msg: C::Msg, stats: &InstanceStats) -> Option<Outcome>;
+    /// Handles one message; `None` if the instance was lost with its worker job. A plain
+    /// future, not an `async fn`, so the message is held once: by the handler's future.
+    fn dispatch(&mut self, msg: C::Msg) -> impl Future<Output = Option<Outcome>>;
+    /// Bookkeeping after a message was handled: counters, logs, the context reset.
+    fn settle(&mut self, outcome: &Outcome, stats: &InstanceStats);
     async fn stop(&mut self) -> Result<(), String>;
     /// The context, between calls; `None` if the instance was lost.
     fn ctx(&mut self) -> Option<&mut Context<C>>;
@@ -350,11 +353,16 @@ impl<C: Component> Exec<C> for Inline<C> {
         start_outcome(catch_unwind(self.component.start(&mut self.ctx)).await)
     }
 
-    async fn dispatch(&mut self, msg: C::Msg, stats: &InstanceStats) -> Option<Outcome> {
+    fn dispatch(&mut self, msg: C::Msg) -> impl Future<Output = Option<Outcome>> {
         self.ctx.stamp.begin(self.ctx.key);
-        let outcome = dispatch(&mut self.component, &mut self.ctx, msg, stats).await;
+        Guarded {
+            inner: catch_unwind(self.component.handle(msg, &mut self.ctx)),
+        }
+    }
+
+    fn settle(&mut self, outcome: &Outcome, stats: &InstanceStats) {
         self.ctx.stamp.end();
-        Some(outcome)
+        settle(&mut self.ctx, outcome, stats);
     }
 
     async fn stop(&mut self) -> Result<(), String> {
@@ -418,14 +426,20 @@ impl<C: Component + Send> Exec<C> for OnWorkers<C> {
         .unwrap_or_else(|| Err("the worker pool shut down before start ran".into()))
     }
 
-    async fn dispatch(&mut self, msg: C::Msg, _stats: &InstanceStats) -> Option<Outcome> {
+    fn dispatch(&mut self, msg: C::Msg) -> impl Future<Output = Option<Outcome>> {
         self.ship(Box::new(move |c, ctx| {
             Box::pin(async move {
-                let mailbox = ctx.myself.mailbox.clone();
-                dispatch(c, ctx, msg, mailbox.stats()).await
+                catch_unwind(c.handle(msg, ctx))
+                    .await
+                    .unwrap_or_else(|panic| Outcome::Panicked(panic_message(&*panic)))
             })
         }))
-        .await
+    }
+
+    fn settle(&mut self, outcome: &Outcome, stats: &InstanceStats) {
+        if let Some((_, ctx)) = &mut self.slot {
+            settle(ctx, outcome, stats);
+        }
     }
 
     async fn stop(&mut self) -> Result<(), String> {
@@ -680,7 +694,10 @@ async fn batch<C: Component, E: Exec<C>>(
     let mut left = BATCH;
     loop {
         stats.busy.store(true, std::sync::atomic::Ordering::Relaxed);
-        let outcome = exec.dispatch(msg, stats).await;
+        let outcome = exec.dispatch(msg).await;
+        if let Some(outcome) = &outcome {
+            exec.settle(outcome, stats);
+        }
         stats
             .busy
             .store(false, std::sync::atomic::Ordering::Relaxed);
@@ -750,8 +767,8 @@ async fn finish<C: Component, E: Exec<C>>(
             undelivered += 1;
             continue;
         }
-        match within(deadline, exec.dispatch(msg, stats)).await {
-            Ok(Some(_)) => {}
+        match within(deadline, exec.dispatch(msg)).await {
+            Ok(Some(outcome)) => exec.settle(&outcome, stats),
             Ok(None) => {
                 let _ = done.send(vec![lost()]);
                 return;
@@ -959,19 +976,34 @@ pub(crate) fn publish_event<C: Component>(
     }
 }
 
-async fn dispatch<C: Component>(
-    component: &mut C,
-    ctx: &mut Context<C>,
-    msg: C::Msg,
-    stats: &InstanceStats,
-) -> Outcome {
-    // `Responder::run` already catches handler panics; this catches panics in hand-written
-    // dispatch code around it, so the instance survives them too.
-    let outcome = catch_unwind(component.handle(msg, ctx))
-        .await
-        .unwrap_or_else(|panic| Outcome::Panicked(panic_message(&*panic)));
+pin_project_lite::pin_project! {
+    /// A component's `handle` future with its panics caught. `Responder::run` already catches
+    /// handler panics; this catches panics in hand-written dispatch code around it, so the
+    /// instance survives them too.
+    struct Guarded<F> {
+        #[pin]
+        inner: crate::component::CatchUnwind<F>,
+    }
+}
+
+impl<F: Future<Output = Outcome>> Future for Guarded<F> {
+    type Output = Option<Outcome>;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<Option<Outcome>> {
+        self.project()
+            .inner
+            .poll(cx)
+            .map(|r| Some(r.unwrap_or_else(|panic| Outcome::Panicked(panic_message(&*panic)))))
+    }
+}
+
+/// Counts and logs how a message went, and forgets the message's metadata.
+fn settle<C: Component>(ctx: &mut Context<C>, outcome: &Outcome, stats: &InstanceStats) {
     ctx.current = None;
-    match &outcome {
+    match outcome {
         Outcome::Handled => InstanceStats::bump_own(&stats.handled),
         Outcome::Failed(reason) => {
             InstanceStats::bump(&stats.failed);
@@ -982,5 +1014,4 @@ async fn dispatch<C: Component>(
             tracing::error!(component = C::name(), deployment = %ctx.deployment, instance = ctx.instance, %reason, "handler panicked");
         }
     }
-    outcome
 }
