@@ -34,15 +34,38 @@ const NOTES: &str = r#"
 
 ## Notes
 
-* **Not yet measured**: W7 (skynet), W6 at 1M actors, and the peer actix.
-* **Where Fluxor is behind and why.** W6: an idle instance costs ~5.6 KB — mostly its
-  lifecycle task, whose future (~3.5 KB) inlines the dispatch of every handler, plus a control
-  channel, three oneshots, a cancellation token and bookkeeping (the mailbox itself holds no
-  slots while idle); each deploy also waits for every instance's `start`. W3 across threads: a
-  request pays a thread wake each way unless the other reactor is still spinning before it
-  parks. W4 with many pairs: per-message overhead in the instance loop (select over the control
-  channels when the mailbox runs dry, panic catching, tracing span checks) shows when every
-  message empties the mailbox.
+* **Placement.** kameo, ractor, xtra and the tokio floor share one 2-worker tokio runtime, whose
+  scheduler often keeps a requester and its actor on one worker (its LIFO slot): their *across
+  threads* rows are frequently same-thread hand-offs. Fluxor's across-reactor rows always cross
+  threads. actix runs its actors on two arbiters (threads) beside its system thread; idle
+  arbiters park, which shows in its cross-thread asks. The crossbeam floor is OS threads and
+  blocking channels (tell, ask and ping-pong only).
+* **Mailboxes.** ractor's are unbounded (its senders never wait); actix tells use `try_send` and
+  wait on `send` only when the mailbox is full.
+* **W6** runs each system in a fresh child process (`--spawn-probe`), so resident memory is not
+  blurred by memory earlier workloads freed. For Fluxor, *start* is one `deploy` of N instances
+  (each created on its reactor, started, its start reported); for the peers, N spawns.
+* **W7**: each Fluxor node deploys its ten children with `Context::deploy` (a deployment with
+  its supervisor, start hand-shake and undeploy) where the peers spawn bare actors.
+* **Where Fluxor is behind, and why** (`perf record` of `--only W7 --systems fluxor`,
+  `--only W4 --systems fluxor` and `--spawn-probe fluxor 1000000`):
+  - *Idle memory* (W6): ~1.4 KB per instance. The instance's tokio task is 640 bytes (tokio
+    aligns task cells to 128 bytes; the future itself is ~460 bytes: the component, its
+    `Context` and the mailbox's receiving side), the mailbox's shared state 272 bytes, the stop
+    report channel 80, plus the runtime's handle and supervisor entry. xtra's actor costs
+    ~0.8 KB here, actix's ~0.85 KB.
+  - *Deploy and undeploy* (W6 stop, W7): a deployment does more than a spawn: start reports,
+    bookkeeping for supervision and the inspector, a drain under a deadline and a stop hook per
+    instance on the way out. In W7 about a quarter of Fluxor's reactor time is the allocator
+    (tokio's 128-byte aligned task cells go through glibc's slower aligned path).
+  - *Asks across reactors* (W3): each hop wakes the other reactor through tokio's driver (an
+    eventfd write, then an epoll turn on the woken side), ~2 µs a hop on this VM even while
+    that reactor spins; the peers' "across" asks mostly stay on one worker.
+  - *One ping-pong pair* (W4): every message is a wake-up of its instance, and each wake-up
+    boxes the batch future (~0.8 KB for a trivial handler) so that an idle instance holds no
+    handler future; the mailbox push/take hand-shake is most of the rest.
+  - Idle reactors spin up to 50 µs before parking (`Builder::spin_before_park`); on 2 cores the
+    spinning competes with other threads, e.g. the driver of W6.
 "#;
 
 const FLUXOR: &str = "fluxor";
@@ -308,12 +331,13 @@ impl Report {
         );
         let _ = writeln!(
             out,
-            "Peers run on a multi-threaded tokio runtime with 2 workers, Fluxor on 2 reactors; each driver is a task \
+            "kameo, ractor, xtra and the tokio floor run on a multi-threaded tokio runtime with 2 workers, actix on two \
+             arbiters beside its system thread, the crossbeam floor on OS threads, Fluxor on 2 reactors; each driver is a task \
              (for Fluxor, a component) inside its runtime, and timing stops when the last message is handled. \
-             Peers cannot pin an actor to a thread, so their single figure appears on the *across threads* rows; \
+             The peers do not pin an actor to a thread, so their figure appears on the *across threads* rows; \
              on *same reactor* rows Fluxor's same-thread figure is compared with that same peer figure. \
-             *vs best peer* is Fluxor's figure divided by the best of kameo, ractor and xtra (the tokio channel floor is not a peer): \
-             above 1 is better for rates, below 1 is better for times. ractor's mailboxes are unbounded, so its senders never wait. \
+             *vs best peer* is Fluxor's figure divided by the best of kameo, ractor, xtra and actix (the floors are not peers); \
+             *vs floor* divides by the tokio floor. Above 1 is better for rates, below 1 is better for times. \
              The machine is shared and noisy: compare ratios within one run, not absolute figures across runs.\n"
         );
         let _ = writeln!(out, "Sizes: {:?}\n", self.sizes);
