@@ -83,7 +83,10 @@ struct State<T> {
     /// The runtime asked the instance to stop by this deadline (not yet seen by it).
     stop: Option<Instant>,
     /// Control signals for the instance, seen before the next message.
-    control: VecDeque<Control>,
+    /// Made when the first signal comes (most instances never get one); boxed so that an
+    /// idle mailbox's shared state keeps one pointer for it, not a whole `VecDeque`.
+    #[allow(clippy::box_collection)]
+    control: Option<Box<VecDeque<Control>>>,
 }
 
 struct Chan<T> {
@@ -166,7 +169,7 @@ impl<T> State<T> {
 
     fn flag(&self, chan: &Chan<T>) {
         chan.signalled.store(
-            self.stop.is_some() || !self.control.is_empty(),
+            self.stop.is_some() || self.control.as_ref().is_some_and(|c| !c.is_empty()),
             Ordering::Release,
         );
     }
@@ -187,6 +190,14 @@ pub(crate) trait Signals: Send + Sync {
     fn stats(&self) -> &InstanceStats;
     /// Cancels the instance's work (its cancellation token).
     fn cancel_work(&self);
+    /// The mailbox itself, to be turned back into a `Mailbox` of its message type.
+    fn into_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync>;
+}
+
+/// The mailbox behind `signals`, if its messages are `T`s.
+pub(crate) fn mailbox_of<T: Send + 'static>(signals: &Arc<dyn Signals>) -> Option<Mailbox<T>> {
+    let chan = signals.clone().into_any().downcast::<Chan<T>>().ok()?;
+    Some(Mailbox { chan })
 }
 
 impl std::fmt::Debug for dyn Signals {
@@ -197,7 +208,7 @@ impl std::fmt::Debug for dyn Signals {
     }
 }
 
-impl<T: Send> Signals for Chan<T> {
+impl<T: Send + 'static> Signals for Chan<T> {
     fn stop(&self, deadline: Instant) {
         let waker = {
             let mut st = self.lock();
@@ -216,10 +227,14 @@ impl<T: Send> Signals for Chan<T> {
     fn control(&self, signal: Control) -> Result<(), Control> {
         let waker = {
             let mut st = self.lock();
-            if st.closed || st.control.len() >= CONTROL_CAPACITY {
+            if st.closed {
                 return Err(signal);
             }
-            st.control.push_back(signal);
+            let control = st.control.get_or_insert_with(Box::default);
+            if control.len() >= CONTROL_CAPACITY {
+                return Err(signal);
+            }
+            control.push_back(signal);
             st.flag(self);
             st.receiver.take()
         };
@@ -239,6 +254,10 @@ impl<T: Send> Signals for Chan<T> {
 
     fn stats(&self) -> &InstanceStats {
         &self.stats
+    }
+
+    fn into_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync> {
+        self
     }
 }
 
@@ -305,7 +324,7 @@ impl<T> Mailbox<T> {
                 closed: false,
                 receiver: None,
                 stop: None,
-                control: VecDeque::new(),
+                control: None,
             }),
             capacity: capacity.max(1),
             room: Notify::new(),
@@ -469,7 +488,7 @@ impl<T> Receiver<T> {
                 st.flag(chan);
                 return Poll::Ready(Next::Stop(deadline));
             }
-            if let Some(signal) = st.control.pop_front() {
+            if let Some(signal) = st.control.as_mut().and_then(|c| c.pop_front()) {
                 st.flag(chan);
                 return Poll::Ready(Next::Control(signal));
             }

@@ -198,8 +198,6 @@ pub(crate) struct InstanceHandle {
     stop_requested: bool,
     done: oneshot::Receiver<Vec<StopError>>,
     pub(crate) capacity: usize,
-    /// An `ActorRef<C>` to the instance.
-    pub(crate) actor_ref: Box<dyn std::any::Any + Send + Sync>,
 }
 
 /// The channels an instance task is started with.
@@ -244,10 +242,6 @@ impl<C: Component> Launch<C> {
             stop_requested: false,
             done,
             capacity,
-            actor_ref: Box::new(ActorRef::<C> {
-                mailbox: mailbox.clone(),
-                bus: shared.bus.clone(),
-            }),
         };
         let task = InstanceTask {
             shared,
@@ -587,12 +581,6 @@ struct Rest<C: Component> {
     stats: Arc<dyn Signals>,
 }
 
-/// What the message loop does next.
-enum Step<M> {
-    Restart(Duration),
-    Batch(M),
-}
-
 /// Why the message loop ended.
 enum End {
     /// Undeploy or shutdown: drain until the deadline, then stop.
@@ -640,36 +628,32 @@ fn drive<C: Component, E: Exec<C>>(mut exec: E, rest: Rest<C>) -> impl Future<Ou
 
         let end = loop {
             // Between batches: signals first, then the next message. What comes is turned
-            // into a step before anything is awaited, so the task does not keep the message's
-            // slot while it idles.
-            let step = match rx.next().await {
-                Next::Stop(deadline) => break End::Stop(Some(deadline)),
-                Next::Control(Control::Group { delay }) => {
-                    if shared
-                        .supervisor
-                        .failed
-                        .load(std::sync::atomic::Ordering::Acquire)
-                    {
-                        break End::Halt { failed: true };
+            // into boxed work before it is awaited, so the idle task keeps no room for a
+            // message or a handler's future.
+            let work: std::pin::Pin<Box<dyn Future<Output = Option<End>> + '_>> =
+                match rx.next().await {
+                    Next::Stop(deadline) => break End::Stop(Some(deadline)),
+                    Next::Control(Control::Group { delay }) => {
+                        if shared
+                            .supervisor
+                            .failed
+                            .load(std::sync::atomic::Ordering::Acquire)
+                        {
+                            break End::Halt { failed: true };
+                        }
+                        // A peer crashed and the strategy is all-for-one.
+                        let restart = life.restart(&mut exec, delay, &mut rx);
+                        Box::pin(async move { restart.await.err() })
                     }
-                    // A peer crashed and the strategy is all-for-one.
-                    Step::Restart(delay)
-                }
-                Next::Control(Control::Inspect(read)) => {
-                    if let Some(component) = exec.component() {
-                        read(component);
+                    Next::Control(Control::Inspect(read)) => {
+                        if let Some(component) = exec.component() {
+                            read(component);
+                        }
+                        continue;
                     }
-                    continue;
-                }
-                Next::Message(msg) => Step::Batch(msg),
-            };
-            let ended = match step {
-                Step::Restart(delay) => Box::pin(life.restart(&mut exec, delay, &mut rx))
-                    .await
-                    .err(),
-                Step::Batch(msg) => Box::pin(batch(&mut exec, msg, &mut rx, &life)).await,
-            };
-            if let Some(end) = ended {
+                    Next::Message(msg) => Box::pin(batch(&mut exec, msg, &mut rx, &life)),
+                };
+            if let Some(end) = work.await {
                 break end;
             }
         };

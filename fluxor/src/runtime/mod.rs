@@ -475,7 +475,6 @@ impl Table {
 struct Deployment {
     id: DeploymentId,
     component: &'static str,
-    #[cfg_attr(not(feature = "test-util"), allow(dead_code))]
     type_id: std::any::TypeId,
     supervisor: Arc<Supervisor>,
     worker: bool,
@@ -964,11 +963,14 @@ impl Fluxor {
     ) -> Option<crate::ActorRef<C>> {
         let table = self.lock();
         let d = table.get(id)?;
-        d.instances
-            .get(instance)?
-            .actor_ref
-            .downcast_ref::<crate::ActorRef<C>>()
-            .cloned()
+        if d.type_id != std::any::TypeId::of::<C>() {
+            return None;
+        }
+        let signals = &d.instances.get(instance)?.signals;
+        Some(crate::ActorRef {
+            mailbox: crate::mailbox::mailbox_of::<C::Msg>(signals)?,
+            bus: self.inner.bus.clone(),
+        })
     }
 
     /// The live deployments, in deploy order, with per-instance counters.
