@@ -129,39 +129,28 @@ impl StartLatch {
     /// first failure, `Err(None)` means some instance did not report in time.
     pub(crate) async fn wait(&self, deadline: Instant) -> Result<(), Option<(usize, String)>> {
         use std::sync::atomic::Ordering::Acquire;
-        loop {
+        let all_reported = loop {
             let reported = self.reported.notified();
             tokio::pin!(reported);
             reported.as_mut().enable();
             if self.remaining.load(Acquire) == 0 {
-                break;
+                break true;
             }
             if tokio::time::timeout_at(deadline, reported).await.is_err() {
-                self.abandoned
-                    .store(true, std::sync::atomic::Ordering::Release);
-                if self.remaining.load(Acquire) > 0 {
-                    return Err(self
-                        .failure
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .take());
-                }
-                break;
+                break self.remaining.load(Acquire) == 0;
             }
-        }
-        match self
+        };
+        let failure = self
             .failure
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .take()
-        {
-            Some(failure) => {
-                self.abandoned
-                    .store(true, std::sync::atomic::Ordering::Release);
-                Err(Some(failure))
-            }
-            None => Ok(()),
+            .take();
+        if all_reported && failure.is_none() {
+            return Ok(());
         }
+        self.abandoned
+            .store(true, std::sync::atomic::Ordering::Release);
+        Err(failure)
     }
 }
 
@@ -290,10 +279,7 @@ impl InstanceHandle {
         self.request_stop(deadline);
         // Most instances of a deployment being stopped have reported by the time their turn
         // comes: no timer for those.
-        if let Ok(errors) = self.done.try_recv() {
-            return errors;
-        }
-        match tokio::time::timeout_at(deadline + REPORT_GRACE, &mut self.done).await {
+        match within(deadline + REPORT_GRACE, &mut self.done).await {
             Ok(Ok(errors)) => errors,
             Ok(Err(_gone)) => vec![StopError::ReactorLost {
                 component: self.component,
@@ -421,13 +407,12 @@ impl<C: Component + Send> Exec<C> for OnWorkers<C> {
     }
 
     fn dispatch(&mut self, msg: C::Msg) -> impl Future<Output = Option<Outcome>> {
-        self.ship(Box::new(move |c, ctx| {
-            Box::pin(async move {
-                catch_unwind(c.handle(msg, ctx))
-                    .await
-                    .unwrap_or_else(|panic| Outcome::Panicked(panic_message(&*panic)))
+        let shipped = self.ship(Box::new(move |c, ctx| {
+            Box::pin(Guarded {
+                inner: catch_unwind(c.handle(msg, ctx)),
             })
-        }))
+        }));
+        async move { shipped.await.flatten() }
     }
 
     fn settle(&mut self, outcome: &Outcome, stats: &InstanceStats) {

@@ -29,6 +29,34 @@ pub(crate) use inspect::inspect_weak;
 #[cfg(feature = "http")]
 pub(crate) use inspect::{register_extra, unregister_extra};
 
+/// Sends a batch of instances to `reactor`, which creates each (so its component is made on
+/// its reactor) and spawns its life there; `false` if the reactor has stopped.
+async fn spawn_on<C: Component>(
+    reactor: &Reactor,
+    tasks: Vec<InstanceTask<C>>,
+    worker: Option<crate::component::RunErased>,
+) -> bool {
+    reactor
+        .run(Box::new(move || {
+            // A factory that panicked has reported so and leaves nothing to run.
+            for task in tasks {
+                match worker {
+                    Some(run) => {
+                        if let Some(life) = run(Box::new(task)) {
+                            tokio::task::spawn_local(life);
+                        }
+                    }
+                    None => {
+                        if let Some(life) = task.run() {
+                            tokio::task::spawn_local(life);
+                        }
+                    }
+                }
+            }
+        }))
+        .await
+}
+
 /// The runtime, if it is still there (components hold it weakly: the runtime owns them).
 pub(crate) fn upgrade(runtime: &std::sync::Weak<Inner>) -> Option<Fluxor> {
     runtime.upgrade().map(|inner| Fluxor { inner })
@@ -650,36 +678,16 @@ impl Fluxor {
             handles.push(launch.handle);
             mailboxes.push(launch.mailbox);
             batches[reactor].push(launch.task);
-            let last = index + 1 == instances;
-            for (r, batch) in batches.iter_mut().enumerate() {
-                let flush = batch.len() >= SPAWN_BATCH || (last && !batch.is_empty());
-                if !flush {
-                    continue;
-                }
-                let tasks = std::mem::take(batch);
-                let queued = inner.reactors[r]
-                    .run(Box::new(move || {
-                        // The components are created here, on their reactor; a factory that
-                        // panicked has reported so and leaves nothing to run.
-                        for task in tasks {
-                            match worker {
-                                Some(run) => {
-                                    if let Some(life) = run(Box::new(task)) {
-                                        tokio::task::spawn_local(life);
-                                    }
-                                }
-                                None => {
-                                    if let Some(life) = task.run() {
-                                        tokio::task::spawn_local(life);
-                                    }
-                                }
-                            }
-                        }
-                    }))
-                    .await;
-                if !queued {
+            if batches[reactor].len() == SPAWN_BATCH {
+                let tasks = std::mem::take(&mut batches[reactor]);
+                if !spawn_on(&inner.reactors[reactor], tasks, worker).await {
                     failure.get_or_insert((index, "its reactor has stopped".into()));
                 }
+            }
+        }
+        for (reactor, tasks) in batches.into_iter().enumerate() {
+            if !tasks.is_empty() && !spawn_on(&inner.reactors[reactor], tasks, worker).await {
+                failure.get_or_insert((instances - 1, "its reactor has stopped".into()));
             }
         }
         if failure.is_none() {
