@@ -400,30 +400,23 @@ fn direct_error<C: Component>(e: PushError) -> BusError {
 /// `send`, `publish` and `request` on the context carry the request id of the message being
 /// handled, so a chain of messages can be followed across components.
 pub struct Context<C: Component> {
-    pub(crate) bus: EventBus,
-    pub(crate) deployment: DeploymentId,
-    pub(crate) instance: usize,
-    pub(crate) reactor: usize,
-    pub(crate) config: Arc<C::Config>,
-    /// The runtime's token, parent of this instance's (made on first use, kept by the mailbox).
-    pub(crate) root_cancel: CancellationToken,
+    /// What the deployment's instances share: bus, config, ids, pools, the runtime.
+    pub(crate) shared: Arc<crate::runtime::Shared<C>>,
+    pub(crate) instance: u32,
+    pub(crate) reactor: u32,
     pub(crate) myself: ActorRef<C>,
     pub(crate) current: Option<Meta>,
-    pub(crate) workers: WorkerPool,
     pub(crate) lane: Lane,
     pub(crate) timers: Timers,
     pub(crate) stamp: Stamp,
     pub(crate) key: u64,
-    /// The reactor's runtime, where this instance's timers run.
-    pub(crate) rt: tokio::runtime::Handle,
-    pub(crate) runtime: std::sync::Weak<crate::runtime::Inner>,
 }
 
 impl<C: Component> fmt::Debug for Context<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Context")
             .field("component", &C::name())
-            .field("deployment", &self.deployment)
+            .field("deployment", &self.shared.deployment)
             .field("instance", &self.instance)
             .field("reactor", &self.reactor)
             .field("request_id", &self.request_id())
@@ -434,33 +427,33 @@ impl<C: Component> fmt::Debug for Context<C> {
 impl<C: Component> Context<C> {
     /// The event bus.
     pub fn bus(&self) -> &EventBus {
-        &self.bus
+        &self.shared.bus
     }
 
     /// The deployment this instance belongs to.
     pub fn deployment_id(&self) -> DeploymentId {
-        self.deployment
+        self.shared.deployment
     }
 
     /// This instance's index within its deployment (0-based).
     pub fn instance(&self) -> usize {
-        self.instance
+        self.instance as usize
     }
 
     /// The reactor this instance is pinned to.
     pub fn reactor(&self) -> usize {
-        self.reactor
+        self.reactor as usize
     }
 
     /// The deployment's typed config.
     pub fn config(&self) -> &C::Config {
-        &self.config
+        &self.shared.config
     }
 
     /// Cancelled when this instance is being stopped and its deadline has passed, or the runtime
     /// is dropped. Long-running handler work should watch it.
     pub fn cancellation(&self) -> &CancellationToken {
-        self.myself.mailbox.cancellation(&self.root_cancel)
+        self.myself.mailbox.cancellation(&self.shared.cancel)
     }
 
     /// A handle to this instance, e.g. to hand to another component or a spawned task.
@@ -491,8 +484,8 @@ impl<C: Component> Context<C> {
 
     fn meta(&self) -> Meta {
         match &self.current {
-            Some(m) => self.bus.child_meta(m.request_id),
-            None => self.bus.root_meta(),
+            Some(m) => self.shared.bus.child_meta(m.request_id),
+            None => self.shared.bus.root_meta(),
         }
     }
 
@@ -501,7 +494,7 @@ impl<C: Component> Context<C> {
     /// # Errors
     /// As [`EventBus::send`].
     pub fn send<M: Message, D: Destination<M>>(&self, to: D, msg: M) -> Result<(), SendError<M>> {
-        self.bus.send_meta(to.topic(), msg, self.meta())
+        self.shared.bus.send_meta(to.topic(), msg, self.meta())
     }
 
     /// [`EventBus::publish`], carrying the current request id.
@@ -513,7 +506,7 @@ impl<C: Component> Context<C> {
         to: D,
         msg: M,
     ) -> Result<usize, PublishError> {
-        self.bus.publish_meta(to.topic(), msg, self.meta())
+        self.shared.bus.publish_meta(to.topic(), msg, self.meta())
     }
 
     /// [`EventBus::request`], carrying the current request id.
@@ -525,7 +518,8 @@ impl<C: Component> Context<C> {
         to: D,
         msg: M,
     ) -> Result<M::Reply, BusError> {
-        self.bus
+        self.shared
+            .bus
             .request_meta(to.topic(), msg, self.meta(), None)
             .await
     }
@@ -542,7 +536,10 @@ impl<C: Component> Context<C> {
     ) -> Result<M::Reply, BusError> {
         let mut meta = self.meta();
         let timeout = options.apply(&mut meta);
-        self.bus.request_meta(to.topic(), msg, meta, timeout).await
+        self.shared
+            .bus
+            .request_meta(to.topic(), msg, meta, timeout)
+            .await
     }
 
     /// Sends `msg` directly to another instance, carrying the current request id.
@@ -578,7 +575,7 @@ impl<C: Component> Context<C> {
         C: Handles<M>,
     {
         let me = self.myself.clone();
-        let task = self.rt.spawn(async move {
+        let task = self.reactor_handle().spawn(async move {
             tokio::time::sleep(delay).await;
             let meta = me.bus.root_meta();
             let _stopped = me
@@ -608,7 +605,7 @@ impl<C: Component> Context<C> {
             "a periodic timer needs a period longer than zero"
         );
         let me = self.myself.clone();
-        let task = self.rt.spawn(async move {
+        let task = self.reactor_handle().spawn(async move {
             let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
             loop {
@@ -636,6 +633,11 @@ impl<C: Component> Context<C> {
         self.timers.cancel(id)
     }
 
+    /// The runtime of this instance's reactor, where its timers run.
+    fn reactor_handle(&self) -> &tokio::runtime::Handle {
+        &self.shared.reactors[self.reactor as usize]
+    }
+
     /// Forgets what belonged to the previous component, before a restarted one starts.
     pub(crate) fn reset(&mut self) {
         self.timers.cancel_all();
@@ -646,7 +648,7 @@ impl<C: Component> Context<C> {
     /// A snapshot of the whole runtime, as [`Fluxor::inspect`](crate::Fluxor::inspect) takes
     /// it; `None` only while the runtime is being torn down.
     pub fn inspect(&self) -> Option<crate::Snapshot> {
-        crate::runtime::inspect_weak(&self.runtime)
+        crate::runtime::inspect_weak(&self.shared.runtime)
     }
 
     /// Deploys a component from inside a handler (or `start`), exactly as
@@ -714,7 +716,7 @@ impl<C: Component> Context<C> {
         F: Fn() -> D + Send + Sync + 'static,
     {
         // Boxed: a handler that deploys keeps a pointer in its future, not the whole deploy.
-        match crate::runtime::upgrade(&self.runtime) {
+        match crate::runtime::upgrade(&self.shared.runtime) {
             Some(runtime) => Box::pin(runtime.deploy(factory, options)).await,
             None => Err(crate::DeployError::ShuttingDown),
         }
@@ -725,10 +727,10 @@ impl<C: Component> Context<C> {
     /// runtime's shutdown timeout, then stop). A handler cannot undeploy its own deployment
     /// this way: [`UndeployError::OwnDeployment`](crate::UndeployError::OwnDeployment).
     pub async fn undeploy(&self, id: crate::DeploymentId) -> Result<(), crate::UndeployError> {
-        if id == self.deployment {
+        if id == self.shared.deployment {
             return Err(crate::UndeployError::OwnDeployment(id));
         }
-        match crate::runtime::upgrade(&self.runtime) {
+        match crate::runtime::upgrade(&self.shared.runtime) {
             Some(runtime) => Box::pin(runtime.undeploy(id)).await,
             None => Err(crate::UndeployError::Unknown(id)),
         }
@@ -741,12 +743,12 @@ impl<C: Component> Context<C> {
         id: crate::DeploymentId,
         instance: usize,
     ) -> Option<ActorRef<D>> {
-        crate::runtime::upgrade(&self.runtime)?.actor_ref(id, instance)
+        crate::runtime::upgrade(&self.shared.runtime)?.actor_ref(id, instance)
     }
 
     /// The runtime's worker pool.
     pub fn workers(&self) -> &WorkerPool {
-        &self.workers
+        &self.shared.workers
     }
 
     /// Runs blocking `f` on the worker pool and resolves to its result, while this reactor goes
@@ -774,7 +776,8 @@ impl<C: Component> Context<C> {
         T: Send + 'static,
         F: FnOnce() -> T + Send + 'static,
     {
-        self.workers
+        self.shared
+            .workers
             .try_submit_with(self.cancellation().clone(), None, move |_| f())
             .unwrap_or_else(BlockingTask::failed)
     }
@@ -786,7 +789,8 @@ impl<C: Component> Context<C> {
         T: Send + 'static,
         F: FnOnce(&CancellationToken) -> T + Send + 'static,
     {
-        self.workers
+        self.shared
+            .workers
             .try_submit_with(self.cancellation().clone(), None, f)
             .unwrap_or_else(BlockingTask::failed)
     }
@@ -798,7 +802,8 @@ impl<C: Component> Context<C> {
         T: Send + 'static,
         F: FnOnce() -> T + Send + 'static,
     {
-        self.workers
+        self.shared
+            .workers
             .try_submit_with(self.cancellation().clone(), Some(&self.lane), move |_| f())
             .unwrap_or_else(BlockingTask::failed)
     }
@@ -810,7 +815,7 @@ impl<C: Component> Context<C> {
         let responder = Responder {
             reply,
             component: C::name(),
-            deployment: self.deployment,
+            deployment: self.shared.deployment,
             topic: meta.topic.clone(),
             correlation_id: meta.correlation_id,
             request_id: meta.request_id,

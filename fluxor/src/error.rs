@@ -206,6 +206,17 @@ pub enum StopError {
     },
 }
 
+impl StopError {
+    /// The instance the error is about.
+    pub fn instance(&self) -> usize {
+        match self {
+            StopError::Failed { instance, .. }
+            | StopError::DeadlineExceeded { instance, .. }
+            | StopError::ReactorLost { instance, .. } => *instance,
+        }
+    }
+}
+
 /// Everything that went wrong during [`Fluxor::shutdown`](crate::Fluxor::shutdown).
 #[derive(Debug, thiserror::Error)]
 #[error("shutdown finished with {} error(s): {}", errors.len(), join(errors))]

@@ -231,7 +231,7 @@ impl Component for HttpServer {
         let _ = self.handle.addr.set(addr);
 
         let mut router = self.router.clone();
-        let runtime = ctx.runtime.clone();
+        let runtime = ctx.shared.runtime.clone();
         if cfg.inspector {
             let runtime = runtime.clone();
             router = router.route(
@@ -310,7 +310,7 @@ impl Component for HttpServer {
     }
 
     async fn stop(&mut self, ctx: &mut Context<Self>) -> Result<(), BoxError> {
-        if let Some(inner) = ctx.runtime.upgrade() {
+        if let Some(inner) = ctx.shared.runtime.upgrade() {
             crate::runtime::unregister_extra(&inner, "http");
         }
         let Some((token, serving)) = self.serving.take() else {

@@ -453,7 +453,6 @@ impl<T> Mailbox<T> {
     }
 
     /// The instance's counters.
-    #[cfg(test)]
     pub(crate) fn stats(&self) -> &InstanceStats {
         &self.chan.stats
     }

@@ -336,8 +336,8 @@ pub(crate) struct Supervisor {
     restarts_in_window: Mutex<VecDeque<Instant>>,
     pub(crate) restarts: AtomicU64,
     pub(crate) failed: AtomicBool,
-    /// Each instance's control channel, by instance index.
-    peers: Mutex<Vec<(usize, std::sync::Arc<dyn crate::mailbox::Signals>)>>,
+    /// Each instance's mailbox, by instance index: where group signals go.
+    pub(crate) peers: Box<[std::sync::Arc<dyn crate::mailbox::Signals>]>,
 }
 
 /// The verdict on one crash.
@@ -353,32 +353,23 @@ pub(crate) enum Verdict {
 }
 
 impl Supervisor {
-    pub(crate) fn new(policy: Supervision) -> Self {
+    pub(crate) fn new(
+        policy: Supervision,
+        peers: Box<[std::sync::Arc<dyn crate::mailbox::Signals>]>,
+    ) -> Self {
         Supervisor {
             policy,
             restarts_in_window: Mutex::default(),
             restarts: AtomicU64::new(0),
             failed: AtomicBool::new(false),
-            peers: Mutex::new(Vec::new()),
+            peers,
         }
-    }
-
-    /// Registers an instance's mailbox for group signals.
-    pub(crate) fn add_peer(
-        &self,
-        instance: usize,
-        control: std::sync::Arc<dyn crate::mailbox::Signals>,
-    ) {
-        self.peers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push((instance, control));
     }
 
     /// Signals every instance but `except`.
     fn signal(&self, except: Option<usize>, delay: Duration) {
-        for (i, tx) in self.peers.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-            if Some(*i) != except {
+        for (i, tx) in self.peers.iter().enumerate() {
+            if Some(i) != except {
                 let _ = tx.control(Control::Group { delay });
             }
         }

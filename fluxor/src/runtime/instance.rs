@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
-use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -43,6 +42,10 @@ pub(crate) struct Shared<C: Component> {
     pub(crate) quiet: bool,
     /// The runtime, for `Context::inspect` (weak: the runtime owns its deployments).
     pub(crate) runtime: std::sync::Weak<super::Inner>,
+    /// The runtime's cancellation token, parent of each instance's.
+    pub(crate) cancel: CancellationToken,
+    /// Each reactor's tokio runtime, by index: where instances' timers run.
+    pub(crate) reactors: Arc<[tokio::runtime::Handle]>,
 }
 
 /// The runtime's escalation policy and the signal it raises, and a record of crashes.
@@ -87,59 +90,81 @@ impl EscalationCtl {
     }
 }
 
+/// Counts reports down to zero; waiters are woken by the last one.
+#[derive(Debug, Default)]
+struct Countdown {
+    remaining: std::sync::atomic::AtomicUsize,
+    zero: tokio::sync::Notify,
+}
+
+impl Countdown {
+    fn new(n: usize) -> Self {
+        Countdown {
+            remaining: std::sync::atomic::AtomicUsize::new(n),
+            zero: tokio::sync::Notify::new(),
+        }
+    }
+
+    fn count_down(&self) {
+        if self
+            .remaining
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel)
+            == 1
+        {
+            self.zero.notify_waiters();
+        }
+    }
+
+    fn is_zero(&self) -> bool {
+        self.remaining.load(std::sync::atomic::Ordering::Acquire) == 0
+    }
+
+    /// Waits until the count is zero or `deadline` passes; `true` if it reached zero.
+    async fn wait(&self, deadline: Instant) -> bool {
+        loop {
+            let zero = self.zero.notified();
+            tokio::pin!(zero);
+            zero.as_mut().enable();
+            if self.is_zero() {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, zero).await.is_err() {
+                return self.is_zero();
+            }
+        }
+    }
+}
+
 /// Where a deployment's instances report how their start went: one counter and one wake-up
 /// for the whole deployment, rather than a channel per instance.
 #[derive(Debug, Default)]
 pub(crate) struct StartLatch {
     /// Instances that have not reported yet.
-    remaining: std::sync::atomic::AtomicUsize,
+    count: Countdown,
     /// The first failure: instance and reason.
     failure: std::sync::Mutex<Option<(usize, String)>>,
     /// The deployment gave up (a failure or its start timeout): instances that start after
     /// this stop again at once.
     abandoned: std::sync::atomic::AtomicBool,
-    reported: tokio::sync::Notify,
 }
 
 impl StartLatch {
-    pub(crate) fn new(instances: usize) -> Self {
-        StartLatch {
-            remaining: std::sync::atomic::AtomicUsize::new(instances),
-            ..Self::default()
-        }
-    }
-
     /// Records instance `index`'s start; `false` if the deployment no longer wants it.
     fn report(&self, index: usize, result: Result<(), String>) -> bool {
-        use std::sync::atomic::Ordering::AcqRel;
         if let Err(reason) = result {
             self.failure
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .get_or_insert((index, reason));
         }
-        let last = self.remaining.fetch_sub(1, AcqRel) == 1;
-        if last {
-            self.reported.notify_waiters();
-        }
+        self.count.count_down();
         !self.abandoned.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Waits until every instance has reported or `deadline` passes. `Err(Some(..))` holds the
     /// first failure, `Err(None)` means some instance did not report in time.
     pub(crate) async fn wait(&self, deadline: Instant) -> Result<(), Option<(usize, String)>> {
-        use std::sync::atomic::Ordering::Acquire;
-        let all_reported = loop {
-            let reported = self.reported.notified();
-            tokio::pin!(reported);
-            reported.as_mut().enable();
-            if self.remaining.load(Acquire) == 0 {
-                break true;
-            }
-            if tokio::time::timeout_at(deadline, reported).await.is_err() {
-                break self.remaining.load(Acquire) == 0;
-            }
-        };
+        let all_reported = self.count.wait(deadline).await;
         let failure = self
             .failure
             .lock()
@@ -154,154 +179,176 @@ impl StartLatch {
     }
 }
 
-/// An instance's duty to report its start; reports that its reactor went away if dropped
-/// before it did.
-struct StartReport {
-    latch: Option<Arc<StartLatch>>,
-    index: usize,
+/// Where a deployment's instances report that they stopped, and what went wrong: one counter,
+/// one wake-up and one bit per instance, rather than a channel per instance.
+#[derive(Debug)]
+pub(crate) struct StopLatch {
+    /// Instances that have not reported yet.
+    count: Countdown,
+    /// One bit per instance: it has reported.
+    reported: Box<[std::sync::atomic::AtomicU64]>,
+    errors: std::sync::Mutex<Vec<StopError>>,
 }
 
-impl StartReport {
-    /// Reports once; `false` if the deployment no longer wants the instance.
-    fn report(&mut self, result: Result<(), String>) -> bool {
-        match self.latch.take() {
-            Some(latch) => latch.report(self.index, result),
-            None => false,
+impl StopLatch {
+    fn report(&self, index: usize, errors: Vec<StopError>) {
+        if !errors.is_empty() {
+            self.errors
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend(errors);
+        }
+        self.reported[index / 64].fetch_or(1 << (index % 64), std::sync::atomic::Ordering::AcqRel);
+        self.count.count_down();
+    }
+
+    fn has_reported(&self, index: usize) -> bool {
+        self.reported[index / 64].load(std::sync::atomic::Ordering::Acquire) & (1 << (index % 64))
+            != 0
+    }
+}
+
+/// A deployment's start and stop reports.
+#[derive(Debug)]
+pub(crate) struct Reports {
+    component: &'static str,
+    pub(crate) started: StartLatch,
+    stopped: StopLatch,
+}
+
+impl Reports {
+    pub(crate) fn new(component: &'static str, instances: usize) -> Self {
+        Reports {
+            component,
+            started: StartLatch {
+                count: Countdown::new(instances),
+                ..StartLatch::default()
+            },
+            stopped: StopLatch {
+                count: Countdown::new(instances),
+                reported: (0..instances.div_ceil(64))
+                    .map(|_| std::sync::atomic::AtomicU64::new(0))
+                    .collect(),
+                errors: std::sync::Mutex::new(Vec::new()),
+            },
+        }
+    }
+
+    /// Asks each instance (`peers`, by index) to drain and stop by `deadline` and collects
+    /// what went wrong, ordered by instance. An instance that has not reported shortly after
+    /// the deadline has its work cancelled and is reported as late.
+    pub(crate) async fn stop_all(
+        &self,
+        peers: &[Arc<dyn Signals>],
+        deadline: Instant,
+    ) -> Vec<StopError> {
+        for peer in peers {
+            peer.stop(deadline);
+        }
+        let all = self.stopped.count.wait(deadline + REPORT_GRACE).await;
+        let mut errors = std::mem::take(
+            &mut *self
+                .stopped
+                .errors
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        );
+        if !all {
+            for (instance, peer) in peers.iter().enumerate() {
+                if !self.stopped.has_reported(instance) {
+                    // A handler still holds the instance past the deadline: cancel its work.
+                    peer.cancel_work();
+                    errors.push(StopError::DeadlineExceeded {
+                        component: self.component,
+                        instance,
+                        undelivered: peer.queued(),
+                    });
+                }
+            }
+        }
+        errors.sort_by_key(StopError::instance);
+        errors
+    }
+}
+
+/// An instance's duty to report its start and its stop; reports that its reactor went away
+/// for whatever it has not reported when dropped.
+pub(crate) struct Duty {
+    reports: Arc<Reports>,
+    index: u32,
+    start_pending: bool,
+    stop_pending: bool,
+}
+
+impl Duty {
+    pub(crate) fn new(reports: Arc<Reports>, index: u32) -> Self {
+        Duty {
+            reports,
+            index,
+            start_pending: true,
+            stop_pending: true,
+        }
+    }
+
+    fn index(&self) -> usize {
+        self.index as usize
+    }
+
+    /// Reports the start once; `false` if the deployment no longer wants the instance.
+    fn started(&mut self, result: Result<(), String>) -> bool {
+        if !std::mem::take(&mut self.start_pending) {
+            return false;
+        }
+        self.reports.started.report(self.index(), result)
+    }
+
+    /// Reports the stop once, with what went wrong.
+    fn stopped(&mut self, errors: Vec<StopError>) {
+        if std::mem::take(&mut self.stop_pending) {
+            self.reports.stopped.report(self.index(), errors);
         }
     }
 }
 
-impl Drop for StartReport {
+impl Drop for Duty {
     fn drop(&mut self) {
-        self.report(Err("its reactor stopped during start".into()));
+        self.started(Err("its reactor stopped during start".into()));
+        self.stopped(vec![StopError::ReactorLost {
+            component: self.reports.component,
+            instance: self.index(),
+        }]);
     }
 }
 
-/// The runtime's side of one instance.
-pub(crate) struct InstanceHandle {
-    pub(crate) index: usize,
-    pub(crate) reactor: usize,
-    pub(crate) component: &'static str,
-    /// The instance's mailbox, as the carrier of stop requests and control signals.
-    pub(crate) signals: Arc<dyn Signals>,
-    stop_requested: bool,
-    done: oneshot::Receiver<Vec<StopError>>,
-    pub(crate) capacity: usize,
-}
-
-/// The channels an instance task is started with.
-pub(crate) struct Launch<C: Component> {
-    pub(crate) task: InstanceTask<C>,
-    pub(crate) handle: InstanceHandle,
-    pub(crate) mailbox: Mailbox<C::Msg>,
-}
-
+/// What a new instance starts with; it runs on its reactor.
 pub(crate) struct InstanceTask<C: Component> {
     shared: Arc<Shared<C>>,
-    index: usize,
-    reactor: usize,
+    index: u32,
+    reactor: u32,
     stamp: Stamp,
     key: u64,
     mailbox: Mailbox<C::Msg>,
     rx: crate::mailbox::Receiver<C::Msg>,
-    cancel: CancellationToken,
-    started: StartReport,
-    done: oneshot::Sender<Vec<StopError>>,
+    duty: Duty,
 }
 
-impl<C: Component> Launch<C> {
+impl<C: Component> InstanceTask<C> {
     pub(crate) fn new(
         shared: Arc<Shared<C>>,
-        index: usize,
-        (reactor, stamp, key, wake): (usize, Stamp, u64, Arc<crate::wake::WakeFlag>),
-        capacity: usize,
-        parent: &CancellationToken,
-        latch: &Arc<StartLatch>,
+        (reactor, stamp, key): (u32, Stamp, u64),
+        (mailbox, rx): (Mailbox<C::Msg>, crate::mailbox::Receiver<C::Msg>),
+        duty: Duty,
     ) -> Self {
-        let (mailbox, rx) = Mailbox::bounded_on(capacity, Some(wake));
-        let (done_tx, done) = oneshot::channel();
-        let cancel = parent.clone();
-        let signals = mailbox.signals();
-        shared.supervisor.add_peer(index, signals.clone());
-        let handle = InstanceHandle {
-            index,
-            reactor,
-            component: C::name(),
-            signals,
-            stop_requested: false,
-            done,
-            capacity,
-        };
-        let task = InstanceTask {
+        InstanceTask {
             shared,
-            index,
+            index: duty.index,
             reactor,
             stamp,
             key,
-            mailbox: mailbox.clone(),
-            rx,
-            cancel,
-            started: StartReport {
-                latch: Some(latch.clone()),
-                index,
-            },
-            done: done_tx,
-        };
-        Launch {
-            task,
-            handle,
             mailbox,
+            rx,
+            duty,
         }
-    }
-}
-
-impl InstanceHandle {
-    /// Messages waiting in the mailbox.
-    pub(crate) fn queued(&self) -> usize {
-        self.signals.queued()
-    }
-
-    /// The instance's counters.
-    pub(crate) fn stats(&self) -> &InstanceStats {
-        self.signals.stats()
-    }
-
-    /// Asks the instance to drain and stop by `deadline`; returns at once.
-    pub(crate) fn request_stop(&mut self, deadline: Instant) {
-        if !self.stop_requested {
-            self.stop_requested = true;
-            self.signals.stop(deadline);
-        }
-    }
-
-    /// Asks the instance to stop (if not yet asked) and collects what went wrong.
-    pub(crate) async fn stop(mut self, deadline: Instant) -> Vec<StopError> {
-        self.request_stop(deadline);
-        // Most instances of a deployment being stopped have reported by the time their turn
-        // comes: no timer for those.
-        match within(deadline + REPORT_GRACE, &mut self.done).await {
-            Ok(Ok(errors)) => errors,
-            Ok(Err(_gone)) => vec![StopError::ReactorLost {
-                component: self.component,
-                instance: self.index,
-            }],
-            Err(_elapsed) => {
-                // A handler still holds the instance past the deadline: cancel its work.
-                self.signals.cancel_work();
-                vec![StopError::DeadlineExceeded {
-                    component: self.component,
-                    instance: self.index,
-                    undelivered: self.queued(),
-                }]
-            }
-        }
-    }
-}
-
-impl Drop for InstanceHandle {
-    /// An instance whose handle goes without a stop request stops at once.
-    fn drop(&mut self) {
-        self.request_stop(Instant::now());
     }
 }
 
@@ -484,49 +531,38 @@ impl<C: Component> InstanceTask<C> {
             key,
             mailbox,
             rx,
-            cancel,
-            mut started,
-            done,
+            mut duty,
         } = self;
         let component = match std::panic::catch_unwind(AssertUnwindSafe(|| (shared.factory)())) {
             Ok(c) => c,
             Err(panic) => {
-                started.report(Err(format!("the factory {}", panic_message(&*panic))));
-                let _ = done.send(Vec::new());
+                duty.started(Err(format!("the factory {}", panic_message(&*panic))));
+                duty.stopped(Vec::new());
                 return None;
             }
         };
         let ctx = Context {
-            bus: shared.bus.clone(),
-            deployment: shared.deployment,
+            shared: shared.clone(),
             instance: index,
             reactor,
-            config: shared.config.clone(),
-            root_cancel: cancel,
             myself: ActorRef {
-                mailbox,
+                mailbox: mailbox.clone(),
                 bus: shared.bus.clone(),
             },
             current: None,
-            workers: shared.workers.clone(),
             lane: Lane::default(),
             timers: Timers::default(),
             stamp,
             key,
-            rt: tokio::runtime::Handle::current(),
-            runtime: shared.runtime.clone(),
         };
-        let stats = ctx.myself.mailbox.signals();
         Some((
             component,
             ctx,
             Rest {
                 shared,
-                index,
                 rx,
-                started,
-                done,
-                stats,
+                duty,
+                mailbox,
             },
         ))
     }
@@ -545,7 +581,7 @@ impl<C: Component> InstanceTask<C> {
         C: Send,
     {
         let (component, ctx, rest) = self.create()?;
-        let pool = ctx.workers.clone();
+        let pool = ctx.shared.workers.clone();
         let exec = OnWorkers {
             slot: Some((component, ctx)),
             pool,
@@ -558,12 +594,10 @@ impl<C: Component> InstanceTask<C> {
 /// What the lifecycle loop needs besides the component.
 struct Rest<C: Component> {
     shared: Arc<Shared<C>>,
-    index: usize,
     rx: crate::mailbox::Receiver<C::Msg>,
-    started: StartReport,
-    done: oneshot::Sender<Vec<StopError>>,
+    duty: Duty,
     /// The instance's mailbox, for its counters.
-    stats: Arc<dyn Signals>,
+    mailbox: Mailbox<C::Msg>,
 }
 
 /// Why the message loop ended.
@@ -582,31 +616,29 @@ fn drive<C: Component, E: Exec<C>>(mut exec: E, rest: Rest<C>) -> impl Future<Ou
     // Taken apart here, not in the async block, so the task holds each part once.
     let Rest {
         shared,
-        index,
         mut rx,
-        mut started,
-        done,
-        stats,
+        mut duty,
+        mailbox,
     } = rest;
     async move {
         let life = Life {
             shared: &shared,
-            index,
-            stats: stats.stats(),
+            index: duty.index(),
+            stats: mailbox.stats(),
         };
         // Rare, one-off and large steps are boxed, and so is each batch of messages (which holds
         // the handler's future), so an idle instance's task stays small.
         let (ok, delivered) = {
             let start = Box::pin(exec.start()).await;
             let ok = start.is_ok();
-            (ok, started.report(start))
+            (ok, duty.started(start))
         };
         if !ok || !delivered {
             // The deployment gave up on this instance (timed out) or it failed to start.
             if ok {
                 let _ = Box::pin(exec.stop()).await;
             }
-            let _ = done.send(Vec::new());
+            duty.stopped(Vec::new());
             return;
         }
         InstanceState::Running.store(&life.stats.state);
@@ -643,10 +675,8 @@ fn drive<C: Component, E: Exec<C>>(mut exec: E, rest: Rest<C>) -> impl Future<Ou
             }
         };
 
-        Box::pin(finish(
-            &mut exec, &mut rx, end, life.stats, &life, done, index,
-        ))
-        .await;
+        let errors = Box::pin(finish(&mut exec, &mut rx, end, &life)).await;
+        duty.stopped(errors);
     }
 }
 
@@ -694,17 +724,14 @@ async fn batch<C: Component, E: Exec<C>>(
 }
 
 /// After the message loop: drain until the deadline and stop (undeploy, shutdown), or stop
-/// for the supervision policy, and report.
+/// for the supervision policy; returns what went wrong.
 async fn finish<C: Component, E: Exec<C>>(
     exec: &mut E,
     rx: &mut crate::mailbox::Receiver<C::Msg>,
     end: End,
-    stats: &InstanceStats,
     life: &Life<'_, C>,
-    done: oneshot::Sender<Vec<StopError>>,
-    index: usize,
-) {
-    let name = C::name();
+) -> Vec<StopError> {
+    let (name, index, stats) = (C::name(), life.index, life.stats);
     let lost = || StopError::Failed {
         component: name,
         instance: index,
@@ -712,14 +739,10 @@ async fn finish<C: Component, E: Exec<C>>(
     };
     let deadline = match end {
         End::Stop(deadline) => deadline.unwrap_or_else(Instant::now),
-        End::Lost => {
-            let _ = done.send(vec![lost()]);
-            return;
-        }
+        End::Lost => return vec![lost()],
         End::Halt { failed } => {
             life.halt(exec, rx, failed).await;
-            let _ = done.send(Vec::new());
-            return;
+            return Vec::new();
         }
     };
 
@@ -738,10 +761,7 @@ async fn finish<C: Component, E: Exec<C>>(
         }
         match within(deadline, exec.dispatch(msg)).await {
             Ok(Some(outcome)) => exec.settle(&outcome, stats),
-            Ok(None) => {
-                let _ = done.send(vec![lost()]);
-                return;
-            }
+            Ok(None) => return vec![lost()],
             Err(_elapsed) => undelivered += 1,
         }
     }
@@ -768,7 +788,7 @@ async fn finish<C: Component, E: Exec<C>>(
     rx.cancel_work();
     InstanceState::Stopped.store(&stats.state);
     life.event(LifecycleKind::Stopped, None);
-    let _ = done.send(errors);
+    errors
 }
 
 /// Like `tokio::time::timeout_at`, but a future that is ready at its first poll arms no
@@ -976,11 +996,89 @@ fn settle<C: Component>(ctx: &mut Context<C>, outcome: &Outcome, stats: &Instanc
         Outcome::Handled => InstanceStats::bump_own(&stats.handled),
         Outcome::Failed(reason) => {
             InstanceStats::bump(&stats.failed);
-            tracing::warn!(component = C::name(), deployment = %ctx.deployment, instance = ctx.instance, %reason, "handler returned an error");
+            tracing::warn!(component = C::name(), deployment = %ctx.shared.deployment, instance = ctx.instance, %reason, "handler returned an error");
         }
         Outcome::Panicked(reason) => {
             InstanceStats::bump(&stats.panicked);
-            tracing::error!(component = C::name(), deployment = %ctx.deployment, instance = ctx.instance, %reason, "handler panicked");
+            tracing::error!(component = C::name(), deployment = %ctx.shared.deployment, instance = ctx.instance, %reason, "handler panicked");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peers(n: usize) -> Vec<Arc<dyn Signals>> {
+        (0..n)
+            .map(|_| Mailbox::<u64>::bounded_on(4, None).0.signals())
+            .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stop_reports_are_collected_in_instance_order() {
+        let reports = Arc::new(Reports::new("Probe", 130));
+        let peers = peers(130);
+        for index in (0..130).rev() {
+            let mut duty = Duty::new(reports.clone(), index);
+            let errors = match index {
+                7 | 129 => vec![StopError::Failed {
+                    component: "Probe",
+                    instance: index as usize,
+                    reason: "stop hook failed".into(),
+                }],
+                _ => Vec::new(),
+            };
+            duty.started(Ok(()));
+            duty.stopped(errors);
+        }
+        let started = Instant::now();
+        let errors = reports.stop_all(&peers, Instant::now()).await;
+        assert_eq!(
+            started.elapsed(),
+            Duration::ZERO,
+            "no wait once all reported"
+        );
+        let instances: Vec<usize> = errors.iter().map(StopError::instance).collect();
+        assert_eq!(instances, vec![7, 129]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lost_instance_and_a_late_one_are_reported() {
+        let reports = Arc::new(Reports::new("Probe", 3));
+        let peers = peers(3);
+        // Instance 0 stops cleanly, instance 1's task is dropped (its reactor went away),
+        // instance 2 never reports.
+        let mut clean = Duty::new(reports.clone(), 0);
+        clean.started(Ok(()));
+        clean.stopped(Vec::new());
+        drop(Duty::new(reports.clone(), 1));
+        let _late = Duty::new(reports.clone(), 2);
+        assert_eq!(
+            reports
+                .started
+                .wait(Instant::now() + Duration::from_secs(1))
+                .await
+                .unwrap_err()
+                .map(|(i, reason)| (i, reason.contains("reactor"))),
+            Some((1, true))
+        );
+        let deadline = Instant::now() + Duration::from_secs(1);
+        let errors = reports.stop_all(&peers, deadline).await;
+        assert!(Instant::now() >= deadline + REPORT_GRACE);
+        assert!(
+            matches!(
+                errors.as_slice(),
+                [
+                    StopError::ReactorLost { instance: 1, .. },
+                    StopError::DeadlineExceeded {
+                        instance: 2,
+                        undelivered: 0,
+                        ..
+                    }
+                ]
+            ),
+            "{errors:?}"
+        );
     }
 }

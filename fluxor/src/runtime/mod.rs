@@ -20,6 +20,7 @@ use crate::component::{Bindings, Component};
 use crate::error::{
     BuildError, DeployError, ShutdownError, ShutdownIssue, StopError, UndeployError,
 };
+use crate::mailbox::{Mailbox, Signals};
 use crate::supervision::{Escalation, InstanceState, LifecycleKind, Supervision, Supervisor};
 use crate::wake::WakeFlag;
 use crate::watchdog::{Label, Watchdog};
@@ -63,7 +64,8 @@ pub(crate) fn upgrade(runtime: &std::sync::Weak<Inner>) -> Option<Fluxor> {
 }
 pub use inspect::{BusInfo, Snapshot, TopicInfo};
 pub(crate) use instance::InstanceTask;
-use instance::{publish_event, EscalationCtl, InstanceHandle, Launch, Shared, StartLatch};
+pub(crate) use instance::Shared;
+use instance::{publish_event, Duty, EscalationCtl, Reports};
 
 /// Instances sent to a reactor in one job when a deployment starts: large deployments start
 /// without a job per instance, and no reactor is held up for long by one job.
@@ -402,12 +404,14 @@ impl Builder {
                 Reactor::spawn(i, &reactor_name, self.paused, flag, self.spin_before_park)
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let reactor_handles = reactors.iter().map(|r| r.handle.clone()).collect();
         Ok(Fluxor {
             inner: Arc::new(Inner {
                 bus: EventBus::new(self.request_timeout),
                 extras: Mutex::new(Vec::new()),
                 workers,
                 wake_flags: flags,
+                reactor_handles,
                 watchdog,
                 escalation: Arc::new(EscalationCtl::new(self.escalation)),
                 reactors,
@@ -450,6 +454,8 @@ pub(crate) struct Inner {
     workers: WorkerPool,
     /// Per reactor: raised when work for it arrives from another thread.
     wake_flags: Vec<Arc<WakeFlag>>,
+    /// Per reactor: its tokio runtime.
+    reactor_handles: Arc<[tokio::runtime::Handle]>,
     watchdog: Watchdog,
     escalation: Arc<EscalationCtl>,
     reactors: Vec<Reactor>,
@@ -504,14 +510,37 @@ struct Deployment {
     id: DeploymentId,
     component: &'static str,
     type_id: std::any::TypeId,
+    /// Its supervision state, and its instances' mailboxes (`peers`, by index).
     supervisor: Arc<Supervisor>,
+    /// Where its instances report their start and stop.
+    reports: Arc<Reports>,
+    /// Each instance's reactor, by index.
+    reactors: Box<[u32]>,
+    mailbox_capacity: usize,
     worker: bool,
     config_keys: Vec<String>,
-    instances: Vec<InstanceHandle>,
     /// The deployment's key with the blocked-reactor checker.
     watch_key: u64,
     /// It has bindings on the bus.
     bound: bool,
+}
+
+impl Deployment {
+    /// Its instances' mailboxes, by index.
+    fn instances(&self) -> &[Arc<dyn Signals>] {
+        &self.supervisor.peers
+    }
+}
+
+impl Drop for Deployment {
+    /// Instances whose deployment goes without a stop request stop at once (a request made
+    /// earlier stands).
+    fn drop(&mut self) {
+        let now = Instant::now();
+        for instance in self.instances() {
+            instance.stop(now);
+        }
+    }
 }
 
 impl Drop for Inner {
@@ -593,6 +622,12 @@ impl Fluxor {
                 "`instances` must be at least 1".into(),
             ));
         }
+        if u32::try_from(instances - 1).is_err() {
+            return Err(DeployError::InvalidOptions(format!(
+                "`instances` must be at most {}",
+                u64::from(u32::MAX) + 1
+            )));
+        }
         let capacity = options.mailbox_capacity.unwrap_or(inner.mailbox_capacity);
         if capacity == 0 {
             return Err(DeployError::InvalidOptions(
@@ -632,55 +667,75 @@ impl Fluxor {
         }
 
         let id = DeploymentId(inner.deployment_ids.next());
+        // The mailboxes come first: the supervisor signals them, the runtime stops them.
+        let mut reactors = Vec::with_capacity(instances);
+        let mut channels = Vec::with_capacity(instances);
+        for _ in 0..instances {
+            let reactor = options.reactor.unwrap_or_else(|| {
+                inner.next_reactor.fetch_add(1, Ordering::Relaxed) % inner.reactors.len()
+            });
+            reactors.push(reactor as u32);
+            channels.push(Mailbox::bounded_on(
+                capacity,
+                Some(inner.wake_flags[reactor].clone()),
+            ));
+        }
+        let peers = channels.iter().map(|(mb, _)| mb.signals()).collect();
+        let supervisor = Arc::new(Supervisor::new(
+            options.supervision.unwrap_or_else(C::supervision),
+            peers,
+        ));
+        let reports = Arc::new(Reports::new(C::name(), instances));
         let shared = Arc::new(Shared {
             factory: Box::new(factory),
             config,
             deployment: id,
             bus: inner.bus.clone(),
             workers: inner.workers.clone(),
-            supervisor: Arc::new(Supervisor::new(
-                options.supervision.unwrap_or_else(C::supervision),
-            )),
+            supervisor: supervisor.clone(),
             escalation: inner.escalation.clone(),
             quiet: options.quiet,
             runtime: Arc::downgrade(&self.inner),
+            cancel: inner.cancel.clone(),
+            reactors: inner.reactor_handles.clone(),
         });
+        let mut deployment = Deployment {
+            id,
+            component: C::name(),
+            type_id: std::any::TypeId::of::<C>(),
+            supervisor,
+            reports: reports.clone(),
+            reactors: reactors.into_boxed_slice(),
+            mailbox_capacity: capacity,
+            worker: worker.is_some(),
+            config_keys,
+            watch_key: inner.watchdog.shared.register(Label {
+                component: C::name(),
+                deployment: id,
+            }),
+            bound: false,
+        };
         let start_timeout = options.start_timeout.unwrap_or(Duration::from_secs(30));
-        let mut handles = Vec::with_capacity(instances);
         let mut mailboxes = Vec::with_capacity(instances);
         let mut failure: Option<(usize, String)> = None;
-        let latch = Arc::new(StartLatch::new(instances));
         // Instances go to their reactors in batches: one job per reactor and batch.
         let mut batches: Vec<Vec<InstanceTask<C>>> =
             (0..inner.reactors.len()).map(|_| Vec::new()).collect();
-        let watch_key = inner.watchdog.shared.register(Label {
-            component: C::name(),
-            deployment: id,
-        });
-        for index in 0..instances {
-            let reactor = options.reactor.unwrap_or_else(|| {
-                inner.next_reactor.fetch_add(1, Ordering::Relaxed) % inner.reactors.len()
-            });
-            let key = watch_key + index as u64;
-            let launch = Launch::new(
+        for (index, (mailbox, rx)) in channels.into_iter().enumerate() {
+            let reactor = deployment.reactors[index];
+            let key = deployment.watch_key + index as u64;
+            mailboxes.push(mailbox.clone());
+            let task = InstanceTask::new(
                 shared.clone(),
-                index,
-                (
-                    reactor,
-                    inner.watchdog.stamp(reactor),
-                    key,
-                    inner.wake_flags[reactor].clone(),
-                ),
-                capacity,
-                &inner.cancel,
-                &latch,
+                (reactor, inner.watchdog.stamp(reactor as usize), key),
+                (mailbox, rx),
+                Duty::new(reports.clone(), index as u32),
             );
-            handles.push(launch.handle);
-            mailboxes.push(launch.mailbox);
-            batches[reactor].push(launch.task);
-            if batches[reactor].len() == SPAWN_BATCH {
-                let tasks = std::mem::take(&mut batches[reactor]);
-                if !spawn_on(&inner.reactors[reactor], tasks, worker).await {
+            let batch = &mut batches[reactor as usize];
+            batch.push(task);
+            if batch.len() == SPAWN_BATCH {
+                let tasks = std::mem::take(batch);
+                if !spawn_on(&inner.reactors[reactor as usize], tasks, worker).await {
                     failure.get_or_insert((index, "its reactor has stopped".into()));
                 }
             }
@@ -692,9 +747,10 @@ impl Fluxor {
         }
         if failure.is_none() {
             let deadline = Instant::now() + start_timeout;
-            if let Err(failed) = latch.wait(deadline).await {
+            if let Err(failed) = reports.started.wait(deadline).await {
                 failure = Some(failed.unwrap_or_else(|| {
-                    let index = handles
+                    let index = deployment
+                        .instances()
                         .iter()
                         .position(|h| {
                             InstanceState::load(&h.stats().state) == InstanceState::Starting
@@ -715,11 +771,8 @@ impl Fluxor {
         }
         if let Some((instance, reason)) = failure {
             let deadline = Instant::now() + inner.shutdown_timeout;
-            let mut rollback = Vec::new();
-            for h in handles {
-                rollback.extend(h.stop(deadline).await);
-            }
-            inner.watchdog.shared.unregister(watch_key);
+            let rollback = reports.stop_all(deployment.instances(), deadline).await;
+            inner.watchdog.shared.unregister(deployment.watch_key);
             return Err(DeployError::StartFailed {
                 component: C::name(),
                 instance,
@@ -741,19 +794,9 @@ impl Fluxor {
             .collect::<Vec<_>>();
         {
             let mut table = self.lock();
-            let bound = !entries.is_empty();
+            deployment.bound = !entries.is_empty();
             inner.bus.register(entries);
-            table.push(Deployment {
-                id,
-                component: C::name(),
-                type_id: std::any::TypeId::of::<C>(),
-                supervisor: shared.supervisor.clone(),
-                worker: worker.is_some(),
-                config_keys,
-                instances: handles,
-                watch_key,
-                bound,
-            });
+            table.push(deployment);
         }
         for instance in 0..instances {
             publish_event(&shared, LifecycleKind::Started, instance, None);
@@ -798,15 +841,10 @@ impl Fluxor {
         if deployment.bound {
             self.inner.bus.unregister(deployment.id);
         }
-        // Ask all instances first so they drain in parallel, then collect their reports.
-        let mut instances = deployment.instances;
-        for h in &mut instances {
-            h.request_stop(deadline);
-        }
-        let mut errors = Vec::new();
-        for h in instances {
-            errors.extend(h.stop(deadline).await);
-        }
+        let errors = deployment
+            .reports
+            .stop_all(deployment.instances(), deadline)
+            .await;
         self.inner.watchdog.shared.unregister(deployment.watch_key);
         tracing::debug!(component = deployment.component, deployment = %deployment.id, errors = errors.len(), "undeployed");
         errors
@@ -816,8 +854,8 @@ impl Fluxor {
     pub fn reactor_stats(&self) -> Vec<ReactorInfo> {
         let mut pinned = vec![0usize; self.inner.reactors.len()];
         for d in self.lock().iter() {
-            for h in &d.instances {
-                if let Some(n) = pinned.get_mut(h.reactor) {
+            for &reactor in &d.reactors {
+                if let Some(n) = pinned.get_mut(reactor as usize) {
                     *n += 1;
                 }
             }
@@ -855,10 +893,10 @@ impl Fluxor {
             let d = table
                 .get(id)
                 .ok_or_else(|| format!("no live deployment has id {id}"))?;
-            let h = d.instances.get(instance).ok_or_else(|| {
+            let h = d.instances().get(instance).ok_or_else(|| {
                 format!(
                     "deployment {id} has {} instance(s); there is no instance {instance}",
-                    d.instances.len()
+                    d.instances().len()
                 )
             })?;
             if d.type_id != std::any::TypeId::of::<C>() {
@@ -868,7 +906,7 @@ impl Fluxor {
                     C::name()
                 ));
             }
-            h.signals.clone()
+            h.clone()
         };
         let (tx, rx) = tokio::sync::oneshot::channel();
         let read = Box::new(move |c: &dyn std::any::Any| {
@@ -891,13 +929,13 @@ impl Fluxor {
     pub(crate) fn busy_report(&self) -> Option<String> {
         let mut busy = Vec::new();
         for d in self.lock().iter() {
-            for h in &d.instances {
+            for (index, h) in d.instances().iter().enumerate() {
                 let queued = h.queued();
                 if queued > 0 || h.stats().busy.load(Ordering::Relaxed) {
                     busy.push(format!(
                         "`{}` instance {} ({} queued, handling: {})",
                         d.component,
-                        h.index,
+                        index,
                         queued,
                         h.stats().busy.load(Ordering::Relaxed)
                     ));
@@ -974,7 +1012,7 @@ impl Fluxor {
         if d.type_id != std::any::TypeId::of::<C>() {
             return None;
         }
-        let signals = &d.instances.get(instance)?.signals;
+        let signals = d.instances().get(instance)?;
         Some(crate::ActorRef {
             mailbox: crate::mailbox::mailbox_of::<C::Msg>(signals)?,
             bus: self.inner.bus.clone(),
@@ -997,15 +1035,17 @@ impl Fluxor {
                 worker: d.worker,
                 config_keys: d.config_keys.clone(),
                 instances: d
-                    .instances
+                    .instances()
                     .iter()
-                    .map(|h| InstanceInfo {
-                        index: h.index,
-                        reactor: h.reactor,
+                    .zip(d.reactors.iter())
+                    .enumerate()
+                    .map(|(index, (h, &reactor))| InstanceInfo {
+                        index,
+                        reactor: reactor as usize,
                         state: InstanceState::load(&h.stats().state),
                         restarts: h.stats().restarts.load(Ordering::Relaxed),
                         mailbox_len: h.queued(),
-                        mailbox_capacity: h.capacity,
+                        mailbox_capacity: d.mailbox_capacity,
                         handled: h.stats().handled.load(Ordering::Relaxed),
                         failed: h.stats().failed.load(Ordering::Relaxed),
                         panicked: h.stats().panicked.load(Ordering::Relaxed),

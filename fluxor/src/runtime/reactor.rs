@@ -18,6 +18,8 @@ const JOB_QUEUE: usize = 256;
 
 pub(crate) struct Reactor {
     pub(crate) index: usize,
+    /// The reactor's tokio runtime.
+    pub(crate) handle: tokio::runtime::Handle,
     jobs: mpsc::Sender<Job>,
     stop: CancellationToken,
     thread: Mutex<Option<JoinHandle<()>>>,
@@ -43,6 +45,7 @@ impl Reactor {
         let rt = builder
             .build()
             .map_err(|source| BuildError::Reactor { index, source })?;
+        let handle = rt.handle().clone();
         let (jobs, mut rx) = mpsc::channel::<Job>(JOB_QUEUE);
         let stop = CancellationToken::new();
         let (exited_tx, exited) = oneshot::channel();
@@ -72,6 +75,7 @@ impl Reactor {
             .map_err(|source| BuildError::Reactor { index, source })?;
         Ok(Reactor {
             index,
+            handle,
             jobs,
             stop,
             thread: Mutex::new(Some(thread)),
