@@ -173,7 +173,8 @@ fn generate(krate: &TokenStream, item: &ItemImpl, model: &Model) -> TokenStream 
         Some(quote_spanned!(m.span()=> bindings.bind::<#m>(#topic, __FluxorMsg::#v);))
     });
 
-    let arms = model.handlers.iter().map(|h| {
+    let count = model.handlers.len();
+    let arms = model.handlers.iter().enumerate().map(|(index, h)| {
         let v = variant(h);
         let method = &h.method;
         let call_args = if h.takes_ctx {
@@ -184,9 +185,14 @@ fn generate(krate: &TokenStream, item: &ItemImpl, model: &Model) -> TokenStream 
         let call = if h.is_async {
             quote!(self.#method(#call_args))
         } else {
-            quote!(async { self.#method(#call_args) })
+            quote!(async move { self.#method(#call_args) })
         };
-        let run = quote_spanned!(h.ret_span=> responder.run(#call).await);
+        let run = dispatch_path(
+            krate,
+            quote_spanned!(h.ret_span=> responder.run(#call)),
+            index,
+            0..count,
+        );
         let accept = quote_spanned!(h.msg.span()=> ctx.accept(envelope));
         quote! {
             __FluxorMsg::#v(envelope) => {
@@ -195,6 +201,16 @@ fn generate(krate: &TokenStream, item: &ItemImpl, model: &Model) -> TokenStream 
             }
         }
     });
+    // Each arm returns its handler's future inside nested `Either`s, so `handle` returns one
+    // future type without boxing; with no handlers there is nothing to run.
+    let dispatch = if count == 0 {
+        quote!(#[allow(unreachable_code)] ::core::future::ready::<#krate::Outcome>(match msg { #phantom_arm }))
+    } else {
+        quote!(match msg {
+            #(#arms)*
+            #phantom_arm
+        })
+    };
 
     let addresses = model.handlers.iter().filter_map(|h| {
         let topic = h.topic.as_ref()?;
@@ -284,18 +300,36 @@ fn generate(krate: &TokenStream, item: &ItemImpl, model: &Model) -> TokenStream 
                 #start
                 #stop
 
-                async fn handle(
+                fn handle(
                     &mut self,
                     msg: Self::Msg,
                     ctx: &mut #krate::Context<Self>,
-                ) -> #krate::Outcome {
-                    match msg {
-                        #(#arms)*
-                        #phantom_arm
-                    }
+                ) -> impl ::core::future::Future<Output = #krate::Outcome> {
+                    #dispatch
                 }
             }
         };
+    }
+}
+
+/// Wraps handler `index`'s future (of handlers `range`) in the `Either`s that lead to it in a
+/// balanced tree of them.
+fn dispatch_path(
+    krate: &TokenStream,
+    future: TokenStream,
+    index: usize,
+    range: std::ops::Range<usize>,
+) -> TokenStream {
+    if range.len() <= 1 {
+        return future;
+    }
+    let mid = range.start + range.len() / 2;
+    if index < mid {
+        let inner = dispatch_path(krate, future, index, range.start..mid);
+        quote!(#krate::__private::Either::Left { future: #inner })
+    } else {
+        let inner = dispatch_path(krate, future, index, mid..range.end);
+        quote!(#krate::__private::Either::Right { future: #inner })
     }
 }
 

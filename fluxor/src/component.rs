@@ -248,18 +248,16 @@ impl<'a, C: Component> Bindings<'a, C> {
         }
         self
     }
+}
 
-    pub(crate) fn entries_for(
-        &self,
-        owner: Owner,
-        mailbox: &Mailbox<C::Msg>,
-    ) -> impl Iterator<Item = Entry> + '_ {
-        let mailbox = mailbox.clone();
-        self.entries.iter().map(move |b| Entry {
+impl<C: Component> Binding<C> {
+    /// The registry entry of this binding for one instance.
+    pub(crate) fn entry(&self, owner: Owner, mailbox: &Mailbox<C::Msg>) -> Entry {
+        Entry {
             owner,
-            pattern: b.pattern.clone(),
-            consumer: (b.make)(&mailbox),
-        })
+            pattern: self.pattern.clone(),
+            consumer: (self.make)(mailbox),
+        }
     }
 }
 
@@ -706,19 +704,23 @@ impl<C: Component> Context<C> {
     /// runtime.shutdown(std::time::Duration::from_secs(5)).await.unwrap();
     /// # }
     /// ```
-    pub async fn deploy<D, F>(
+    pub fn deploy<D, F>(
         &self,
         factory: F,
         options: crate::DeployOptions,
-    ) -> Result<crate::DeploymentId, crate::DeployError>
+    ) -> impl Future<Output = Result<crate::DeploymentId, crate::DeployError>> + Send + 'static
     where
         D: Component,
         F: Fn() -> D + Send + Sync + 'static,
     {
         // Boxed: a handler that deploys keeps a pointer in its future, not the whole deploy.
-        match crate::runtime::upgrade(&self.shared.runtime) {
-            Some(runtime) => Box::pin(runtime.deploy(factory, options)).await,
-            None => Err(crate::DeployError::ShuttingDown),
+        let deploy = crate::runtime::upgrade(&self.shared.runtime)
+            .map(|runtime| Box::pin(runtime.deploy(factory, options)));
+        async move {
+            match deploy {
+                Some(deploy) => deploy.await,
+                None => Err(crate::DeployError::ShuttingDown),
+            }
         }
     }
 
@@ -871,6 +873,7 @@ impl<R: Send + 'static> Responder<R> {
         Run {
             handler: catch_unwind(handler).instrument(span),
             responder: Some(self),
+            answer: Responder::answer::<T>,
         }
     }
 
@@ -900,14 +903,17 @@ pin_project_lite::pin_project! {
     /// A handler run by [`Responder::run`]: resolves to the handler's [`Outcome`] once its
     /// requester has been answered.
     #[must_use = "a handler does nothing unless its run is awaited"]
-    pub struct Run<F, R> {
+    pub struct Run<F: Future, R> {
         #[pin]
         handler: tracing::instrument::Instrumented<CatchUnwind<F>>,
         responder: Option<Responder<R>>,
+        // Chosen where the handler's reply type is checked (`Responder::run`), so a reply type
+        // that does not fit is reported there, once.
+        answer: fn(Responder<R>, Result<F::Output, Box<dyn Any + Send>>) -> Outcome,
     }
 }
 
-impl<F, R> fmt::Debug for Run<F, R> {
+impl<F: Future, R> fmt::Debug for Run<F, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Run")
             .field("responder", &self.responder)
@@ -915,19 +921,14 @@ impl<F, R> fmt::Debug for Run<F, R> {
     }
 }
 
-impl<F, T, R> Future for Run<F, R>
-where
-    F: Future<Output = T>,
-    T: IntoReply<R>,
-    R: Send + 'static,
-{
+impl<F: Future, R> Future for Run<F, R> {
     type Output = Outcome;
 
     fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Outcome> {
         let this = self.project();
         let result = std::task::ready!(this.handler.poll(cx));
         match this.responder.take() {
-            Some(responder) => Poll::Ready(responder.answer(result)),
+            Some(responder) => Poll::Ready((this.answer)(responder, result)),
             // Polled again after it finished: the answer has gone already.
             None => Poll::Ready(Outcome::Handled),
         }

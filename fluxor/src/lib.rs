@@ -130,6 +130,41 @@ pub mod __private {
         Some(crate::WorkerMode::new())
     }
 
+    pin_project_lite::pin_project! {
+        /// One of two futures. `#[component]` nests these to hand a message to its handler's
+        /// future without boxing it: the dispatch future is as large as the largest handler's.
+        #[project = EitherProj]
+        #[derive(Debug)]
+        pub enum Either<L, R> {
+            /// The first future.
+            Left {
+                #[pin]
+                future: L,
+            },
+            /// The second future.
+            Right {
+                #[pin]
+                future: R,
+            },
+        }
+    }
+
+    impl<L: std::future::Future, R: std::future::Future<Output = L::Output>> std::future::Future
+        for Either<L, R>
+    {
+        type Output = L::Output;
+
+        fn poll(
+            self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<L::Output> {
+            match self.project() {
+                EitherProj::Left { future } => future.poll(cx),
+                EitherProj::Right { future } => future.poll(cx),
+            }
+        }
+    }
+
     /// What a lifecycle hook may return: `()` or `Result<(), E>` with `E: Into<BoxError>`.
     #[diagnostic::on_unimplemented(
         message = "a lifecycle hook cannot return `{Self}`",

@@ -506,6 +506,21 @@ impl Table {
     }
 }
 
+type Channel<T> = (Mailbox<T>, crate::mailbox::Receiver<T>);
+
+/// A deployment checked and built, not started yet.
+struct Plan<C: Component> {
+    shared: Arc<Shared<C>>,
+    bindings: Vec<crate::component::Binding<C>>,
+    /// Each instance's mailbox and its receiving side.
+    channels: Vec<Channel<C::Msg>>,
+    reactors: Vec<u32>,
+    worker: Option<crate::component::RunErased>,
+    config_keys: Vec<String>,
+    mailbox_capacity: usize,
+    start_timeout: Duration,
+}
+
 struct Deployment {
     id: DeploymentId,
     component: &'static str,
@@ -600,14 +615,37 @@ impl Fluxor {
     /// If any instance fails to start (error, panic or timeout), the ones already started are
     /// stopped again, nothing is registered, and the error says which instance failed and why.
     ///
+    /// The deployment is planned (options checked, config parsed, mailboxes made) when this is
+    /// called; its instances start when the returned future is awaited.
+    ///
     /// # Errors
     /// [`DeployError`]: invalid options, config that does not fit, an invalid topic, a start
     /// failure, or a runtime that is shutting down.
-    pub async fn deploy<C, F>(
+    pub fn deploy<C, F>(
         &self,
         factory: F,
         options: DeployOptions,
-    ) -> Result<DeploymentId, DeployError>
+    ) -> impl std::future::Future<Output = Result<DeploymentId, DeployError>>
+    where
+        C: Component,
+        F: Fn() -> C + Send + Sync + 'static,
+    {
+        // Planned at once, so the future that starts the instances does not carry the options
+        // and the factory besides the plan made of them.
+        use crate::__private::Either;
+        match self.plan(factory, options) {
+            Ok(plan) => Either::Left {
+                future: self.launch(plan),
+            },
+            Err(error) => Either::Right {
+                future: std::future::ready(Err(error)),
+            },
+        }
+    }
+
+    /// Checks a deployment's options and builds what its instances share, their mailboxes and
+    /// their supervision state.
+    fn plan<C, F>(&self, factory: F, options: DeployOptions) -> Result<Plan<C>, DeployError>
     where
         C: Component,
         F: Fn() -> C + Send + Sync + 'static,
@@ -657,12 +695,15 @@ impl Fluxor {
             _ => Vec::new(),
         };
         let config = Arc::new(parse_config::<C>(options.config)?);
-        let config_ref = config.clone();
-        let bindings = Bindings::<C>::collect(&config_ref);
-        if let Some(reason) = bindings.errors.first() {
+        let Bindings {
+            entries: bindings,
+            errors,
+            ..
+        } = Bindings::<C>::collect(&config);
+        if let Some(reason) = errors.into_iter().next() {
             return Err(DeployError::InvalidTopic {
                 component: C::name(),
-                reason: reason.clone(),
+                reason,
             });
         }
 
@@ -685,124 +726,164 @@ impl Fluxor {
             options.supervision.unwrap_or_else(C::supervision),
             peers,
         ));
-        let reports = Arc::new(Reports::new(C::name(), instances));
         let shared = Arc::new(Shared {
             factory: Box::new(factory),
             config,
             deployment: id,
             bus: inner.bus.clone(),
             workers: inner.workers.clone(),
-            supervisor: supervisor.clone(),
+            supervisor,
             escalation: inner.escalation.clone(),
             quiet: options.quiet,
             runtime: Arc::downgrade(&self.inner),
             cancel: inner.cancel.clone(),
             reactors: inner.reactor_handles.clone(),
         });
+        Ok(Plan {
+            shared,
+            bindings,
+            channels,
+            reactors,
+            worker,
+            config_keys,
+            mailbox_capacity: capacity,
+            start_timeout: options.start_timeout.unwrap_or(Duration::from_secs(30)),
+        })
+    }
+
+    /// Sends a planned deployment's instances to their reactors, waits for their start and
+    /// registers their topics; stops them again if any fails to start.
+    fn launch<C: Component>(
+        &self,
+        plan: Plan<C>,
+    ) -> impl std::future::Future<Output = Result<DeploymentId, DeployError>> {
+        // The future owns a handle to the runtime: it may outlive the caller's borrow.
+        let this = self.clone();
+        // Taken apart here, not in the async block, so its future holds each part once.
+        let Plan {
+            shared,
+            bindings,
+            channels,
+            reactors,
+            worker,
+            config_keys,
+            mailbox_capacity,
+            start_timeout,
+        } = plan;
+        let id = shared.deployment;
+        let instances = channels.len();
+        let reports = Arc::new(Reports::new(C::name(), instances));
         let mut deployment = Deployment {
             id,
             component: C::name(),
             type_id: std::any::TypeId::of::<C>(),
-            supervisor,
+            supervisor: shared.supervisor.clone(),
             reports: reports.clone(),
             reactors: reactors.into_boxed_slice(),
-            mailbox_capacity: capacity,
+            mailbox_capacity,
             worker: worker.is_some(),
             config_keys,
-            watch_key: inner.watchdog.shared.register(Label {
-                component: C::name(),
-                deployment: id,
-            }),
+            watch_key: 0,
             bound: false,
         };
-        let start_timeout = options.start_timeout.unwrap_or(Duration::from_secs(30));
-        let mut mailboxes = Vec::with_capacity(instances);
-        let mut failure: Option<(usize, String)> = None;
-        // Instances go to their reactors in batches: one job per reactor and batch.
-        let mut batches: Vec<Vec<InstanceTask<C>>> =
-            (0..inner.reactors.len()).map(|_| Vec::new()).collect();
-        for (index, (mailbox, rx)) in channels.into_iter().enumerate() {
-            let reactor = deployment.reactors[index];
-            let key = deployment.watch_key + index as u64;
-            mailboxes.push(mailbox.clone());
-            let task = InstanceTask::new(
-                shared.clone(),
-                (reactor, inner.watchdog.stamp(reactor as usize), key),
-                (mailbox, rx),
-                Duty::new(reports.clone(), index as u32),
-            );
-            let batch = &mut batches[reactor as usize];
-            batch.push(task);
-            if batch.len() == SPAWN_BATCH {
-                let tasks = std::mem::take(batch);
-                if !spawn_on(&inner.reactors[reactor as usize], tasks, worker).await {
-                    failure.get_or_insert((index, "its reactor has stopped".into()));
+        async move {
+            let inner = &this.inner;
+            if inner.shutting_down.load(Ordering::Acquire) {
+                return Err(DeployError::ShuttingDown);
+            }
+            deployment.watch_key = inner.watchdog.shared.register(Label {
+                component: C::name(),
+                deployment: id,
+            });
+            let mut mailboxes = Vec::with_capacity(instances);
+            let mut failure: Option<(usize, String)> = None;
+            // Instances go to their reactors in batches: one job per reactor and batch.
+            let mut batches: Vec<Vec<InstanceTask<C>>> =
+                (0..inner.reactors.len()).map(|_| Vec::new()).collect();
+            for (index, (mailbox, rx)) in channels.into_iter().enumerate() {
+                let reactor = deployment.reactors[index];
+                let key = deployment.watch_key + index as u64;
+                mailboxes.push(mailbox.clone());
+                let task = InstanceTask::new(
+                    shared.clone(),
+                    (reactor, inner.watchdog.stamp(reactor as usize), key),
+                    (mailbox, rx),
+                    Duty::new(reports.clone(), index as u32),
+                );
+                let batch = &mut batches[reactor as usize];
+                batch.push(task);
+                if batch.len() == SPAWN_BATCH {
+                    let tasks = std::mem::take(batch);
+                    if !spawn_on(&inner.reactors[reactor as usize], tasks, worker).await {
+                        failure.get_or_insert((index, "its reactor has stopped".into()));
+                    }
                 }
             }
-        }
-        for (reactor, tasks) in batches.into_iter().enumerate() {
-            if !tasks.is_empty() && !spawn_on(&inner.reactors[reactor], tasks, worker).await {
-                failure.get_or_insert((instances - 1, "its reactor has stopped".into()));
+            for (reactor, tasks) in batches.into_iter().enumerate() {
+                if !tasks.is_empty() && !spawn_on(&inner.reactors[reactor], tasks, worker).await {
+                    failure.get_or_insert((instances - 1, "its reactor has stopped".into()));
+                }
             }
-        }
-        if failure.is_none() {
-            let deadline = Instant::now() + start_timeout;
-            if let Err(failed) = reports.started.wait(deadline).await {
-                failure = Some(failed.unwrap_or_else(|| {
-                    let index = deployment
-                        .instances()
-                        .iter()
-                        .position(|h| {
-                            InstanceState::load(&h.stats().state) == InstanceState::Starting
-                        })
-                        .unwrap_or(0);
-                    (
-                        index,
-                        format!("start did not finish within {start_timeout:?}"),
-                    )
-                }));
+            if failure.is_none() {
+                let deadline = Instant::now() + start_timeout;
+                if let Err(failed) = reports.started.wait(deadline).await {
+                    failure = Some(failed.unwrap_or_else(|| {
+                        let index = deployment
+                            .instances()
+                            .iter()
+                            .position(|h| {
+                                InstanceState::load(&h.stats().state) == InstanceState::Starting
+                            })
+                            .unwrap_or(0);
+                        (
+                            index,
+                            format!("start did not finish within {start_timeout:?}"),
+                        )
+                    }));
+                }
             }
-        }
-        if failure.is_none() && inner.shutting_down.load(Ordering::Acquire) {
-            failure = Some((
-                0,
-                "the runtime began shutting down during the deploy".into(),
-            ));
-        }
-        if let Some((instance, reason)) = failure {
-            let deadline = Instant::now() + inner.shutdown_timeout;
-            let rollback = reports.stop_all(deployment.instances(), deadline).await;
-            inner.watchdog.shared.unregister(deployment.watch_key);
-            return Err(DeployError::StartFailed {
-                component: C::name(),
-                instance,
-                reason,
-                rollback,
-            });
-        }
-
-        let entries = mailboxes
-            .iter()
-            .enumerate()
-            .flat_map(|(instance, mb)| {
-                let owner = Owner {
-                    deployment: id,
+            if failure.is_none() && inner.shutting_down.load(Ordering::Acquire) {
+                failure = Some((
+                    0,
+                    "the runtime began shutting down during the deploy".into(),
+                ));
+            }
+            if let Some((instance, reason)) = failure {
+                let deadline = Instant::now() + inner.shutdown_timeout;
+                // Rare: boxed, so the deploy future keeps no room for it.
+                let rollback = Box::pin(reports.stop_all(deployment.instances(), deadline)).await;
+                inner.watchdog.shared.unregister(deployment.watch_key);
+                return Err(DeployError::StartFailed {
+                    component: C::name(),
                     instance,
-                };
-                bindings.entries_for(owner, mb)
-            })
-            .collect::<Vec<_>>();
-        {
-            let mut table = self.lock();
-            deployment.bound = !entries.is_empty();
-            inner.bus.register(entries);
-            table.push(deployment);
+                    reason,
+                    rollback,
+                });
+            }
+
+            let entries = mailboxes
+                .iter()
+                .enumerate()
+                .flat_map(|(instance, mb)| {
+                    let owner = Owner {
+                        deployment: id,
+                        instance,
+                    };
+                    bindings.iter().map(move |b| b.entry(owner, mb))
+                })
+                .collect::<Vec<_>>();
+            {
+                let mut table = this.lock();
+                deployment.bound = !entries.is_empty();
+                inner.bus.register(entries);
+                table.push(deployment);
+            }
+            for instance in 0..instances {
+                publish_event(&shared, LifecycleKind::Started, instance, None);
+            }
+            tracing::debug!(component = C::name(), deployment = %id, instances, "deployed");
+            Ok(id)
         }
-        for instance in 0..instances {
-            publish_event(&shared, LifecycleKind::Started, instance, None);
-        }
-        tracing::debug!(component = C::name(), deployment = %id, instances, "deployed");
-        Ok(id)
     }
 
     /// Stops every instance of a deployment: removes its topics from the bus, lets each instance
