@@ -356,6 +356,11 @@ impl<T> Mailbox<T> {
             if st.queue.len() + self.chan.taken.load(Ordering::SeqCst) >= self.chan.capacity {
                 return Err((PushError::Full, make));
             }
+            if st.queue.capacity() == 0 {
+                // Most mailboxes see one message at a time: start with one slot, not the
+                // four a `VecDeque` would make (the next push grows it as usual).
+                st.queue.reserve_exact(1);
+            }
             st.queue.push_back(make());
             self.chan
                 .shared_len
@@ -684,6 +689,17 @@ mod tests {
         assert_eq!(rx.local.capacity(), 0);
         rx.close();
         assert_eq!(mb.try_push(|| [0; 64]), Err(PushError::Closed));
+    }
+
+    #[test]
+    fn a_first_message_takes_one_slot() {
+        let (mb, mut rx) = Mailbox::<[u8; 64]>::bounded(1024);
+        mb.try_push(|| [1; 64]).unwrap();
+        assert_eq!(mb.chan.lock().queue.capacity(), 1);
+        mb.try_push(|| [2; 64]).unwrap();
+        assert!(mb.chan.lock().queue.capacity() >= 2);
+        assert_eq!(rx.try_recv().map(|m| m[0]), Ok(1));
+        assert_eq!(rx.try_recv().map(|m| m[0]), Ok(2));
     }
 
     #[tokio::test]

@@ -312,11 +312,15 @@ impl Duty {
 
 impl Drop for Duty {
     fn drop(&mut self) {
-        self.started(Err("its reactor stopped during start".into()));
-        self.stopped(vec![StopError::ReactorLost {
-            component: self.reports.component,
-            instance: self.index(),
-        }]);
+        if self.start_pending {
+            self.started(Err("its reactor stopped during start".into()));
+        }
+        if self.stop_pending {
+            self.stopped(vec![StopError::ReactorLost {
+                component: self.reports.component,
+                instance: self.index(),
+            }]);
+        }
     }
 }
 
@@ -759,7 +763,8 @@ async fn finish<C: Component, E: Exec<C>>(
             undelivered += 1;
             continue;
         }
-        match within(deadline, exec.dispatch(msg)).await {
+        // Messages left at a stop are rare: boxed, so the stop sequence stays small.
+        match Box::pin(within(deadline, exec.dispatch(msg))).await {
             Ok(Some(outcome)) => exec.settle(&outcome, stats),
             Ok(None) => return vec![lost()],
             Err(_elapsed) => undelivered += 1,

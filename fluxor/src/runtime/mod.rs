@@ -798,8 +798,14 @@ impl Fluxor {
             let mut mailboxes = Vec::with_capacity(instances);
             let mut failure: Option<(usize, String)> = None;
             // Instances go to their reactors in batches: one job per reactor and batch.
-            let mut batches: Vec<Vec<InstanceTask<C>>> =
-                (0..inner.reactors.len()).map(|_| Vec::new()).collect();
+            let mut per_reactor = vec![0usize; inner.reactors.len()];
+            for &r in &deployment.reactors {
+                per_reactor[r as usize] += 1;
+            }
+            let mut batches: Vec<Vec<InstanceTask<C>>> = per_reactor
+                .iter()
+                .map(|&n| Vec::with_capacity(n.min(SPAWN_BATCH)))
+                .collect();
             for (index, (mailbox, rx)) in channels.into_iter().enumerate() {
                 let reactor = deployment.reactors[index];
                 let key = deployment.watch_key + index as u64;
@@ -813,7 +819,7 @@ impl Fluxor {
                 let batch = &mut batches[reactor as usize];
                 batch.push(task);
                 if batch.len() == SPAWN_BATCH {
-                    let tasks = std::mem::take(batch);
+                    let tasks = std::mem::replace(batch, Vec::with_capacity(SPAWN_BATCH));
                     if !spawn_on(&inner.reactors[reactor as usize], tasks, worker).await {
                         failure.get_or_insert((index, "its reactor has stopped".into()));
                     }
