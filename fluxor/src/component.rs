@@ -406,7 +406,7 @@ pub struct Context<C: Component> {
     pub(crate) current: Option<Meta>,
     pub(crate) lane: Lane,
     pub(crate) timers: Timers,
-    pub(crate) stamp: Stamp,
+    /// This instance's key with the blocked-reactor checker.
     pub(crate) key: u64,
 }
 
@@ -631,6 +631,11 @@ impl<C: Component> Context<C> {
         self.timers.cancel(id)
     }
 
+    /// This instance's reactor's mark for the blocked-reactor checker.
+    pub(crate) fn stamp(&self) -> &Stamp {
+        &self.shared.stamps[self.reactor as usize]
+    }
+
     /// The runtime of this instance's reactor, where its timers run.
     fn reactor_handle(&self) -> &tokio::runtime::Handle {
         &self.shared.reactors[self.reactor as usize]
@@ -822,7 +827,7 @@ impl<C: Component> Context<C> {
             correlation_id: meta.correlation_id,
             request_id: meta.request_id,
         };
-        self.stamp.topic(meta.topic.as_ref());
+        self.stamp().topic(meta.topic.as_ref());
         self.current = Some(meta);
         (msg, responder)
     }

@@ -458,6 +458,7 @@ impl<T> Mailbox<T> {
     }
 
     /// The instance's counters.
+    #[cfg(test)]
     pub(crate) fn stats(&self) -> &InstanceStats {
         &self.chan.stats
     }
@@ -479,40 +480,42 @@ impl<T> Mailbox<T> {
 impl<T> Receiver<T> {
     /// The next signal or message, signals first; waits for one. A closed mailbox with
     /// nothing queued reads as a stop due now (only the instance closes its own mailbox).
-    pub(crate) async fn next(&mut self) -> Next<T> {
+    /// A plain future holding only the receiver, so an idle instance waiting on it stays small.
+    pub(crate) fn next(&mut self) -> impl std::future::Future<Output = Next<T>> + '_ {
+        poll_fn(move |cx| self.poll_next(cx))
+    }
+
+    fn poll_next(&mut self, cx: &mut std::task::Context<'_>) -> Poll<Next<T>> {
         if !self.chan.signalled.load(Ordering::Acquire) {
             if let Some(v) = self.take_local() {
-                return Next::Message(v);
+                return Poll::Ready(Next::Message(v));
             }
         }
-        poll_fn(|cx| {
-            let chan = &*self.chan;
-            let mut st = chan.lock();
-            if let Some(deadline) = st.stop.take() {
-                st.flag(chan);
-                return Poll::Ready(Next::Stop(deadline));
+        let chan = &*self.chan;
+        let mut st = chan.lock();
+        if let Some(deadline) = st.stop.take() {
+            st.flag(chan);
+            return Poll::Ready(Next::Stop(deadline));
+        }
+        if let Some(signal) = st.control.as_mut().and_then(|c| c.pop_front()) {
+            st.flag(chan);
+            return Poll::Ready(Next::Control(signal));
+        }
+        if self.local.is_empty() && !refill(&mut self.local, chan, &mut st) {
+            if st.closed {
+                return Poll::Ready(Next::Stop(Instant::now()));
             }
-            if let Some(signal) = st.control.as_mut().and_then(|c| c.pop_front()) {
-                st.flag(chan);
-                return Poll::Ready(Next::Control(signal));
+            st.register(cx.waker());
+            return Poll::Pending;
+        }
+        drop(st);
+        match self.take_local() {
+            Some(v) => Poll::Ready(Next::Message(v)),
+            None => {
+                cx.waker().wake_by_ref();
+                Poll::Pending
             }
-            if self.local.is_empty() && !refill(&mut self.local, chan, &mut st) {
-                if st.closed {
-                    return Poll::Ready(Next::Stop(Instant::now()));
-                }
-                st.register(cx.waker());
-                return Poll::Pending;
-            }
-            drop(st);
-            match self.take_local() {
-                Some(v) => Poll::Ready(Next::Message(v)),
-                None => {
-                    cx.waker().wake_by_ref();
-                    Poll::Pending
-                }
-            }
-        })
-        .await
+        }
     }
 
     /// Waits until the runtime asks the instance to stop; returns the deadline.
@@ -588,6 +591,11 @@ impl<T> Receiver<T> {
     /// Cancels the instance's work (its cancellation token).
     pub(crate) fn cancel_work(&self) {
         self.chan.cancel_work();
+    }
+
+    /// The instance's counters.
+    pub(crate) fn stats(&self) -> &InstanceStats {
+        &self.chan.stats
     }
 
     /// Refuses further messages; those already queued can still be received.

@@ -46,6 +46,8 @@ pub(crate) struct Shared<C: Component> {
     pub(crate) cancel: CancellationToken,
     /// Each reactor's tokio runtime, by index: where instances' timers run.
     pub(crate) reactors: Arc<[tokio::runtime::Handle]>,
+    /// Each reactor's mark for the blocked-reactor checker, by index.
+    pub(crate) stamps: Arc<[Stamp]>,
 }
 
 /// The runtime's escalation policy and the signal it raises, and a record of crashes.
@@ -329,7 +331,6 @@ pub(crate) struct InstanceTask<C: Component> {
     shared: Arc<Shared<C>>,
     index: u32,
     reactor: u32,
-    stamp: Stamp,
     key: u64,
     mailbox: Mailbox<C::Msg>,
     rx: crate::mailbox::Receiver<C::Msg>,
@@ -339,7 +340,7 @@ pub(crate) struct InstanceTask<C: Component> {
 impl<C: Component> InstanceTask<C> {
     pub(crate) fn new(
         shared: Arc<Shared<C>>,
-        (reactor, stamp, key): (u32, Stamp, u64),
+        (reactor, key): (u32, u64),
         (mailbox, rx): (Mailbox<C::Msg>, crate::mailbox::Receiver<C::Msg>),
         duty: Duty,
     ) -> Self {
@@ -347,7 +348,6 @@ impl<C: Component> InstanceTask<C> {
             shared,
             index: duty.index,
             reactor,
-            stamp,
             key,
             mailbox,
             rx,
@@ -385,14 +385,14 @@ impl<C: Component> Exec<C> for Inline<C> {
     }
 
     fn dispatch(&mut self, msg: C::Msg) -> impl Future<Output = Option<Outcome>> {
-        self.ctx.stamp.begin(self.ctx.key);
+        self.ctx.stamp().begin(self.ctx.key);
         Guarded {
             inner: catch_unwind(self.component.handle(msg, &mut self.ctx)),
         }
     }
 
     fn settle(&mut self, outcome: &Outcome, stats: &InstanceStats) {
-        self.ctx.stamp.end();
+        self.ctx.stamp().end();
         settle(&mut self.ctx, outcome, stats);
     }
 
@@ -531,7 +531,6 @@ impl<C: Component> InstanceTask<C> {
             shared,
             index,
             reactor,
-            stamp,
             key,
             mailbox,
             rx,
@@ -556,19 +555,9 @@ impl<C: Component> InstanceTask<C> {
             current: None,
             lane: Lane::default(),
             timers: Timers::default(),
-            stamp,
             key,
         };
-        Some((
-            component,
-            ctx,
-            Rest {
-                shared,
-                rx,
-                duty,
-                mailbox,
-            },
-        ))
+        Some((component, ctx, Rest { shared, rx, duty }))
     }
 
     /// Creates the component (on its reactor) and returns the rest of its life there;
@@ -600,8 +589,6 @@ struct Rest<C: Component> {
     shared: Arc<Shared<C>>,
     rx: crate::mailbox::Receiver<C::Msg>,
     duty: Duty,
-    /// The instance's mailbox, for its counters.
-    mailbox: Mailbox<C::Msg>,
 }
 
 /// Why the message loop ended.
@@ -622,14 +609,8 @@ fn drive<C: Component, E: Exec<C>>(mut exec: E, rest: Rest<C>) -> impl Future<Ou
         shared,
         mut rx,
         mut duty,
-        mailbox,
     } = rest;
     async move {
-        let life = Life {
-            shared: &shared,
-            index: duty.index(),
-            stats: mailbox.stats(),
-        };
         // Rare, one-off and large steps are boxed, and so is each batch of messages (which holds
         // the handler's future), so an idle instance's task stays small.
         let (ok, delivered) = {
@@ -645,7 +626,7 @@ fn drive<C: Component, E: Exec<C>>(mut exec: E, rest: Rest<C>) -> impl Future<Ou
             duty.stopped(Vec::new());
             return;
         }
-        InstanceState::Running.store(&life.stats.state);
+        InstanceState::Running.store(&rx.stats().state);
 
         let end = loop {
             // Between batches: signals first, then the next message. What comes is turned
@@ -663,8 +644,9 @@ fn drive<C: Component, E: Exec<C>>(mut exec: E, rest: Rest<C>) -> impl Future<Ou
                             break End::Halt { failed: true };
                         }
                         // A peer crashed and the strategy is all-for-one.
-                        let restart = life.restart(&mut exec, delay, &mut rx);
-                        Box::pin(async move { restart.await.err() })
+                        let life = Life::new(&shared, duty.index());
+                        let (exec, rx) = (&mut exec, &mut rx);
+                        Box::pin(async move { life.restart(exec, delay, rx).await.err() })
                     }
                     Next::Control(Control::Inspect(read)) => {
                         if let Some(component) = exec.component() {
@@ -672,14 +654,20 @@ fn drive<C: Component, E: Exec<C>>(mut exec: E, rest: Rest<C>) -> impl Future<Ou
                         }
                         continue;
                     }
-                    Next::Message(msg) => Box::pin(batch(&mut exec, msg, &mut rx, &life)),
+                    Next::Message(msg) => Box::pin(batch(
+                        &mut exec,
+                        msg,
+                        &mut rx,
+                        Life::new(&shared, duty.index()),
+                    )),
                 };
             if let Some(end) = work.await {
                 break end;
             }
         };
 
-        let errors = Box::pin(finish(&mut exec, &mut rx, end, &life)).await;
+        let life = Life::new(&shared, duty.index());
+        let errors = Box::pin(finish(&mut exec, &mut rx, end, life)).await;
         duty.stopped(errors);
     }
 }
@@ -691,17 +679,18 @@ async fn batch<C: Component, E: Exec<C>>(
     exec: &mut E,
     mut msg: C::Msg,
     rx: &mut crate::mailbox::Receiver<C::Msg>,
-    life: &Life<'_, C>,
+    life: Life<'_, C>,
 ) -> Option<End> {
-    let stats = life.stats;
     let mut left = BATCH;
     loop {
-        stats.busy.store(true, std::sync::atomic::Ordering::Relaxed);
+        rx.stats()
+            .busy
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         let outcome = exec.dispatch(msg).await;
         if let Some(outcome) = &outcome {
-            exec.settle(outcome, stats);
+            exec.settle(outcome, rx.stats());
         }
-        stats
+        rx.stats()
             .busy
             .store(false, std::sync::atomic::Ordering::Relaxed);
         match outcome {
@@ -733,9 +722,9 @@ async fn finish<C: Component, E: Exec<C>>(
     exec: &mut E,
     rx: &mut crate::mailbox::Receiver<C::Msg>,
     end: End,
-    life: &Life<'_, C>,
+    life: Life<'_, C>,
 ) -> Vec<StopError> {
-    let (name, index, stats) = (C::name(), life.index, life.stats);
+    let (name, index) = (C::name(), life.index);
     let lost = || StopError::Failed {
         component: name,
         instance: index,
@@ -765,7 +754,7 @@ async fn finish<C: Component, E: Exec<C>>(
         }
         // Messages left at a stop are rare: boxed, so the stop sequence stays small.
         match Box::pin(within(deadline, exec.dispatch(msg))).await {
-            Ok(Some(outcome)) => exec.settle(&outcome, stats),
+            Ok(Some(outcome)) => exec.settle(&outcome, rx.stats()),
             Ok(None) => return vec![lost()],
             Err(_elapsed) => undelivered += 1,
         }
@@ -791,7 +780,7 @@ async fn finish<C: Component, E: Exec<C>>(
         });
     }
     rx.cancel_work();
-    InstanceState::Stopped.store(&stats.state);
+    InstanceState::Stopped.store(&rx.stats().state);
     life.event(LifecycleKind::Stopped, None);
     errors
 }
@@ -811,7 +800,12 @@ async fn within<F: Future>(deadline: Instant, fut: F) -> Result<F::Output, ()> {
 struct Life<'a, C: Component> {
     shared: &'a Shared<C>,
     index: usize,
-    stats: &'a InstanceStats,
+}
+
+impl<'a, C: Component> Life<'a, C> {
+    fn new(shared: &'a Shared<C>, index: usize) -> Self {
+        Life { shared, index }
+    }
 }
 
 impl<C: Component> Life<'_, C> {
@@ -855,7 +849,7 @@ impl<C: Component> Life<'_, C> {
         mut delay: Duration,
         rx: &mut crate::mailbox::Receiver<C::Msg>,
     ) -> Result<(), End> {
-        InstanceState::Restarting.store(&self.stats.state);
+        InstanceState::Restarting.store(&rx.stats().state);
         // The old instance: its timers end and its stop hook runs, best effort.
         if let Some(ctx) = exec.ctx() {
             ctx.timers.cancel_all();
@@ -877,10 +871,10 @@ impl<C: Component> Life<'_, C> {
                         }
                         match exec.start().await {
                             Ok(()) => {
-                                self.stats
+                                rx.stats()
                                     .restarts
                                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                                InstanceState::Running.store(&self.stats.state);
+                                InstanceState::Running.store(&rx.stats().state);
                                 self.event(LifecycleKind::Restarted, None);
                                 return Ok(());
                             }
@@ -928,7 +922,7 @@ impl<C: Component> Life<'_, C> {
             ctx.timers.cancel_all();
         }
         rx.cancel_work();
-        if InstanceState::load(&self.stats.state) != InstanceState::Restarting {
+        if InstanceState::load(&rx.stats().state) != InstanceState::Restarting {
             let _ = exec.stop().await;
         }
         let state = if failed {
@@ -936,7 +930,7 @@ impl<C: Component> Life<'_, C> {
         } else {
             InstanceState::Stopped
         };
-        state.store(&self.stats.state);
+        state.store(&rx.stats().state);
         self.event(LifecycleKind::Stopped, None);
     }
 }

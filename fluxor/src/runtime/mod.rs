@@ -405,6 +405,7 @@ impl Builder {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let reactor_handles = reactors.iter().map(|r| r.handle.clone()).collect();
+        let stamps = (0..n).map(|i| watchdog.stamp(i)).collect();
         Ok(Fluxor {
             inner: Arc::new(Inner {
                 bus: EventBus::new(self.request_timeout),
@@ -412,6 +413,7 @@ impl Builder {
                 workers,
                 wake_flags: flags,
                 reactor_handles,
+                stamps,
                 watchdog,
                 escalation: Arc::new(EscalationCtl::new(self.escalation)),
                 reactors,
@@ -456,6 +458,8 @@ pub(crate) struct Inner {
     wake_flags: Vec<Arc<WakeFlag>>,
     /// Per reactor: its tokio runtime.
     reactor_handles: Arc<[tokio::runtime::Handle]>,
+    /// Per reactor: its mark for the blocked-reactor checker.
+    stamps: Arc<[crate::watchdog::Stamp]>,
     watchdog: Watchdog,
     escalation: Arc<EscalationCtl>,
     reactors: Vec<Reactor>,
@@ -738,6 +742,7 @@ impl Fluxor {
             runtime: Arc::downgrade(&self.inner),
             cancel: inner.cancel.clone(),
             reactors: inner.reactor_handles.clone(),
+            stamps: inner.stamps.clone(),
         });
         Ok(Plan {
             shared,
@@ -812,7 +817,7 @@ impl Fluxor {
                 mailboxes.push(mailbox.clone());
                 let task = InstanceTask::new(
                     shared.clone(),
-                    (reactor, inner.watchdog.stamp(reactor as usize), key),
+                    (reactor, key),
                     (mailbox, rx),
                     Duty::new(reports.clone(), index as u32),
                 );
