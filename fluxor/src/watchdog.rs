@@ -54,21 +54,47 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    /// Registers a deployment; its instance `i` has key `returned + i`.
-    pub(crate) fn register(&self, label: Label) -> u64 {
+    /// Registers a deployment until the returned registration is dropped.
+    pub(crate) fn register(self: &Arc<Self>, label: Label) -> Registration {
         let key = self.next_key.fetch_add(1, Ordering::Relaxed);
         self.labels
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(key, label);
-        key << INSTANCE_BITS
+        Registration {
+            shared: self.clone(),
+            key: key << INSTANCE_BITS,
+        }
     }
 
-    pub(crate) fn unregister(&self, key: u64) {
-        self.labels
+    /// Deployments registered.
+    #[cfg(test)]
+    pub(crate) fn registered(&self) -> usize {
+        self.labels.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+}
+
+/// A deployment's label with the checker; removed when dropped.
+#[derive(Debug)]
+pub(crate) struct Registration {
+    shared: Arc<Shared>,
+    key: u64,
+}
+
+impl Registration {
+    /// The key of the deployment's instance `index`.
+    pub(crate) fn key(&self, index: usize) -> u64 {
+        self.key + index as u64
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.shared
+            .labels
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .remove(&(key >> INSTANCE_BITS));
+            .remove(&(self.key >> INSTANCE_BITS));
     }
 }
 
@@ -226,5 +252,32 @@ fn watch(
                 "a handler is blocking its reactor; move blocking work to `ctx.execute_blocking` or a worker component"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_registration_is_removed_when_dropped() {
+        let shared = Arc::new(Shared {
+            now_ms: AtomicU64::new(0),
+            labels: Mutex::new(HashMap::new()),
+            next_key: AtomicU64::new(0),
+        });
+        let label = || Label {
+            component: "Probe",
+            deployment: crate::runtime::DeploymentId(uuid::Uuid::nil()),
+        };
+        let first = shared.register(label());
+        let second = shared.register(label());
+        assert_ne!(first.key(0), second.key(0));
+        assert_eq!(first.key(3), first.key(0) + 3);
+        assert_eq!(shared.registered(), 2);
+        drop(first);
+        assert_eq!(shared.registered(), 1);
+        drop(second);
+        assert_eq!(shared.registered(), 0);
     }
 }

@@ -1,9 +1,10 @@
 //! Deployments, undeployment, start rollback, shutdown draining, reactor isolation.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use fluxor::prelude::*;
 use fluxor::{
     BusError, DeployError, DeployOptions, Fluxor, ShutdownIssue, StopError, UndeployError,
 };
@@ -404,4 +405,56 @@ async fn a_handler_cannot_wait_for_its_own_undeploy() {
     );
     assert_eq!(rt.deployments().len(), 1, "nothing was undeployed");
     rt.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+/// Takes its time to start; counts its stops.
+#[component]
+struct SlowStart {
+    stops: Arc<AtomicU64>,
+}
+
+#[component]
+impl SlowStart {
+    #[on_start]
+    async fn begin(&mut self, _ctx: &mut Context<Self>) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    #[on_stop]
+    fn end(&mut self, _ctx: &mut Context<Self>) {
+        self.stops.fetch_add(1, Ordering::SeqCst);
+    }
+
+    #[handler]
+    fn add(&mut self, Add(n): Add) -> u64 {
+        n
+    }
+}
+
+#[tokio::test]
+async fn a_cancelled_deploy_stops_its_instances() {
+    let rt = runtime(2);
+    let stops = Arc::new(AtomicU64::new(0));
+    let factory = {
+        let stops = stops.clone();
+        move || SlowStart {
+            stops: stops.clone(),
+        }
+    };
+    let deploy = rt.deploy(factory, DeployOptions::new().instances(3));
+    assert!(
+        tokio::time::timeout(Duration::from_millis(50), deploy)
+            .await
+            .is_err(),
+        "the start takes longer than the caller waits"
+    );
+    assert!(rt.deployments().is_empty(), "nothing was registered");
+    // Each instance finishes its start, finds its deployment gone and stops.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while stops.load(Ordering::SeqCst) < 3 {
+        assert!(Instant::now() < deadline, "the instances did not stop");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    rt.shutdown(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(stops.load(Ordering::SeqCst), 3, "each stopped once");
 }

@@ -163,6 +163,12 @@ impl StartLatch {
         !self.abandoned.load(std::sync::atomic::Ordering::Acquire)
     }
 
+    /// The deployment gives up: instances that start from now on stop again at once.
+    pub(crate) fn abandon(&self) {
+        self.abandoned
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
     /// Waits until every instance has reported or `deadline` passes. `Err(Some(..))` holds the
     /// first failure, `Err(None)` means some instance did not report in time.
     pub(crate) async fn wait(&self, deadline: Instant) -> Result<(), Option<(usize, String)>> {
@@ -175,8 +181,7 @@ impl StartLatch {
         if all_reported && failure.is_none() {
             return Ok(());
         }
-        self.abandoned
-            .store(true, std::sync::atomic::Ordering::Release);
+        self.abandon();
         Err(failure)
     }
 }

@@ -74,7 +74,7 @@ use reactor::Reactor;
 
 /// Identifies one deployment. Returned by [`Fluxor::deploy`].
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-pub struct DeploymentId(Uuid);
+pub struct DeploymentId(pub(crate) Uuid);
 
 impl DeploymentId {
     /// The id as a UUID.
@@ -538,8 +538,8 @@ struct Deployment {
     mailbox_capacity: usize,
     worker: bool,
     config_keys: Vec<String>,
-    /// The deployment's key with the blocked-reactor checker.
-    watch_key: u64,
+    /// The deployment's label with the blocked-reactor checker (from the start of its launch).
+    watch: Option<crate::watchdog::Registration>,
     /// It has bindings on the bus.
     bound: bool,
 }
@@ -553,8 +553,9 @@ impl Deployment {
 
 impl Drop for Deployment {
     /// Instances whose deployment goes without a stop request stop at once (a request made
-    /// earlier stands).
+    /// earlier stands); so do instances still starting, e.g. when a deploy is cancelled.
     fn drop(&mut self) {
+        self.reports.started.abandon();
         let now = Instant::now();
         for instance in self.instances() {
             instance.stop(now);
@@ -788,7 +789,7 @@ impl Fluxor {
             mailbox_capacity,
             worker: worker.is_some(),
             config_keys,
-            watch_key: 0,
+            watch: None,
             bound: false,
         };
         async move {
@@ -796,10 +797,11 @@ impl Fluxor {
             if inner.shutting_down.load(Ordering::Acquire) {
                 return Err(DeployError::ShuttingDown);
             }
-            deployment.watch_key = inner.watchdog.shared.register(Label {
+            let watch = inner.watchdog.shared.register(Label {
                 component: C::name(),
                 deployment: id,
             });
+            let watch = deployment.watch.insert(watch);
             let mut mailboxes = Vec::with_capacity(instances);
             let mut failure: Option<(usize, String)> = None;
             // Instances go to their reactors in batches: one job per reactor and batch.
@@ -813,7 +815,7 @@ impl Fluxor {
                 .collect();
             for (index, (mailbox, rx)) in channels.into_iter().enumerate() {
                 let reactor = deployment.reactors[index];
-                let key = deployment.watch_key + index as u64;
+                let key = watch.key(index);
                 mailboxes.push(mailbox.clone());
                 let task = InstanceTask::new(
                     shared.clone(),
@@ -863,7 +865,6 @@ impl Fluxor {
                 let deadline = Instant::now() + inner.shutdown_timeout;
                 // Rare: boxed, so the deploy future keeps no room for it.
                 let rollback = Box::pin(reports.stop_all(deployment.instances(), deadline)).await;
-                inner.watchdog.shared.unregister(deployment.watch_key);
                 return Err(DeployError::StartFailed {
                     component: C::name(),
                     instance,
@@ -937,7 +938,6 @@ impl Fluxor {
             .reports
             .stop_all(deployment.instances(), deadline)
             .await;
-        self.inner.watchdog.shared.unregister(deployment.watch_key);
         tracing::debug!(component = deployment.component, deployment = %deployment.id, errors = errors.len(), "undeployed");
         errors
     }
