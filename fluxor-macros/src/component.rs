@@ -174,31 +174,75 @@ fn generate(krate: &TokenStream, item: &ItemImpl, model: &Model) -> TokenStream 
     });
 
     let count = model.handlers.len();
-    let arms = model.handlers.iter().enumerate().map(|(index, h)| {
-        let v = variant(h);
+    let now_fn = |h: &Handler| format_ident!("__fluxor_now_{}", h.method);
+    // A plain handler runs in place through one hidden method per handler, used both by
+    // `handle` (as a ready future) and by `handle_now`, so its reply type is checked once.
+    let now_fns = model.handlers.iter().filter(|h| !h.is_async).map(|h| {
+        let name = now_fn(h);
         let method = &h.method;
+        let m = &h.msg;
         let call_args = if h.takes_ctx {
             quote!(msg, ctx)
         } else {
             quote!(msg)
         };
-        let call = if h.is_async {
-            quote!(self.#method(#call_args))
-        } else {
-            quote!(async move { self.#method(#call_args) })
-        };
-        let run = dispatch_path(
-            krate,
-            quote_spanned!(h.ret_span=> responder.run(#call)),
-            index,
-            0..count,
-        );
         let accept = quote_spanned!(h.msg.span()=> ctx.accept(envelope));
+        let run = quote_spanned!(h.ret_span=> responder.run_now(|| self.#method(#call_args)));
         quote! {
-            __FluxorMsg::#v(envelope) => {
+            #[doc(hidden)]
+            #[allow(non_snake_case)]
+            fn #name(
+                &mut self,
+                envelope: #krate::Envelope<#m>,
+                ctx: &mut #krate::Context<Self>,
+            ) -> #krate::Outcome {
                 let (msg, responder) = #accept;
                 #run
             }
+        }
+    });
+    let now_arms = model.handlers.iter().filter(|h| !h.is_async).map(|h| {
+        let v = variant(h);
+        let name = now_fn(h);
+        quote!(__FluxorMsg::#v(envelope) => ::core::result::Result::Ok(self.#name(envelope, ctx)),)
+    });
+    let handle_now = (model.handlers.iter().any(|h| !h.is_async)).then(|| {
+        quote! {
+            fn handle_now(
+                &mut self,
+                msg: Self::Msg,
+                ctx: &mut #krate::Context<Self>,
+            ) -> ::core::result::Result<#krate::Outcome, Self::Msg> {
+                #[allow(unreachable_patterns)]
+                match msg {
+                    #(#now_arms)*
+                    other => ::core::result::Result::Err(other),
+                }
+            }
+        }
+    });
+    let arms = model.handlers.iter().enumerate().map(|(index, h)| {
+        let v = variant(h);
+        let method = &h.method;
+        let run = if h.is_async {
+            let call_args = if h.takes_ctx {
+                quote!(msg, ctx)
+            } else {
+                quote!(msg)
+            };
+            let accept = quote_spanned!(h.msg.span()=> ctx.accept(envelope));
+            let run = quote_spanned!(h.ret_span=> responder.run(self.#method(#call_args)));
+            quote!({
+                let (msg, responder) = #accept;
+                #run
+            })
+        } else {
+            let name = now_fn(h);
+            quote!(::core::future::ready(self.#name(envelope, ctx)))
+        };
+        let run = dispatch_path(krate, run, index, 0..count);
+        quote! {
+            __FluxorMsg::#v(envelope) => #run,
         }
     });
     // Each arm returns its handler's future inside nested `Either`s, so `handle` returns one
@@ -271,6 +315,7 @@ fn generate(krate: &TokenStream, item: &ItemImpl, model: &Model) -> TokenStream 
             #[allow(private_interfaces)]
             impl #impl_g #self_ty #where_c {
                 #(#addresses)*
+                #(#now_fns)*
             }
 
             #(#handles)*
@@ -307,6 +352,8 @@ fn generate(krate: &TokenStream, item: &ItemImpl, model: &Model) -> TokenStream 
                 ) -> impl ::core::future::Future<Output = #krate::Outcome> {
                     #dispatch
                 }
+
+                #handle_now
             }
         };
     }

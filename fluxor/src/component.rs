@@ -119,6 +119,20 @@ pub trait Component: Sized + 'static {
 
     /// Handles one message. Use [`Context::accept`] and [`Responder::run`] per variant.
     fn handle(&mut self, msg: Self::Msg, ctx: &mut Context<Self>) -> impl Future<Output = Outcome>;
+
+    /// Handles `msg` in place, without a future, when its handler is a plain (not `async`)
+    /// method, exactly as [`handle`](Self::handle) would; hands the message back otherwise.
+    /// The runtime tries this first, so plain handlers cost no future per message.
+    /// `#[component]` implements it (with [`Responder::run_now`]); the default hands every
+    /// message back.
+    fn handle_now(
+        &mut self,
+        msg: Self::Msg,
+        ctx: &mut Context<Self>,
+    ) -> Result<Outcome, Self::Msg> {
+        let _ = ctx;
+        Err(msg)
+    }
 }
 
 /// Creates a worker component's instance from its `InstanceTask` and returns the rest of its
@@ -867,19 +881,34 @@ impl<R: Send + 'static> Responder<R> {
         F: Future<Output = T>,
         T: IntoReply<R>,
     {
-        let span = tracing::debug_span!(
+        Run {
+            handler: catch_unwind(handler).instrument(self.span()),
+            responder: Some(self),
+            answer: Responder::answer::<T>,
+        }
+    }
+
+    /// Runs a plain (not `async`) handler at once, inside the same span as [`run`](Self::run),
+    /// answers the requester and reports the [`Outcome`]; a panic is caught as `run` catches it.
+    pub fn run_now<T: IntoReply<R>>(self, handler: impl FnOnce() -> T) -> Outcome {
+        let result = {
+            let span = self.span();
+            let _entered = span.enter();
+            std::panic::catch_unwind(AssertUnwindSafe(handler))
+        };
+        self.answer(result)
+    }
+
+    /// The span a handler runs in.
+    fn span(&self) -> tracing::Span {
+        tracing::debug_span!(
             "fluxor.handle",
             component = self.component,
             topic = self.topic.as_deref().unwrap_or(""),
             deployment = %self.deployment,
             correlation_id = %self.correlation_id,
             request_id = %self.request_id,
-        );
-        Run {
-            handler: catch_unwind(handler).instrument(span),
-            responder: Some(self),
-            answer: Responder::answer::<T>,
-        }
+        )
     }
 
     /// Answers the requester with what the handler produced, and says how it went.

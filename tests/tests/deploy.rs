@@ -407,6 +407,15 @@ async fn a_handler_cannot_wait_for_its_own_undeploy() {
     rt.shutdown(Duration::from_secs(5)).await.unwrap();
 }
 
+/// A counter, and a factory of components that share it.
+fn with_counter<C: 'static>(
+    make: fn(Arc<AtomicU64>) -> C,
+) -> (Arc<AtomicU64>, impl Fn() -> C + Send + Sync + 'static) {
+    let counter = Arc::new(AtomicU64::new(0));
+    let shared = counter.clone();
+    (counter, move || make(shared.clone()))
+}
+
 /// Takes its time to start; counts its stops.
 #[component]
 struct SlowStart {
@@ -434,13 +443,7 @@ impl SlowStart {
 #[tokio::test]
 async fn a_cancelled_deploy_stops_its_instances() {
     let rt = runtime(2);
-    let stops = Arc::new(AtomicU64::new(0));
-    let factory = {
-        let stops = stops.clone();
-        move || SlowStart {
-            stops: stops.clone(),
-        }
-    };
+    let (stops, factory) = with_counter(|stops| SlowStart { stops });
     let deploy = rt.deploy(factory, DeployOptions::new().instances(3));
     assert!(
         tokio::time::timeout(Duration::from_millis(50), deploy)
@@ -457,4 +460,56 @@ async fn a_cancelled_deploy_stops_its_instances() {
     }
     rt.shutdown(Duration::from_secs(5)).await.unwrap();
     assert_eq!(stops.load(Ordering::SeqCst), 3, "each stopped once");
+}
+
+/// One step of a self-sustaining stream of plain-handler messages.
+#[derive(Debug)]
+struct Flood(u64);
+impl Message for Flood {
+    type Reply = ();
+}
+
+/// Sends itself the next `Flood` from a plain handler, so its mailbox is never empty
+/// until the count runs out.
+#[component]
+struct Flooder {
+    handled: Arc<AtomicU64>,
+}
+
+#[component]
+impl Flooder {
+    #[handler]
+    fn flood(&mut self, Flood(left): Flood, ctx: &mut Context<Self>) {
+        self.handled.fetch_add(1, Ordering::SeqCst);
+        if left > 0 {
+            let _ = ctx.myself().send(Flood(left - 1));
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_component_flooding_itself_leaves_its_reactor_to_the_others() {
+    let rt = runtime(1);
+    let (handled, flood) = with_counter(|handled| Flooder { handled });
+    let flooder = rt.deploy(flood, DeployOptions::new()).await.unwrap();
+    rt.deploy(Probe::default, DeployOptions::new())
+        .await
+        .unwrap();
+    const STEPS: u64 = 5_000_000;
+    rt.actor_ref::<Flooder>(flooder, 0)
+        .unwrap()
+        .send(Flood(STEPS))
+        .unwrap();
+    // The probe shares the reactor; plain handlers run in place, yet the reactor is handed
+    // to the probe every few dozen messages.
+    while handled.load(Ordering::SeqCst) == 0 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert_eq!(rt.bus().request("t.add", Add(2)).await.unwrap(), 2);
+    let at_reply = handled.load(Ordering::SeqCst);
+    assert!(
+        at_reply < STEPS,
+        "the probe waited for the whole flood ({at_reply} handled)"
+    );
+    rt.shutdown(Duration::from_secs(5)).await.unwrap();
 }

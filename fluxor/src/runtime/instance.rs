@@ -368,6 +368,9 @@ trait Exec<C: Component> {
     /// Handles one message; `None` if the instance was lost with its worker job. A plain
     /// future, not an `async fn`, so the message is held once: by the handler's future.
     fn dispatch(&mut self, msg: C::Msg) -> impl Future<Output = Option<Outcome>>;
+    /// Handles one message in place when its handler is a plain method (no future, no
+    /// allocation); hands it back otherwise, for [`dispatch`](Self::dispatch).
+    fn dispatch_now(&mut self, msg: C::Msg) -> Result<Outcome, C::Msg>;
     /// Bookkeeping after a message was handled: counters, logs, the context reset.
     fn settle(&mut self, outcome: &Outcome, stats: &InstanceStats);
     async fn stop(&mut self) -> Result<(), String>;
@@ -394,6 +397,15 @@ impl<C: Component> Exec<C> for Inline<C> {
         Guarded {
             inner: catch_unwind(self.component.handle(msg, &mut self.ctx)),
         }
+    }
+
+    fn dispatch_now(&mut self, msg: C::Msg) -> Result<Outcome, C::Msg> {
+        self.ctx.stamp().begin(self.ctx.key);
+        let (component, ctx) = (&mut self.component, &mut self.ctx);
+        // `Responder::run_now` catches handler panics; this catches panics in hand-written
+        // dispatch code around it.
+        std::panic::catch_unwind(AssertUnwindSafe(|| component.handle_now(msg, ctx)))
+            .unwrap_or_else(|panic| Ok(Outcome::Panicked(panic_message(&*panic))))
     }
 
     fn settle(&mut self, outcome: &Outcome, stats: &InstanceStats) {
@@ -469,6 +481,11 @@ impl<C: Component + Send> Exec<C> for OnWorkers<C> {
             })
         }));
         async move { shipped.await.flatten() }
+    }
+
+    fn dispatch_now(&mut self, msg: C::Msg) -> Result<Outcome, C::Msg> {
+        // Every call of a worker component runs on the worker pool.
+        Err(msg)
     }
 
     fn settle(&mut self, outcome: &Outcome, stats: &InstanceStats) {
@@ -633,10 +650,12 @@ fn drive<C: Component, E: Exec<C>>(mut exec: E, rest: Rest<C>) -> impl Future<Ou
         }
         InstanceState::Running.store(&rx.stats().state);
 
+        // Messages handled in place since the reactor last had a turn.
+        let mut in_place: u8 = 0;
         let end = loop {
-            // Between batches: signals first, then the next message. What comes is turned
-            // into boxed work before it is awaited, so the idle task keeps no room for a
-            // message or a handler's future.
+            // Between messages: signals first, then the next message. A plain handler runs
+            // in place; anything that must wait is turned into boxed work before it is
+            // awaited, so the idle task keeps no room for a message or a handler's future.
             let work: std::pin::Pin<Box<dyn Future<Output = Option<End>> + '_>> =
                 match rx.next().await {
                     Next::Stop(deadline) => break End::Stop(Some(deadline)),
@@ -659,12 +678,21 @@ fn drive<C: Component, E: Exec<C>>(mut exec: E, rest: Rest<C>) -> impl Future<Ou
                         }
                         continue;
                     }
-                    Next::Message(msg) => Box::pin(batch(
-                        &mut exec,
-                        msg,
-                        &mut rx,
-                        Life::new(&shared, duty.index()),
-                    )),
+                    Next::Message(msg) => {
+                        let life = Life::new(&shared, duty.index());
+                        match handle_now(&mut exec, msg, &rx) {
+                            Ok(None) => {
+                                in_place += 1;
+                                if usize::from(in_place) == BATCH {
+                                    in_place = 0;
+                                    tokio::task::yield_now().await;
+                                }
+                                continue;
+                            }
+                            Ok(Some(reason)) => Box::pin(crashed(&mut exec, reason, &mut rx, life)),
+                            Err(msg) => Box::pin(batch(&mut exec, msg, &mut rx, life)),
+                        }
+                    }
                 };
             if let Some(end) = work.await {
                 break end;
@@ -687,27 +715,38 @@ async fn batch<C: Component, E: Exec<C>>(
     life: Life<'_, C>,
 ) -> Option<End> {
     let mut left = BATCH;
+    // The first message came here because its handler is `async`.
+    let mut first = true;
     loop {
-        rx.stats()
-            .busy
-            .store(true, std::sync::atomic::Ordering::Relaxed);
-        let outcome = exec.dispatch(msg).await;
-        if let Some(outcome) = &outcome {
-            exec.settle(outcome, rx.stats());
-        }
-        rx.stats()
-            .busy
-            .store(false, std::sync::atomic::Ordering::Relaxed);
-        match outcome {
-            None => return Some(End::Lost),
-            Some(Outcome::Panicked(reason)) => {
-                life.shared.escalation.note_crash(C::name(), &reason);
-                life.event(LifecycleKind::Crashed, Some(reason.clone()));
-                if let Err(end) = life.supervise(exec, &reason, rx).await {
-                    return Some(end);
+        let now = if std::mem::take(&mut first) {
+            Err(msg)
+        } else {
+            handle_now(exec, msg, rx)
+        };
+        let crash = match now {
+            Ok(crash) => crash,
+            Err(msg) => {
+                rx.stats()
+                    .busy
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                let outcome = exec.dispatch(msg).await;
+                if let Some(outcome) = &outcome {
+                    exec.settle(outcome, rx.stats());
+                }
+                rx.stats()
+                    .busy
+                    .store(false, std::sync::atomic::Ordering::Relaxed);
+                match outcome {
+                    None => return Some(End::Lost),
+                    Some(Outcome::Panicked(reason)) => Some(reason),
+                    Some(_) => None,
                 }
             }
-            Some(_) => {}
+        };
+        if let Some(reason) = crash {
+            if let Some(end) = crashed(exec, reason, rx, life).await {
+                return Some(end);
+            }
         }
         left -= 1;
         if left == 0 {
@@ -719,6 +758,41 @@ async fn batch<C: Component, E: Exec<C>>(
             Err(_) => return None,
         }
     }
+}
+
+/// Handles `msg` in place if its handler is a plain method (see [`Exec::dispatch_now`]),
+/// with the counters and logs of a handled message: `Ok(Some(reason))` if it panicked.
+/// Hands the message back otherwise.
+fn handle_now<C: Component, E: Exec<C>>(
+    exec: &mut E,
+    msg: C::Msg,
+    rx: &crate::mailbox::Receiver<C::Msg>,
+) -> Result<Option<String>, C::Msg> {
+    let stats = rx.stats();
+    stats.busy.store(true, std::sync::atomic::Ordering::Relaxed);
+    let outcome = exec.dispatch_now(msg);
+    if let Ok(outcome) = &outcome {
+        exec.settle(outcome, stats);
+    }
+    stats
+        .busy
+        .store(false, std::sync::atomic::Ordering::Relaxed);
+    outcome.map(|outcome| match outcome {
+        Outcome::Panicked(reason) => Some(reason),
+        _ => None,
+    })
+}
+
+/// Records a crash and applies the supervision policy; `Some` ends the message loop.
+async fn crashed<C: Component, E: Exec<C>>(
+    exec: &mut E,
+    reason: String,
+    rx: &mut crate::mailbox::Receiver<C::Msg>,
+    life: Life<'_, C>,
+) -> Option<End> {
+    life.shared.escalation.note_crash(C::name(), &reason);
+    life.event(LifecycleKind::Crashed, Some(reason.clone()));
+    life.supervise(exec, &reason, rx).await.err()
 }
 
 /// After the message loop: drain until the deadline and stop (undeploy, shutdown), or stop
@@ -806,6 +880,14 @@ struct Life<'a, C: Component> {
     shared: &'a Shared<C>,
     index: usize,
 }
+
+impl<C: Component> Clone for Life<'_, C> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<C: Component> Copy for Life<'_, C> {}
 
 impl<'a, C: Component> Life<'a, C> {
     fn new(shared: &'a Shared<C>, index: usize) -> Self {
