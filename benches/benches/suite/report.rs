@@ -49,22 +49,24 @@ const NOTES: &str = r#"
   its supervisor, start hand-shake and undeploy) where the peers spawn bare actors.
 * **Where Fluxor is behind, and why** (`perf record` of `--only W7 --systems fluxor`,
   `--only W4 --systems fluxor` and `--spawn-probe fluxor 1000000`):
-  - *Idle memory* (W6): ~1.15 KB per instance. The instance's tokio task is 512 bytes (tokio
-    aligns task cells to 128 bytes; the future itself is ~376 bytes: the component, its
-    `Context` and the mailbox's receiving side), the mailbox's shared state ~250 bytes, the
-    stop report channel 80, plus the runtime's handle and supervisor entry. xtra's actor costs
-    ~0.8 KB here, actix's ~0.85 KB.
-  - *Deploy and undeploy* (W6 stop, W7): a deployment does more than a spawn: start reports,
-    bookkeeping for supervision and the inspector, a drain under a deadline and a stop hook per
-    instance on the way out. In W7 about a quarter of Fluxor's reactor time is the allocator
-    (tokio's 128-byte aligned task cells go through glibc's slower aligned path).
+  - *Idle memory* (W6): the instance's tokio task is 384 bytes (tokio aligns task cells to
+    128 bytes; the future is the component, its `Context` and the mailbox's receiving side,
+    ~280 bytes for a component of up to 64 bytes) and the mailbox's shared state ~250 bytes;
+    the rest is the allocator's rounding and the runtime's per-instance mailbox pointer and
+    reactor index. glibc places 128-byte aligned blocks with gaps around them.
+  - *Deploy and undeploy* (W7): a deployment does more than a spawn: start and stop reports,
+    supervision state, a drain under a deadline and a stop hook per instance. Its instances are
+    spread over both reactors, so each deploy and undeploy crosses threads, and the reactors'
+    allocator arenas grow (glibc extends a thread's arena page by page, one `mprotect` each)
+    while the whole tree is alive: the reactors run their queues first in, first out, so the
+    tree is built breadth first, where the peers' LIFO scheduling builds it depth first. The
+    same tree on one reactor (`DeployOptions::reactor`) takes about 60% of the time.
   - *Asks across reactors* (W3): each hop wakes the other reactor through tokio's driver (an
     eventfd write, then an epoll turn on the woken side), ~2 µs a hop on this VM even while
     that reactor spins; the peers' "across" asks mostly stay on one worker.
-  - *One ping-pong pair* (W4): every message is a wake-up of its instance, and each wake-up
-    boxes the batch future (~0.56 KB for a trivial handler) so that an idle instance holds no
-    handler future; the mailbox push/take hand-shake is most of the rest. actix's handlers are
-    plain functions called in place.
+  - *Ping-pong and tell* (W1, W4): plain handlers run in place (no future per message); what
+    is left is the mailbox hand-shake (a lock per push and per take, a waker per wake-up) and
+    the envelope's metadata (ids, topic, span). actix's handlers are called in place too.
   - Idle reactors spin up to 50 µs before parking (`Builder::spin_before_park`); on 2 cores the
     spinning competes with other threads, e.g. the driver of W6.
 "#;

@@ -650,8 +650,6 @@ fn drive<C: Component, E: Exec<C>>(mut exec: E, rest: Rest<C>) -> impl Future<Ou
         }
         InstanceState::Running.store(&rx.stats().state);
 
-        // Messages handled in place since the reactor last had a turn.
-        let mut in_place: u8 = 0;
         let end = loop {
             // Between messages: signals first, then the next message. A plain handler runs
             // in place; anything that must wait is turned into boxed work before it is
@@ -682,11 +680,10 @@ fn drive<C: Component, E: Exec<C>>(mut exec: E, rest: Rest<C>) -> impl Future<Ou
                         let life = Life::new(&shared, duty.index());
                         match handle_now(&mut exec, msg, &rx) {
                             Ok(None) => {
-                                in_place += 1;
-                                if usize::from(in_place) == BATCH {
-                                    in_place = 0;
-                                    tokio::task::yield_now().await;
-                                }
+                                // Handled in place: counts against the task's budget, so an
+                                // instance that always has a message still hands its reactor
+                                // over now and then.
+                                tokio::task::consume_budget().await;
                                 continue;
                             }
                             Ok(Some(reason)) => Box::pin(crashed(&mut exec, reason, &mut rx, life)),
