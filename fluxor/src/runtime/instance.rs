@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::__private::Either;
 use crate::bus::{EventBus, Owner};
 use crate::component::{catch_unwind, panic_message, ActorRef, Component, Context, Outcome};
 use crate::error::StopError;
@@ -654,43 +655,45 @@ fn drive<C: Component, E: Exec<C>>(mut exec: E, rest: Rest<C>) -> impl Future<Ou
             // Between messages: signals first, then the next message. A plain handler runs
             // in place; anything that must wait is turned into boxed work before it is
             // awaited, so the idle task keeps no room for a message or a handler's future.
-            let work: std::pin::Pin<Box<dyn Future<Output = Option<End>> + '_>> =
-                match rx.next().await {
-                    Next::Stop(deadline) => break End::Stop(Some(deadline)),
-                    Next::Control(Control::Group { delay }) => {
-                        if shared
-                            .supervisor
-                            .failed
-                            .load(std::sync::atomic::Ordering::Acquire)
-                        {
-                            break End::Halt { failed: true };
-                        }
-                        // A peer crashed and the strategy is all-for-one.
-                        let life = Life::new(&shared, duty.index());
-                        let (exec, rx) = (&mut exec, &mut rx);
-                        Box::pin(async move { life.restart(exec, delay, rx).await.err() })
+            // Nothing is awaited inside the match (its scrutinee, a message, would be kept in
+            // the task across the wait): each arm says what to await after it.
+            let work = match rx.next().await {
+                Next::Stop(deadline) => break End::Stop(Some(deadline)),
+                Next::Control(Control::Group { delay }) => {
+                    if shared
+                        .supervisor
+                        .failed
+                        .load(std::sync::atomic::Ordering::Acquire)
+                    {
+                        break End::Halt { failed: true };
                     }
-                    Next::Control(Control::Inspect(read)) => {
-                        if let Some(component) = exec.component() {
-                            read(component);
-                        }
-                        continue;
+                    // A peer crashed and the strategy is all-for-one.
+                    let life = Life::new(&shared, duty.index());
+                    let (exec, rx) = (&mut exec, &mut rx);
+                    boxed(async move { life.restart(exec, delay, rx).await.err() })
+                }
+                Next::Control(Control::Inspect(read)) => {
+                    if let Some(component) = exec.component() {
+                        read(component);
                     }
-                    Next::Message(msg) => {
-                        let life = Life::new(&shared, duty.index());
-                        match handle_now(&mut exec, msg, &rx) {
-                            Ok(None) => {
-                                // Handled in place: counts against the task's budget, so an
-                                // instance that always has a message still hands its reactor
-                                // over now and then.
+                    continue;
+                }
+                Next::Message(msg) => {
+                    let life = Life::new(&shared, duty.index());
+                    match handle_now(&mut exec, msg, &rx) {
+                        // Handled in place: counts against the task's budget, so an instance
+                        // that always has a message still hands its reactor over now and then.
+                        Ok(None) => Either::Left {
+                            future: async {
                                 tokio::task::consume_budget().await;
-                                continue;
-                            }
-                            Ok(Some(reason)) => Box::pin(crashed(&mut exec, reason, &mut rx, life)),
-                            Err(msg) => Box::pin(batch(&mut exec, msg, &mut rx, life)),
-                        }
+                                None
+                            },
+                        },
+                        Ok(Some(reason)) => boxed(crashed(&mut exec, reason, &mut rx, life)),
+                        Err(msg) => boxed(batch(&mut exec, msg, &mut rx, life)),
                     }
-                };
+                }
+            };
             if let Some(end) = work.await {
                 break end;
             }
@@ -699,6 +702,15 @@ fn drive<C: Component, E: Exec<C>>(mut exec: E, rest: Rest<C>) -> impl Future<Ou
         let life = Life::new(&shared, duty.index());
         let errors = Box::pin(finish(&mut exec, &mut rx, end, life)).await;
         duty.stopped(errors);
+    }
+}
+
+/// Work an instance awaits between two messages: boxed, so the idle task keeps no room for it.
+fn boxed<'a, L>(
+    work: impl Future<Output = Option<End>> + 'a,
+) -> Either<L, Pin<Box<dyn Future<Output = Option<End>> + 'a>>> {
+    Either::Right {
+        future: Box::pin(work),
     }
 }
 
