@@ -335,11 +335,11 @@ impl Drop for Duty {
 /// What a new instance starts with; it runs on its reactor.
 pub(crate) struct InstanceTask<C: Component> {
     shared: Arc<Shared<C>>,
-    index: u32,
     reactor: u32,
     key: u64,
     mailbox: Mailbox<C::Msg>,
     rx: crate::mailbox::Receiver<C::Msg>,
+    /// Also says which instance this is.
     duty: Duty,
 }
 
@@ -352,7 +352,6 @@ impl<C: Component> InstanceTask<C> {
     ) -> Self {
         InstanceTask {
             shared,
-            index: duty.index,
             reactor,
             key,
             mailbox,
@@ -552,7 +551,6 @@ impl<C: Component> InstanceTask<C> {
     fn create(self) -> Option<(C, Context<C>, Rest<C>)> {
         let InstanceTask {
             shared,
-            index,
             reactor,
             key,
             mailbox,
@@ -569,7 +567,7 @@ impl<C: Component> InstanceTask<C> {
         };
         let ctx = Context {
             shared: shared.clone(),
-            instance: index,
+            instance: duty.index,
             reactor,
             myself: ActorRef {
                 mailbox: mailbox.clone(),

@@ -802,7 +802,6 @@ impl Fluxor {
                 deployment: id,
             });
             let watch = deployment.watch.insert(watch);
-            let mut mailboxes = Vec::with_capacity(instances);
             let mut failure: Option<(usize, String)> = None;
             // Instances go to their reactors in batches: one job per reactor and batch.
             let mut per_reactor = vec![0usize; inner.reactors.len()];
@@ -816,7 +815,6 @@ impl Fluxor {
             for (index, (mailbox, rx)) in channels.into_iter().enumerate() {
                 let reactor = deployment.reactors[index];
                 let key = watch.key(index);
-                mailboxes.push(mailbox.clone());
                 let task = InstanceTask::new(
                     shared.clone(),
                     (reactor, key),
@@ -873,17 +871,19 @@ impl Fluxor {
                 });
             }
 
-            let entries = mailboxes
-                .iter()
-                .enumerate()
-                .flat_map(|(instance, mb)| {
-                    let owner = Owner {
-                        deployment: id,
-                        instance,
-                    };
-                    bindings.iter().map(move |b| b.entry(owner, mb))
-                })
-                .collect::<Vec<_>>();
+            // Each binding's consumer for each instance, on the mailboxes the supervisor holds.
+            let mut entries = Vec::new();
+            if !bindings.is_empty() {
+                for (instance, signals) in deployment.instances().iter().enumerate() {
+                    if let Some(mailbox) = crate::mailbox::mailbox_of::<C::Msg>(signals) {
+                        let owner = Owner {
+                            deployment: id,
+                            instance,
+                        };
+                        entries.extend(bindings.iter().map(|b| b.entry(owner, &mailbox)));
+                    }
+                }
+            }
             {
                 let mut table = this.lock();
                 deployment.bound = !entries.is_empty();
