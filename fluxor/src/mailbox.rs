@@ -37,7 +37,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::supervision::{Control, CONTROL_CAPACITY};
-use crate::wake::WakeFlag;
+use crate::wake::{wake_on, Wakeups};
 
 /// Counters of one component instance, updated with relaxed atomics.
 #[derive(Debug, Default)]
@@ -112,8 +112,8 @@ struct Chan<T> {
     cancelled: AtomicBool,
     /// The instance's counters.
     stats: InstanceStats,
-    /// The receiving reactor's wake flag.
-    wake: Option<Arc<WakeFlag>>,
+    /// The receiving reactor's wake-up queue: wakes from other threads go through it.
+    wake: Option<Arc<Wakeups>>,
 }
 
 /// Counts a waiting sender until dropped (also when its future is dropped).
@@ -220,7 +220,7 @@ impl<T: Send + 'static> Signals for Chan<T> {
             st.receiver.take()
         };
         if let Some(w) = waker {
-            w.wake();
+            wake_on(self.wake.as_deref(), w);
         }
     }
 
@@ -239,7 +239,7 @@ impl<T: Send + 'static> Signals for Chan<T> {
             st.receiver.take()
         };
         if let Some(w) = waker {
-            w.wake();
+            wake_on(self.wake.as_deref(), w);
         }
         Ok(())
     }
@@ -317,7 +317,7 @@ impl<T> Mailbox<T> {
     }
 
     /// A mailbox whose receiver runs on the reactor owning `wake`.
-    pub(crate) fn bounded_on(capacity: usize, wake: Option<Arc<WakeFlag>>) -> (Self, Receiver<T>) {
+    pub(crate) fn bounded_on(capacity: usize, wake: Option<Arc<Wakeups>>) -> (Self, Receiver<T>) {
         let chan = Arc::new(Chan {
             state: Mutex::new(State {
                 queue: VecDeque::new(),
@@ -368,10 +368,7 @@ impl<T> Mailbox<T> {
             st.receiver.take()
         };
         if let Some(w) = waker {
-            w.wake();
-        }
-        if let Some(w) = &self.chan.wake {
-            w.raise();
+            wake_on(self.chan.wake.as_deref(), w);
         }
         Ok(())
     }

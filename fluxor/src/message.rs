@@ -2,13 +2,16 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::task::{Context as TaskContext, Poll, Waker};
 
-use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use crate::error::BusError;
+use crate::wake::{wake_on, Wakeups};
 
 /// A value that can travel over the event bus or into a component's mailbox.
 ///
@@ -247,28 +250,92 @@ pub(crate) type ReplyResult<R> = Result<R, BusError>;
 ///
 /// Dropping it without a reply tells the requester [`BusError::Closed`].
 pub(crate) struct ReplyTo<R> {
-    tx: oneshot::Sender<ReplyResult<R>>,
-    /// The requester's reactor, when it asked from one.
-    wake: Option<Arc<crate::wake::WakeFlag>>,
+    /// Taken by `send` (or by `drop`, which then reports that no reply comes).
+    slot: Option<Arc<Slot<R>>>,
+    /// The requester's reactor, when it asked from one: the reply's wake-up goes through it.
+    wake: Option<Arc<Wakeups>>,
+}
+
+/// The receiving half of a request's reply channel: resolves to the reply, or to `None` when
+/// the replying side went away without one.
+pub(crate) struct Reply<R> {
+    slot: Arc<Slot<R>>,
+}
+
+/// Where a reply waits for its requester.
+struct Slot<R>(Mutex<Exchange<R>>);
+
+enum Exchange<R> {
+    /// No reply yet; the requester's waker once it has looked.
+    Waiting(Option<Waker>),
+    Sent(ReplyResult<R>),
+    /// The reply was taken, or the replying side went away without one.
+    Done,
+}
+
+impl<R> Slot<R> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Exchange<R>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 impl<R> ReplyTo<R> {
-    pub(crate) fn channel() -> (Self, oneshot::Receiver<ReplyResult<R>>) {
-        let (tx, rx) = oneshot::channel();
+    pub(crate) fn channel() -> (Self, Reply<R>) {
+        let slot = Arc::new(Slot(Mutex::new(Exchange::Waiting(None))));
         (
             ReplyTo {
-                tx,
+                slot: Some(slot.clone()),
                 wake: crate::wake::current(),
             },
-            rx,
+            Reply { slot },
         )
     }
 
     /// Sends the reply; a requester that gave up is not an error.
-    pub(crate) fn send(self, reply: ReplyResult<R>) {
-        let _gone = self.tx.send(reply);
-        if let Some(w) = &self.wake {
-            w.raise();
+    pub(crate) fn send(mut self, reply: ReplyResult<R>) {
+        self.settle(Exchange::Sent(reply));
+    }
+
+    fn settle(&mut self, to: Exchange<R>) {
+        let Some(slot) = self.slot.take() else { return };
+        let waker = {
+            let mut st = slot.lock();
+            match &mut *st {
+                Exchange::Waiting(waker) => {
+                    let waker = waker.take();
+                    *st = to;
+                    waker
+                }
+                Exchange::Sent(_) | Exchange::Done => None,
+            }
+        };
+        if let Some(waker) = waker {
+            wake_on(self.wake.as_deref(), waker);
+        }
+    }
+}
+
+impl<R> Drop for ReplyTo<R> {
+    fn drop(&mut self) {
+        self.settle(Exchange::Done);
+    }
+}
+
+impl<R> Future for Reply<R> {
+    type Output = Option<ReplyResult<R>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        let mut st = self.slot.lock();
+        if let Exchange::Waiting(waker) = &mut *st {
+            match waker {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                _ => *waker = Some(cx.waker().clone()),
+            }
+            return Poll::Pending;
+        }
+        match std::mem::replace(&mut *st, Exchange::Done) {
+            Exchange::Sent(reply) => Poll::Ready(Some(reply)),
+            Exchange::Waiting(_) | Exchange::Done => Poll::Ready(None),
         }
     }
 }

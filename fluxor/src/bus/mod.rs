@@ -501,14 +501,14 @@ impl EventBus {
 
     pub(crate) async fn await_reply<R>(
         &self,
-        rx: tokio::sync::oneshot::Receiver<Result<R, BusError>>,
+        rx: crate::message::Reply<R>,
         timeout: Option<Duration>,
         topic: impl FnOnce() -> String,
     ) -> Result<R, BusError> {
         let after = timeout.unwrap_or(self.inner.default_timeout);
         match tokio::time::timeout(after, rx).await {
-            Ok(Ok(reply)) => reply,
-            Ok(Err(_dropped)) => Err(BusError::Closed),
+            Ok(Some(reply)) => reply,
+            Ok(None) => Err(BusError::Closed),
             Err(_elapsed) => Err(BusError::Timeout {
                 topic: topic(),
                 after,

@@ -22,7 +22,7 @@ use crate::error::{
 };
 use crate::mailbox::{Mailbox, Signals};
 use crate::supervision::{Escalation, InstanceState, LifecycleKind, Supervision, Supervisor};
-use crate::wake::WakeFlag;
+use crate::wake::Wakeups;
 use crate::watchdog::{Label, Watchdog};
 use crate::worker::WorkerPool;
 
@@ -396,12 +396,12 @@ impl Builder {
         let watchdog = Watchdog::start(n, self.blocked_threshold, &self.thread_name)
             .map_err(BuildError::Workers)?;
         let reactor_name = format!("{}-reactor", self.thread_name);
-        let mut flags = Vec::with_capacity(n);
+        let mut wakeups = Vec::with_capacity(n);
         let reactors = (0..n)
             .map(|i| {
-                let flag = Arc::new(WakeFlag::default());
-                flags.push(flag.clone());
-                Reactor::spawn(i, &reactor_name, self.paused, flag, self.spin_before_park)
+                let w = Arc::new(Wakeups::default());
+                wakeups.push(w.clone());
+                Reactor::spawn(i, &reactor_name, self.paused, w, self.spin_before_park)
             })
             .collect::<Result<Vec<_>, _>>()?;
         let reactor_handles = reactors.iter().map(|r| r.handle.clone()).collect();
@@ -411,7 +411,7 @@ impl Builder {
                 bus: EventBus::new(self.request_timeout),
                 extras: Mutex::new(Vec::new()),
                 workers,
-                wake_flags: flags,
+                wakeups,
                 reactor_handles,
                 stamps,
                 watchdog,
@@ -454,8 +454,8 @@ pub(crate) struct Inner {
     deployment_ids: crate::message::IdGen,
     extras: Mutex<Vec<(String, inspect::Extra)>>,
     workers: WorkerPool,
-    /// Per reactor: raised when work for it arrives from another thread.
-    wake_flags: Vec<Arc<WakeFlag>>,
+    /// Per reactor: the queue through which other threads wake its tasks.
+    wakeups: Vec<Arc<Wakeups>>,
     /// Per reactor: its tokio runtime.
     reactor_handles: Arc<[tokio::runtime::Handle]>,
     /// Per reactor: its mark for the blocked-reactor checker.
@@ -723,7 +723,7 @@ impl Fluxor {
             reactors.push(reactor as u32);
             channels.push(Mailbox::bounded_on(
                 capacity,
-                Some(inner.wake_flags[reactor].clone()),
+                Some(inner.wakeups[reactor].clone()),
             ));
         }
         let peers = channels.iter().map(|(mb, _)| mb.signals()).collect();
@@ -1044,7 +1044,7 @@ impl Fluxor {
         (!busy.is_empty()).then(|| busy.join(", "))
     }
 
-    /// Runs `job(reactor index)` on every reactor (inside its `LocalSet`) and waits for all of
+    /// Runs `job(reactor index)` on every reactor (on its thread, inside its runtime) and waits for all of
     /// them.
     #[cfg(feature = "test-util")]
     pub(crate) async fn on_every_reactor<F, Fut>(&self, job: F) -> bool

@@ -1,6 +1,9 @@
-//! Reactors: OS threads, each running a single-threaded tokio runtime with a `LocalSet`.
+//! Reactors: OS threads, each running a single-threaded tokio runtime that also runs the
+//! reactor's `!Send` tasks (a [`tokio::runtime::LocalRuntime`]).
 
+use std::future::Future;
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -8,9 +11,9 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::BuildError;
-use crate::wake::WakeFlag;
+use crate::wake::Wakeups;
 
-/// Work for a reactor, run on its thread inside its `LocalSet` (so it may `spawn_local`).
+/// Work for a reactor, run on its thread inside its runtime (so it may `spawn_local`).
 pub(crate) type Job = Box<dyn FnOnce() + Send>;
 
 /// How many pending jobs (instance spawns) a reactor accepts before `deploy` waits.
@@ -31,48 +34,71 @@ impl Reactor {
         index: usize,
         name: &str,
         paused: bool,
-        flag: Arc<WakeFlag>,
+        wakeups: Arc<Wakeups>,
         spin: Duration,
     ) -> Result<Self, BuildError> {
-        let mut builder = tokio::runtime::Builder::new_current_thread();
-        builder.enable_all();
-        let parked = flag.clone();
-        builder.on_thread_park(move || parked.spin(spin));
-        #[cfg(feature = "test-util")]
-        builder.start_paused(paused);
-        #[cfg(not(feature = "test-util"))]
-        let _ = paused;
-        let rt = builder
-            .build()
-            .map_err(|source| BuildError::Reactor { index, source })?;
-        let handle = rt.handle().clone();
         let (jobs, mut rx) = mpsc::channel::<Job>(JOB_QUEUE);
         let stop = CancellationToken::new();
         let (exited_tx, exited) = oneshot::channel();
+        // A local runtime belongs to the thread that builds it: the reactor thread builds its
+        // own and sends back its handle (or why it could not).
+        let (started_tx, started) = std::sync::mpsc::sync_channel(1);
         let token = stop.clone();
         let thread = std::thread::Builder::new()
             .name(format!("{name}-{index}"))
             .spawn(move || {
-                crate::wake::enter(flag);
-                let local = tokio::task::LocalSet::new();
-                local.block_on(&rt, async move {
-                    loop {
-                        tokio::select! {
-                            biased;
-                            () = token.cancelled() => break,
-                            job = rx.recv() => match job {
-                                Some(job) => job(),
-                                None => break,
-                            },
-                        }
+                let mut builder = tokio::runtime::Builder::new_current_thread();
+                builder.enable_all();
+                let parked = wakeups.clone();
+                builder.on_thread_park(move || parked.before_park(spin));
+                #[cfg(feature = "test-util")]
+                builder.start_paused(paused);
+                #[cfg(not(feature = "test-util"))]
+                let _ = paused;
+                let rt = match builder.build_local(tokio::runtime::LocalOptions::default()) {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = started_tx.send(Err(e));
+                        return;
                     }
+                };
+                if started_tx.send(Ok(rt.handle().clone())).is_err() {
+                    return;
+                }
+                crate::wake::enter(wakeups.clone());
+                rt.block_on(async move {
+                    let cancelled = token.cancelled();
+                    let mut cancelled = std::pin::pin!(cancelled);
+                    std::future::poll_fn(|cx| {
+                        wakeups.answer(cx.waker());
+                        if cancelled.as_mut().poll(cx).is_ready() {
+                            return Poll::Ready(());
+                        }
+                        loop {
+                            match rx.poll_recv(cx) {
+                                Poll::Ready(Some(job)) => job(),
+                                Poll::Ready(None) => return Poll::Ready(()),
+                                Poll::Pending => return Poll::Pending,
+                            }
+                        }
+                    })
+                    .await;
                 });
-                // Dropping the set drops every component still on this reactor.
-                drop(local);
+                // Dropping the runtime drops every component still on this reactor.
                 drop(rt);
                 let _ = exited_tx.send(());
             })
             .map_err(|source| BuildError::Reactor { index, source })?;
+        let handle = match started.recv() {
+            Ok(Ok(handle)) => handle,
+            Ok(Err(source)) => return Err(BuildError::Reactor { index, source }),
+            Err(_) => {
+                return Err(BuildError::Reactor {
+                    index,
+                    source: std::io::Error::other("the reactor thread exited while starting"),
+                })
+            }
+        };
         Ok(Reactor {
             index,
             handle,
