@@ -310,12 +310,13 @@ impl Skynet {
             self.waiting = 1;
             return self.part(Part(grow.num), ctx).await;
         }
-        let children = ctx
-            .deploy(
-                Skynet::default,
-                DeployOptions::new().instances(SKYNET_FANOUT),
-            )
-            .await?;
+        // The root spreads its children over the reactors; below it, a subtree stays on the
+        // reactor it started on, so its deploys, messages and memory stay on one thread.
+        let mut options = DeployOptions::new().instances(SKYNET_FANOUT);
+        if self.parent.is_some() {
+            options = options.reactor(ctx.reactor());
+        }
+        let children = ctx.deploy(Skynet::default, options).await?;
         self.children = Some(children);
         self.waiting = SKYNET_FANOUT;
         let size = grow.size / SKYNET_FANOUT as u64;
