@@ -46,24 +46,31 @@ const NOTES: &str = r#"
   blurred by memory earlier workloads freed. For Fluxor, *start* is one `deploy` of N instances
   (each created on its reactor, started, its start reported); for the peers, N spawns.
 * **W7**: each Fluxor node deploys its ten children with `Context::deploy` (a deployment with
-  its supervisor, start hand-shake and undeploy) where the peers spawn bare actors.
+  its supervisor, start hand-shake and undeploy) where the peers spawn bare actors. The root
+  spreads its children over both reactors; below it, a node deploys its children on its own
+  reactor (`DeployOptions::reactor(ctx.reactor())`), so each subtree stays on one thread, as a
+  task the peers' runtimes spawn stays on its worker until another steals it.
+* **Cross-reactor wake-ups.** A message or reply for another reactor queues its waker there
+  instead of waking it through tokio's driver; a reactor spinning before it parks picks it up
+  without a system call, a busy or parked one is rung once per batch. In a W3 run this took the
+  `write` system calls from 230k to 10k (`perf stat -e syscalls:sys_enter_write`).
 * **Where Fluxor is behind, and why** (`perf record` of `--only W7 --systems fluxor`,
-  `--only W4 --systems fluxor` and `--spawn-probe fluxor 1000000`):
+  `--only W3 --systems fluxor` and `--spawn-probe fluxor 1000000`):
+  - *Asks across reactors* (W3): what is left per hop is one `epoll_wait` with a zero timeout
+    (tokio polls its driver once whenever its park hook made work ready: 229k of them in a W3
+    run) and the cache-line transfers of a hand-off between cores; the peers' "across" asks
+    mostly stay on one worker, a same-thread hand-off.
+  - *Skynet* (W7): the tree is built breadth first (a reactor runs its queue first in, first
+    out), so the whole tree is alive at its peak: 1.5 GB resident against xtra's 0.34 GB. Per
+    node that is the instance's task (512 bytes for this 72-byte component; up to 64 bytes fit a
+    384-byte task), its mailbox (248 bytes), the one-message slot it keeps (128 bytes) and a
+    tenth of its deployment. glibc grows a thread's arena page by page (`mprotect`, 12% of the
+    samples) and page faults take another 13%.
   - *Idle memory* (W6): the instance's tokio task is 384 bytes (tokio aligns task cells to
     128 bytes; the future is the component, its `Context` and the mailbox's receiving side,
     ~280 bytes for a component of up to 64 bytes) and the mailbox's shared state ~250 bytes;
     the rest is the allocator's rounding and the runtime's per-instance mailbox pointer and
     reactor index. glibc places 128-byte aligned blocks with gaps around them.
-  - *Deploy and undeploy* (W7): a deployment does more than a spawn: start and stop reports,
-    supervision state, a drain under a deadline and a stop hook per instance. Its instances are
-    spread over both reactors, so each deploy and undeploy crosses threads, and the reactors'
-    allocator arenas grow (glibc extends a thread's arena page by page, one `mprotect` each)
-    while the whole tree is alive: the reactors run their queues first in, first out, so the
-    tree is built breadth first, where the peers' LIFO scheduling builds it depth first. The
-    same tree on one reactor (`DeployOptions::reactor`) takes about 60% of the time.
-  - *Asks across reactors* (W3): each hop wakes the other reactor through tokio's driver (an
-    eventfd write, then an epoll turn on the woken side), ~2 µs a hop on this VM even while
-    that reactor spins; the peers' "across" asks mostly stay on one worker.
   - *Ping-pong and tell* (W1, W4): plain handlers run in place (no future per message); what
     is left is the mailbox hand-shake (a lock per push and per take, a waker per wake-up) and
     the envelope's metadata (ids, topic, span). actix's handlers are called in place too.
