@@ -7,10 +7,12 @@
 //! [`Wakeups`] instead: the waker is queued there and the reactor wakes it on its own thread,
 //! where waking a task is a push onto its run queue.
 //!
-//! * A reactor that runs out of work spins a short while before parking
-//!   (`Builder::spin_before_park`), watching its queue: a wake-up queued meanwhile costs its
-//!   sender no system call (waking a parked thread costs tens of microseconds on some machines,
-//!   a virtual CPU that halted must be rescheduled).
+//! * A reactor that runs out of work runs its [`Spinner`] for a short while
+//!   (`Builder::spin_before_park`): a task that keeps coming back after whatever else is ready,
+//!   each time waking what the queue holds. A wake-up queued meanwhile costs its sender no
+//!   system call, and the reactor neither parks nor turns its driver to pick it up (waking a
+//!   parked thread costs tens of microseconds on some machines: a virtual CPU that halted must
+//!   be rescheduled).
 //! * Otherwise the sender rings the reactor's doorbell (its main future's waker), once until the
 //!   reactor answers: a busy reactor takes a whole batch of wake-ups for one ring.
 //!
@@ -19,9 +21,11 @@
 //! sees the other, so no wake-up is left in the queue while its reactor sleeps.
 
 use std::cell::RefCell;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{fence, AtomicBool, Ordering::SeqCst};
 use std::sync::{Arc, OnceLock};
-use std::task::Waker;
+use std::task::{Context as TaskContext, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use crossbeam_queue::SegQueue;
@@ -30,12 +34,83 @@ use crossbeam_queue::SegQueue;
 #[derive(Debug, Default)]
 pub(crate) struct Wakeups {
     queue: SegQueue<Waker>,
-    /// The reactor is spinning, watching `queue`: senders need not ring.
+    /// The reactor's spinner runs, watching `queue`: senders need not ring.
     watching: AtomicBool,
     /// The doorbell was rung and the reactor has not answered yet.
     rung: AtomicBool,
     /// Wakes the reactor's main future, which empties the queue when polled.
     doorbell: OnceLock<Waker>,
+    /// Wakes the reactor's spinner task.
+    spinner: OnceLock<Waker>,
+    /// The spinner gave up since the reactor last ran out of work.
+    rested: AtomicBool,
+}
+
+/// A reactor's spinner: a task that, while its reactor has had wake-ups from other threads in
+/// the last `spin`, runs again after whatever else is ready, each time waking what the queue
+/// holds. Other threads need not ring a reactor whose spinner runs, and the reactor never
+/// parks (and so never turns its driver) between two hand-offs. It gives up after `spin`
+/// without a wake-up; the reactor starts it again the next time it runs out of work.
+pub(crate) struct Spinner {
+    wakeups: Arc<Wakeups>,
+    spin: Duration,
+    /// When the queue last held a wake-up (or the spinner started).
+    last: Instant,
+    /// Polls since `last` was read; the clock is read every `CLOCK_EVERY` polls.
+    turns: u32,
+    active: bool,
+}
+
+const CLOCK_EVERY: u32 = 32;
+
+impl Spinner {
+    pub(crate) fn new(wakeups: Arc<Wakeups>, spin: Duration) -> Self {
+        Spinner {
+            wakeups,
+            spin,
+            last: Instant::now(),
+            turns: 0,
+            active: false,
+        }
+    }
+}
+
+impl Future for Spinner {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<()> {
+        let this = &mut *self;
+        let w = &*this.wakeups;
+        if w.spinner.get().is_none() {
+            let _ = w.spinner.set(cx.waker().clone());
+        }
+        if !this.active {
+            this.active = true;
+            this.last = Instant::now();
+            this.turns = 0;
+            w.watching.store(true, SeqCst);
+        }
+        if w.wake_queued() > 0 {
+            this.last = Instant::now();
+            this.turns = 0;
+        } else {
+            this.turns += 1;
+            if this.turns % CLOCK_EVERY == 0 && this.last.elapsed() >= this.spin {
+                w.watching.store(false, SeqCst);
+                fence(SeqCst);
+                if w.wake_queued() == 0 {
+                    this.active = false;
+                    w.rested.store(true, SeqCst);
+                    return Poll::Pending;
+                }
+                // A wake-up slipped in: keep spinning.
+                w.watching.store(true, SeqCst);
+                this.last = Instant::now();
+            }
+        }
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
 }
 
 impl Wakeups {
@@ -57,27 +132,18 @@ impl Wakeups {
         }
     }
 
-    /// Called by the reactor before it parks: spins up to `spin` while its queue is empty, then
-    /// wakes what it holds (which keeps the reactor from parking).
-    pub(crate) fn before_park(&self, spin: Duration) {
-        if !spin.is_zero() && self.queue.is_empty() {
-            self.watching.store(true, SeqCst);
-            let until = Instant::now() + spin;
-            'spin: loop {
-                for _ in 0..64 {
-                    if !self.queue.is_empty() {
-                        break 'spin;
-                    }
-                    std::hint::spin_loop();
-                }
-                if Instant::now() >= until {
-                    break;
-                }
-            }
-            self.watching.store(false, SeqCst);
-            fence(SeqCst);
-        }
+    /// Called by the reactor when it runs out of work, before it parks: wakes what the queue
+    /// holds, and starts the spinner again unless it has just given up (then the reactor parks).
+    pub(crate) fn before_park(&self) {
         self.wake_queued();
+        if self.rested.swap(false, SeqCst) {
+            return;
+        }
+        if let Some(spinner) = self.spinner.get() {
+            if !self.watching.swap(true, SeqCst) {
+                spinner.wake_by_ref();
+            }
+        }
     }
 
     /// Called by the reactor's main future each time it is polled: answers the doorbell (and
@@ -91,10 +157,14 @@ impl Wakeups {
         self.wake_queued();
     }
 
-    fn wake_queued(&self) {
+    /// Wakes what the queue holds; how many.
+    fn wake_queued(&self) -> usize {
+        let mut n = 0;
         while let Some(waker) = self.queue.pop() {
             waker.wake();
+            n += 1;
         }
+        n
     }
 
     fn is_current(&self) -> bool {
@@ -176,25 +246,53 @@ mod tests {
         w.watching.store(true, SeqCst);
         w.wake(waker);
         assert_eq!(bell.0.load(SeqCst), 0);
-        w.watching.store(false, SeqCst);
-        w.before_park(Duration::ZERO);
-        assert_eq!(task.0.load(SeqCst), 1, "parking wakes what was queued");
+        w.before_park();
+        assert_eq!(
+            task.0.load(SeqCst),
+            1,
+            "running out of work wakes what was queued"
+        );
     }
 
     #[test]
-    fn a_spinning_reactor_picks_up_a_wake_from_another_thread() {
+    fn the_spinner_wakes_queued_tasks_then_rests_and_is_restarted_when_work_runs_out() {
         let w = Arc::new(Wakeups::default());
+        let (bell, doorbell) = counter();
+        w.answer(&doorbell);
+        let mut spinner = Spinner::new(w.clone(), Duration::from_millis(1));
+        let (again, spinner_waker) = counter();
+        let mut cx = TaskContext::from_waker(&spinner_waker);
+        assert!(Pin::new(&mut spinner).poll(&mut cx).is_pending());
+        assert!(
+            w.watching.load(SeqCst),
+            "a running spinner watches the queue"
+        );
+        assert_eq!(
+            again.0.load(SeqCst),
+            1,
+            "and comes back after what is ready"
+        );
         let (task, waker) = counter();
-        let spinner = {
-            let w = w.clone();
-            std::thread::spawn(move || w.before_park(Duration::from_secs(30)))
-        };
-        while !w.watching.load(SeqCst) {
-            std::thread::yield_now();
-        }
         w.wake(waker);
-        spinner.join().unwrap();
+        assert_eq!(bell.0.load(SeqCst), 0, "no ring while the spinner runs");
+        assert!(Pin::new(&mut spinner).poll(&mut cx).is_pending());
         assert_eq!(task.0.load(SeqCst), 1);
+        // Nothing more arrives: it rests once `spin` has passed.
+        let rested = (0..1_000_000).any(|_| {
+            let before = again.0.load(SeqCst);
+            let _ = Pin::new(&mut spinner).poll(&mut cx);
+            again.0.load(SeqCst) == before
+        });
+        assert!(rested, "the spinner rests after `spin` without wake-ups");
+        assert!(!w.watching.load(SeqCst));
+        // Out of work right after it rested: the reactor parks.
+        let woken = again.0.load(SeqCst);
+        w.before_park();
+        assert_eq!(again.0.load(SeqCst), woken);
+        // The next time it runs out of work, the spinner starts again.
+        w.before_park();
+        assert_eq!(again.0.load(SeqCst), woken + 1);
+        assert!(w.watching.load(SeqCst));
     }
 
     #[test]

@@ -333,7 +333,8 @@ impl Builder {
     /// How long an idle reactor spins, watching for work handed to it from another thread,
     /// before it parks its thread. Waking a parked thread costs from a few to tens of
     /// microseconds (more on virtual machines); spinning trades that latency for a little CPU
-    /// each time a reactor runs out of work. Zero turns it off. Default 50 µs.
+    /// each time a reactor runs out of work. Zero turns it off; reactors whose clock starts
+    /// paused never spin. Default 50 µs.
     pub fn spin_before_park(mut self, spin: Duration) -> Self {
         self.spin_before_park = spin;
         self

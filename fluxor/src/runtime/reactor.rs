@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::BuildError;
-use crate::wake::Wakeups;
+use crate::wake::{Spinner, Wakeups};
 
 /// Work for a reactor, run on its thread inside its runtime (so it may `spawn_local`).
 pub(crate) type Job = Box<dyn FnOnce() + Send>;
@@ -50,11 +50,9 @@ impl Reactor {
                 let mut builder = tokio::runtime::Builder::new_current_thread();
                 builder.enable_all();
                 let parked = wakeups.clone();
-                builder.on_thread_park(move || parked.before_park(spin));
+                builder.on_thread_park(move || parked.before_park());
                 #[cfg(feature = "test-util")]
                 builder.start_paused(paused);
-                #[cfg(not(feature = "test-util"))]
-                let _ = paused;
                 let rt = match builder.build_local(tokio::runtime::LocalOptions::default()) {
                     Ok(rt) => rt,
                     Err(e) => {
@@ -67,6 +65,11 @@ impl Reactor {
                 }
                 crate::wake::enter(wakeups.clone());
                 rt.block_on(async move {
+                    // A paused clock moves only when its reactor parks with no task woken
+                    // since the last park: a spinner, which wakes itself, would hold it still.
+                    if !spin.is_zero() && !paused {
+                        tokio::task::spawn_local(Spinner::new(wakeups.clone(), spin));
+                    }
                     let cancelled = token.cancelled();
                     let mut cancelled = std::pin::pin!(cancelled);
                     std::future::poll_fn(|cx| {
