@@ -32,6 +32,8 @@ const REPORT_GRACE: Duration = Duration::from_millis(100);
 
 /// What every instance of a deployment shares.
 pub(crate) struct Shared<C: Component> {
+    /// Where the deployment's instances report their start and stop.
+    pub(crate) reports: Arc<Reports>,
     pub(crate) factory: Box<dyn Fn() -> C + Send + Sync>,
     pub(crate) config: Arc<C::Config>,
     pub(crate) deployment: DeploymentId,
@@ -281,17 +283,35 @@ impl Reports {
 
 /// An instance's duty to report its start and its stop; reports that its reactor went away
 /// for whatever it has not reported when dropped.
-pub(crate) struct Duty {
-    reports: Arc<Reports>,
+pub(crate) struct Duty<O: Reporting> {
+    /// What holds the deployment's reports: its shared state (or, in tests, the reports).
+    owner: Arc<O>,
     index: u32,
     start_pending: bool,
     stop_pending: bool,
 }
 
-impl Duty {
-    pub(crate) fn new(reports: Arc<Reports>, index: u32) -> Self {
+/// Holds a deployment's [`Reports`].
+pub(crate) trait Reporting {
+    fn reports(&self) -> &Reports;
+}
+
+impl Reporting for Reports {
+    fn reports(&self) -> &Reports {
+        self
+    }
+}
+
+impl<C: Component> Reporting for Shared<C> {
+    fn reports(&self) -> &Reports {
+        &self.reports
+    }
+}
+
+impl<O: Reporting> Duty<O> {
+    pub(crate) fn new(owner: Arc<O>, index: u32) -> Self {
         Duty {
-            reports,
+            owner,
             index,
             start_pending: true,
             stop_pending: true,
@@ -307,25 +327,25 @@ impl Duty {
         if !std::mem::take(&mut self.start_pending) {
             return false;
         }
-        self.reports.started.report(self.index(), result)
+        self.owner.reports().started.report(self.index(), result)
     }
 
     /// Reports the stop once, with what went wrong.
     fn stopped(&mut self, errors: Vec<StopError>) {
         if std::mem::take(&mut self.stop_pending) {
-            self.reports.stopped.report(self.index(), errors);
+            self.owner.reports().stopped.report(self.index(), errors);
         }
     }
 }
 
-impl Drop for Duty {
+impl<O: Reporting> Drop for Duty<O> {
     fn drop(&mut self) {
         if self.start_pending {
             self.started(Err("its reactor stopped during start".into()));
         }
         if self.stop_pending {
             self.stopped(vec![StopError::ReactorLost {
-                component: self.reports.component,
+                component: self.owner.reports().component,
                 instance: self.index(),
             }]);
         }
@@ -334,24 +354,21 @@ impl Drop for Duty {
 
 /// What a new instance starts with; it runs on its reactor.
 pub(crate) struct InstanceTask<C: Component> {
-    shared: Arc<Shared<C>>,
     reactor: u32,
     key: u64,
     mailbox: Mailbox<C::Msg>,
     rx: crate::mailbox::Receiver<C::Msg>,
-    /// Also says which instance this is.
-    duty: Duty,
+    /// Also says which instance this is, and holds the deployment's shared state.
+    duty: Duty<Shared<C>>,
 }
 
 impl<C: Component> InstanceTask<C> {
     pub(crate) fn new(
-        shared: Arc<Shared<C>>,
         (reactor, key): (u32, u64),
         (mailbox, rx): (Mailbox<C::Msg>, crate::mailbox::Receiver<C::Msg>),
-        duty: Duty,
+        duty: Duty<Shared<C>>,
     ) -> Self {
         InstanceTask {
-            shared,
             reactor,
             key,
             mailbox,
@@ -550,13 +567,13 @@ impl<C: Component> InstanceTask<C> {
     /// the factory panicked.
     fn create(self) -> Option<(C, Context<C>, Rest<C>)> {
         let InstanceTask {
-            shared,
             reactor,
             key,
             mailbox,
             rx,
             mut duty,
         } = self;
+        let shared = duty.owner.clone();
         let component = match std::panic::catch_unwind(AssertUnwindSafe(|| (shared.factory)())) {
             Ok(c) => c,
             Err(panic) => {
@@ -578,7 +595,7 @@ impl<C: Component> InstanceTask<C> {
             timers: Timers::default(),
             key,
         };
-        Some((component, ctx, Rest { shared, rx, duty }))
+        Some((component, ctx, Rest { rx, duty }))
     }
 
     /// Creates the component (on its reactor) and returns the rest of its life there;
@@ -607,9 +624,9 @@ impl<C: Component> InstanceTask<C> {
 
 /// What the lifecycle loop needs besides the component.
 struct Rest<C: Component> {
-    shared: Arc<Shared<C>>,
     rx: crate::mailbox::Receiver<C::Msg>,
-    duty: Duty,
+    /// Also holds the deployment's shared state.
+    duty: Duty<Shared<C>>,
 }
 
 /// Why the message loop ended.
@@ -626,11 +643,7 @@ enum End {
 /// stop.
 fn drive<C: Component, E: Exec<C>>(mut exec: E, rest: Rest<C>) -> impl Future<Output = ()> {
     // Taken apart here, not in the async block, so the task holds each part once.
-    let Rest {
-        shared,
-        mut rx,
-        mut duty,
-    } = rest;
+    let Rest { mut rx, mut duty } = rest;
     async move {
         // Rare, one-off and large steps are boxed, and so is each batch of messages (which holds
         // the handler's future), so an idle instance's task stays small.
@@ -658,7 +671,8 @@ fn drive<C: Component, E: Exec<C>>(mut exec: E, rest: Rest<C>) -> impl Future<Ou
             let work = match rx.next().await {
                 Next::Stop(deadline) => break End::Stop(Some(deadline)),
                 Next::Control(Control::Group { delay }) => {
-                    if shared
+                    if duty
+                        .owner
                         .supervisor
                         .failed
                         .load(std::sync::atomic::Ordering::Acquire)
@@ -666,7 +680,7 @@ fn drive<C: Component, E: Exec<C>>(mut exec: E, rest: Rest<C>) -> impl Future<Ou
                         break End::Halt { failed: true };
                     }
                     // A peer crashed and the strategy is all-for-one.
-                    let life = Life::new(&shared, duty.index());
+                    let life = Life::new(&duty.owner, duty.index());
                     let (exec, rx) = (&mut exec, &mut rx);
                     boxed(async move { life.restart(exec, delay, rx).await.err() })
                 }
@@ -677,7 +691,7 @@ fn drive<C: Component, E: Exec<C>>(mut exec: E, rest: Rest<C>) -> impl Future<Ou
                     continue;
                 }
                 Next::Message(msg) => {
-                    let life = Life::new(&shared, duty.index());
+                    let life = Life::new(&duty.owner, duty.index());
                     match handle_now(&mut exec, msg, &rx) {
                         // Handled in place: counts against the task's budget, so an instance
                         // that always has a message still hands its reactor over now and then.
@@ -697,7 +711,7 @@ fn drive<C: Component, E: Exec<C>>(mut exec: E, rest: Rest<C>) -> impl Future<Ou
             }
         };
 
-        let life = Life::new(&shared, duty.index());
+        let life = Life::new(&duty.owner, duty.index());
         let errors = Box::pin(finish(&mut exec, &mut rx, end, life)).await;
         duty.stopped(errors);
     }

@@ -733,6 +733,7 @@ impl Fluxor {
             peers,
         ));
         let shared = Arc::new(Shared {
+            reports: Arc::new(Reports::new(C::name(), instances)),
             factory: Box::new(factory),
             config,
             deployment: id,
@@ -779,7 +780,7 @@ impl Fluxor {
         } = plan;
         let id = shared.deployment;
         let instances = channels.len();
-        let reports = Arc::new(Reports::new(C::name(), instances));
+        let reports = shared.reports.clone();
         let mut deployment = Deployment {
             id,
             component: C::name(),
@@ -817,10 +818,9 @@ impl Fluxor {
                 let reactor = deployment.reactors[index];
                 let key = watch.key(index);
                 let task = InstanceTask::new(
-                    shared.clone(),
                     (reactor, key),
                     (mailbox, rx),
-                    Duty::new(reports.clone(), index as u32),
+                    Duty::new(shared.clone(), index as u32),
                 );
                 let batch = &mut batches[reactor as usize];
                 batch.push(task);
