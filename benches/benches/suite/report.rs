@@ -51,24 +51,25 @@ const NOTES: &str = r#"
   reactor (`DeployOptions::reactor(ctx.reactor())`), so each subtree stays on one thread, as a
   task the peers' runtimes spawn stays on its worker until another steals it.
 * **Cross-reactor wake-ups.** A message or reply for another reactor queues its waker there
-  instead of waking it through tokio's driver; a reactor spinning before it parks picks it up
-  without a system call, a busy or parked one is rung once per batch. In a W3 run this took the
-  `write` system calls from 230k to 10k (`perf stat -e syscalls:sys_enter_write`).
+  instead of waking it through tokio's driver. A reactor that runs out of work keeps a spinner
+  task going for up to 50 µs (`Builder::spin_before_park`) that empties that queue between its
+  other tasks, so a hand-off to it costs no system call and no driver turn; otherwise the
+  reactor is rung once per batch. In a W3 run this took the `write` calls from 230k to 0.7k
+  and the `epoll_wait` calls from 233k to 42k (`perf stat -e syscalls:sys_enter_write,...`).
 * **Where Fluxor is behind, and why** (`perf record` of `--only W7 --systems fluxor`,
   `--only W3 --systems fluxor` and `--spawn-probe fluxor 1000000`):
-  - *Asks across reactors* (W3): what is left per hop is one `epoll_wait` with a zero timeout
-    (tokio polls its driver once whenever its park hook made work ready: 229k of them in a W3
-    run) and the cache-line transfers of a hand-off between cores; the peers' "across" asks
-    mostly stay on one worker, a same-thread hand-off.
+  - *Asks across reactors* (W3): a hop between two spinning reactors still moves the
+    message, the waker and the task's state between the cores' caches; the peers' "across"
+    asks mostly stay on one worker, a same-thread hand-off.
   - *Skynet* (W7): the tree is built breadth first (a reactor runs its queue first in, first
-    out), so the whole tree is alive at its peak: 1.5 GB resident against xtra's 0.34 GB. Per
-    node that is the instance's task (512 bytes for this 72-byte component; up to 64 bytes fit a
-    384-byte task), its mailbox (248 bytes), the one-message slot it keeps (128 bytes) and a
-    tenth of its deployment. glibc grows a thread's arena page by page (`mprotect`, 12% of the
+    out), so the whole tree is alive at its peak: 1.4 GB resident against xtra's 0.34 GB. Per
+    node that is the instance's task (384 bytes; a component of up to 72 bytes fits), its
+    mailbox (248 bytes), the one-message slot it keeps (128 bytes) and a tenth of its
+    deployment. glibc grows a thread's arena page by page (`mprotect`, 12% of the
     samples) and page faults take another 13%.
   - *Idle memory* (W6): the instance's tokio task is 384 bytes (tokio aligns task cells to
     128 bytes; the future is the component, its `Context` and the mailbox's receiving side,
-    ~280 bytes for a component of up to 64 bytes) and the mailbox's shared state ~250 bytes;
+    ~280 bytes for a component of up to 72 bytes) and the mailbox's shared state ~250 bytes;
     the rest is the allocator's rounding and the runtime's per-instance mailbox pointer and
     reactor index. glibc places 128-byte aligned blocks with gaps around them.
   - *Ping-pong and tell* (W1, W4): plain handlers run in place (no future per message); what
