@@ -852,7 +852,7 @@ impl<C: Component> Context<C> {
 /// Obtained from [`Context::accept`]; [`run`](Self::run) drives the handler inside a tracing
 /// span and catches its panics, so a failing handler never takes its reactor down.
 pub struct Responder<R> {
-    reply: Option<ReplyTo<R>>,
+    reply: ReplyTo<R>,
     component: &'static str,
     deployment: DeploymentId,
     topic: Option<Arc<str>>,
@@ -865,7 +865,7 @@ impl<R> fmt::Debug for Responder<R> {
         f.debug_struct("Responder")
             .field("component", &self.component)
             .field("topic", &self.topic)
-            .field("expects_reply", &self.reply.is_some())
+            .field("expects_reply", &self.reply.expected())
             .finish()
     }
 }
@@ -923,11 +923,12 @@ impl<R: Send + 'static> Responder<R> {
                 (Err(reason.clone()), Outcome::Panicked(reason))
             }
         };
-        if let Some(tx) = self.reply {
-            tx.send(reply.map_err(|reason| BusError::RecipientFailed {
-                topic: self.topic.as_deref().unwrap_or(self.component).to_owned(),
-                reason,
-            }));
+        if self.reply.expected() {
+            self.reply
+                .send(reply.map_err(|reason| BusError::RecipientFailed {
+                    topic: self.topic.as_deref().unwrap_or(self.component).to_owned(),
+                    reason,
+                }));
         }
         outcome
     }

@@ -190,13 +190,17 @@ impl Meta {
 /// unpacks it with [`Context::accept`](crate::Context::accept).
 pub struct Envelope<M: Message> {
     pub(crate) msg: M,
-    pub(crate) reply: Option<ReplyTo<M::Reply>>,
+    pub(crate) reply: ReplyTo<M::Reply>,
     pub(crate) meta: Meta,
 }
 
 impl<M: Message> Envelope<M> {
     pub(crate) fn new(msg: M, reply: Option<ReplyTo<M::Reply>>, meta: Meta) -> Self {
-        Envelope { msg, reply, meta }
+        Envelope {
+            msg,
+            reply: reply.unwrap_or(ReplyTo { slot: None }),
+            meta,
+        }
     }
 
     /// The message.
@@ -227,7 +231,7 @@ impl<M: Message> Envelope<M> {
 
     /// Whether a requester waits for a reply.
     pub fn expects_reply(&self) -> bool {
-        self.reply.is_some()
+        self.reply.expected()
     }
 }
 
@@ -238,7 +242,7 @@ impl<M: Message + fmt::Debug> fmt::Debug for Envelope<M> {
             .field("correlation_id", &self.meta.correlation_id)
             .field("request_id", &self.meta.request_id)
             .field("topic", &self.meta.topic)
-            .field("expects_reply", &self.reply.is_some())
+            .field("expects_reply", &self.reply.expected())
             .finish()
     }
 }
@@ -246,14 +250,13 @@ impl<M: Message + fmt::Debug> fmt::Debug for Envelope<M> {
 /// The failure a handler reports to its requester.
 pub(crate) type ReplyResult<R> = Result<R, BusError>;
 
-/// The sending half of a request's reply channel.
+/// The sending half of a request's reply channel (empty when nobody waits for a reply).
 ///
 /// Dropping it without a reply tells the requester [`BusError::Closed`].
 pub(crate) struct ReplyTo<R> {
-    /// Taken by `send` (or by `drop`, which then reports that no reply comes).
+    /// Taken by `send` (or by `drop`, which then reports that no reply comes). One pointer,
+    /// so an envelope carries its reply channel in 8 bytes.
     slot: Option<Arc<Slot<R>>>,
-    /// The requester's reactor, when it asked from one: the reply's wake-up goes through it.
-    wake: Option<Arc<Wakeups>>,
 }
 
 /// The receiving half of a request's reply channel: resolves to the reply, or to `None` when
@@ -263,7 +266,11 @@ pub(crate) struct Reply<R> {
 }
 
 /// Where a reply waits for its requester.
-struct Slot<R>(Mutex<Exchange<R>>);
+struct Slot<R> {
+    state: Mutex<Exchange<R>>,
+    /// The requester's reactor, when it asked from one: the reply's wake-up goes through it.
+    wake: Option<Arc<Wakeups>>,
+}
 
 enum Exchange<R> {
     /// No reply yet; the requester's waker once it has looked.
@@ -275,23 +282,30 @@ enum Exchange<R> {
 
 impl<R> Slot<R> {
     fn lock(&self) -> std::sync::MutexGuard<'_, Exchange<R>> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
 impl<R> ReplyTo<R> {
     pub(crate) fn channel() -> (Self, Reply<R>) {
-        let slot = Arc::new(Slot(Mutex::new(Exchange::Waiting(None))));
+        let slot = Arc::new(Slot {
+            state: Mutex::new(Exchange::Waiting(None)),
+            wake: crate::wake::current(),
+        });
         (
             ReplyTo {
                 slot: Some(slot.clone()),
-                wake: crate::wake::current(),
             },
             Reply { slot },
         )
     }
 
-    /// Sends the reply; a requester that gave up is not an error.
+    /// Whether a requester waits for a reply.
+    pub(crate) fn expected(&self) -> bool {
+        self.slot.is_some()
+    }
+
+    /// Sends the reply; a requester that gave up (or none at all) is not an error.
     pub(crate) fn send(mut self, reply: ReplyResult<R>) {
         self.settle(Exchange::Sent(reply));
     }
@@ -310,7 +324,7 @@ impl<R> ReplyTo<R> {
             }
         };
         if let Some(waker) = waker {
-            wake_on(self.wake.as_deref(), waker);
+            wake_on(slot.wake.as_deref(), waker);
         }
     }
 }

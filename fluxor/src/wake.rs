@@ -123,7 +123,8 @@ impl Wakeups {
         }
         self.queue.push(waker);
         fence(SeqCst);
-        if !self.watching.load(SeqCst) && !self.rung.swap(true, SeqCst) {
+        // A load first: a rung doorbell is not rung again, and its cache line is left alone.
+        if !self.watching.load(SeqCst) && !self.rung.load(SeqCst) && !self.rung.swap(true, SeqCst) {
             // No doorbell yet means the reactor has not polled its main future: its first poll
             // hangs the doorbell, clears `rung` and then empties the queue.
             if let Some(doorbell) = self.doorbell.get() {

@@ -128,7 +128,9 @@ pub(crate) struct Route {
 /// An immutable view of every subscription.
 #[derive(Clone, Default)]
 pub(crate) struct Snapshot {
-    pub(crate) exact: HashMap<Arc<str>, Route>,
+    /// Looked up on every send and publish: hashed with a fast seeded hasher, not SipHash
+    /// (its keys come from subscriptions, not from whoever sends).
+    pub(crate) exact: HashMap<Arc<str>, Route, foldhash::fast::RandomState>,
     pub(crate) patterns: Arc<[Entry]>,
 }
 
