@@ -187,6 +187,11 @@ pub(crate) fn enter(wakeups: Arc<Wakeups>) {
     CURRENT.with(|c| *c.borrow_mut() = Some(wakeups));
 }
 
+/// Whether this thread is a reactor's.
+pub(crate) fn on_reactor() -> bool {
+    CURRENT.with(|c| c.borrow().is_some())
+}
+
 /// The wake-up queue of the reactor running on this thread.
 pub(crate) fn current() -> Option<Arc<Wakeups>> {
     CURRENT.with(|c| c.borrow().clone())

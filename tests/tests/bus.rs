@@ -5,6 +5,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use fluxor::prelude::*;
 use fluxor::{Address, BusError, DeployOptions, Fluxor, RequestOptions};
 use fluxor_tests::{Add, Counters, Event, Fail, Nap, Probe, Relay, Seq, Trace, Whoami};
 
@@ -83,6 +84,90 @@ async fn request_times_out_with_the_per_call_timeout() {
             after: Duration::from_millis(50)
         }
     );
+    done(rt).await;
+}
+
+/// Asks `t.nap` from a handler, on a reactor, with the given timeout; answers with what it
+/// got and how long it waited.
+#[derive(Debug, Message)]
+#[message(reply = (Result<(), BusError>, Duration))]
+struct AskNap {
+    nap: Duration,
+    timeout: Duration,
+}
+
+#[component]
+#[derive(Debug, Default)]
+struct Asker;
+
+#[component]
+impl Asker {
+    #[handler("t.ask-nap")]
+    async fn ask(
+        &mut self,
+        msg: AskNap,
+        ctx: &mut Context<Self>,
+    ) -> (Result<(), BusError>, Duration) {
+        let start = std::time::Instant::now();
+        let r = ctx
+            .request_with(
+                "t.nap",
+                Nap(msg.nap),
+                RequestOptions::new().timeout(msg.timeout),
+            )
+            .await;
+        (r, start.elapsed())
+    }
+}
+
+#[tokio::test]
+async fn a_request_from_a_reactor_times_out_at_its_deadline_and_not_before() {
+    let rt = runtime();
+    rt.deploy(Probe::default, DeployOptions::new().reactor(0))
+        .await
+        .unwrap();
+    rt.deploy(Asker::default, DeployOptions::new().reactor(1))
+        .await
+        .unwrap();
+    // Long enough to wait on the reactor's young list first, short enough to wait for;
+    // and one shorter than the sweep's period, which gets its timer at once.
+    for timeout in [Duration::from_millis(60), Duration::from_millis(5)] {
+        let (r, waited) = rt
+            .bus()
+            .request(
+                "t.ask-nap",
+                AskNap {
+                    nap: Duration::from_millis(300),
+                    timeout,
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            r,
+            Err(BusError::Timeout {
+                topic: "t.nap".into(),
+                after: timeout
+            })
+        );
+        assert!(
+            waited >= timeout,
+            "timed out after {waited:?}, before {timeout:?}"
+        );
+    }
+    // Answered in time, a request never sees its timer.
+    let (r, _) = rt
+        .bus()
+        .request(
+            "t.ask-nap",
+            AskNap {
+                nap: Duration::ZERO,
+                timeout: Duration::from_secs(5),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(r, Ok(()));
     done(rt).await;
 }
 

@@ -499,17 +499,17 @@ impl EventBus {
         self.await_reply(rx, timeout, || topic.to_owned()).await
     }
 
-    pub(crate) async fn await_reply<R>(
+    pub(crate) async fn await_reply<R: 'static>(
         &self,
         rx: crate::message::Reply<R>,
         timeout: Option<Duration>,
         topic: impl FnOnce() -> String,
     ) -> Result<R, BusError> {
         let after = timeout.unwrap_or(self.inner.default_timeout);
-        match tokio::time::timeout(after, rx).await {
+        match rx.within(after).await {
             Ok(Some(reply)) => reply,
             Ok(None) => Err(BusError::Closed),
-            Err(_elapsed) => Err(BusError::Timeout {
+            Err(crate::message::Elapsed) => Err(BusError::Timeout {
                 topic: topic(),
                 after,
             }),
