@@ -100,8 +100,26 @@ struct AskNap {
 #[derive(Debug, Default)]
 struct Asker;
 
+/// Asks `t.add` this many times in a row from a handler; answers with the last total.
+#[derive(Debug, Message)]
+#[message(reply = Result<u64, BusError>)]
+struct AskAdds(u64);
+
 #[component]
 impl Asker {
+    #[handler("t.ask-adds")]
+    async fn ask_adds(
+        &mut self,
+        AskAdds(n): AskAdds,
+        ctx: &mut Context<Self>,
+    ) -> Result<u64, BusError> {
+        let mut total = 0;
+        for _ in 0..n {
+            total = ctx.request("t.add", Add(1)).await?;
+        }
+        Ok(total)
+    }
+
     #[handler("t.ask-nap")]
     async fn ask(
         &mut self,
@@ -169,6 +187,28 @@ async fn a_request_from_a_reactor_times_out_at_its_deadline_and_not_before() {
         .unwrap();
     assert_eq!(r, Ok(()));
     done(rt).await;
+}
+
+#[tokio::test]
+async fn asks_between_reactors_are_answered_whether_reactors_spin_or_park() {
+    // Without the spin every hand-off rings the other reactor, which may be parked.
+    for spin in [Duration::ZERO, Duration::from_micros(50)] {
+        let rt = Fluxor::builder()
+            .reactors(2)
+            .spin_before_park(spin)
+            .request_timeout(Duration::from_secs(10))
+            .build()
+            .unwrap();
+        rt.deploy(Probe::default, DeployOptions::new().reactor(0))
+            .await
+            .unwrap();
+        rt.deploy(Asker::default, DeployOptions::new().reactor(1))
+            .await
+            .unwrap();
+        let total = rt.bus().request("t.ask-adds", AskAdds(2_000)).await;
+        assert_eq!(total, Ok(Ok(2_000)), "spin {spin:?}");
+        done(rt).await;
+    }
 }
 
 #[tokio::test]
