@@ -138,15 +138,20 @@ impl Asker {
     }
 }
 
-#[tokio::test]
-async fn a_request_from_a_reactor_times_out_at_its_deadline_and_not_before() {
-    let rt = runtime();
+/// A `Probe` on reactor 0 and an `Asker` on reactor 1.
+async fn asker_and_probe_apart(rt: &Fluxor) {
     rt.deploy(Probe::default, DeployOptions::new().reactor(0))
         .await
         .unwrap();
     rt.deploy(Asker::default, DeployOptions::new().reactor(1))
         .await
         .unwrap();
+}
+
+#[tokio::test]
+async fn a_request_from_a_reactor_times_out_at_its_deadline_and_not_before() {
+    let rt = runtime();
+    asker_and_probe_apart(&rt).await;
     // Long enough to wait on the reactor's young list first, short enough to wait for;
     // and one shorter than the sweep's period, which gets its timer at once.
     for timeout in [Duration::from_millis(60), Duration::from_millis(5)] {
@@ -199,12 +204,7 @@ async fn asks_between_reactors_are_answered_whether_reactors_spin_or_park() {
             .request_timeout(Duration::from_secs(10))
             .build()
             .unwrap();
-        rt.deploy(Probe::default, DeployOptions::new().reactor(0))
-            .await
-            .unwrap();
-        rt.deploy(Asker::default, DeployOptions::new().reactor(1))
-            .await
-            .unwrap();
+        asker_and_probe_apart(&rt).await;
         let total = rt.bus().request("t.ask-adds", AskAdds(2_000)).await;
         assert_eq!(total, Ok(Ok(2_000)), "spin {spin:?}");
         done(rt).await;
