@@ -18,11 +18,13 @@ use uuid::Uuid;
 use crate::address::{validate_pattern, Destination};
 use crate::bus::{Consumer, Entry, EventBus, MailboxConsumer, Owner, RequestOptions};
 use crate::error::{BoxError, BusError, PublishError, SendError};
+use crate::ids::DeploymentId;
 use crate::mailbox::{Mailbox, PushError};
 use crate::message::{Envelope, Headers, IntoReply, Message, Meta, ReplyTo};
-use crate::runtime::{DeploymentId, InstanceTask};
+use crate::runtime::InstanceTask;
 use crate::supervision::Supervision;
 use crate::timer::{TimerId, Timers};
+use crate::util::{catch_unwind, panic_message, CatchUnwind};
 use crate::watchdog::Stamp;
 use crate::worker::{BlockingTask, Lane, WorkerPool};
 
@@ -73,7 +75,7 @@ use crate::worker::{BlockingTask, Lane, WorkerPool};
 pub trait Component: Sized + 'static {
     /// The mailbox message type: one variant per handler.
     type Msg: Send + 'static;
-    /// The typed config, deserialized from [`DeployOptions::config`](crate::DeployOptions::config)
+    /// The typed config, deserialized from [`DeployOptions::config`](crate::runtime::DeployOptions::config)
     /// at deploy time. Use `()` for none.
     type Config: DeserializeOwned + Send + Sync + 'static;
 
@@ -85,14 +87,14 @@ pub trait Component: Sized + 'static {
     /// Whether instances run as *worker components* by default: their handlers run on the
     /// worker pool, where blocking is allowed, one call at a time. `#[component(worker)]`
     /// returns `Some(WorkerMode::new())`, which requires the component to be `Send` (it moves
-    /// between threads). [`DeployOptions::worker`](crate::DeployOptions::worker) overrides the
+    /// between threads). [`DeployOptions::worker`](crate::runtime::DeployOptions::worker) overrides the
     /// default per deployment.
     fn worker_mode() -> Option<WorkerMode<Self>> {
         None
     }
 
     /// What the runtime does when a handler of this component panics. `#[component(supervise
-    /// = expr)]` sets it; [`DeployOptions::supervision`](crate::DeployOptions::supervision)
+    /// = expr)]` sets it; [`DeployOptions::supervision`](crate::runtime::DeployOptions::supervision)
     /// overrides it per deployment. Default: [`Supervision::default`].
     fn supervision() -> Supervision {
         Supervision::default()
@@ -241,7 +243,7 @@ impl<'a, C: Component> Bindings<'a, C> {
 
     /// Routes envelopes of `M` published or sent to `pattern` into the variant built by `wrap`.
     /// `pattern` is a topic (`orders.create`) or a NATS-style pattern (`orders.*`, `orders.>`).
-    /// An invalid pattern fails the deployment with [`DeployError::InvalidTopic`](crate::DeployError::InvalidTopic).
+    /// An invalid pattern fails the deployment with [`DeployError::InvalidTopic`](crate::error::DeployError::InvalidTopic).
     pub fn bind<M: Message>(
         &mut self,
         pattern: &str,
@@ -664,14 +666,14 @@ impl<C: Component> Context<C> {
 
     /// A snapshot of the whole runtime, as [`Fluxor::inspect`](crate::Fluxor::inspect) takes
     /// it; `None` only while the runtime is being torn down.
-    pub fn inspect(&self) -> Option<crate::Snapshot> {
+    pub fn inspect(&self) -> Option<crate::runtime::Snapshot> {
         crate::runtime::inspect_weak(&self.shared.runtime)
     }
 
     /// Deploys a component from inside a handler (or `start`), exactly as
     /// [`Fluxor::deploy`](crate::Fluxor::deploy) does: the new instances are running when it
     /// returns. A component that deploys others is responsible for undeploying them (e.g. in
-    /// its `stop`). [`DeployError::ShuttingDown`](crate::DeployError::ShuttingDown) once the
+    /// its `stop`). [`DeployError::ShuttingDown`](crate::error::DeployError::ShuttingDown) once the
     /// runtime is going away.
     ///
     /// ```
@@ -726,8 +728,8 @@ impl<C: Component> Context<C> {
     pub fn deploy<D, F>(
         &self,
         factory: F,
-        options: crate::DeployOptions,
-    ) -> impl Future<Output = Result<crate::DeploymentId, crate::DeployError>> + Send + 'static
+        options: crate::runtime::DeployOptions,
+    ) -> impl Future<Output = Result<crate::ids::DeploymentId, crate::error::DeployError>> + Send + 'static
     where
         D: Component,
         F: Fn() -> D + Send + Sync + 'static,
@@ -738,7 +740,7 @@ impl<C: Component> Context<C> {
         async move {
             match deploy {
                 Some(deploy) => deploy.await,
-                None => Err(crate::DeployError::ShuttingDown),
+                None => Err(crate::error::DeployError::ShuttingDown),
             }
         }
     }
@@ -746,14 +748,17 @@ impl<C: Component> Context<C> {
     /// Undeploys a deployment from inside a handler, as
     /// [`Fluxor::undeploy`](crate::Fluxor::undeploy) does (its instances drain until the
     /// runtime's shutdown timeout, then stop). A handler cannot undeploy its own deployment
-    /// this way: [`UndeployError::OwnDeployment`](crate::UndeployError::OwnDeployment).
-    pub async fn undeploy(&self, id: crate::DeploymentId) -> Result<(), crate::UndeployError> {
+    /// this way: [`UndeployError::OwnDeployment`](crate::error::UndeployError::OwnDeployment).
+    pub async fn undeploy(
+        &self,
+        id: crate::ids::DeploymentId,
+    ) -> Result<(), crate::error::UndeployError> {
         if id == self.shared.deployment {
-            return Err(crate::UndeployError::OwnDeployment(id));
+            return Err(crate::error::UndeployError::OwnDeployment(id));
         }
         match crate::runtime::upgrade(&self.shared.runtime) {
             Some(runtime) => Box::pin(runtime.undeploy(id)).await,
-            None => Err(crate::UndeployError::Unknown(id)),
+            None => Err(crate::error::UndeployError::Unknown(id)),
         }
     }
 
@@ -761,7 +766,7 @@ impl<C: Component> Context<C> {
     /// [`Fluxor::actor_ref`](crate::Fluxor::actor_ref).
     pub fn actor_ref<D: Component>(
         &self,
-        id: crate::DeploymentId,
+        id: crate::ids::DeploymentId,
         instance: usize,
     ) -> Option<ActorRef<D>> {
         crate::runtime::upgrade(&self.shared.runtime)?.actor_ref(id, instance)
@@ -967,42 +972,5 @@ impl<F: Future, R> Future for Run<F, R> {
             // Polled again after it finished: the answer has gone already.
             None => Poll::Ready(Outcome::Handled),
         }
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// Polls a future, turning a panic during any poll into an `Err` with the panic payload.
-    pub(crate) struct CatchUnwind<F> {
-        #[pin]
-        inner: F,
-    }
-}
-
-/// Catches the panics of `fut`'s polls (see [`CatchUnwind`]).
-pub(crate) fn catch_unwind<F: Future>(fut: F) -> CatchUnwind<F> {
-    CatchUnwind { inner: fut }
-}
-
-impl<F: Future> Future for CatchUnwind<F> {
-    type Output = Result<F::Output, Box<dyn Any + Send>>;
-
-    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
-        let inner = self.project().inner;
-        match std::panic::catch_unwind(AssertUnwindSafe(|| inner.poll(cx))) {
-            Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
-            Ok(Poll::Pending) => Poll::Pending,
-            Err(panic) => Poll::Ready(Err(panic)),
-        }
-    }
-}
-
-/// The text of a panic payload.
-pub(crate) fn panic_message(panic: &(dyn Any + Send)) -> String {
-    if let Some(s) = panic.downcast_ref::<&'static str>() {
-        format!("panicked: {s}")
-    } else if let Some(s) = panic.downcast_ref::<String>() {
-        format!("panicked: {s}")
-    } else {
-        "panicked with a non-string payload".to_owned()
     }
 }

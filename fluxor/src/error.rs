@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::runtime::DeploymentId;
+use crate::ids::DeploymentId;
 
 /// A boxed error, as returned by a component's `start` and `stop`.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;

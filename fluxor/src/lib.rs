@@ -7,6 +7,7 @@ mod component;
 mod error;
 #[cfg(feature = "http")]
 pub mod http;
+mod ids;
 mod mailbox;
 mod message;
 mod runtime;
@@ -14,6 +15,7 @@ mod supervision;
 #[cfg(feature = "test-util")]
 pub mod testing;
 mod timer;
+mod util;
 mod wake;
 mod watchdog;
 mod worker;
@@ -27,10 +29,11 @@ pub use error::{
     BoxError, BuildError, BusError, DeployError, PublishError, SendError, ShutdownError,
     ShutdownIssue, StopError, UndeployError,
 };
+pub use ids::DeploymentId;
 pub use message::{Envelope, Headers, IntoReply, Message};
 pub use runtime::{
-    Builder, BusInfo, DeployOptions, DeploymentId, DeploymentInfo, DeploymentState, Fluxor,
-    InstanceInfo, ReactorInfo, Snapshot, TopicInfo,
+    Builder, BusInfo, DeployOptions, DeploymentInfo, DeploymentState, Fluxor, InstanceInfo,
+    ReactorInfo, Snapshot, TopicInfo,
 };
 pub use supervision::{
     Backoff, Escalation, InstanceState, LifecycleEvent, LifecycleKind, Restart, Strategy,
@@ -130,40 +133,7 @@ pub mod __private {
         Some(crate::WorkerMode::new())
     }
 
-    pin_project_lite::pin_project! {
-        /// One of two futures. `#[component]` nests these to hand a message to its handler's
-        /// future without boxing it: the dispatch future is as large as the largest handler's.
-        #[project = EitherProj]
-        #[derive(Debug)]
-        pub enum Either<L, R> {
-            /// The first future.
-            Left {
-                #[pin]
-                future: L,
-            },
-            /// The second future.
-            Right {
-                #[pin]
-                future: R,
-            },
-        }
-    }
-
-    impl<L: std::future::Future, R: std::future::Future<Output = L::Output>> std::future::Future
-        for Either<L, R>
-    {
-        type Output = L::Output;
-
-        fn poll(
-            self: std::pin::Pin<&mut Self>,
-            cx: &mut std::task::Context<'_>,
-        ) -> std::task::Poll<L::Output> {
-            match self.project() {
-                EitherProj::Left { future } => future.poll(cx),
-                EitherProj::Right { future } => future.poll(cx),
-            }
-        }
-    }
+    pub use crate::util::Either;
 
     /// What a lifecycle hook may return: `()` or `Result<(), E>` with `E: Into<BoxError>`.
     #[diagnostic::on_unimplemented(

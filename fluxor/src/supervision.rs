@@ -23,8 +23,9 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::time::Instant;
 
+use crate::ids::DeploymentId;
+use crate::mailbox::Control;
 use crate::message::Message;
-use crate::runtime::DeploymentId;
 
 /// What a deployment does when one of its handlers panics.
 ///
@@ -310,24 +311,6 @@ impl InstanceState {
         }
     }
 }
-
-/// What the runtime asks of an instance outside its message order (carried by its mailbox,
-/// seen before the next message).
-pub(crate) enum Control {
-    /// A peer crashed under all-for-one (restart after the delay), or the deployment failed
-    /// (the instance sees `Supervisor::failed`).
-    Group { delay: Duration },
-    /// Read the component's state between two messages (the test kit's `with_state`).
-    #[cfg_attr(not(feature = "test-util"), allow(dead_code))]
-    Inspect(Read),
-}
-
-/// A read of a component's state, given as `&dyn Any`.
-pub(crate) type Read = Box<dyn FnOnce(&dyn std::any::Any) + Send>;
-
-/// Control signals an instance may have queued; a full queue already holds a signal the
-/// instance will act on, so group signals are dropped rather than waited for.
-pub(crate) const CONTROL_CAPACITY: usize = 4;
 
 /// The supervision state shared by a deployment's instances.
 #[derive(Debug)]

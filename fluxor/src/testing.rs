@@ -11,8 +11,9 @@ use tokio::sync::Notify;
 use crate::address::Destination;
 use crate::component::{Bindings, Component, Context, Outcome};
 use crate::error::{BusError, PublishError, SendError};
+use crate::ids::DeploymentId;
 use crate::message::{Envelope, Message};
-use crate::runtime::{DeployOptions, DeploymentId, Fluxor};
+use crate::runtime::{DeployOptions, Fluxor};
 use crate::supervision::Supervision;
 
 /// How long [`TestRuntime::settle`] waits for the system to become idle before failing.

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::runtime::DeploymentId;
+use crate::ids::DeploymentId;
 
 /// Which deployment a key stands for, for the warning. An instance's key is its deployment's
 /// key plus its index, so a deployment registers one label however many instances it has.
@@ -268,7 +268,7 @@ mod tests {
         });
         let label = || Label {
             component: "Probe",
-            deployment: crate::runtime::DeploymentId(uuid::Uuid::nil()),
+            deployment: crate::ids::DeploymentId(uuid::Uuid::nil()),
         };
         let first = shared.register(label());
         let second = shared.register(label());

@@ -24,7 +24,7 @@ use serde::Serialize;
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use crate::component::panic_message;
+use crate::util::panic_message;
 
 /// Why a blocking task produced no result.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

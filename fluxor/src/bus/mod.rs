@@ -13,8 +13,9 @@ use uuid::Uuid;
 
 use crate::address::{validate_topic, Destination};
 use crate::error::{BusError, PublishError, SendError};
-use crate::message::{Envelope, Headers, IdGen, Message, Meta, ReplyTo};
-use crate::runtime::DeploymentId;
+use crate::ids::DeploymentId;
+use crate::ids::IdGen;
+use crate::message::{Envelope, Headers, Message, Meta, ReplyTo};
 
 pub(crate) use registry::{Consumer, Delivery, Entry, MailboxConsumer, Owner, Registry};
 

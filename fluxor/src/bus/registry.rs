@@ -13,9 +13,9 @@ use arc_swap::ArcSwap;
 use tokio::time::Instant;
 
 use crate::address;
+use crate::ids::DeploymentId;
 use crate::mailbox::{Mailbox, PushError};
 use crate::message::{Envelope, Message};
-use crate::runtime::DeploymentId;
 
 /// What happened to one delivery attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

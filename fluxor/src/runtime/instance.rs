@@ -10,19 +10,20 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::__private::Either;
 use crate::bus::{EventBus, Owner};
-use crate::component::{catch_unwind, panic_message, ActorRef, Component, Context, Outcome};
+use crate::component::{ActorRef, Component, Context, Outcome};
 use crate::error::StopError;
-use crate::mailbox::{InstanceStats, Mailbox, Next, Signals};
+use crate::mailbox::{Control, InstanceStats, Mailbox, Next, Signals};
 use crate::supervision::{
-    Control, Escalation, InstanceState, LifecycleEvent, LifecycleKind, Supervisor, Verdict,
+    Escalation, InstanceState, LifecycleEvent, LifecycleKind, Supervisor, Verdict,
 };
 use crate::timer::Timers;
+use crate::util::Either;
+use crate::util::{catch_unwind, panic_message};
 use crate::watchdog::Stamp;
 use crate::worker::{Lane, WorkerPool};
 
-use super::DeploymentId;
+use crate::ids::DeploymentId;
 
 /// Messages handled back to back before the instance yields to its reactor's other tasks.
 const BATCH: usize = 64;
@@ -543,7 +544,7 @@ impl<C: Component + Send> Exec<C> for OnWorkers<C> {
 }
 
 fn start_outcome(
-    r: Result<Result<(), crate::BoxError>, Box<dyn std::any::Any + Send>>,
+    r: Result<Result<(), crate::error::BoxError>, Box<dyn std::any::Any + Send>>,
 ) -> Result<(), String> {
     match r {
         Ok(Ok(())) => Ok(()),
@@ -553,7 +554,7 @@ fn start_outcome(
 }
 
 fn stop_outcome(
-    r: Result<Result<(), crate::BoxError>, Box<dyn std::any::Any + Send>>,
+    r: Result<Result<(), crate::error::BoxError>, Box<dyn std::any::Any + Send>>,
 ) -> Result<(), String> {
     match r {
         Ok(Ok(())) => Ok(()),
@@ -1078,7 +1079,7 @@ pin_project_lite::pin_project! {
     /// instance survives them too.
     struct Guarded<F> {
         #[pin]
-        inner: crate::component::CatchUnwind<F>,
+        inner: crate::util::CatchUnwind<F>,
     }
 }
 

@@ -12,7 +12,6 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
 
 use crate::bus::EventBus;
 use crate::bus::Owner;
@@ -20,6 +19,7 @@ use crate::component::{Bindings, Component};
 use crate::error::{
     BuildError, DeployError, ShutdownError, ShutdownIssue, StopError, UndeployError,
 };
+use crate::ids::DeploymentId;
 use crate::mailbox::{Mailbox, Signals};
 use crate::supervision::{Escalation, InstanceState, LifecycleKind, Supervision, Supervisor};
 use crate::wake::Wakeups;
@@ -71,29 +71,6 @@ use instance::{publish_event, Duty, EscalationCtl, Reports};
 /// without a job per instance, and no reactor is held up for long by one job.
 const SPAWN_BATCH: usize = 256;
 use reactor::Reactor;
-
-/// Identifies one deployment. Returned by [`Fluxor::deploy`].
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-pub struct DeploymentId(pub(crate) Uuid);
-
-impl DeploymentId {
-    /// The id as a UUID.
-    pub fn as_uuid(&self) -> Uuid {
-        self.0
-    }
-}
-
-impl fmt::Display for DeploymentId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&self.0, f)
-    }
-}
-
-impl fmt::Debug for DeploymentId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "DeploymentId({})", self.0)
-    }
-}
 
 /// How to deploy a component: instances, mailbox capacity, config, placement.
 ///
@@ -419,7 +396,7 @@ impl Builder {
                 escalation: Arc::new(EscalationCtl::new(self.escalation)),
                 reactors,
                 deployments: Mutex::default(),
-                deployment_ids: crate::message::IdGen::new(),
+                deployment_ids: crate::ids::IdGen::new(),
                 shutting_down: AtomicBool::new(false),
                 next_reactor: AtomicUsize::new(0),
                 cancel: CancellationToken::new(),
@@ -452,7 +429,7 @@ pub struct Fluxor {
 pub(crate) struct Inner {
     bus: EventBus,
     /// Deployment ids: a random per-runtime prefix and a counter (no system call per deploy).
-    deployment_ids: crate::message::IdGen,
+    deployment_ids: crate::ids::IdGen,
     extras: Mutex<Vec<(String, inspect::Extra)>>,
     workers: WorkerPool,
     /// Per reactor: the queue through which other threads wake its tasks.
@@ -638,7 +615,7 @@ impl Fluxor {
     {
         // Planned at once, so the future that starts the instances does not carry the options
         // and the factory besides the plan made of them.
-        use crate::__private::Either;
+        use crate::util::Either;
         match self.plan(factory, options) {
             Ok(plan) => Either::Left {
                 future: self.launch(plan),
@@ -1008,7 +985,7 @@ impl Fluxor {
             }
         });
         sender
-            .control(crate::supervision::Control::Inspect(read))
+            .control(crate::mailbox::Control::Inspect(read))
             .map_err(|_| {
                 format!("instance {instance} of deployment {id} has stopped or has too many signals waiting")
             })?;
@@ -1099,14 +1076,14 @@ impl Fluxor {
         &self,
         id: DeploymentId,
         instance: usize,
-    ) -> Option<crate::ActorRef<C>> {
+    ) -> Option<crate::component::ActorRef<C>> {
         let table = self.lock();
         let d = table.get(id)?;
         if d.type_id != std::any::TypeId::of::<C>() {
             return None;
         }
         let signals = d.instances().get(instance)?;
-        Some(crate::ActorRef {
+        Some(crate::component::ActorRef {
             mailbox: crate::mailbox::mailbox_of::<C::Msg>(signals)?,
             bus: self.inner.bus.clone(),
         })

@@ -1,0 +1,41 @@
+//! The bounded mailbox of a component instance.
+//!
+//! A mailbox is a bounded multi-producer, single-consumer queue whose storage grows on demand:
+//! an idle mailbox holds no slots, a busy one grows up to its bound (and gives large storage
+//! back once drained). Senders never block a reactor: [`Mailbox::try_push`] fails at once when
+//! the mailbox is full, and async senders may wait for room up to a deadline with
+//! [`Mailbox::push_until`]. The message is only built once there is room, so a refused message
+//! is never consumed.
+//!
+//! The core is a `VecDeque` behind one mutex, held only to push one item or to take the whole
+//! queue (never across an `.await` or user code), with the receiver's waker stored under the
+//! same lock: a push that finds a registered waker takes it and wakes the receiver after
+//! unlocking, and a receiver that finds the queue empty registers its waker before unlocking,
+//! so no wake-up can fall between the check and the registration. The receiver takes the whole
+//! queue at once into a local buffer; messages taken but not handled still count against the
+//! bound (a counter only the receiver writes; a sender may see a slot as taken a moment longer
+//! than it is). A sender about to wait counts itself before its last look, and the receiver
+//! checks that count after each slot it frees, both sequentially consistent, so one of them
+//! always sees the other: no waiting sender misses the room. Senders waiting for room wait on a
+//! `Notify`; each pop signals one of them while any wait, and `close` signals all.
+//!
+//! Not everything happens under the lock: the waiting-sender handshake above (`waiting` against
+//! `taken`), and two hints the receiver reads without locking (`shared_len`, whether anything
+//! is queued; `signalled`, whether a stop or control signal waits) are lock-free protocols.
+//! They are not model-checked; the tests in `tests.rs` cover full, closed, waiting senders,
+//! signals and order on real threads.
+//!
+//! The mailbox also carries its instance's signals ([`Signals`]): a stop request and a short,
+//! bounded queue of control signals, both seen by the receiver before its next message, and the
+//! instance's cancellation token, made on first use. An instance thus needs no channel besides
+//! its mailbox, which keeps an idle one small.
+
+mod queue;
+mod signals;
+mod stats;
+#[cfg(test)]
+mod tests;
+
+pub(crate) use queue::{Mailbox, Next, PushError, Receiver};
+pub(crate) use signals::{mailbox_of, Control, Signals};
+pub(crate) use stats::InstanceStats;

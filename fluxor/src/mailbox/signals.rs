@@ -1,0 +1,114 @@
+//! Signals to an instance outside its message order: stop requests and control signals.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::queue::{Chan, Mailbox};
+use super::stats::InstanceStats;
+use crate::wake::wake_on;
+
+/// What the runtime (and an instance's supervision peers) may ask of an instance, outside its
+/// message order: a signal is seen before the next message, at the latest after the current
+/// batch. The mailbox carries these, so an instance needs no channel of its own for them.
+pub(crate) trait Signals: Send + Sync {
+    /// Asks the instance to drain and stop by `deadline` (the first request counts).
+    fn stop(&self, deadline: Instant);
+    /// Queues a control signal; handed back if the instance has stopped or already has
+    /// `CONTROL_CAPACITY` signals waiting.
+    fn control(&self, signal: Control) -> Result<(), Control>;
+    /// Messages waiting in the mailbox.
+    fn queued(&self) -> usize;
+    /// The instance's counters.
+    fn stats(&self) -> &InstanceStats;
+    /// Cancels the instance's work (its cancellation token).
+    fn cancel_work(&self);
+    /// The mailbox itself, to be turned back into a `Mailbox` of its message type.
+    fn into_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync>;
+}
+
+/// The mailbox behind `signals`, if its messages are `T`s.
+pub(crate) fn mailbox_of<T: Send + 'static>(signals: &Arc<dyn Signals>) -> Option<Mailbox<T>> {
+    let chan = signals.clone().into_any().downcast::<Chan<T>>().ok()?;
+    Some(Mailbox { chan })
+}
+
+impl std::fmt::Debug for dyn Signals {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Signals")
+            .field("queued", &self.queued())
+            .finish()
+    }
+}
+
+impl<T: Send + 'static> Signals for Chan<T> {
+    fn stop(&self, deadline: Instant) {
+        let waker = {
+            let mut st = self.lock();
+            if st.stop.is_some() {
+                return;
+            }
+            st.stop = Some(deadline);
+            st.flag(self);
+            st.receiver.take()
+        };
+        if let Some(w) = waker {
+            wake_on(self.wake.as_deref(), w);
+        }
+    }
+
+    fn control(&self, signal: Control) -> Result<(), Control> {
+        let waker = {
+            let mut st = self.lock();
+            if st.closed {
+                return Err(signal);
+            }
+            let control = st.control.get_or_insert_with(Box::default);
+            if control.len() >= CONTROL_CAPACITY {
+                return Err(signal);
+            }
+            control.push_back(signal);
+            st.flag(self);
+            st.receiver.take()
+        };
+        if let Some(w) = waker {
+            wake_on(self.wake.as_deref(), w);
+        }
+        Ok(())
+    }
+
+    fn queued(&self) -> usize {
+        self.len()
+    }
+
+    fn cancel_work(&self) {
+        Chan::cancel_work(self);
+    }
+
+    fn stats(&self) -> &InstanceStats {
+        &self.stats
+    }
+
+    fn into_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync> {
+        self
+    }
+}
+
+/// What the runtime asks of an instance outside its message order (carried by its mailbox,
+/// seen before the next message).
+pub(crate) enum Control {
+    /// A peer crashed under all-for-one (restart after the delay), or the deployment failed
+    /// (the instance sees `Supervisor::failed`).
+    Group { delay: Duration },
+    /// Read the component's state between two messages (the test kit's `with_state`).
+    #[cfg_attr(not(feature = "test-util"), allow(dead_code))]
+    Inspect(Read),
+}
+
+/// A read of a component's state, given as `&dyn Any`.
+pub(crate) type Read = Box<dyn FnOnce(&dyn std::any::Any) + Send>;
+
+/// Control signals an instance may have queued; a full queue already holds a signal the
+/// instance will act on, so group signals are dropped rather than waited for.
+pub(crate) const CONTROL_CAPACITY: usize = 4;

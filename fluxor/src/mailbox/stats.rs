@@ -1,0 +1,30 @@
+//! Per-instance counters, kept beside the mailbox they describe.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Counters of one component instance, updated with relaxed atomics.
+#[derive(Debug, Default)]
+pub(crate) struct InstanceStats {
+    /// An `InstanceState` as a number.
+    pub(crate) state: std::sync::atomic::AtomicU8,
+    pub(crate) restarts: AtomicU64,
+    /// A message is being handled.
+    pub(crate) busy: std::sync::atomic::AtomicBool,
+    pub(crate) handled: AtomicU64,
+    pub(crate) failed: AtomicU64,
+    pub(crate) panicked: AtomicU64,
+    pub(crate) rejected: AtomicU64,
+}
+
+impl InstanceStats {
+    /// Counts for a counter many threads write (e.g. `rejected`, bumped by senders).
+    pub(crate) fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts for a counter only the instance itself writes: a load and a store, no
+    /// read-modify-write on the hot path.
+    pub(crate) fn bump_own(counter: &AtomicU64) {
+        counter.store(counter.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+    }
+}

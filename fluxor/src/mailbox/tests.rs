@@ -1,0 +1,195 @@
+use super::queue::*;
+use super::signals::*;
+use std::sync::atomic::Ordering;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+#[test]
+fn full_mailbox_refuses_without_consuming() {
+    let (mb, mut rx) = Mailbox::<u32>::bounded(2);
+    assert_eq!(mb.try_push(|| 1), Ok(()));
+    assert_eq!(mb.try_push(|| 2), Ok(()));
+    let mut called = false;
+    assert_eq!(
+        mb.try_push(|| {
+            called = true;
+            3
+        }),
+        Err(PushError::Full)
+    );
+    assert!(!called);
+    assert_eq!(mb.len(), 2);
+    assert_eq!(mb.stats().rejected.load(Ordering::Relaxed), 1);
+    assert_eq!(rx.try_recv().ok(), Some(1));
+    assert_eq!(mb.try_push(|| 4), Ok(()));
+    rx.close();
+    assert_eq!(mb.try_push(|| 5), Err(PushError::Closed));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_waiting_senders_all_get_through_in_their_order() {
+    let (mb, mut rx) = Mailbox::<(u32, u32)>::bounded(2);
+    let mut senders = Vec::new();
+    for s in 0..4u32 {
+        let mb = mb.clone();
+        senders.push(tokio::spawn(async move {
+            for i in 0..500u32 {
+                mb.push_wait(|| (s, i)).await.unwrap();
+            }
+        }));
+    }
+    let mut next = [0u32; 4];
+    for _ in 0..2000 {
+        let (s, i) = tokio::time::timeout(std::time::Duration::from_secs(10), rx.recv())
+            .await
+            .expect("no sender is left waiting")
+            .unwrap();
+        assert_eq!(i, next[s as usize], "per-sender order");
+        next[s as usize] += 1;
+        assert!(mb.len() <= 2, "the bound holds");
+    }
+    for s in senders {
+        s.await.unwrap();
+    }
+    assert!(rx.try_recv().is_err());
+    assert_eq!(mb.stats().rejected.load(Ordering::Relaxed), 0);
+}
+
+#[test]
+fn an_idle_mailbox_holds_no_slots() {
+    let (mb, mut rx) = Mailbox::<[u8; 64]>::bounded(1024);
+    assert_eq!(mb.chan.lock().queue.capacity(), 0);
+    for _ in 0..1000 {
+        mb.try_push(|| [0; 64]).unwrap();
+    }
+    while rx.try_recv().is_ok() {}
+    assert_eq!(
+        mb.chan.lock().queue.capacity(),
+        0,
+        "large storage is given back"
+    );
+    assert_eq!(rx.local.capacity(), 0);
+    rx.close();
+    assert_eq!(mb.try_push(|| [0; 64]), Err(PushError::Closed));
+}
+
+#[test]
+fn a_first_message_takes_one_slot() {
+    let (mb, mut rx) = Mailbox::<[u8; 64]>::bounded(1024);
+    mb.try_push(|| [1; 64]).unwrap();
+    assert_eq!(mb.chan.lock().queue.capacity(), 1);
+    mb.try_push(|| [2; 64]).unwrap();
+    assert!(mb.chan.lock().queue.capacity() >= 2);
+    assert_eq!(rx.try_recv().map(|m| m[0]), Ok(1));
+    assert_eq!(rx.try_recv().map(|m| m[0]), Ok(2));
+}
+
+#[tokio::test]
+async fn signals_come_before_queued_messages() {
+    let (mb, mut rx) = Mailbox::<u32>::bounded(8);
+    let signals = mb.signals();
+    mb.try_push(|| 1).unwrap();
+    mb.try_push(|| 2).unwrap();
+    assert!(matches!(rx.next().await, Next::Message(1)));
+    signals
+        .control(Control::Group {
+            delay: std::time::Duration::from_millis(5),
+        })
+        .map_err(|_| "refused")
+        .unwrap();
+    let deadline = Instant::now() + std::time::Duration::from_secs(1);
+    signals.stop(deadline);
+    signals.stop(Instant::now());
+    // The stop request first (the first one counts), then the control signal, then the
+    // message that was already taken into the receiver's buffer.
+    assert!(matches!(rx.next().await, Next::Stop(d) if d == deadline));
+    assert!(matches!(
+        rx.next().await,
+        Next::Control(Control::Group { .. })
+    ));
+    assert!(matches!(rx.next().await, Next::Message(2)));
+    assert_eq!(signals.queued(), 0);
+    for _ in 0..CONTROL_CAPACITY {
+        assert!(signals
+            .control(Control::Group {
+                delay: std::time::Duration::ZERO
+            })
+            .is_ok());
+    }
+    assert!(
+        signals
+            .control(Control::Group {
+                delay: std::time::Duration::ZERO
+            })
+            .is_err(),
+        "the control queue is bounded"
+    );
+    rx.close();
+    while let Ok(Next::Control(_)) =
+        tokio::time::timeout(std::time::Duration::from_millis(10), rx.next()).await
+    {}
+    assert!(
+        signals
+            .control(Control::Group {
+                delay: std::time::Duration::ZERO
+            })
+            .is_err(),
+        "a stopped instance takes no signals"
+    );
+    assert!(
+        matches!(rx.next().await, Next::Stop(_)),
+        "closed and empty reads as a stop"
+    );
+}
+
+#[tokio::test]
+async fn a_stop_request_wakes_a_waiting_receiver() {
+    let (mb, mut rx) = Mailbox::<u32>::bounded(8);
+    let signals = mb.signals();
+    let waiter = tokio::spawn(async move { matches!(rx.next().await, Next::Stop(_)) });
+    tokio::task::yield_now().await;
+    signals.stop(Instant::now());
+    assert!(waiter.await.unwrap());
+}
+
+#[test]
+fn the_cancellation_token_is_made_on_demand_and_honours_an_earlier_cancel() {
+    let root = CancellationToken::new();
+    let (mb, rx) = Mailbox::<u32>::bounded(8);
+    assert!(mb.chan.token.get().is_none(), "no token until asked for");
+    let token = mb.cancellation(&root).clone();
+    assert!(!token.is_cancelled());
+    rx.cancel_work();
+    assert!(token.is_cancelled());
+
+    let (mb, rx) = Mailbox::<u32>::bounded(8);
+    rx.cancel_work();
+    assert!(
+        mb.cancellation(&root).is_cancelled(),
+        "made after the cancel"
+    );
+
+    let (mb, _rx) = Mailbox::<u32>::bounded(8);
+    let token = mb.cancellation(&root).clone();
+    root.cancel();
+    assert!(token.is_cancelled(), "a child of the runtime's token");
+}
+
+#[tokio::test(start_paused = true)]
+async fn push_until_waits_for_room_or_deadline() {
+    let (mb, mut rx) = Mailbox::<u32>::bounded(1);
+    mb.try_push(|| 1).unwrap();
+    let deadline = Instant::now() + std::time::Duration::from_millis(50);
+    assert_eq!(mb.push_until(deadline, || 2).await, Err(PushError::Full));
+    let waiter = {
+        let mb = mb.clone();
+        tokio::spawn(async move {
+            mb.push_until(Instant::now() + std::time::Duration::from_secs(1), || 3)
+                .await
+        })
+    };
+    tokio::task::yield_now().await;
+    assert_eq!(rx.recv().await, Some(1));
+    assert_eq!(waiter.await.unwrap(), Ok(()));
+    assert_eq!(rx.recv().await, Some(3));
+}

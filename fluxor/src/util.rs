@@ -1,0 +1,80 @@
+//! Small pieces used across layers: catching a future's panics, naming a panic, and a future
+//! that is one of two.
+
+use std::any::Any;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::task::Poll;
+
+pin_project_lite::pin_project! {
+    /// Polls a future, turning a panic during any poll into an `Err` with the panic payload.
+    pub(crate) struct CatchUnwind<F> {
+        #[pin]
+        inner: F,
+    }
+}
+
+/// Catches the panics of `fut`'s polls (see [`CatchUnwind`]).
+pub(crate) fn catch_unwind<F: Future>(fut: F) -> CatchUnwind<F> {
+    CatchUnwind { inner: fut }
+}
+
+impl<F: Future> Future for CatchUnwind<F> {
+    type Output = Result<F::Output, Box<dyn Any + Send>>;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
+        let inner = self.project().inner;
+        match std::panic::catch_unwind(AssertUnwindSafe(|| inner.poll(cx))) {
+            Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(panic) => Poll::Ready(Err(panic)),
+        }
+    }
+}
+
+/// The text of a panic payload.
+pub(crate) fn panic_message(panic: &(dyn Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&'static str>() {
+        format!("panicked: {s}")
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        format!("panicked: {s}")
+    } else {
+        "panicked with a non-string payload".to_owned()
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// One of two futures. `#[component]` nests these to hand a message to its handler's
+    /// future without boxing it: the dispatch future is as large as the largest handler's.
+    #[project = EitherProj]
+    #[allow(missing_docs)] // the fields are named `future`: nothing more to say
+    #[derive(Debug)]
+    pub enum Either<L, R> {
+        /// The first future.
+        Left {
+            #[pin]
+            future: L,
+        },
+        /// The second future.
+        Right {
+            #[pin]
+            future: R,
+        },
+    }
+}
+
+impl<L: std::future::Future, R: std::future::Future<Output = L::Output>> std::future::Future
+    for Either<L, R>
+{
+    type Output = L::Output;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<L::Output> {
+        match self.project() {
+            EitherProj::Left { future } => future.poll(cx),
+            EitherProj::Right { future } => future.poll(cx),
+        }
+    }
+}
