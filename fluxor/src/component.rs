@@ -664,10 +664,16 @@ impl<C: Component> Context<C> {
         self.current = None;
     }
 
+    /// The runtime this instance belongs to, held weakly (the runtime owns its deployments).
+    /// Adapters that run as components (the HTTP server) reach the runtime through this.
+    pub(crate) fn runtime(&self) -> crate::runtime::WeakFluxor {
+        self.shared.runtime.clone()
+    }
+
     /// A snapshot of the whole runtime, as [`Fluxor::inspect`](crate::Fluxor::inspect) takes
     /// it; `None` only while the runtime is being torn down.
-    pub fn inspect(&self) -> Option<crate::runtime::Snapshot> {
-        crate::runtime::inspect_weak(&self.shared.runtime)
+    pub fn inspect(&self) -> Option<crate::inspect::Snapshot> {
+        self.runtime().upgrade().map(|rt| rt.inspect())
     }
 
     /// Deploys a component from inside a handler (or `start`), exactly as
@@ -735,7 +741,9 @@ impl<C: Component> Context<C> {
         F: Fn() -> D + Send + Sync + 'static,
     {
         // Boxed: a handler that deploys keeps a pointer in its future, not the whole deploy.
-        let deploy = crate::runtime::upgrade(&self.shared.runtime)
+        let deploy = self
+            .runtime()
+            .upgrade()
             .map(|runtime| Box::pin(runtime.deploy(factory, options)));
         async move {
             match deploy {
@@ -756,7 +764,7 @@ impl<C: Component> Context<C> {
         if id == self.shared.deployment {
             return Err(crate::error::UndeployError::OwnDeployment(id));
         }
-        match crate::runtime::upgrade(&self.shared.runtime) {
+        match self.runtime().upgrade() {
             Some(runtime) => Box::pin(runtime.undeploy(id)).await,
             None => Err(crate::error::UndeployError::Unknown(id)),
         }
@@ -769,7 +777,7 @@ impl<C: Component> Context<C> {
         id: crate::ids::DeploymentId,
         instance: usize,
     ) -> Option<ActorRef<D>> {
-        crate::runtime::upgrade(&self.shared.runtime)?.actor_ref(id, instance)
+        self.runtime().upgrade()?.actor_ref(id, instance)
     }
 
     /// The runtime's worker pool.

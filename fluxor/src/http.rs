@@ -42,7 +42,7 @@
 //!   default; larger ones get 413).
 //! * **Shutdown**: stopping the component (undeploy, runtime shutdown) stops accepting
 //!   connections and lets in-flight requests finish, within the stop deadline.
-//! * **Inspector and metrics**: `inspector(true)` serves the runtime's [`Snapshot`](crate::Snapshot)
+//! * **Inspector and metrics**: `inspector(true)` serves the runtime's [`Snapshot`](crate::inspect::Snapshot)
 //!   as JSON on `/fluxor/inspect`; `metrics(true)` serves Prometheus text on `/metrics`. Both are
 //!   off by default, and the server binds to loopback unless told otherwise.
 
@@ -117,7 +117,7 @@ struct HttpStats {
     shed: AtomicU64,
 }
 
-/// The HTTP adapter's counters, in [`Snapshot::extras`](crate::Snapshot::extras) under `http`.
+/// The HTTP adapter's counters, in [`Snapshot::extras`](crate::inspect::Snapshot::extras) under `http`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct HttpInfo {
@@ -231,13 +231,13 @@ impl Component for HttpServer {
         let _ = self.handle.addr.set(addr);
 
         let mut router = self.router.clone();
-        let runtime = ctx.shared.runtime.clone();
+        let runtime = ctx.runtime();
         if cfg.inspector {
             let runtime = runtime.clone();
             router = router.route(
                 "/fluxor/inspect",
                 axum::routing::get(move || {
-                    let snapshot = crate::runtime::inspect_weak(&runtime);
+                    let snapshot = runtime.upgrade().map(|rt| rt.inspect());
                     async move { snapshot.map(Json).ok_or(StatusCode::SERVICE_UNAVAILABLE) }
                 }),
             );
@@ -247,7 +247,10 @@ impl Component for HttpServer {
             router = router.route(
                 "/metrics",
                 axum::routing::get(move || {
-                    let text = crate::runtime::inspect_weak(&runtime).map(|s| prometheus(&s));
+                    let text = runtime
+                        .upgrade()
+                        .map(|rt| rt.inspect())
+                        .map(|s| prometheus(&s));
                     async move {
                         match text {
                             Some(t) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], t)
@@ -297,21 +300,19 @@ impl Component for HttpServer {
         });
         self.serving = Some((token, serving));
 
-        if let Some(inner) = runtime.upgrade() {
+        if let Some(runtime) = runtime.upgrade() {
             let (handle, max) = (self.handle.clone(), cfg.max_in_flight);
-            crate::runtime::register_extra(
-                &inner,
-                "http",
-                Box::new(move || serde_json::to_value(handle.info(max)).unwrap_or_default()),
-            );
+            runtime.add_inspect_section("http", move || {
+                serde_json::to_value(handle.info(max)).unwrap_or_default()
+            });
         }
         tracing::info!(%addr, "HTTP server listening");
         Ok(())
     }
 
     async fn stop(&mut self, ctx: &mut Context<Self>) -> Result<(), BoxError> {
-        if let Some(inner) = ctx.shared.runtime.upgrade() {
-            crate::runtime::unregister_extra(&inner, "http");
+        if let Some(runtime) = ctx.runtime().upgrade() {
+            runtime.remove_inspect_section("http");
         }
         let Some((token, serving)) = self.serving.take() else {
             return Ok(());
@@ -529,7 +530,7 @@ where
 
 /// Renders a snapshot as Prometheus text. Each value appears once, under one name; totals that
 /// can be summed from the per-instance series are not repeated.
-fn prometheus(s: &crate::Snapshot) -> String {
+fn prometheus(s: &crate::inspect::Snapshot) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
     let mut family = |name: &str, kind: &str, help: &str, series: Vec<(String, f64)>| {
@@ -538,7 +539,7 @@ fn prometheus(s: &crate::Snapshot) -> String {
             let _ = writeln!(out, "{name}{labels} {value}");
         }
     };
-    let reactor = |f: fn(&crate::ReactorInfo) -> f64| -> Vec<(String, f64)> {
+    let reactor = |f: fn(&crate::inspect::ReactorInfo) -> f64| -> Vec<(String, f64)> {
         s.reactors
             .iter()
             .map(|r| (format!("{{reactor=\"{}\"}}", r.index), f(r)))
@@ -562,7 +563,7 @@ fn prometheus(s: &crate::Snapshot) -> String {
         "Blocked-reactor episodes per reactor.",
         reactor(|r| r.blocked_episodes as f64),
     );
-    type Pick = fn(&crate::InstanceInfo) -> f64;
+    type Pick = fn(&crate::inspect::InstanceInfo) -> f64;
     let per_instance: [(&str, &str, &str, Pick); 6] = [
         (
             "fluxor_messages_handled_total",

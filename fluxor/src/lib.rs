@@ -8,6 +8,7 @@ mod error;
 #[cfg(feature = "http")]
 pub mod http;
 mod ids;
+pub mod inspect;
 mod mailbox;
 mod message;
 mod runtime;
@@ -31,10 +32,7 @@ pub use error::{
 };
 pub use ids::DeploymentId;
 pub use message::{Envelope, Headers, IntoReply, Message};
-pub use runtime::{
-    Builder, BusInfo, DeployOptions, DeploymentInfo, DeploymentState, Fluxor, InstanceInfo,
-    ReactorInfo, Snapshot, TopicInfo,
-};
+pub use runtime::{Builder, DeployOptions, Fluxor};
 pub use supervision::{
     Backoff, Escalation, InstanceState, LifecycleEvent, LifecycleKind, Restart, Strategy,
     Supervision,

@@ -77,7 +77,7 @@ impl TestOptions {
     ///
     /// # Errors
     /// As [`Builder::build`](crate::Builder::build), or when the paused clock cannot be held.
-    pub async fn build(self) -> Result<TestRuntime, crate::BuildError> {
+    pub async fn build(self) -> Result<TestRuntime, crate::error::BuildError> {
         let rt = Fluxor::builder()
             .reactors(self.reactors)
             .request_timeout(self.request_timeout)
@@ -98,7 +98,7 @@ impl TestOptions {
                 })
                 .await;
             if !held {
-                return Err(crate::BuildError::InvalidOption(
+                return Err(crate::error::BuildError::InvalidOption(
                     "a reactor stopped while the test runtime was being built".into(),
                 ));
             }
@@ -175,7 +175,7 @@ impl TestRuntime {
     }
 
     /// The event bus.
-    pub fn bus(&self) -> &crate::EventBus {
+    pub fn bus(&self) -> &crate::bus::EventBus {
         self.inner.rt.bus()
     }
 
@@ -206,10 +206,10 @@ impl TestRuntime {
         }
     }
 
-    /// [`EventBus::request`](crate::EventBus::request).
+    /// [`EventBus::request`](crate::bus::EventBus::request).
     ///
     /// # Errors
-    /// As [`EventBus::request`](crate::EventBus::request).
+    /// As [`EventBus::request`](crate::bus::EventBus::request).
     pub async fn request<M: Message, D: Destination<M>>(
         &self,
         to: D,
@@ -218,18 +218,18 @@ impl TestRuntime {
         self.inner.rt.bus().request(to, msg).await
     }
 
-    /// [`EventBus::send`](crate::EventBus::send).
+    /// [`EventBus::send`](crate::bus::EventBus::send).
     ///
     /// # Errors
-    /// As [`EventBus::send`](crate::EventBus::send).
+    /// As [`EventBus::send`](crate::bus::EventBus::send).
     pub fn send<M: Message, D: Destination<M>>(&self, to: D, msg: M) -> Result<(), SendError<M>> {
         self.inner.rt.bus().send(to, msg)
     }
 
-    /// [`EventBus::publish`](crate::EventBus::publish).
+    /// [`EventBus::publish`](crate::bus::EventBus::publish).
     ///
     /// # Errors
-    /// As [`EventBus::publish`](crate::EventBus::publish).
+    /// As [`EventBus::publish`](crate::bus::EventBus::publish).
     pub fn publish<M: Message + Clone, D: Destination<M>>(
         &self,
         to: D,

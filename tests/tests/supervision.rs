@@ -5,10 +5,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use fluxor::inspect::DeploymentState;
 use fluxor::prelude::*;
 use fluxor::{
-    Backoff, DeploymentState, Escalation, InstanceState, LifecycleEvent, LifecycleKind, StopError,
-    Supervision, UndeployError,
+    Backoff, Escalation, InstanceState, LifecycleEvent, LifecycleKind, StopError, Supervision,
+    UndeployError,
 };
 use fluxor_tests::{Probe, Whoami};
 use tokio::time::Instant;

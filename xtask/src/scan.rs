@@ -126,6 +126,13 @@ impl Uses<'_> {
             Some(m) if self.top_level.contains(m) => m.clone(),
             _ => ROOT.to_owned(),
         };
+        if std::env::var_os("XTASK_EXPLAIN").is_some() {
+            eprintln!(
+                "{} -> {target} via {}",
+                self.module.join("::"),
+                segments.join("::")
+            );
+        }
         self.found.insert(target);
     }
 

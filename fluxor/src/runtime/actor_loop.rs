@@ -1,0 +1,386 @@
+//! The actor loop: an instance's supervised on its reactor, from its factory to its stop.
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::task::Poll;
+
+use tokio::time::Instant;
+
+use super::exec::{Exec, Inline, OnWorkers};
+use super::reports::{ReportGuard, REPORT_GRACE};
+use super::restart::Supervised;
+use super::shared::Shared;
+use crate::component::{ActorRef, Component, Context, Outcome};
+use crate::error::StopError;
+use crate::mailbox::{Control, Mailbox, Next, Receiver};
+use crate::supervision::{InstanceState, LifecycleKind};
+use crate::timer::Timers;
+use crate::util::{panic_message, Either};
+use crate::worker::Lane;
+
+/// Messages handled back to back before the instance yields to its reactor's other tasks.
+pub(super) const BATCH: usize = 64;
+
+/// What a new instance starts with; it runs on its reactor.
+pub(crate) struct InstanceTask<C: Component> {
+    reactor: u32,
+    key: u64,
+    mailbox: Mailbox<C::Msg>,
+    rx: Receiver<C::Msg>,
+    /// Also says which instance this is, and holds the deployment's shared state.
+    duty: ReportGuard<Shared<C>>,
+}
+
+impl<C: Component> InstanceTask<C> {
+    pub(crate) fn new(
+        (reactor, key): (u32, u64),
+        (mailbox, rx): (Mailbox<C::Msg>, Receiver<C::Msg>),
+        duty: ReportGuard<Shared<C>>,
+    ) -> Self {
+        InstanceTask {
+            reactor,
+            key,
+            mailbox,
+            rx,
+            duty,
+        }
+    }
+}
+
+impl<C: Component> InstanceTask<C> {
+    /// Creates the component with its factory and its context; `None` (after reporting) if
+    /// the factory panicked.
+    fn create(self) -> Option<(C, Context<C>, LoopInputs<C>)> {
+        let InstanceTask {
+            reactor,
+            key,
+            mailbox,
+            rx,
+            mut duty,
+        } = self;
+        let shared = duty.owner.clone();
+        let component = match std::panic::catch_unwind(AssertUnwindSafe(|| (shared.factory)())) {
+            Ok(c) => c,
+            Err(panic) => {
+                duty.started(Err(format!("the factory {}", panic_message(&*panic))));
+                duty.stopped(Vec::new());
+                return None;
+            }
+        };
+        let ctx = Context {
+            shared: shared.clone(),
+            instance: duty.index,
+            reactor,
+            myself: ActorRef {
+                mailbox: mailbox.clone(),
+                bus: shared.bus.clone(),
+            },
+            current: None,
+            lane: Lane::default(),
+            timers: Timers::default(),
+            key,
+        };
+        Some((component, ctx, LoopInputs { rx, duty }))
+    }
+
+    /// Creates the component (on its reactor) and returns the rest of its supervised there;
+    /// `None` if the factory panicked (reported as a failed start).
+    pub(crate) fn run(self) -> Option<impl Future<Output = ()>> {
+        let (component, ctx, rest) = self.create()?;
+        Some(actor_loop(Inline { component, ctx }, rest))
+    }
+
+    /// The instance's whole supervised as a worker component: it waits for messages on its reactor
+    /// and runs every call on the worker pool.
+    pub(crate) fn run_on_workers(self) -> Option<impl Future<Output = ()>>
+    where
+        C: Send,
+    {
+        let (component, ctx, rest) = self.create()?;
+        let pool = ctx.shared.workers.clone();
+        let exec = OnWorkers {
+            slot: Some((component, ctx)),
+            pool,
+            reactor: tokio::runtime::Handle::current(),
+        };
+        Some(actor_loop(exec, rest))
+    }
+}
+
+/// What the lifecycle loop needs besides the component.
+pub(super) struct LoopInputs<C: Component> {
+    rx: Receiver<C::Msg>,
+    /// Also holds the deployment's shared state.
+    duty: ReportGuard<Shared<C>>,
+}
+
+/// Why the message loop ended.
+pub(super) enum LoopExit {
+    /// Undeploy or shutdown: drain until the deadline, then stop.
+    Stop(Option<Instant>),
+    /// The supervision policy stopped the instance (or its deployment failed).
+    Halt { failed: bool },
+    /// The instance went down with its worker job.
+    Lost,
+}
+
+/// Start, handle messages (supervising crashes) until asked to stop, drain until the deadline,
+/// stop.
+pub(super) fn actor_loop<C: Component, E: Exec<C>>(
+    mut exec: E,
+    rest: LoopInputs<C>,
+) -> impl Future<Output = ()> {
+    // Taken apart here, not in the async block, so the task holds each part once.
+    let LoopInputs { mut rx, mut duty } = rest;
+    async move {
+        // Rare, one-off and large steps are boxed, and so is each batch of messages (which holds
+        // the handler's future), so an idle instance's task stays small.
+        let (ok, delivered) = {
+            let start = Box::pin(exec.start()).await;
+            let ok = start.is_ok();
+            (ok, duty.started(start))
+        };
+        if !ok || !delivered {
+            // The deployment gave up on this instance (timed out) or it failed to start.
+            if ok {
+                let _ = Box::pin(exec.stop()).await;
+            }
+            duty.stopped(Vec::new());
+            return;
+        }
+        InstanceState::Running.store(&rx.stats().state);
+
+        let end = loop {
+            // Between messages: signals first, then the next message. A plain handler runs
+            // in place; anything that must wait is turned into boxed work before it is
+            // awaited, so the idle task keeps no room for a message or a handler's future.
+            // Nothing is awaited inside the match (its scrutinee, a message, would be kept in
+            // the task across the wait): each arm says what to await after it.
+            let work = match rx.next().await {
+                Next::Stop(deadline) => break LoopExit::Stop(Some(deadline)),
+                Next::Control(Control::Group { delay }) => {
+                    if duty
+                        .owner
+                        .supervisor
+                        .failed
+                        .load(std::sync::atomic::Ordering::Acquire)
+                    {
+                        break LoopExit::Halt { failed: true };
+                    }
+                    // A peer crashed and the strategy is all-for-one.
+                    let supervised = Supervised::new(&duty.owner, duty.index());
+                    let (exec, rx) = (&mut exec, &mut rx);
+                    boxed(async move { supervised.restart(exec, delay, rx).await.err() })
+                }
+                Next::Control(Control::Inspect(read)) => {
+                    if let Some(component) = exec.component() {
+                        read(component);
+                    }
+                    continue;
+                }
+                Next::Message(msg) => {
+                    let supervised = Supervised::new(&duty.owner, duty.index());
+                    match handle_now(&mut exec, msg, &rx) {
+                        // Handled in place: counts against the task's budget, so an instance
+                        // that always has a message still hands its reactor over now and then.
+                        Ok(None) => Either::Left {
+                            future: async {
+                                tokio::task::consume_budget().await;
+                                None
+                            },
+                        },
+                        Ok(Some(reason)) => boxed(crashed(&mut exec, reason, &mut rx, supervised)),
+                        Err(msg) => boxed(batch(&mut exec, msg, &mut rx, supervised)),
+                    }
+                }
+            };
+            if let Some(end) = work.await {
+                break end;
+            }
+        };
+
+        let supervised = Supervised::new(&duty.owner, duty.index());
+        let errors = Box::pin(finish(&mut exec, &mut rx, end, supervised)).await;
+        duty.stopped(errors);
+    }
+}
+
+/// Work an instance awaits between two messages: boxed, so the idle task keeps no room for it.
+pub(super) fn boxed<'a, L>(
+    work: impl Future<Output = Option<LoopExit>> + 'a,
+) -> Either<L, Pin<Box<dyn Future<Output = Option<LoopExit>> + 'a>>> {
+    Either::Right {
+        future: Box::pin(work),
+    }
+}
+
+/// Handles `msg` and what is already queued behind it, back to back (without looking at
+/// signals for every message), up to a batch; then the reactor gets a turn. `Some` ends the
+/// message loop.
+pub(super) async fn batch<C: Component, E: Exec<C>>(
+    exec: &mut E,
+    mut msg: C::Msg,
+    rx: &mut Receiver<C::Msg>,
+    supervised: Supervised<'_, C>,
+) -> Option<LoopExit> {
+    let mut left = BATCH;
+    // The first message came here because its handler is `async`.
+    let mut first = true;
+    loop {
+        let now = if std::mem::take(&mut first) {
+            Err(msg)
+        } else {
+            handle_now(exec, msg, rx)
+        };
+        let crash = match now {
+            Ok(crash) => crash,
+            Err(msg) => {
+                rx.stats()
+                    .busy
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                let outcome = exec.dispatch(msg).await;
+                if let Some(outcome) = &outcome {
+                    exec.settle(outcome, rx.stats());
+                }
+                rx.stats()
+                    .busy
+                    .store(false, std::sync::atomic::Ordering::Relaxed);
+                match outcome {
+                    None => return Some(LoopExit::Lost),
+                    Some(Outcome::Panicked(reason)) => Some(reason),
+                    Some(_) => None,
+                }
+            }
+        };
+        if let Some(reason) = crash {
+            if let Some(end) = crashed(exec, reason, rx, supervised).await {
+                return Some(end);
+            }
+        }
+        left -= 1;
+        if left == 0 {
+            tokio::task::yield_now().await;
+            return None;
+        }
+        match rx.try_recv() {
+            Ok(next) => msg = next,
+            Err(_) => return None,
+        }
+    }
+}
+
+/// Handles `msg` in place if its handler is a plain method (see [`Exec::dispatch_now`]),
+/// with the counters and logs of a handled message: `Ok(Some(reason))` if it panicked.
+/// Hands the message back otherwise.
+pub(super) fn handle_now<C: Component, E: Exec<C>>(
+    exec: &mut E,
+    msg: C::Msg,
+    rx: &Receiver<C::Msg>,
+) -> Result<Option<String>, C::Msg> {
+    let stats = rx.stats();
+    stats.busy.store(true, std::sync::atomic::Ordering::Relaxed);
+    let outcome = exec.dispatch_now(msg);
+    if let Ok(outcome) = &outcome {
+        exec.settle(outcome, stats);
+    }
+    stats
+        .busy
+        .store(false, std::sync::atomic::Ordering::Relaxed);
+    outcome.map(|outcome| match outcome {
+        Outcome::Panicked(reason) => Some(reason),
+        _ => None,
+    })
+}
+
+/// Records a crash and applies the supervision policy; `Some` ends the message loop.
+pub(super) async fn crashed<C: Component, E: Exec<C>>(
+    exec: &mut E,
+    reason: String,
+    rx: &mut Receiver<C::Msg>,
+    supervised: Supervised<'_, C>,
+) -> Option<LoopExit> {
+    supervised.shared.escalation.note_crash(C::name(), &reason);
+    supervised.event(LifecycleKind::Crashed, Some(reason.clone()));
+    supervised.supervise(exec, &reason, rx).await.err()
+}
+
+/// After the message loop: drain until the deadline and stop (undeploy, shutdown), or stop
+/// for the supervision policy; returns what went wrong.
+pub(super) async fn finish<C: Component, E: Exec<C>>(
+    exec: &mut E,
+    rx: &mut Receiver<C::Msg>,
+    end: LoopExit,
+    supervised: Supervised<'_, C>,
+) -> Vec<StopError> {
+    let (name, index) = (C::name(), supervised.index);
+    let lost = || StopError::Failed {
+        component: name,
+        instance: index,
+        reason: "the instance was lost with its worker job".into(),
+    };
+    let deadline = match end {
+        LoopExit::Stop(deadline) => deadline.unwrap_or_else(Instant::now),
+        LoopExit::Lost => return vec![lost()],
+        LoopExit::Halt { failed } => {
+            supervised.halt(exec, rx, failed).await;
+            return Vec::new();
+        }
+    };
+
+    // No timer fires into a stopping instance; drain what was accepted before the stop,
+    // until the deadline.
+    if let Some(ctx) = exec.ctx() {
+        ctx.timers.cancel_all();
+    }
+    rx.close();
+    let mut errors = Vec::new();
+    let mut undelivered = 0;
+    while let Ok(msg) = rx.try_recv() {
+        if Instant::now() >= deadline {
+            undelivered += 1;
+            continue;
+        }
+        // Messages left at a stop are rare: boxed, so the stop sequence stays small.
+        match Box::pin(within(deadline, exec.dispatch(msg))).await {
+            Ok(Some(outcome)) => exec.settle(&outcome, rx.stats()),
+            Ok(None) => return vec![lost()],
+            Err(_elapsed) => undelivered += 1,
+        }
+    }
+    if undelivered > 0 {
+        errors.push(StopError::DeadlineExceeded {
+            component: name,
+            instance: index,
+            undelivered,
+        });
+    }
+    let stopped = within(deadline.max(Instant::now()) + REPORT_GRACE / 2, exec.stop()).await;
+    let failure = match stopped {
+        Ok(Ok(())) => None,
+        Ok(Err(reason)) => Some(reason),
+        Err(_elapsed) => Some("stop did not finish before the deadline".into()),
+    };
+    if let Some(reason) = failure {
+        errors.push(StopError::Failed {
+            component: name,
+            instance: index,
+            reason,
+        });
+    }
+    rx.cancel_work();
+    InstanceState::Stopped.store(&rx.stats().state);
+    supervised.event(LifecycleKind::Stopped, None);
+    errors
+}
+
+/// Like `tokio::time::timeout_at`, but a future that is ready at its first poll arms no
+/// timer (most of what a stopping instance does finishes at once).
+pub(super) async fn within<F: Future>(deadline: Instant, fut: F) -> Result<F::Output, ()> {
+    let mut fut = std::pin::pin!(fut);
+    let first = std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await;
+    match first {
+        Poll::Ready(out) => Ok(out),
+        Poll::Pending => tokio::time::timeout_at(deadline, fut).await.map_err(|_| ()),
+    }
+}

@@ -1,0 +1,359 @@
+//! The deploy pipeline: plan (check options, parse config, make mailboxes), launch (create
+//! and start every instance on its reactor), then register the deployment's topics.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::actor_loop::InstanceTask;
+use super::handle::Fluxor;
+use super::options::DeployOptions;
+use super::reactor::Reactor;
+use super::reports::{ReportGuard, Reports};
+use super::shared::{publish_event, Shared};
+use super::table::{Deployment, Plan};
+use crate::bus::Owner;
+use crate::component::{Bindings, Component};
+use crate::error::DeployError;
+use crate::ids::DeploymentId;
+use crate::mailbox::Mailbox;
+use crate::supervision::{InstanceState, LifecycleKind, Supervisor};
+use crate::watchdog::Label;
+
+/// Sends a batch of instances to `reactor`, which creates each (so its component is made on
+/// its reactor) and spawns its life there; `false` if the reactor has stopped.
+pub(super) async fn spawn_on<C: Component>(
+    reactor: &Reactor,
+    tasks: Vec<InstanceTask<C>>,
+    worker: Option<crate::component::RunErased>,
+) -> bool {
+    reactor
+        .run(Box::new(move || {
+            // A factory that panicked has reported so and leaves nothing to run.
+            for task in tasks {
+                match worker {
+                    Some(run) => {
+                        if let Some(life) = run(Box::new(task)) {
+                            tokio::task::spawn_local(life);
+                        }
+                    }
+                    None => {
+                        if let Some(life) = task.run() {
+                            tokio::task::spawn_local(life);
+                        }
+                    }
+                }
+            }
+        }))
+        .await
+}
+
+/// Instances sent to a reactor in one job when a deployment starts: large deployments start
+/// without a job per instance, and no reactor is held up for long by one job.
+pub(super) const SPAWN_BATCH: usize = 256;
+
+impl Fluxor {
+    /// Deploys a component: creates `instances` of it with `factory`, each on its reactor, runs
+    /// their `start`, and then registers their topics on the bus, all at once.
+    ///
+    /// If any instance fails to start (error, panic or timeout), the ones already started are
+    /// stopped again, nothing is registered, and the error says which instance failed and why.
+    ///
+    /// The deployment is planned (options checked, config parsed, mailboxes made) when this is
+    /// called; its instances start when the returned future is awaited.
+    ///
+    /// # Errors
+    /// [`DeployError`]: invalid options, config that does not fit, an invalid topic, a start
+    /// failure, or a runtime that is shutting down.
+    pub fn deploy<C, F>(
+        &self,
+        factory: F,
+        options: DeployOptions,
+    ) -> impl std::future::Future<Output = Result<DeploymentId, DeployError>>
+    where
+        C: Component,
+        F: Fn() -> C + Send + Sync + 'static,
+    {
+        // Planned at once, so the future that starts the instances does not carry the options
+        // and the factory besides the plan made of them.
+        use crate::util::Either;
+        match self.plan(factory, options) {
+            Ok(plan) => Either::Left {
+                future: self.launch(plan),
+            },
+            Err(error) => Either::Right {
+                future: std::future::ready(Err(error)),
+            },
+        }
+    }
+
+    /// Checks a deployment's options and builds what its instances share, their mailboxes and
+    /// their supervision state.
+    fn plan<C, F>(&self, factory: F, options: DeployOptions) -> Result<Plan<C>, DeployError>
+    where
+        C: Component,
+        F: Fn() -> C + Send + Sync + 'static,
+    {
+        let inner = &self.inner;
+        if inner.shutting_down.load(Ordering::Acquire) {
+            return Err(DeployError::ShuttingDown);
+        }
+        let instances = options.instances.unwrap_or(1);
+        if instances == 0 {
+            return Err(DeployError::InvalidOptions(
+                "`instances` must be at least 1".into(),
+            ));
+        }
+        if u32::try_from(instances - 1).is_err() {
+            return Err(DeployError::InvalidOptions(format!(
+                "`instances` must be at most {}",
+                u64::from(u32::MAX) + 1
+            )));
+        }
+        let capacity = options.mailbox_capacity.unwrap_or(inner.mailbox_capacity);
+        if capacity == 0 {
+            return Err(DeployError::InvalidOptions(
+                "`mailbox_capacity` must be at least 1".into(),
+            ));
+        }
+        if let Some(r) = options.reactor {
+            if r >= inner.reactors.len() {
+                return Err(DeployError::InvalidOptions(format!(
+                    "reactor {r} does not exist; this runtime has reactors 0..{}",
+                    inner.reactors.len()
+                )));
+            }
+        }
+        let worker = match (options.worker, C::worker_mode()) {
+            (Some(false), _) => None,
+            (Some(true), None) => {
+                return Err(DeployError::InvalidOptions(format!(
+                    "`{}` cannot run as a worker component: declare it with `#[component(worker)]` (it must be `Send`)",
+                    C::name()
+                )))
+            }
+            (_, mode) => mode.map(|m| m.run),
+        };
+        let config_keys = match &options.config {
+            Some(Ok(serde_json::Value::Object(map))) => map.keys().cloned().collect(),
+            _ => Vec::new(),
+        };
+        let config = Arc::new(parse_config::<C>(options.config)?);
+        let Bindings {
+            entries: bindings,
+            errors,
+            ..
+        } = Bindings::<C>::collect(&config);
+        if let Some(reason) = errors.into_iter().next() {
+            return Err(DeployError::InvalidTopic {
+                component: C::name(),
+                reason,
+            });
+        }
+
+        let id = DeploymentId(inner.deployment_ids.next());
+        // The mailboxes come first: the supervisor signals them, the runtime stops them.
+        let mut reactors = Vec::with_capacity(instances);
+        let mut channels = Vec::with_capacity(instances);
+        for _ in 0..instances {
+            let reactor = options.reactor.unwrap_or_else(|| {
+                inner.next_reactor.fetch_add(1, Ordering::Relaxed) % inner.reactors.len()
+            });
+            reactors.push(reactor as u32);
+            channels.push(Mailbox::bounded_on(
+                capacity,
+                Some(inner.wakeups[reactor].clone()),
+            ));
+        }
+        let peers = channels.iter().map(|(mb, _)| mb.signals()).collect();
+        let supervisor = Arc::new(Supervisor::new(
+            options.supervision.unwrap_or_else(C::supervision),
+            peers,
+        ));
+        let shared = Arc::new(Shared {
+            reports: Arc::new(Reports::new(C::name(), instances)),
+            factory: Box::new(factory),
+            config,
+            deployment: id,
+            bus: inner.bus.clone(),
+            workers: inner.workers.clone(),
+            supervisor,
+            escalation: inner.escalation.clone(),
+            quiet: options.quiet,
+            runtime: super::WeakFluxor(Arc::downgrade(&self.inner)),
+            cancel: inner.cancel.clone(),
+            reactors: inner.reactor_handles.clone(),
+            stamps: inner.stamps.clone(),
+        });
+        Ok(Plan {
+            shared,
+            bindings,
+            channels,
+            reactors,
+            worker,
+            config_keys,
+            mailbox_capacity: capacity,
+            start_timeout: options.start_timeout.unwrap_or(Duration::from_secs(30)),
+        })
+    }
+
+    /// Sends a planned deployment's instances to their reactors, waits for their start and
+    /// registers their topics; stops them again if any fails to start.
+    fn launch<C: Component>(
+        &self,
+        plan: Plan<C>,
+    ) -> impl std::future::Future<Output = Result<DeploymentId, DeployError>> {
+        // The future owns a handle to the runtime: it may outlive the caller's borrow.
+        let this = self.clone();
+        // Taken apart here, not in the async block, so its future holds each part once.
+        let Plan {
+            shared,
+            bindings,
+            channels,
+            reactors,
+            worker,
+            config_keys,
+            mailbox_capacity,
+            start_timeout,
+        } = plan;
+        let id = shared.deployment;
+        let instances = channels.len();
+        let reports = shared.reports.clone();
+        let mut deployment = Deployment {
+            id,
+            component: C::name(),
+            type_id: std::any::TypeId::of::<C>(),
+            supervisor: shared.supervisor.clone(),
+            reports: reports.clone(),
+            reactors: reactors.into_boxed_slice(),
+            mailbox_capacity,
+            worker: worker.is_some(),
+            config_keys,
+            watch: None,
+            bound: false,
+        };
+        async move {
+            let inner = &this.inner;
+            if inner.shutting_down.load(Ordering::Acquire) {
+                return Err(DeployError::ShuttingDown);
+            }
+            let watch = inner.watchdog.shared.register(Label {
+                component: C::name(),
+                deployment: id,
+            });
+            let watch = deployment.watch.insert(watch);
+            let mut failure: Option<(usize, String)> = None;
+            // Instances go to their reactors in batches: one job per reactor and batch.
+            let mut per_reactor = vec![0usize; inner.reactors.len()];
+            for &r in &deployment.reactors {
+                per_reactor[r as usize] += 1;
+            }
+            let mut batches: Vec<Vec<InstanceTask<C>>> = per_reactor
+                .iter()
+                .map(|&n| Vec::with_capacity(n.min(SPAWN_BATCH)))
+                .collect();
+            for (index, (mailbox, rx)) in channels.into_iter().enumerate() {
+                let reactor = deployment.reactors[index];
+                let key = watch.key(index);
+                let task = InstanceTask::new(
+                    (reactor, key),
+                    (mailbox, rx),
+                    ReportGuard::new(shared.clone(), index as u32),
+                );
+                let batch = &mut batches[reactor as usize];
+                batch.push(task);
+                if batch.len() == SPAWN_BATCH {
+                    let tasks = std::mem::replace(batch, Vec::with_capacity(SPAWN_BATCH));
+                    if !spawn_on(&inner.reactors[reactor as usize], tasks, worker).await {
+                        failure.get_or_insert((index, "its reactor has stopped".into()));
+                    }
+                }
+            }
+            for (reactor, tasks) in batches.into_iter().enumerate() {
+                if !tasks.is_empty() && !spawn_on(&inner.reactors[reactor], tasks, worker).await {
+                    failure.get_or_insert((instances - 1, "its reactor has stopped".into()));
+                }
+            }
+            if failure.is_none() {
+                let deadline = Instant::now() + start_timeout;
+                if let Err(failed) = reports.started.wait(deadline).await {
+                    failure = Some(failed.unwrap_or_else(|| {
+                        let index = deployment
+                            .instances()
+                            .iter()
+                            .position(|h| {
+                                InstanceState::load(&h.stats().state) == InstanceState::Starting
+                            })
+                            .unwrap_or(0);
+                        (
+                            index,
+                            format!("start did not finish within {start_timeout:?}"),
+                        )
+                    }));
+                }
+            }
+            if failure.is_none() && inner.shutting_down.load(Ordering::Acquire) {
+                failure = Some((
+                    0,
+                    "the runtime began shutting down during the deploy".into(),
+                ));
+            }
+            if let Some((instance, reason)) = failure {
+                let deadline = Instant::now() + inner.shutdown_timeout;
+                // Rare: boxed, so the deploy future keeps no room for it.
+                let rollback = Box::pin(reports.stop_all(deployment.instances(), deadline)).await;
+                return Err(DeployError::StartFailed {
+                    component: C::name(),
+                    instance,
+                    reason,
+                    rollback,
+                });
+            }
+
+            // Each binding's consumer for each instance, on the mailboxes the supervisor holds.
+            let mut entries = Vec::new();
+            if !bindings.is_empty() {
+                for (instance, signals) in deployment.instances().iter().enumerate() {
+                    if let Some(mailbox) = crate::mailbox::mailbox_of::<C::Msg>(signals) {
+                        let owner = Owner {
+                            deployment: id,
+                            instance,
+                        };
+                        entries.extend(bindings.iter().map(|b| b.entry(owner, &mailbox)));
+                    }
+                }
+            }
+            {
+                let mut table = this.lock();
+                deployment.bound = !entries.is_empty();
+                inner.bus.register(entries);
+                table.push(deployment);
+            }
+            for instance in 0..instances {
+                publish_event(&shared, LifecycleKind::Started, instance, None);
+            }
+            tracing::debug!(component = C::name(), deployment = %id, instances, "deployed");
+            Ok(id)
+        }
+    }
+}
+
+pub(super) fn parse_config<C: Component>(
+    config: Option<Result<serde_json::Value, String>>,
+) -> Result<C::Config, DeployError> {
+    let to_err = |source| DeployError::Config {
+        component: C::name(),
+        source,
+    };
+    match config {
+        Some(Ok(value)) => serde_json::from_value(value).map_err(to_err),
+        Some(Err(reason)) => Err(DeployError::InvalidOptions(format!(
+            "the config could not be serialized: {reason}"
+        ))),
+        None => serde_json::from_value(serde_json::Value::Null)
+            .or_else(|_| serde_json::from_value(serde_json::json!({})))
+            .map_err(to_err),
+    }
+}

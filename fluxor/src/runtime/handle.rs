@@ -1,0 +1,145 @@
+//! The runtime handle, [`Fluxor`], and the state it shares with its components.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::builder::Builder;
+use super::reactor::Reactor;
+use super::shared::EscalationCtl;
+use super::table::Table;
+use crate::bus::EventBus;
+use crate::component::Component;
+use crate::ids::DeploymentId;
+use crate::wake::Wakeups;
+use crate::watchdog::Watchdog;
+use crate::worker::WorkerPool;
+
+/// The Fluxor runtime: reactor threads, the event bus, the deployments.
+///
+/// ```no_run
+/// use std::time::Duration;
+///
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// let runtime = fluxor::Fluxor::builder().reactors(2).build()?;
+/// // runtime.deploy(MyComponent::default, DeployOptions::new()).await?;
+/// runtime.run().await?; // until Ctrl-C or SIGTERM
+/// # Ok(()) }
+/// ```
+///
+/// Cheap to clone; every clone is the same runtime. Dropping the last clone without
+/// [`shutdown`](Self::shutdown) stops the reactors without draining or running `stop`.
+#[derive(Clone)]
+pub struct Fluxor {
+    pub(super) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(super) bus: EventBus,
+    /// Deployment ids: a random per-runtime prefix and a counter (no system call per deploy).
+    pub(super) deployment_ids: crate::ids::IdGen,
+    pub(super) extras: Mutex<Vec<(String, super::snapshot::Extra)>>,
+    pub(super) workers: WorkerPool,
+    /// Per reactor: the queue through which other threads wake its tasks.
+    pub(super) wakeups: Vec<Arc<Wakeups>>,
+    /// Per reactor: its tokio runtime.
+    pub(super) reactor_handles: Arc<[tokio::runtime::Handle]>,
+    /// Per reactor: its mark for the blocked-reactor checker.
+    pub(super) stamps: Arc<[crate::watchdog::Stamp]>,
+    pub(super) watchdog: Watchdog,
+    pub(super) escalation: Arc<EscalationCtl>,
+    pub(super) reactors: Vec<Reactor>,
+    pub(super) deployments: Mutex<Table>,
+    pub(super) shutting_down: AtomicBool,
+    pub(super) next_reactor: AtomicUsize,
+    pub(super) cancel: CancellationToken,
+    pub(super) mailbox_capacity: usize,
+    pub(super) shutdown_timeout: Duration,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+        self.bus.close();
+        for r in &self.reactors {
+            r.signal_stop();
+        }
+    }
+}
+
+impl fmt::Debug for Fluxor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Fluxor")
+            .field("reactors", &self.inner.reactors.len())
+            .field("deployments", &self.lock().len())
+            .field(
+                "shutting_down",
+                &self.inner.shutting_down.load(Ordering::Relaxed),
+            )
+            .finish()
+    }
+}
+
+impl Fluxor {
+    /// A builder with the defaults.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    /// The event bus.
+    pub fn bus(&self) -> &EventBus {
+        &self.inner.bus
+    }
+
+    /// The worker pool for blocking work.
+    pub fn workers(&self) -> &WorkerPool {
+        &self.inner.workers
+    }
+
+    /// Number of reactor threads.
+    pub fn reactors(&self) -> usize {
+        self.inner.reactors.len()
+    }
+
+    pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, Table> {
+        self.inner
+            .deployments
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A handle to instance `instance` of a deployment, to send it messages directly (through
+    /// its topic-less handlers) without a topic lookup. `None` if the deployment is unknown,
+    /// has no such instance, or runs another component type than `C`.
+    pub fn actor_ref<C: Component>(
+        &self,
+        id: DeploymentId,
+        instance: usize,
+    ) -> Option<crate::component::ActorRef<C>> {
+        let table = self.lock();
+        let d = table.get(id)?;
+        if d.type_id != std::any::TypeId::of::<C>() {
+            return None;
+        }
+        let signals = d.instances().get(instance)?;
+        Some(crate::component::ActorRef {
+            mailbox: crate::mailbox::mailbox_of::<C::Msg>(signals)?,
+            bus: self.inner.bus.clone(),
+        })
+    }
+}
+
+/// A handle that does not keep the runtime alive: what a deployment's instances (and the
+/// adapters running as components) hold, since the runtime owns them.
+#[derive(Clone)]
+pub(crate) struct WeakFluxor(pub(super) std::sync::Weak<Inner>);
+
+impl WeakFluxor {
+    /// The runtime, if it is still there.
+    pub(crate) fn upgrade(&self) -> Option<Fluxor> {
+        self.0.upgrade().map(|inner| Fluxor { inner })
+    }
+}

@@ -1,0 +1,351 @@
+//! How a deployment's instances report their start and their stop: latches shared by the
+//! deployment, and the guard each instance holds until it has reported.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::shared::Shared;
+use crate::component::Component;
+use crate::error::StopError;
+use crate::mailbox::Signals;
+
+/// Extra time a stopper waits, past the deadline, for an instance to report on itself.
+pub(super) const REPORT_GRACE: Duration = Duration::from_millis(100);
+
+/// Counts reports down to zero; waiters are woken by the last one.
+#[derive(Debug, Default)]
+pub(super) struct Countdown {
+    remaining: std::sync::atomic::AtomicUsize,
+    zero: tokio::sync::Notify,
+}
+
+impl Countdown {
+    pub(super) fn new(n: usize) -> Self {
+        Countdown {
+            remaining: std::sync::atomic::AtomicUsize::new(n),
+            zero: tokio::sync::Notify::new(),
+        }
+    }
+
+    pub(super) fn count_down(&self) {
+        if self
+            .remaining
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel)
+            == 1
+        {
+            self.zero.notify_waiters();
+        }
+    }
+
+    pub(super) fn is_zero(&self) -> bool {
+        self.remaining.load(std::sync::atomic::Ordering::Acquire) == 0
+    }
+
+    /// Waits until the count is zero or `deadline` passes; `true` if it reached zero.
+    pub(super) async fn wait(&self, deadline: Instant) -> bool {
+        loop {
+            let zero = self.zero.notified();
+            tokio::pin!(zero);
+            zero.as_mut().enable();
+            if self.is_zero() {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, zero).await.is_err() {
+                return self.is_zero();
+            }
+        }
+    }
+}
+
+/// Where a deployment's instances report how their start went: one counter and one wake-up
+/// for the whole deployment, rather than a channel per instance.
+#[derive(Debug, Default)]
+pub(crate) struct StartLatch {
+    /// Instances that have not reported yet.
+    pub(super) count: Countdown,
+    /// The first failure: instance and reason.
+    pub(super) failure: std::sync::Mutex<Option<(usize, String)>>,
+    /// The deployment gave up (a failure or its start timeout): instances that start after
+    /// this stop again at once.
+    pub(super) abandoned: std::sync::atomic::AtomicBool,
+}
+
+impl StartLatch {
+    /// Records instance `index`'s start; `false` if the deployment no longer wants it.
+    pub(super) fn report(&self, index: usize, result: Result<(), String>) -> bool {
+        if let Err(reason) = result {
+            self.failure
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_or_insert((index, reason));
+        }
+        self.count.count_down();
+        !self.abandoned.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// The deployment gives up: instances that start from now on stop again at once.
+    pub(crate) fn abandon(&self) {
+        self.abandoned
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Waits until every instance has reported or `deadline` passes. `Err(Some(..))` holds the
+    /// first failure, `Err(None)` means some instance did not report in time.
+    pub(crate) async fn wait(&self, deadline: Instant) -> Result<(), Option<(usize, String)>> {
+        let all_reported = self.count.wait(deadline).await;
+        let failure = self
+            .failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if all_reported && failure.is_none() {
+            return Ok(());
+        }
+        self.abandon();
+        Err(failure)
+    }
+}
+
+/// Where a deployment's instances report that they stopped, and what went wrong: one counter,
+/// one wake-up and one bit per instance, rather than a channel per instance.
+#[derive(Debug)]
+pub(crate) struct StopLatch {
+    /// Instances that have not reported yet.
+    pub(super) count: Countdown,
+    /// One bit per instance: it has reported.
+    pub(super) reported: Box<[std::sync::atomic::AtomicU64]>,
+    pub(super) errors: std::sync::Mutex<Vec<StopError>>,
+}
+
+impl StopLatch {
+    pub(super) fn report(&self, index: usize, errors: Vec<StopError>) {
+        if !errors.is_empty() {
+            self.errors
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend(errors);
+        }
+        self.reported[index / 64].fetch_or(1 << (index % 64), std::sync::atomic::Ordering::AcqRel);
+        self.count.count_down();
+    }
+
+    pub(super) fn has_reported(&self, index: usize) -> bool {
+        self.reported[index / 64].load(std::sync::atomic::Ordering::Acquire) & (1 << (index % 64))
+            != 0
+    }
+}
+
+/// A deployment's start and stop reports.
+#[derive(Debug)]
+pub(crate) struct Reports {
+    pub(super) component: &'static str,
+    pub(crate) started: StartLatch,
+    pub(super) stopped: StopLatch,
+}
+
+impl Reports {
+    pub(crate) fn new(component: &'static str, instances: usize) -> Self {
+        Reports {
+            component,
+            started: StartLatch {
+                count: Countdown::new(instances),
+                ..StartLatch::default()
+            },
+            stopped: StopLatch {
+                count: Countdown::new(instances),
+                reported: (0..instances.div_ceil(64))
+                    .map(|_| std::sync::atomic::AtomicU64::new(0))
+                    .collect(),
+                errors: std::sync::Mutex::new(Vec::new()),
+            },
+        }
+    }
+
+    /// Asks each instance (`peers`, by index) to drain and stop by `deadline` and collects
+    /// what went wrong, ordered by instance. An instance that has not reported shortly after
+    /// the deadline has its work cancelled and is reported as late.
+    pub(crate) async fn stop_all(
+        &self,
+        peers: &[Arc<dyn Signals>],
+        deadline: Instant,
+    ) -> Vec<StopError> {
+        for peer in peers {
+            peer.stop(deadline);
+        }
+        let all = self.stopped.count.wait(deadline + REPORT_GRACE).await;
+        let mut errors = std::mem::take(
+            &mut *self
+                .stopped
+                .errors
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        );
+        if !all {
+            for (instance, peer) in peers.iter().enumerate() {
+                if !self.stopped.has_reported(instance) {
+                    // A handler still holds the instance past the deadline: cancel its work.
+                    peer.cancel_work();
+                    errors.push(StopError::DeadlineExceeded {
+                        component: self.component,
+                        instance,
+                        undelivered: peer.queued(),
+                    });
+                }
+            }
+        }
+        errors.sort_by_key(StopError::instance);
+        errors
+    }
+}
+
+/// An instance's duty to report its start and its stop; reports that its reactor went away
+/// for whatever it has not reported when dropped.
+pub(crate) struct ReportGuard<O: HoldsReports> {
+    /// What holds the deployment's reports: its shared state (or, in tests, the reports).
+    pub(super) owner: Arc<O>,
+    pub(super) index: u32,
+    pub(super) start_pending: bool,
+    pub(super) stop_pending: bool,
+}
+
+/// Holds a deployment's [`Reports`].
+pub(crate) trait HoldsReports {
+    fn reports(&self) -> &Reports;
+}
+
+impl HoldsReports for Reports {
+    fn reports(&self) -> &Reports {
+        self
+    }
+}
+
+impl<C: Component> HoldsReports for Shared<C> {
+    fn reports(&self) -> &Reports {
+        &self.reports
+    }
+}
+
+impl<O: HoldsReports> ReportGuard<O> {
+    pub(crate) fn new(owner: Arc<O>, index: u32) -> Self {
+        ReportGuard {
+            owner,
+            index,
+            start_pending: true,
+            stop_pending: true,
+        }
+    }
+
+    pub(super) fn index(&self) -> usize {
+        self.index as usize
+    }
+
+    /// Reports the start once; `false` if the deployment no longer wants the instance.
+    pub(super) fn started(&mut self, result: Result<(), String>) -> bool {
+        if !std::mem::take(&mut self.start_pending) {
+            return false;
+        }
+        self.owner.reports().started.report(self.index(), result)
+    }
+
+    /// Reports the stop once, with what went wrong.
+    pub(super) fn stopped(&mut self, errors: Vec<StopError>) {
+        if std::mem::take(&mut self.stop_pending) {
+            self.owner.reports().stopped.report(self.index(), errors);
+        }
+    }
+}
+
+impl<O: HoldsReports> Drop for ReportGuard<O> {
+    fn drop(&mut self) {
+        if self.start_pending {
+            self.started(Err("its reactor stopped during start".into()));
+        }
+        if self.stop_pending {
+            self.stopped(vec![StopError::ReactorLost {
+                component: self.owner.reports().component,
+                instance: self.index(),
+            }]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mailbox::Mailbox;
+
+    fn peers(n: usize) -> Vec<Arc<dyn Signals>> {
+        (0..n)
+            .map(|_| Mailbox::<u64>::bounded_on(4, None).0.signals())
+            .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stop_reports_are_collected_in_instance_order() {
+        let reports = Arc::new(Reports::new("Probe", 130));
+        let peers = peers(130);
+        for index in (0..130).rev() {
+            let mut duty = ReportGuard::new(reports.clone(), index);
+            let errors = match index {
+                7 | 129 => vec![StopError::Failed {
+                    component: "Probe",
+                    instance: index as usize,
+                    reason: "stop hook failed".into(),
+                }],
+                _ => Vec::new(),
+            };
+            duty.started(Ok(()));
+            duty.stopped(errors);
+        }
+        let started = Instant::now();
+        let errors = reports.stop_all(&peers, Instant::now()).await;
+        assert_eq!(
+            started.elapsed(),
+            Duration::ZERO,
+            "no wait once all reported"
+        );
+        let instances: Vec<usize> = errors.iter().map(StopError::instance).collect();
+        assert_eq!(instances, vec![7, 129]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lost_instance_and_a_late_one_are_reported() {
+        let reports = Arc::new(Reports::new("Probe", 3));
+        let peers = peers(3);
+        // Instance 0 stops cleanly, instance 1's task is dropped (its reactor went away),
+        // instance 2 never reports.
+        let mut clean = ReportGuard::new(reports.clone(), 0);
+        clean.started(Ok(()));
+        clean.stopped(Vec::new());
+        drop(ReportGuard::new(reports.clone(), 1));
+        let _late = ReportGuard::new(reports.clone(), 2);
+        assert_eq!(
+            reports
+                .started
+                .wait(Instant::now() + Duration::from_secs(1))
+                .await
+                .unwrap_err()
+                .map(|(i, reason)| (i, reason.contains("reactor"))),
+            Some((1, true))
+        );
+        let deadline = Instant::now() + Duration::from_secs(1);
+        let errors = reports.stop_all(&peers, deadline).await;
+        assert!(Instant::now() >= deadline + REPORT_GRACE);
+        assert!(
+            matches!(
+                errors.as_slice(),
+                [
+                    StopError::ReactorLost { instance: 1, .. },
+                    StopError::DeadlineExceeded {
+                        instance: 2,
+                        undelivered: 0,
+                        ..
+                    }
+                ]
+            ),
+            "{errors:?}"
+        );
+    }
+}

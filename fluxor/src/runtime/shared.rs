@@ -1,0 +1,107 @@
+//! What every instance of a deployment shares, and the lifecycle events they publish.
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use super::reports::Reports;
+use crate::bus::EventBus;
+use crate::component::Component;
+use crate::ids::DeploymentId;
+use crate::supervision::{Escalation, LifecycleEvent, LifecycleKind, Supervisor};
+use crate::watchdog::Stamp;
+use crate::worker::WorkerPool;
+
+/// What every instance of a deployment shares.
+pub(crate) struct Shared<C: Component> {
+    /// Where the deployment's instances report their start and stop.
+    pub(crate) reports: Arc<Reports>,
+    pub(crate) factory: Box<dyn Fn() -> C + Send + Sync>,
+    pub(crate) config: Arc<C::Config>,
+    pub(crate) deployment: DeploymentId,
+    pub(crate) bus: EventBus,
+    pub(crate) workers: WorkerPool,
+    pub(crate) supervisor: Arc<Supervisor>,
+    pub(crate) escalation: Arc<EscalationCtl>,
+    /// Publishes no lifecycle events.
+    pub(crate) quiet: bool,
+    /// The runtime, for `Context::inspect` (weak: the runtime owns its deployments).
+    pub(crate) runtime: super::WeakFluxor,
+    /// The runtime's cancellation token, parent of each instance's.
+    pub(crate) cancel: CancellationToken,
+    /// Each reactor's tokio runtime, by index: where instances' timers run.
+    pub(crate) reactors: Arc<[tokio::runtime::Handle]>,
+    /// Each reactor's mark for the blocked-reactor checker, by index.
+    pub(crate) stamps: Arc<[Stamp]>,
+}
+
+/// The runtime's escalation policy and the signal it raises, and a record of crashes.
+pub(crate) struct EscalationCtl {
+    pub(crate) policy: Escalation,
+    pub(crate) raised: CancellationToken,
+    pub(crate) reason: std::sync::Mutex<Option<String>>,
+    pub(crate) crashes: std::sync::atomic::AtomicU64,
+    /// The first few crashes, for reports.
+    pub(crate) first_crashes: std::sync::Mutex<Vec<String>>,
+}
+
+impl EscalationCtl {
+    pub(crate) fn new(policy: Escalation) -> Self {
+        EscalationCtl {
+            policy,
+            raised: CancellationToken::new(),
+            reason: std::sync::Mutex::new(None),
+            crashes: std::sync::atomic::AtomicU64::new(0),
+            first_crashes: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    pub(super) fn note_crash(&self, component: &str, reason: &str) {
+        self.crashes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut first = self.first_crashes.lock().unwrap_or_else(|e| e.into_inner());
+        if first.len() < 16 {
+            first.push(format!("`{component}`: {reason}"));
+        }
+    }
+
+    pub(super) fn escalate(&self, component: &str, deployment: DeploymentId, reason: &str) {
+        tracing::error!(component, %deployment, %reason, policy = ?self.policy, "deployment failed: its restart intensity was exceeded");
+        if self.policy == Escalation::Shutdown {
+            let mut slot = self.reason.lock().unwrap_or_else(|e| e.into_inner());
+            slot.get_or_insert_with(|| {
+                format!("deployment {deployment} of `{component}` failed: {reason}")
+            });
+            self.raised.cancel();
+        }
+    }
+}
+
+/// Publishes a lifecycle event of an instance on `fluxor.lifecycle.<kind>`.
+pub(crate) fn publish_event<C: Component>(
+    shared: &Shared<C>,
+    kind: LifecycleKind,
+    instance: usize,
+    reason: Option<String>,
+) {
+    if shared.quiet {
+        return;
+    }
+    let event = LifecycleEvent {
+        kind,
+        deployment: shared.deployment,
+        component: C::name(),
+        instance,
+        reason,
+        restarts: shared
+            .supervisor
+            .restarts
+            .load(std::sync::atomic::Ordering::Relaxed),
+    };
+    if let Err(e) = shared
+        .bus
+        .publish_unguarded(kind.topic(), event, shared.bus.root_meta())
+    {
+        tracing::debug!(error = %e, "a lifecycle event did not reach every subscriber");
+    }
+}

@@ -1,0 +1,106 @@
+//! The deployment table: the live deployments, by id and in deploy order.
+
+use std::sync::Arc;
+
+use crate::component::Component;
+use crate::ids::DeploymentId;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::reports::Reports;
+use super::shared::Shared;
+use crate::mailbox::{Mailbox, Signals};
+use crate::supervision::Supervisor;
+
+/// The live deployments, by id and in deploy order.
+#[derive(Default)]
+pub(super) struct Table {
+    pub(super) order: std::collections::BTreeMap<u64, Deployment>,
+    pub(super) by_id: std::collections::HashMap<DeploymentId, u64>,
+    pub(super) next: u64,
+}
+
+impl Table {
+    pub(super) fn push(&mut self, d: Deployment) {
+        self.next += 1;
+        self.by_id.insert(d.id, self.next);
+        self.order.insert(self.next, d);
+    }
+
+    pub(super) fn get(&self, id: DeploymentId) -> Option<&Deployment> {
+        self.order.get(self.by_id.get(&id)?)
+    }
+
+    pub(super) fn remove(&mut self, id: DeploymentId) -> Option<Deployment> {
+        self.order.remove(&self.by_id.remove(&id)?)
+    }
+
+    /// The latest deployment, taken out.
+    pub(super) fn pop(&mut self) -> Option<Deployment> {
+        let (_, d) = self.order.pop_last()?;
+        self.by_id.remove(&d.id);
+        Some(d)
+    }
+
+    pub(super) fn iter(&self) -> impl Iterator<Item = &Deployment> {
+        self.order.values()
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.order.len()
+    }
+}
+
+pub(super) type Channel<T> = (Mailbox<T>, crate::mailbox::Receiver<T>);
+
+/// A deployment checked and built, not started yet.
+pub(super) struct Plan<C: Component> {
+    pub(super) shared: Arc<Shared<C>>,
+    pub(super) bindings: Vec<crate::component::Binding<C>>,
+    /// Each instance's mailbox and its receiving side.
+    pub(super) channels: Vec<Channel<C::Msg>>,
+    pub(super) reactors: Vec<u32>,
+    pub(super) worker: Option<crate::component::RunErased>,
+    pub(super) config_keys: Vec<String>,
+    pub(super) mailbox_capacity: usize,
+    pub(super) start_timeout: Duration,
+}
+
+pub(super) struct Deployment {
+    pub(super) id: DeploymentId,
+    pub(super) component: &'static str,
+    pub(super) type_id: std::any::TypeId,
+    /// Its supervision state, and its instances' mailboxes (`peers`, by index).
+    pub(super) supervisor: Arc<Supervisor>,
+    /// Where its instances report their start and stop.
+    pub(super) reports: Arc<Reports>,
+    /// Each instance's reactor, by index.
+    pub(super) reactors: Box<[u32]>,
+    pub(super) mailbox_capacity: usize,
+    pub(super) worker: bool,
+    pub(super) config_keys: Vec<String>,
+    /// The deployment's label with the blocked-reactor checker (from the start of its launch).
+    pub(super) watch: Option<crate::watchdog::Registration>,
+    /// It has bindings on the bus.
+    pub(super) bound: bool,
+}
+
+impl Deployment {
+    /// Its instances' mailboxes, by index.
+    pub(super) fn instances(&self) -> &[Arc<dyn Signals>] {
+        &self.supervisor.peers
+    }
+}
+
+impl Drop for Deployment {
+    /// Instances whose deployment goes without a stop request stop at once (a request made
+    /// earlier stands); so do instances still starting, e.g. when a deploy is cancelled.
+    fn drop(&mut self) {
+        self.reports.started.abandon();
+        let now = Instant::now();
+        for instance in self.instances() {
+            instance.stop(now);
+        }
+    }
+}
