@@ -350,7 +350,7 @@ async fn deploy_service(
             DeployOptions::new().instances(3),
         )
         .await?;
-    let (server, handle) = HttpServer::new(router())
+    let (server, handle) = HttpServer::builder(router())
         .bind(addr)
         .max_in_flight(256)
         .inspector(true)

@@ -94,7 +94,7 @@ async fn setup(max_in_flight: usize, service_instances: usize) -> Setup {
         .route("/fail", bus_request::<Fail>("svc.fail"))
         .route("/nobody", bus_request::<Fail>("svc.nobody"))
         .route("/slow", get(slow));
-    let (server, handle) = HttpServer::new(router)
+    let (server, handle) = HttpServer::builder(router)
         .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
         .max_in_flight(max_in_flight)
         .body_limit(1024)
@@ -368,7 +368,7 @@ async fn the_inspector_and_metrics_routes_describe_the_system() {
 #[tokio::test]
 async fn inspector_routes_are_off_by_default() {
     let rt = Fluxor::builder().reactors(1).build().unwrap();
-    let (server, handle) = HttpServer::new(Router::new().route("/", post(|| async { "ok" })))
+    let (server, handle) = HttpServer::builder(Router::new().route("/", post(|| async { "ok" })))
         .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
         .build();
     rt.deploy(server, DeployOptions::new()).await.unwrap();

@@ -1,4 +1,4 @@
-#![doc = include_str!("../../docs/testing.md")]
+//! [`TestRuntime`]: one reactor, a paused clock, and helpers to drive time and wait for quiet.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -9,109 +9,18 @@ use std::time::{Duration, Instant as StdInstant};
 use tokio::sync::Notify;
 
 use crate::address::Destination;
-use crate::component::{Bindings, Component, Context, Outcome};
+use crate::component::Component;
 use crate::error::{BusError, PublishError, SendError};
 use crate::ids::DeploymentId;
-use crate::message::{Envelope, Message};
+use crate::message::Message;
 use crate::runtime::{DeployOptions, Fluxor};
 use crate::supervision::Supervision;
 
+use super::probe::{ProbeComponent, Sink};
+use super::{Probe, TestOptions};
+
 /// How long [`TestRuntime::settle`] waits for the system to become idle before failing.
 const SETTLE_LIMIT: Duration = Duration::from_secs(10);
-
-/// Options of a [`TestRuntime`]; also what `#[fluxor::test(...)]` sets.
-#[derive(Debug, Clone)]
-pub struct TestOptions {
-    reactors: usize,
-    paused: bool,
-    allow_crashes: bool,
-    request_timeout: Duration,
-    shutdown_timeout: Duration,
-}
-
-impl Default for TestOptions {
-    fn default() -> Self {
-        TestOptions {
-            reactors: 1,
-            paused: true,
-            allow_crashes: false,
-            request_timeout: Duration::from_secs(5),
-            shutdown_timeout: Duration::from_secs(5),
-        }
-    }
-}
-
-impl TestOptions {
-    /// One reactor, paused clock, crashes fail the test, 5 s request and shutdown timeouts.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Number of reactors. Default 1.
-    pub fn reactors(mut self, n: usize) -> Self {
-        self.reactors = n;
-        self
-    }
-
-    /// Real time instead of the paused clock: timers fire on their own and
-    /// [`TestRuntime::advance`] sleeps.
-    pub fn real_time(mut self) -> Self {
-        self.paused = false;
-        self
-    }
-
-    /// Handler panics do not fail the test (for tests of supervision).
-    pub fn allow_crashes(mut self) -> Self {
-        self.allow_crashes = true;
-        self
-    }
-
-    /// Default timeout of requests. Default 5 s (of real time).
-    pub fn request_timeout(mut self, timeout: Duration) -> Self {
-        self.request_timeout = timeout;
-        self
-    }
-
-    /// Builds the runtime. Must be called inside a tokio runtime (the `#[fluxor::test]`
-    /// attribute provides one).
-    ///
-    /// # Errors
-    /// As [`Builder::build`](crate::Builder::build), or when the paused clock cannot be held.
-    pub async fn build(self) -> Result<TestRuntime, crate::error::BuildError> {
-        let rt = Fluxor::builder()
-            .reactors(self.reactors)
-            .request_timeout(self.request_timeout)
-            .shutdown_timeout(self.shutdown_timeout)
-            .worker_threads(2)
-            .start_paused(self.paused)
-            .thread_name("fluxor-test")
-            .build()?;
-        let holds: Holds = Arc::new((0..self.reactors).map(|_| Mutex::new(None)).collect());
-        if self.paused {
-            // A pending blocking task keeps a reactor's paused clock from auto-advancing, so
-            // that virtual time moves only through `advance`.
-            let h = holds.clone();
-            let held = rt
-                .on_every_reactor(move |i| {
-                    let h = h.clone();
-                    async move { hold(&h, i) }
-                })
-                .await;
-            if !held {
-                return Err(crate::error::BuildError::InvalidOption(
-                    "a reactor stopped while the test runtime was being built".into(),
-                ));
-            }
-        }
-        Ok(TestRuntime {
-            inner: Arc::new(Inner {
-                rt,
-                options: self,
-                holds,
-            }),
-        })
-    }
-}
 
 /// A runtime for tests: by default one reactor whose clock is paused, so timers fire only when
 /// the test calls [`advance`](Self::advance), and every run is the same.
@@ -120,21 +29,21 @@ impl TestOptions {
 /// [`TestOptions::build`].
 #[derive(Clone)]
 pub struct TestRuntime {
-    inner: Arc<Inner>,
+    pub(super) inner: Arc<Inner>,
 }
 
-struct Inner {
-    rt: Fluxor,
-    options: TestOptions,
-    holds: Holds,
+pub(super) struct Inner {
+    pub(super) rt: Fluxor,
+    pub(super) options: TestOptions,
+    pub(super) holds: Holds,
 }
 
 /// Per reactor, the sender whose drop ends the blocking task that holds its clock.
-type Holds = Arc<Vec<Mutex<Option<std::sync::mpsc::Sender<()>>>>>;
+pub(super) type Holds = Arc<Vec<Mutex<Option<std::sync::mpsc::Sender<()>>>>>;
 
 /// Holds reactor `i`'s paused clock: tokio does not auto-advance a current-thread runtime's
 /// clock while one of its blocking tasks is pending. Runs on that reactor.
-fn hold(holds: &Holds, i: usize) {
+pub(super) fn hold(holds: &Holds, i: usize) {
     let (tx, rx) = std::sync::mpsc::channel::<()>();
     tokio::task::spawn_blocking(move || {
         let _ = rx.recv();
@@ -142,7 +51,7 @@ fn hold(holds: &Holds, i: usize) {
     *holds[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(tx);
 }
 
-fn release(holds: &Holds) {
+pub(super) fn release(holds: &Holds) {
     for h in holds.iter() {
         drop(h.lock().unwrap_or_else(|e| e.into_inner()).take());
     }
@@ -414,199 +323,5 @@ impl TestRuntime {
 impl Drop for Inner {
     fn drop(&mut self) {
         release(&self.holds);
-    }
-}
-
-/// What a `#[fluxor::test]` body may return: `()` or `Result<(), E>` (an `Err` fails the test).
-pub trait TestResult {
-    /// Panics on failure.
-    fn check(self);
-}
-
-impl TestResult for () {
-    fn check(self) {}
-}
-
-impl<E: fmt::Debug> TestResult for Result<(), E> {
-    fn check(self) {
-        if let Err(e) = self {
-            panic!("the test returned an error: {e:?}");
-        }
-    }
-}
-
-/// Runs a `#[fluxor::test]` body: a current-thread tokio runtime for the body, a fresh
-/// [`TestRuntime`], then the shutdown checks.
-#[doc(hidden)]
-pub fn __run<F, Fut>(options: TestOptions, body: F)
-where
-    F: FnOnce(TestRuntime) -> Fut,
-    Fut: std::future::Future,
-    Fut::Output: TestResult,
-{
-    let driver = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap_or_else(|e| panic!("cannot start the test's tokio runtime: {e}"));
-    driver.block_on(async move {
-        let rt = options
-            .build()
-            .await
-            .unwrap_or_else(|e| panic!("cannot build the test runtime: {e}"));
-        body(rt.clone()).await.check();
-        rt.shutdown().await;
-    });
-}
-
-/// Records what arrives on a topic or pattern. Get one from [`TestRuntime::probe`].
-pub struct Probe<M> {
-    sink: Arc<Sink<M>>,
-    rt: TestRuntime,
-}
-
-impl<M> fmt::Debug for Probe<M> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Probe")
-            .field("pattern", &self.sink.pattern)
-            .finish()
-    }
-}
-
-struct Sink<M> {
-    pattern: String,
-    /// Not yet taken by an `expect_*`.
-    queue: Mutex<VecDeque<(String, M)>>,
-    /// Everything that arrived.
-    history: Mutex<Vec<M>>,
-    arrived: Notify,
-}
-
-impl<M: Message + Clone + fmt::Debug> Probe<M> {
-    /// Waits up to `timeout` (real time) for the next message and returns it.
-    ///
-    /// # Panics
-    /// If none arrives in time: the message names the pattern and the time waited.
-    pub async fn expect_published(&self, timeout: Duration) -> M {
-        self.expect_matching(timeout, "any message", |_| true).await
-    }
-
-    /// Waits up to `timeout` for the next message that satisfies `check`, described by
-    /// `expected` in the failure message; messages that do not match are reported there.
-    ///
-    /// # Panics
-    /// If none arrives in time: the message names the pattern, what was expected, what
-    /// arrived instead and the time waited.
-    pub async fn expect_matching(
-        &self,
-        timeout: Duration,
-        expected: &str,
-        check: impl Fn(&M) -> bool,
-    ) -> M {
-        let started = StdInstant::now();
-        let mut others: Vec<String> = Vec::new();
-        loop {
-            let notified = self.sink.arrived.notified();
-            while let Some((topic, m)) = self.pop() {
-                if check(&m) {
-                    return m;
-                }
-                others.push(format!("{m:?} on `{topic}`"));
-            }
-            let left = timeout.saturating_sub(started.elapsed());
-            if left.is_zero() || tokio::time::timeout(left, notified).await.is_err() {
-                let instead = if others.is_empty() {
-                    "nothing arrived".to_owned()
-                } else {
-                    format!("arrived instead: {}", others.join(", "))
-                };
-                panic!(
-                    "probe on `{}`: expected {expected} of type `{}` within {timeout:?} (waited {:?}); {instead}",
-                    self.sink.pattern,
-                    std::any::type_name::<M>(),
-                    started.elapsed()
-                );
-            }
-        }
-    }
-
-    /// Asserts that nothing arrives while `within` passes: virtual time (advanced by the
-    /// runtime, timers included) with the paused clock, real time otherwise.
-    ///
-    /// # Panics
-    /// If something arrived, with its `Debug`.
-    pub async fn expect_no_message(&self, within: Duration) {
-        self.rt.advance(within).await;
-        if let Some((topic, m)) = self.pop() {
-            panic!(
-                "probe on `{}`: expected no message within {within:?}, but {m:?} arrived on `{topic}`",
-                self.sink.pattern
-            );
-        }
-    }
-
-    /// Every message that arrived so far, in order (including the ones taken by `expect_*`).
-    pub fn received(&self) -> Vec<M> {
-        self.sink
-            .history
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    fn pop(&self) -> Option<(String, M)> {
-        self.sink
-            .queue
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .pop_front()
-    }
-}
-
-/// The component behind a probe.
-struct ProbeComponent<M> {
-    sink: Arc<Sink<M>>,
-}
-
-impl<M> Component for ProbeComponent<M>
-where
-    M: Message + Clone + fmt::Debug,
-    M::Reply: Default,
-{
-    type Msg = Envelope<M>;
-    /// The pattern to probe.
-    type Config = String;
-
-    fn name() -> &'static str {
-        "fluxor::testing::Probe"
-    }
-
-    fn bindings(bindings: &mut Bindings<'_, Self>) {
-        let pattern = bindings.config().clone();
-        bindings.bind(&pattern, |envelope| envelope);
-    }
-
-    async fn handle(&mut self, msg: Envelope<M>, ctx: &mut Context<Self>) -> Outcome {
-        let (m, responder) = ctx.accept(msg);
-        let topic = ctx.topic().unwrap_or("(direct)").to_owned();
-        self.sink
-            .history
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(m.clone());
-        self.sink
-            .queue
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push_back((topic, m));
-        self.sink.arrived.notify_waiters();
-        responder.run(async { M::Reply::default() }).await
-    }
-}
-
-impl<M> fmt::Debug for ProbeComponent<M> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ProbeComponent")
-            .field("pattern", &self.sink.pattern)
-            .finish()
     }
 }

@@ -1,0 +1,140 @@
+//! [`ActorRef`]: a handle to one instance, for direct messages without a topic lookup.
+
+use std::fmt;
+
+use super::{Component, Handles};
+use crate::bus::EventBus;
+use crate::error::{BusError, SendError};
+use crate::mailbox::{Mailbox, PushError};
+use crate::message::{Envelope, Message, Meta, ReplyTo};
+
+/// A handle to one component instance, to send it messages directly (not through a topic).
+///
+/// Cheap to clone, `Send + Sync`. Get your own with [`Context::myself`](crate::Context::myself).
+pub struct ActorRef<C: Component> {
+    pub(crate) mailbox: Mailbox<C::Msg>,
+    pub(crate) bus: EventBus,
+}
+
+impl<C: Component> Clone for ActorRef<C> {
+    fn clone(&self) -> Self {
+        ActorRef {
+            mailbox: self.mailbox.clone(),
+            bus: self.bus.clone(),
+        }
+    }
+}
+
+impl<C: Component> fmt::Debug for ActorRef<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ActorRef")
+            .field("component", &C::name())
+            .field("queued", &self.mailbox.len())
+            .finish()
+    }
+}
+
+impl<C: Component> ActorRef<C> {
+    /// Puts `msg` in the instance's mailbox without waiting.
+    ///
+    /// # Errors
+    /// `MailboxFull` or `Closed` (the instance stopped), with the message handed back.
+    pub fn send<M: Message>(&self, msg: M) -> Result<(), SendError<M>>
+    where
+        C: Handles<M>,
+    {
+        self.send_meta(msg, self.bus.root_meta())
+    }
+
+    /// Like [`send`](Self::send), but waits up to `timeout` for room in a full mailbox.
+    ///
+    /// # Errors
+    /// `MailboxFull` (no room in time) or `Closed`, with the message handed back.
+    ///
+    /// # Cancel safety
+    /// Dropping the future before it completes drops the message undelivered.
+    pub async fn send_timeout<M: Message>(
+        &self,
+        msg: M,
+        timeout: std::time::Duration,
+    ) -> Result<(), SendError<M>>
+    where
+        C: Handles<M>,
+    {
+        let meta = self.bus.root_meta();
+        let mut slot = Some(msg);
+        match self
+            .mailbox
+            .push_within(timeout, || {
+                C::wrap(Envelope::new(slot.take().expect("filled"), None, meta))
+            })
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) => Err(SendError {
+                error: direct_error::<C>(e),
+                message: slot.expect("a refused message is not consumed"),
+            }),
+        }
+    }
+
+    /// Sends `msg` and awaits the reply, up to the runtime's default request timeout.
+    ///
+    /// # Errors
+    /// As [`EventBus::request`].
+    pub async fn request<M: Message>(&self, msg: M) -> Result<M::Reply, BusError>
+    where
+        C: Handles<M>,
+    {
+        self.request_meta(msg, self.bus.root_meta(), None).await
+    }
+
+    /// Messages waiting in the instance's mailbox.
+    pub fn queued(&self) -> usize {
+        self.mailbox.len()
+    }
+
+    pub(crate) fn send_meta<M: Message>(&self, msg: M, meta: Meta) -> Result<(), SendError<M>>
+    where
+        C: Handles<M>,
+    {
+        let mut slot = Some(msg);
+        match self
+            .mailbox
+            .try_push(|| C::wrap(Envelope::new(slot.take().expect("filled"), None, meta)))
+        {
+            Ok(()) => Ok(()),
+            Err(e) => Err(SendError {
+                error: direct_error::<C>(e),
+                message: slot.expect("a refused message is not consumed"),
+            }),
+        }
+    }
+
+    pub(crate) async fn request_meta<M: Message>(
+        &self,
+        msg: M,
+        meta: Meta,
+        timeout: Option<std::time::Duration>,
+    ) -> Result<M::Reply, BusError>
+    where
+        C: Handles<M>,
+    {
+        let (reply, rx) = ReplyTo::channel();
+        self.mailbox
+            .try_push(|| C::wrap(Envelope::new(msg, Some(reply), meta)))
+            .map_err(direct_error::<C>)?;
+        self.bus
+            .await_reply(rx, timeout, || C::name().to_owned())
+            .await
+    }
+}
+
+fn direct_error<C: Component>(e: PushError) -> BusError {
+    match e {
+        PushError::Full => BusError::MailboxFull {
+            topic: C::name().to_owned(),
+        },
+        PushError::Closed => BusError::Closed,
+    }
+}

@@ -1,0 +1,87 @@
+//! A deployment's topic bindings, filled by [`Component::bindings`].
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use super::Component;
+use crate::address::validate_pattern;
+use crate::bus::{Consumer, Entry, MailboxConsumer, Owner};
+use crate::mailbox::Mailbox;
+use crate::message::{Envelope, Message};
+
+/// The topic bindings of a deployment, filled by [`Component::bindings`] once per deployment,
+/// with the deployment's config at hand (so topics may depend on it).
+pub struct Bindings<'a, C: Component> {
+    pub(crate) entries: Vec<Binding<C>>,
+    pub(crate) errors: Vec<String>,
+    config: &'a C::Config,
+}
+
+type MakeConsumer<C> =
+    Box<dyn Fn(&Mailbox<<C as Component>::Msg>) -> Arc<dyn Consumer> + Send + Sync>;
+
+pub(crate) struct Binding<C: Component> {
+    pub(crate) pattern: Arc<str>,
+    pub(crate) make: MakeConsumer<C>,
+}
+
+impl<C: Component> fmt::Debug for Bindings<'_, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.entries.iter().map(|b| &b.pattern))
+            .finish()
+    }
+}
+
+impl<'a, C: Component> Bindings<'a, C> {
+    pub(crate) fn collect(config: &'a C::Config) -> Self {
+        let mut b = Bindings {
+            entries: Vec::new(),
+            errors: Vec::new(),
+            config,
+        };
+        C::bindings(&mut b);
+        b
+    }
+
+    /// The deployment's config.
+    pub fn config(&self) -> &'a C::Config {
+        self.config
+    }
+
+    /// Routes envelopes of `M` published or sent to `pattern` into the variant built by `wrap`.
+    /// `pattern` is a topic (`orders.create`) or a NATS-style pattern (`orders.*`, `orders.>`).
+    /// An invalid pattern fails the deployment with [`DeployError::InvalidTopic`](crate::error::DeployError::InvalidTopic).
+    pub fn bind<M: Message>(
+        &mut self,
+        pattern: &str,
+        wrap: fn(Envelope<M>) -> C::Msg,
+    ) -> &mut Self {
+        match validate_pattern(pattern) {
+            Ok(()) => self.entries.push(Binding {
+                pattern: Arc::from(pattern),
+                make: Box::new(move |mailbox| {
+                    Arc::new(MailboxConsumer {
+                        mailbox: mailbox.clone(),
+                        wrap,
+                        _msg: PhantomData,
+                    })
+                }),
+            }),
+            Err(reason) => self.errors.push(reason),
+        }
+        self
+    }
+}
+
+impl<C: Component> Binding<C> {
+    /// The registry entry of this binding for one instance.
+    pub(crate) fn entry(&self, owner: Owner, mailbox: &Mailbox<C::Msg>) -> Entry {
+        Entry {
+            owner,
+            pattern: self.pattern.clone(),
+            consumer: (self.make)(mailbox),
+        }
+    }
+}

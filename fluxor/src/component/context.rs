@@ -1,0 +1,471 @@
+//! [`Context`]: what a handler sees of the runtime.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::{ActorRef, Component, Handles, Responder};
+use crate::address::Destination;
+use crate::bus::{EventBus, RequestOptions};
+use crate::error::{BusError, PublishError, SendError};
+use crate::ids::DeploymentId;
+use crate::message::{Envelope, Headers, Message, Meta, ReplyTo};
+use crate::timer::{TimerId, Timers};
+use crate::watchdog::Stamp;
+use crate::worker::{BlockingTask, Lane, WorkerPool};
+
+/// What a handler sees of the runtime: the bus, its deployment, config, cancellation and the
+/// message being handled.
+///
+/// `send`, `publish` and `request` on the context carry the request id of the message being
+/// handled, so a chain of messages can be followed across components.
+pub struct Context<C: Component> {
+    /// What the deployment's instances share: bus, config, ids, pools, the runtime.
+    pub(crate) shared: Arc<crate::runtime::Shared<C>>,
+    pub(crate) instance: u32,
+    pub(crate) reactor: u32,
+    pub(crate) myself: ActorRef<C>,
+    pub(crate) current: Option<Meta>,
+    pub(crate) lane: Lane,
+    pub(crate) timers: Timers,
+    /// This instance's key with the blocked-reactor checker.
+    pub(crate) key: u64,
+}
+
+impl<C: Component> fmt::Debug for Context<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Context")
+            .field("component", &C::name())
+            .field("deployment", &self.shared.deployment)
+            .field("instance", &self.instance)
+            .field("reactor", &self.reactor)
+            .field("request_id", &self.request_id())
+            .finish()
+    }
+}
+
+impl<C: Component> Context<C> {
+    /// The event bus.
+    pub fn bus(&self) -> &EventBus {
+        &self.shared.bus
+    }
+
+    /// The deployment this instance belongs to.
+    pub fn deployment_id(&self) -> DeploymentId {
+        self.shared.deployment
+    }
+
+    /// This instance's index within its deployment (0-based).
+    pub fn instance(&self) -> usize {
+        self.instance as usize
+    }
+
+    /// The reactor this instance is pinned to.
+    pub fn reactor(&self) -> usize {
+        self.reactor as usize
+    }
+
+    /// The deployment's typed config.
+    pub fn config(&self) -> &C::Config {
+        &self.shared.config
+    }
+
+    /// Cancelled when this instance is being stopped and its deadline has passed, or the runtime
+    /// is dropped. Long-running handler work should watch it.
+    pub fn cancellation(&self) -> &CancellationToken {
+        self.myself.mailbox.cancellation(&self.shared.cancel)
+    }
+
+    /// A handle to this instance, e.g. to hand to another component or a spawned task.
+    pub fn myself(&self) -> &ActorRef<C> {
+        &self.myself
+    }
+
+    /// The request id of the message being handled (`None` in `start` / `stop`).
+    pub fn request_id(&self) -> Option<Uuid> {
+        self.current.as_ref().map(|m| m.request_id)
+    }
+
+    /// The correlation id of the envelope being handled.
+    pub fn correlation_id(&self) -> Option<Uuid> {
+        self.current.as_ref().map(|m| m.correlation_id)
+    }
+
+    /// The topic the message being handled was sent to (`None` for a direct message).
+    pub fn topic(&self) -> Option<&str> {
+        self.current.as_ref().and_then(|m| m.topic.as_deref())
+    }
+
+    /// The headers of the envelope being handled.
+    pub fn headers(&self) -> &Headers {
+        const EMPTY: &Headers = &Headers::new();
+        self.current.as_ref().map_or(EMPTY, |m| &m.headers)
+    }
+
+    fn meta(&self) -> Meta {
+        match &self.current {
+            Some(m) => self.shared.bus.child_meta(m.request_id),
+            None => self.shared.bus.root_meta(),
+        }
+    }
+
+    /// [`EventBus::send`], carrying the current request id.
+    ///
+    /// # Errors
+    /// As [`EventBus::send`].
+    pub fn send<M: Message, D: Destination<M>>(&self, to: D, msg: M) -> Result<(), SendError<M>> {
+        self.shared.bus.send_meta(to.topic(), msg, self.meta())
+    }
+
+    /// [`EventBus::publish`], carrying the current request id.
+    ///
+    /// # Errors
+    /// As [`EventBus::publish`].
+    pub fn publish<M: Message + Clone, D: Destination<M>>(
+        &self,
+        to: D,
+        msg: M,
+    ) -> Result<usize, PublishError> {
+        self.shared.bus.publish_meta(to.topic(), msg, self.meta())
+    }
+
+    /// [`EventBus::request`], carrying the current request id.
+    ///
+    /// # Errors
+    /// As [`EventBus::request`].
+    pub async fn request<M: Message, D: Destination<M>>(
+        &self,
+        to: D,
+        msg: M,
+    ) -> Result<M::Reply, BusError> {
+        self.shared
+            .bus
+            .request_meta(to.topic(), msg, self.meta(), None)
+            .await
+    }
+
+    /// [`EventBus::request_with`], carrying the current request id.
+    ///
+    /// # Errors
+    /// As [`EventBus::request`].
+    pub async fn request_with<M: Message, D: Destination<M>>(
+        &self,
+        to: D,
+        msg: M,
+        options: RequestOptions,
+    ) -> Result<M::Reply, BusError> {
+        let mut meta = self.meta();
+        let timeout = options.apply(&mut meta);
+        self.shared
+            .bus
+            .request_meta(to.topic(), msg, meta, timeout)
+            .await
+    }
+
+    /// Sends `msg` directly to another instance, carrying the current request id.
+    ///
+    /// # Errors
+    /// As [`ActorRef::send`].
+    pub fn send_to<T: Handles<M>, M: Message>(
+        &self,
+        to: &ActorRef<T>,
+        msg: M,
+    ) -> Result<(), SendError<M>> {
+        to.send_meta(msg, self.meta())
+    }
+
+    /// Requests directly from another instance, carrying the current request id.
+    ///
+    /// # Errors
+    /// As [`ActorRef::request`].
+    pub async fn request_from<T: Handles<M>, M: Message>(
+        &self,
+        to: &ActorRef<T>,
+        msg: M,
+    ) -> Result<M::Reply, BusError> {
+        to.request_meta(msg, self.meta(), None).await
+    }
+
+    /// Delivers `msg` to this instance once, after `delay`, through its topic-less
+    /// `#[handler]` for `M`. If the mailbox is full then, the timer waits for room.
+    ///
+    /// Timers are cancelled when the instance stops.
+    pub fn set_timer<M: Message>(&mut self, delay: Duration, msg: M) -> TimerId
+    where
+        C: Handles<M>,
+    {
+        let me = self.myself.clone();
+        let task = self.reactor_handle().spawn(async move {
+            tokio::time::sleep(delay).await;
+            let meta = me.bus.root_meta();
+            let _stopped = me
+                .mailbox
+                .push_wait(|| C::wrap(Envelope::new(msg, None, meta)))
+                .await;
+        });
+        self.timers.insert(task)
+    }
+
+    /// Delivers a clone of `msg` to this instance every `period` (the first after one period),
+    /// through its topic-less `#[handler]` for `M`.
+    ///
+    /// Ticks do not pile up: one tick is in flight at a time. When the handler takes longer
+    /// than the period, the tick that fell due meanwhile is delivered as soon as the handler
+    /// finishes and the other missed ticks are skipped, so a slow handler sees one tick per
+    /// handling rather than a backlog. Timers are cancelled when the instance stops.
+    ///
+    /// # Panics
+    /// If `period` is zero.
+    pub fn set_periodic<M: Message + Clone>(&mut self, period: Duration, msg: M) -> TimerId
+    where
+        C: Handles<M>,
+    {
+        assert!(
+            !period.is_zero(),
+            "a periodic timer needs a period longer than zero"
+        );
+        let me = self.myself.clone();
+        let task = self.reactor_handle().spawn(async move {
+            let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            loop {
+                ticks.tick().await;
+                let (reply, handled) = ReplyTo::channel();
+                let meta = me.bus.root_meta();
+                let tick = msg.clone();
+                if me
+                    .mailbox
+                    .push_wait(|| C::wrap(Envelope::new(tick, Some(reply), meta)))
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+                // Whatever the handler did, it is done with this tick.
+                let _ = handled.await;
+            }
+        });
+        self.timers.insert(task)
+    }
+
+    /// Cancels a timer. Returns `false` if it had already fired (one-shot) or was cancelled.
+    pub fn cancel_timer(&mut self, id: TimerId) -> bool {
+        self.timers.cancel(id)
+    }
+
+    /// This instance's reactor's mark for the blocked-reactor checker.
+    pub(crate) fn stamp(&self) -> &Stamp {
+        &self.shared.stamps[self.reactor as usize]
+    }
+
+    /// The runtime of this instance's reactor, where its timers run.
+    fn reactor_handle(&self) -> &tokio::runtime::Handle {
+        &self.shared.reactors[self.reactor as usize]
+    }
+
+    /// Forgets what belonged to the previous component, before a restarted one starts.
+    pub(crate) fn reset(&mut self) {
+        self.timers.cancel_all();
+        self.lane = Lane::default();
+        self.current = None;
+    }
+
+    /// The runtime this instance belongs to, held weakly (the runtime owns its deployments).
+    /// Adapters that run as components (the HTTP server) reach the runtime through this.
+    pub(crate) fn runtime(&self) -> crate::runtime::WeakFluxor {
+        self.shared.runtime.clone()
+    }
+
+    /// A snapshot of the whole runtime, as [`Fluxor::inspect`](crate::Fluxor::inspect) takes
+    /// it; `None` only while the runtime is being torn down.
+    pub fn inspect(&self) -> Option<crate::inspect::Snapshot> {
+        self.runtime().upgrade().map(|rt| rt.inspect())
+    }
+
+    /// Deploys a component from inside a handler (or `start`), exactly as
+    /// [`Fluxor::deploy`](crate::Fluxor::deploy) does: the new instances are running when it
+    /// returns. A component that deploys others is responsible for undeploying them (e.g. in
+    /// its `stop`). [`DeployError::ShuttingDown`](crate::error::DeployError::ShuttingDown) once the
+    /// runtime is going away.
+    ///
+    /// ```
+    /// use fluxor::prelude::*;
+    ///
+    /// #[derive(Message)]
+    /// #[message(reply = u64)]
+    /// struct Sum(u64);
+    ///
+    /// #[component]
+    /// #[derive(Default)]
+    /// struct Leaf;
+    ///
+    /// #[component]
+    /// impl Leaf {
+    ///     #[handler]
+    ///     fn sum(&mut self, Sum(n): Sum) -> u64 {
+    ///         n
+    ///     }
+    /// }
+    ///
+    /// #[component]
+    /// #[derive(Default)]
+    /// struct Parent;
+    ///
+    /// #[component]
+    /// impl Parent {
+    ///     #[handler("tree.sum")]
+    ///     async fn sum(&mut self, Sum(n): Sum, ctx: &mut Context<Self>) -> u64 {
+    ///         let Ok(children) = ctx.deploy(Leaf::default, DeployOptions::new().instances(2)).await else {
+    ///             return 0;
+    ///         };
+    ///         let mut total = 0;
+    ///         for i in 0..2 {
+    ///             if let Some(leaf) = ctx.actor_ref::<Leaf>(children, i) {
+    ///                 total += leaf.request(Sum(n)).await.unwrap_or(0);
+    ///             }
+    ///         }
+    ///         let _ = ctx.undeploy(children).await;
+    ///         total
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let runtime = Fluxor::builder().reactors(1).build().unwrap();
+    /// runtime.deploy(Parent::default, DeployOptions::new()).await.unwrap();
+    /// assert_eq!(runtime.bus().request("tree.sum", Sum(21)).await.unwrap(), 42);
+    /// runtime.shutdown(std::time::Duration::from_secs(5)).await.unwrap();
+    /// # }
+    /// ```
+    pub fn deploy<D, F>(
+        &self,
+        factory: F,
+        options: crate::runtime::DeployOptions,
+    ) -> impl Future<Output = Result<crate::ids::DeploymentId, crate::error::DeployError>> + Send + 'static
+    where
+        D: Component,
+        F: Fn() -> D + Send + Sync + 'static,
+    {
+        // Boxed: a handler that deploys keeps a pointer in its future, not the whole deploy.
+        let deploy = self
+            .runtime()
+            .upgrade()
+            .map(|runtime| Box::pin(runtime.deploy(factory, options)));
+        async move {
+            match deploy {
+                Some(deploy) => deploy.await,
+                None => Err(crate::error::DeployError::ShuttingDown),
+            }
+        }
+    }
+
+    /// Undeploys a deployment from inside a handler, as
+    /// [`Fluxor::undeploy`](crate::Fluxor::undeploy) does (its instances drain until the
+    /// runtime's shutdown timeout, then stop). A handler cannot undeploy its own deployment
+    /// this way: [`UndeployError::OwnDeployment`](crate::error::UndeployError::OwnDeployment).
+    pub async fn undeploy(
+        &self,
+        id: crate::ids::DeploymentId,
+    ) -> Result<(), crate::error::UndeployError> {
+        if id == self.shared.deployment {
+            return Err(crate::error::UndeployError::OwnDeployment(id));
+        }
+        match self.runtime().upgrade() {
+            Some(runtime) => Box::pin(runtime.undeploy(id)).await,
+            None => Err(crate::error::UndeployError::Unknown(id)),
+        }
+    }
+
+    /// An [`ActorRef`] to instance `instance` of deployment `id`, if it runs a `D`; see
+    /// [`Fluxor::actor_ref`](crate::Fluxor::actor_ref).
+    pub fn actor_ref<D: Component>(
+        &self,
+        id: crate::ids::DeploymentId,
+        instance: usize,
+    ) -> Option<ActorRef<D>> {
+        self.runtime().upgrade()?.actor_ref(id, instance)
+    }
+
+    /// The runtime's worker pool.
+    pub fn workers(&self) -> &WorkerPool {
+        &self.shared.workers
+    }
+
+    /// Runs blocking `f` on the worker pool and resolves to its result, while this reactor goes
+    /// on serving other components. Tasks run in parallel; see
+    /// [`execute_blocking_ordered`](Self::execute_blocking_ordered) for submission order.
+    ///
+    /// When the worker queue is full, the task resolves at once to
+    /// [`BlockingError::Rejected`](crate::BlockingError::Rejected). A task not yet started when
+    /// this instance stops, or whose `BlockingTask` is dropped, never runs.
+    ///
+    /// ```no_run
+    /// # use fluxor::prelude::*;
+    /// # #[derive(Message)] #[message(reply = Result<String, fluxor::BlockingError>)] struct Hash(String);
+    /// # #[component] struct Auth;
+    /// #[component]
+    /// impl Auth {
+    ///     #[handler("auth.hash")]
+    ///     async fn hash(&mut self, Hash(pw): Hash, ctx: &mut Context<Self>) -> Result<String, fluxor::BlockingError> {
+    ///         ctx.execute_blocking(move || format!("{:x}", pw.len() * 31)).await
+    ///     }
+    /// }
+    /// ```
+    pub fn execute_blocking<T, F>(&self, f: F) -> BlockingTask<T>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> T + Send + 'static,
+    {
+        self.shared
+            .workers
+            .try_submit_with(self.cancellation().clone(), None, move |_| f())
+            .unwrap_or_else(BlockingTask::failed)
+    }
+
+    /// Like [`execute_blocking`](Self::execute_blocking), but `f` receives a cancellation token
+    /// (cancelled when this instance stops or the runtime shuts down) to check in long loops.
+    pub fn execute_blocking_cancellable<T, F>(&self, f: F) -> BlockingTask<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&CancellationToken) -> T + Send + 'static,
+    {
+        self.shared
+            .workers
+            .try_submit_with(self.cancellation().clone(), None, f)
+            .unwrap_or_else(BlockingTask::failed)
+    }
+
+    /// Like [`execute_blocking`](Self::execute_blocking), but the tasks this instance submits
+    /// through this method run one after another, in submission order.
+    pub fn execute_blocking_ordered<T, F>(&self, f: F) -> BlockingTask<T>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> T + Send + 'static,
+    {
+        self.shared
+            .workers
+            .try_submit_with(self.cancellation().clone(), Some(&self.lane), move |_| f())
+            .unwrap_or_else(BlockingTask::failed)
+    }
+
+    /// Unpacks an envelope for its handler: records its ids and headers in the context and
+    /// returns the message with the [`Responder`] that answers its requester.
+    pub fn accept<M: Message>(&mut self, envelope: Envelope<M>) -> (M, Responder<M::Reply>) {
+        let Envelope { msg, reply, meta } = envelope;
+        let responder = Responder {
+            reply,
+            component: C::name(),
+            deployment: self.shared.deployment,
+            topic: meta.topic.clone(),
+            correlation_id: meta.correlation_id,
+            request_id: meta.request_id,
+        };
+        self.stamp().topic(meta.topic.as_ref());
+        self.current = Some(meta);
+        (msg, responder)
+    }
+}

@@ -1,0 +1,140 @@
+//! [`Responder`] and [`Run`]: answering a message's requester with what its handler returns.
+
+use std::any::Any;
+use std::fmt;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::task::Poll;
+
+use tracing::Instrument;
+use uuid::Uuid;
+
+use super::Outcome;
+use crate::error::BusError;
+use crate::ids::DeploymentId;
+use crate::message::{IntoReply, ReplyTo};
+use crate::util::{catch_unwind, panic_message, CatchUnwind};
+
+/// Answers one message's requester with what its handler returns.
+///
+/// Obtained from [`Context::accept`](crate::Context::accept); [`run`](Self::run) drives the handler inside a tracing
+/// span and catches its panics, so a failing handler never takes its reactor down.
+pub struct Responder<R> {
+    pub(super) reply: ReplyTo<R>,
+    pub(super) component: &'static str,
+    pub(super) deployment: DeploymentId,
+    pub(super) topic: Option<Arc<str>>,
+    pub(super) correlation_id: Uuid,
+    pub(super) request_id: Uuid,
+}
+
+impl<R> fmt::Debug for Responder<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Responder")
+            .field("component", &self.component)
+            .field("topic", &self.topic)
+            .field("expects_reply", &self.reply.expected())
+            .finish()
+    }
+}
+
+impl<R: Send + 'static> Responder<R> {
+    /// Runs the handler future, sends its result to the requester (an `Err` or a panic
+    /// becomes [`BusError::RecipientFailed`]) and reports the [`Outcome`].
+    ///
+    /// The returned future holds the handler's future once (it is a plain struct, not an
+    /// `async fn` that would keep its argument besides the future it awaits).
+    pub fn run<F, T>(self, handler: F) -> Run<F, R>
+    where
+        F: Future<Output = T>,
+        T: IntoReply<R>,
+    {
+        Run {
+            handler: catch_unwind(handler).instrument(self.span()),
+            responder: Some(self),
+            answer: Responder::answer::<T>,
+        }
+    }
+
+    /// Runs a plain (not `async`) handler at once, inside the same span as [`run`](Self::run),
+    /// answers the requester and reports the [`Outcome`]; a panic is caught as `run` catches it.
+    pub fn run_now<T: IntoReply<R>>(self, handler: impl FnOnce() -> T) -> Outcome {
+        let result = {
+            let span = self.span();
+            let _entered = span.enter();
+            std::panic::catch_unwind(AssertUnwindSafe(handler))
+        };
+        self.answer(result)
+    }
+
+    /// The span a handler runs in.
+    fn span(&self) -> tracing::Span {
+        tracing::debug_span!(
+            "fluxor.handle",
+            component = self.component,
+            topic = self.topic.as_deref().unwrap_or(""),
+            deployment = %self.deployment,
+            correlation_id = %self.correlation_id,
+            request_id = %self.request_id,
+        )
+    }
+
+    /// Answers the requester with what the handler produced, and says how it went.
+    fn answer<T: IntoReply<R>>(self, result: Result<T, Box<dyn Any + Send>>) -> Outcome {
+        let (reply, outcome) = match result {
+            Ok(value) => match value.into_reply() {
+                Ok(v) => (Ok(v), Outcome::Handled),
+                Err(reason) => (Err(reason.clone()), Outcome::Failed(reason)),
+            },
+            Err(panic) => {
+                let reason = panic_message(&*panic);
+                (Err(reason.clone()), Outcome::Panicked(reason))
+            }
+        };
+        if self.reply.expected() {
+            self.reply
+                .send(reply.map_err(|reason| BusError::RecipientFailed {
+                    topic: self.topic.as_deref().unwrap_or(self.component).to_owned(),
+                    reason,
+                }));
+        }
+        outcome
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A handler run by [`Responder::run`]: resolves to the handler's [`Outcome`] once its
+    /// requester has been answered.
+    #[must_use = "a handler does nothing unless its run is awaited"]
+    pub struct Run<F: Future, R> {
+        #[pin]
+        handler: tracing::instrument::Instrumented<CatchUnwind<F>>,
+        responder: Option<Responder<R>>,
+        // Chosen where the handler's reply type is checked (`Responder::run`), so a reply type
+        // that does not fit is reported there, once.
+        answer: fn(Responder<R>, Result<F::Output, Box<dyn Any + Send>>) -> Outcome,
+    }
+}
+
+impl<F: Future, R> fmt::Debug for Run<F, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Run")
+            .field("responder", &self.responder)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F: Future, R> Future for Run<F, R> {
+    type Output = Outcome;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Outcome> {
+        let this = self.project();
+        let result = std::task::ready!(this.handler.poll(cx));
+        match this.responder.take() {
+            Some(responder) => Poll::Ready((this.answer)(responder, result)),
+            // Polled again after it finished: the answer has gone already.
+            None => Poll::Ready(Outcome::Handled),
+        }
+    }
+}

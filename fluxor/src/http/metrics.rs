@@ -1,0 +1,153 @@
+//! The runtime's snapshot as Prometheus text.
+
+/// Renders a snapshot as Prometheus text. Each value appears once, under one name; totals that
+/// can be summed from the per-instance series are not repeated.
+pub(super) fn prometheus(s: &crate::inspect::Snapshot) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let mut family = |name: &str, kind: &str, help: &str, series: Vec<(String, f64)>| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (labels, value) in series {
+            let _ = writeln!(out, "{name}{labels} {value}");
+        }
+    };
+    let reactor = |f: fn(&crate::inspect::ReactorInfo) -> f64| -> Vec<(String, f64)> {
+        s.reactors
+            .iter()
+            .map(|r| (format!("{{reactor=\"{}\"}}", r.index), f(r)))
+            .collect()
+    };
+    family(
+        "fluxor_reactor_handled_total",
+        "counter",
+        "Handler invocations per reactor.",
+        reactor(|r| r.handled as f64),
+    );
+    family(
+        "fluxor_reactor_busy_seconds_total",
+        "counter",
+        "Time in handlers per reactor (sampled).",
+        reactor(|r| r.busy_ms as f64 / 1000.0),
+    );
+    family(
+        "fluxor_reactor_blocked_total",
+        "counter",
+        "Blocked-reactor episodes per reactor.",
+        reactor(|r| r.blocked_episodes as f64),
+    );
+    type Pick = fn(&crate::inspect::InstanceInfo) -> f64;
+    let per_instance: [(&str, &str, &str, Pick); 6] = [
+        (
+            "fluxor_messages_handled_total",
+            "counter",
+            "Messages handled.",
+            |i| i.handled as f64,
+        ),
+        (
+            "fluxor_messages_failed_total",
+            "counter",
+            "Handlers that returned an error.",
+            |i| i.failed as f64,
+        ),
+        (
+            "fluxor_messages_panicked_total",
+            "counter",
+            "Handlers that panicked.",
+            |i| i.panicked as f64,
+        ),
+        (
+            "fluxor_mailbox_rejected_total",
+            "counter",
+            "Messages refused by a full mailbox.",
+            |i| i.rejected as f64,
+        ),
+        (
+            "fluxor_mailbox_length",
+            "gauge",
+            "Messages waiting in the mailbox.",
+            |i| i.mailbox_len as f64,
+        ),
+        (
+            "fluxor_instance_restarts_total",
+            "counter",
+            "Restarts of the instance.",
+            |i| i.restarts as f64,
+        ),
+    ];
+    for (name, kind, help, pick) in per_instance {
+        let series = s
+            .deployments
+            .iter()
+            .flat_map(|d| {
+                d.instances.iter().map(move |i| {
+                    (
+                        format!(
+                            "{{component=\"{}\",deployment=\"{}\",instance=\"{}\"}}",
+                            d.component, d.id, i.index
+                        ),
+                        pick(i),
+                    )
+                })
+            })
+            .collect();
+        family(name, kind, help, series);
+    }
+    let w = &s.workers;
+    for (name, kind, help, v) in [
+        (
+            "fluxor_workers_busy",
+            "gauge",
+            "Blocking tasks running.",
+            w.busy as f64,
+        ),
+        (
+            "fluxor_workers_queued",
+            "gauge",
+            "Blocking tasks waiting.",
+            w.queued as f64,
+        ),
+        (
+            "fluxor_workers_completed_total",
+            "counter",
+            "Blocking tasks completed.",
+            w.completed as f64,
+        ),
+        (
+            "fluxor_workers_rejected_total",
+            "counter",
+            "Blocking tasks refused by a full queue.",
+            w.rejected as f64,
+        ),
+    ] {
+        family(name, kind, help, vec![(String::new(), v)]);
+    }
+    if let Some(http) = s.extras.get("http") {
+        for (key, name, kind, help) in [
+            (
+                "in_flight",
+                "fluxor_http_in_flight",
+                "gauge",
+                "HTTP requests being handled.",
+            ),
+            (
+                "requests",
+                "fluxor_http_requests_total",
+                "counter",
+                "HTTP requests admitted.",
+            ),
+            (
+                "shed",
+                "fluxor_http_shed_total",
+                "counter",
+                "HTTP requests shed with 503.",
+            ),
+        ] {
+            let v = http
+                .get(key)
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or(0);
+            family(name, kind, help, vec![(String::new(), v as f64)]);
+        }
+    }
+    out
+}

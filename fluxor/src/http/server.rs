@@ -1,0 +1,314 @@
+//! The server: a component that serves an axum router, with its limits and counters.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json, Router};
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceBuilder;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+
+use crate::component::{Component, Context, Outcome};
+use crate::error::BoxError;
+
+use super::bus::error_response;
+use super::metrics::prometheus;
+
+/// Builds an [`HttpServer`] component.
+#[derive(Debug, Clone)]
+pub struct HttpServerBuilder {
+    router: Router,
+    addr: SocketAddr,
+    max_in_flight: usize,
+    body_limit: usize,
+    inspector: bool,
+    metrics: bool,
+}
+
+/// An HTTP server as a component: deploy the factory from [`HttpServer::builder`]`(router).build()`.
+pub struct HttpServer {
+    router: Router,
+    config: Arc<HttpServerBuilder>,
+    handle: HttpHandle,
+    serving: Option<(
+        CancellationToken,
+        tokio::task::JoinHandle<std::io::Result<()>>,
+    )>,
+}
+
+impl std::fmt::Debug for HttpServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpServer")
+            .field("addr", &self.handle.local_addr())
+            .finish()
+    }
+}
+
+/// What a running server tells the outside: its address and counters.
+#[derive(Debug, Clone, Default)]
+pub struct HttpHandle {
+    addr: Arc<OnceLock<SocketAddr>>,
+    stats: Arc<HttpStats>,
+}
+
+#[derive(Debug, Default)]
+struct HttpStats {
+    in_flight: AtomicUsize,
+    requests: AtomicU64,
+    shed: AtomicU64,
+}
+
+/// The HTTP adapter's counters, in [`Snapshot::extras`](crate::inspect::Snapshot::extras) under `http`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct HttpInfo {
+    /// Requests being handled now.
+    pub in_flight: usize,
+    /// The in-flight limit.
+    pub max_in_flight: usize,
+    /// Requests admitted since start.
+    pub requests: u64,
+    /// Requests shed with 503 because the limit was reached.
+    pub shed: u64,
+}
+
+impl HttpHandle {
+    /// The address the server listens on, once it has started.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.addr.get().copied()
+    }
+
+    /// The counters.
+    pub fn info(&self, max_in_flight: usize) -> HttpInfo {
+        HttpInfo {
+            in_flight: self.stats.in_flight.load(Ordering::Relaxed),
+            max_in_flight,
+            requests: self.stats.requests.load(Ordering::Relaxed),
+            shed: self.stats.shed.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl HttpServer {
+    /// A server for `router`, on `127.0.0.1:8080`, 1024 requests in flight, 1 MiB bodies,
+    /// no inspector or metrics routes.
+    pub fn builder(router: Router) -> HttpServerBuilder {
+        HttpServerBuilder {
+            router,
+            addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_in_flight: 1024,
+            body_limit: 1 << 20,
+            inspector: false,
+            metrics: false,
+        }
+    }
+}
+
+impl HttpServerBuilder {
+    /// Where to listen. Port 0 picks a free port ([`HttpHandle::local_addr`] tells which).
+    pub fn bind(mut self, addr: SocketAddr) -> Self {
+        self.addr = addr;
+        self
+    }
+
+    /// Requests handled at once; more are shed with 503. Default 1024.
+    pub fn max_in_flight(mut self, n: usize) -> Self {
+        self.max_in_flight = n.max(1);
+        self
+    }
+
+    /// Largest accepted request body, in bytes. Default 1 MiB.
+    pub fn body_limit(mut self, bytes: usize) -> Self {
+        self.body_limit = bytes;
+        self
+    }
+
+    /// Serves the runtime's snapshot as JSON on `GET /fluxor/inspect`. Default off.
+    pub fn inspector(mut self, on: bool) -> Self {
+        self.inspector = on;
+        self
+    }
+
+    /// Serves Prometheus metrics on `GET /metrics`. Default off.
+    pub fn metrics(mut self, on: bool) -> Self {
+        self.metrics = on;
+        self
+    }
+
+    /// The component factory to deploy, and a handle to the server.
+    pub fn build(self) -> (impl Fn() -> HttpServer + Send + Sync + 'static, HttpHandle) {
+        let handle = HttpHandle::default();
+        let config = Arc::new(self);
+        let h = handle.clone();
+        let factory = move || HttpServer {
+            router: config.router.clone(),
+            config: config.clone(),
+            handle: h.clone(),
+            serving: None,
+        };
+        (factory, handle)
+    }
+}
+
+/// The message type of [`HttpServer`]: it has no handlers.
+#[derive(Debug)]
+pub enum NoMessages {}
+
+impl Component for HttpServer {
+    type Msg = NoMessages;
+    type Config = ();
+
+    fn name() -> &'static str {
+        "fluxor::http::HttpServer"
+    }
+
+    async fn start(&mut self, ctx: &mut Context<Self>) -> Result<(), BoxError> {
+        let cfg = self.config.clone();
+        let listener = tokio::net::TcpListener::bind(cfg.addr)
+            .await
+            .map_err(|e| format!("cannot listen on {}: {e}", cfg.addr))?;
+        let addr = listener.local_addr()?;
+        let _ = self.handle.addr.set(addr);
+
+        let mut router = self.router.clone();
+        let runtime = ctx.runtime();
+        if cfg.inspector {
+            let runtime = runtime.clone();
+            router = router.route(
+                "/fluxor/inspect",
+                axum::routing::get(move || {
+                    let snapshot = runtime.upgrade().map(|rt| rt.inspect());
+                    async move { snapshot.map(Json).ok_or(StatusCode::SERVICE_UNAVAILABLE) }
+                }),
+            );
+        }
+        if cfg.metrics {
+            let runtime = runtime.clone();
+            router = router.route(
+                "/metrics",
+                axum::routing::get(move || {
+                    let text = runtime
+                        .upgrade()
+                        .map(|rt| rt.inspect())
+                        .map(|s| prometheus(&s));
+                    async move {
+                        match text {
+                            Some(t) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], t)
+                                .into_response(),
+                            None => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+                        }
+                    }
+                }),
+            );
+        }
+        let stats = self.handle.stats.clone();
+        let shed_stats = stats.clone();
+        let routes = router
+            .layer(axum::middleware::from_fn(
+                move |req, next: axum::middleware::Next| {
+                    let stats = stats.clone();
+                    async move {
+                        let _in_flight = InFlight::enter(&stats);
+                        next.run(req).await
+                    }
+                },
+            ))
+            .layer(DefaultBodyLimit::max(cfg.body_limit))
+            .layer(Extension(ctx.bus().clone()));
+        // One limit for the whole server: `Router::layer` would give each route its own.
+        let limited = ServiceBuilder::new()
+            .layer(axum::error_handling::HandleErrorLayer::new(
+                move |e: tower::BoxError| {
+                    let stats = shed_stats.clone();
+                    async move { overloaded(&stats, &e) }
+                },
+            ))
+            .load_shed()
+            .concurrency_limit(cfg.max_in_flight)
+            .service(routes);
+        let app = Router::new()
+            .fallback_service(limited)
+            .layer(PropagateRequestIdLayer::x_request_id())
+            .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid));
+
+        let token = CancellationToken::new();
+        let shutdown = token.clone();
+        let serving = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move { shutdown.cancelled().await })
+                .await
+        });
+        self.serving = Some((token, serving));
+
+        if let Some(runtime) = runtime.upgrade() {
+            let (handle, max) = (self.handle.clone(), cfg.max_in_flight);
+            runtime.add_inspect_section("http", move || {
+                serde_json::to_value(handle.info(max)).unwrap_or_default()
+            });
+        }
+        tracing::info!(%addr, "HTTP server listening");
+        Ok(())
+    }
+
+    async fn stop(&mut self, ctx: &mut Context<Self>) -> Result<(), BoxError> {
+        if let Some(runtime) = ctx.runtime().upgrade() {
+            runtime.remove_inspect_section("http");
+        }
+        let Some((token, serving)) = self.serving.take() else {
+            return Ok(());
+        };
+        // Stop accepting; requests in flight finish (the runtime bounds this by its deadline).
+        token.cancel();
+        match serving.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(format!("the HTTP server failed: {e}").into()),
+            Err(e) => Err(format!("the HTTP server task ended abnormally: {e}").into()),
+        }
+    }
+
+    async fn handle(&mut self, msg: NoMessages, _ctx: &mut Context<Self>) -> Outcome {
+        match msg {}
+    }
+}
+
+/// Counts a request in flight until dropped (also when the handler panics).
+struct InFlight<'a>(&'a HttpStats);
+
+impl<'a> InFlight<'a> {
+    fn enter(stats: &'a HttpStats) -> Self {
+        stats.in_flight.fetch_add(1, Ordering::Relaxed);
+        stats.requests.fetch_add(1, Ordering::Relaxed);
+        InFlight(stats)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn overloaded(stats: &HttpStats, e: &tower::BoxError) -> Response {
+    if e.is::<tower::load_shed::error::Overloaded>() {
+        stats.shed.fetch_add(1, Ordering::Relaxed);
+        let mut r = error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            "too many requests in flight; retry shortly",
+        );
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        r
+    } else {
+        error_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            &e.to_string(),
+        )
+    }
+}
