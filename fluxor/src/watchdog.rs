@@ -1,8 +1,8 @@
 //! The blocked-reactor checker.
 //!
-//! Each reactor has a [`Probe`]: before a handler runs, the reactor stores the current coarse
+//! Each reactor has a [`ReactorGauge`]: before a handler runs, the reactor stores the current coarse
 //! time and the running instance's key with relaxed atomic stores, and clears the time after.
-//! A watchdog thread advances the coarse clock and looks at every probe; a handler that holds
+//! A watchdog thread advances the coarse clock and looks at every gauge; a handler that holds
 //! its reactor longer than the threshold is reported once per episode with a `tracing`
 //! warning (and again every five thresholds while it lasts) and counted.
 
@@ -27,7 +27,7 @@ const INSTANCE_BITS: u32 = 32;
 
 /// The per-reactor state the watchdog reads.
 #[derive(Debug, Default)]
-pub(crate) struct Probe {
+pub(crate) struct ReactorGauge {
     /// Coarse time (ms since the watchdog's epoch, plus one) when the running handler began;
     /// 0 while idle.
     since: AtomicU64,
@@ -98,10 +98,10 @@ impl Drop for Registration {
     }
 }
 
-/// What a reactor uses: its probe and the shared clock.
+/// What a reactor uses: its gauge and the shared clock.
 #[derive(Debug, Clone)]
 pub(crate) struct Stamp {
-    pub(crate) probe: Arc<Probe>,
+    pub(crate) gauge: Arc<ReactorGauge>,
     pub(crate) shared: Arc<Shared>,
 }
 
@@ -109,36 +109,36 @@ impl Stamp {
     /// A handler of instance `key` begins.
     #[inline]
     pub(crate) fn begin(&self, key: u64) {
-        self.probe.who.store(key, Ordering::Relaxed);
+        self.gauge.who.store(key, Ordering::Relaxed);
         let now = self.shared.now_ms.load(Ordering::Relaxed);
-        self.probe.since.store(now + 1, Ordering::Relaxed);
+        self.gauge.since.store(now + 1, Ordering::Relaxed);
     }
 
     /// The handler ended.
     #[inline]
     pub(crate) fn end(&self) {
-        self.probe.since.store(0, Ordering::Relaxed);
+        self.gauge.since.store(0, Ordering::Relaxed);
         // Only this reactor's thread writes the counter: a load and a store, no read-modify-write.
-        let handled = self.probe.handled.load(Ordering::Relaxed);
-        self.probe.handled.store(handled + 1, Ordering::Relaxed);
+        let handled = self.gauge.handled.load(Ordering::Relaxed);
+        self.gauge.handled.store(handled + 1, Ordering::Relaxed);
     }
 
     /// The running handler's topic.
     pub(crate) fn topic(&self, topic: Option<&Arc<str>>) {
         let addr = topic.map_or(0, |t| Arc::as_ptr(t) as *const u8 as usize);
-        if self.probe.topic_addr.load(Ordering::Relaxed) == addr {
+        if self.gauge.topic_addr.load(Ordering::Relaxed) == addr {
             return;
         }
         // Only this reactor writes the slot; the watchdog reads it when a handler blocks.
-        *self.probe.topic.lock().unwrap_or_else(|e| e.into_inner()) = topic.cloned();
-        self.probe.topic_addr.store(addr, Ordering::Relaxed);
+        *self.gauge.topic.lock().unwrap_or_else(|e| e.into_inner()) = topic.cloned();
+        self.gauge.topic_addr.store(addr, Ordering::Relaxed);
     }
 }
 
 /// The watchdog thread.
 pub(crate) struct Watchdog {
     pub(crate) shared: Arc<Shared>,
-    pub(crate) probes: Vec<Arc<Probe>>,
+    pub(crate) gauges: Vec<Arc<ReactorGauge>>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -150,18 +150,18 @@ impl Watchdog {
             labels: Mutex::default(),
             next_key: AtomicU64::new(1),
         });
-        let probes: Vec<Arc<Probe>> = (0..reactors).map(|_| Arc::default()).collect();
+        let gauges: Vec<Arc<ReactorGauge>> = (0..reactors).map(|_| Arc::default()).collect();
         let stop = Arc::new(AtomicBool::new(false));
         let tick = (threshold / 10).clamp(Duration::from_millis(1), Duration::from_millis(100));
         let thread = {
-            let (shared, probes, stop) = (shared.clone(), probes.clone(), stop.clone());
+            let (shared, gauges, stop) = (shared.clone(), gauges.clone(), stop.clone());
             std::thread::Builder::new()
                 .name(format!("{name}-watchdog"))
-                .spawn(move || watch(&shared, &probes, &stop, threshold, tick))?
+                .spawn(move || watch(&shared, &gauges, &stop, threshold, tick))?
         };
         Ok(Watchdog {
             shared,
-            probes,
+            gauges,
             stop,
             thread: Some(thread),
         })
@@ -169,7 +169,7 @@ impl Watchdog {
 
     pub(crate) fn stamp(&self, reactor: usize) -> Stamp {
         Stamp {
-            probe: self.probes[reactor].clone(),
+            gauge: self.gauges[reactor].clone(),
             shared: self.shared.clone(),
         }
     }
@@ -186,7 +186,7 @@ impl Drop for Watchdog {
 
 fn watch(
     shared: &Shared,
-    probes: &[Arc<Probe>],
+    gauges: &[Arc<ReactorGauge>],
     stop: &AtomicBool,
     threshold: Duration,
     tick: Duration,
@@ -195,18 +195,18 @@ fn watch(
     let threshold_ms = threshold.as_millis().max(1) as u64;
     let tick_ms = tick.as_millis().max(1) as u64;
     // Per reactor: the episode being reported (its start) and when to report it again.
-    let mut reported: Vec<Option<(u64, u64)>> = vec![None; probes.len()];
+    let mut reported: Vec<Option<(u64, u64)>> = vec![None; gauges.len()];
     while !stop.load(Ordering::Acquire) {
         std::thread::park_timeout(tick);
         let now = epoch.elapsed().as_millis() as u64;
         shared.now_ms.store(now, Ordering::Relaxed);
-        for (index, probe) in probes.iter().enumerate() {
-            let since = probe.since.load(Ordering::Relaxed);
+        for (index, gauge) in gauges.iter().enumerate() {
+            let since = gauge.since.load(Ordering::Relaxed);
             if since == 0 {
                 reported[index] = None;
                 continue;
             }
-            probe.busy_ms.fetch_add(tick_ms, Ordering::Relaxed);
+            gauge.busy_ms.fetch_add(tick_ms, Ordering::Relaxed);
             let elapsed = now.saturating_sub(since - 1);
             if elapsed < threshold_ms {
                 continue;
@@ -214,7 +214,7 @@ fn watch(
             let due = match reported[index] {
                 Some((episode, next)) if episode == since => now >= next,
                 _ => {
-                    probe.blocked.fetch_add(1, Ordering::Relaxed);
+                    gauge.blocked.fetch_add(1, Ordering::Relaxed);
                     true
                 }
             };
@@ -222,14 +222,14 @@ fn watch(
                 continue;
             }
             reported[index] = Some((since, now + 5 * threshold_ms));
-            let who = probe.who.load(Ordering::Relaxed);
+            let who = gauge.who.load(Ordering::Relaxed);
             let label = shared
                 .labels
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .get(&(who >> INSTANCE_BITS))
                 .cloned();
-            let topic = probe
+            let topic = gauge
                 .topic
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -267,7 +267,7 @@ mod tests {
             next_key: AtomicU64::new(0),
         });
         let label = || Label {
-            component: "Probe",
+            component: "ReactorGauge",
             deployment: crate::ids::DeploymentId(uuid::Uuid::nil()),
         };
         let first = shared.register(label());

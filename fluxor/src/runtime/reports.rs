@@ -284,13 +284,13 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn stop_reports_are_collected_in_instance_order() {
-        let reports = Arc::new(Reports::new("Probe", 130));
+        let reports = Arc::new(Reports::new("Tested", 130));
         let peers = peers(130);
         for index in (0..130).rev() {
             let mut duty = ReportGuard::new(reports.clone(), index);
             let errors = match index {
                 7 | 129 => vec![StopError::Failed {
-                    component: "Probe",
+                    component: "Tested",
                     instance: index as usize,
                     reason: "stop hook failed".into(),
                 }],
@@ -312,7 +312,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_lost_instance_and_a_late_one_are_reported() {
-        let reports = Arc::new(Reports::new("Probe", 3));
+        let reports = Arc::new(Reports::new("Tested", 3));
         let peers = peers(3);
         // Instance 0 stops cleanly, instance 1's task is dropped (its reactor went away),
         // instance 2 never reports.

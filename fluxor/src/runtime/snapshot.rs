@@ -93,7 +93,7 @@ impl Fluxor {
         }
         self.inner
             .watchdog
-            .probes
+            .gauges
             .iter()
             .enumerate()
             .map(|(index, p)| ReactorInfo {

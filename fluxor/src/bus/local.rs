@@ -1,30 +1,27 @@
-//! The topic registry: an immutable snapshot swapped on every change (copy-on-write), so that
-//! looking up consumers takes no lock.
+//! The local transport: the embedded default, which moves typed envelopes into the mailboxes
+//! of this process's component instances, without serialization.
+//!
+//! Its topic registry is an immutable snapshot swapped on every change (copy-on-write), so
+//! that looking up consumers takes no lock. Each exact topic keeps a round-robin cursor;
+//! topics served only by pattern subscribers share one.
 
 use std::any::Any;
 use std::collections::HashMap;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 use tokio::time::Instant;
 
-use crate::address;
+use super::transport::{Copies, Delivery, Parcel, Published, SendFuture, Transport};
+use crate::address::{self, validate_topic};
+use crate::error::BusError;
 use crate::ids::DeploymentId;
 use crate::mailbox::{Mailbox, PushError};
 use crate::message::{Envelope, Message};
-
-/// What happened to one delivery attempt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Delivery {
-    Delivered,
-    Full,
-    Closed,
-    TypeMismatch,
-}
 
 impl From<Result<(), PushError>> for Delivery {
     fn from(r: Result<(), PushError>) -> Self {
@@ -127,7 +124,7 @@ pub(crate) struct Route {
 
 /// An immutable view of every subscription.
 #[derive(Clone, Default)]
-pub(crate) struct Snapshot {
+pub(crate) struct Routes {
     /// Looked up on every send and publish: hashed with a fast seeded hasher, not SipHash
     /// (its keys come from subscriptions, not from whoever sends).
     pub(crate) exact: HashMap<Arc<str>, Route, foldhash::fast::RandomState>,
@@ -137,19 +134,19 @@ pub(crate) struct Snapshot {
 /// The registry: readers load the current snapshot; writers serialize on a mutex and publish a
 /// modified copy.
 pub(crate) struct Registry {
-    current: ArcSwap<Snapshot>,
+    current: ArcSwap<Routes>,
     writer: Mutex<()>,
 }
 
 impl Registry {
     pub(crate) fn new() -> Self {
         Registry {
-            current: ArcSwap::from_pointee(Snapshot::default()),
+            current: ArcSwap::from_pointee(Routes::default()),
             writer: Mutex::new(()),
         }
     }
 
-    pub(crate) fn load(&self) -> arc_swap::Guard<Arc<Snapshot>> {
+    pub(crate) fn load(&self) -> arc_swap::Guard<Arc<Routes>> {
         self.current.load()
     }
 
@@ -159,7 +156,7 @@ impl Registry {
             return;
         }
         let _w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-        let mut next = Snapshot::clone(&self.current.load());
+        let mut next = Routes::clone(&self.current.load());
         let mut patterns: Vec<Entry> = next.patterns.to_vec();
         let mut grouped: HashMap<Arc<str>, Vec<Entry>> = HashMap::new();
         for e in entries {
@@ -186,7 +183,7 @@ impl Registry {
     /// Removes every entry whose owner matches; returns how many were removed.
     pub(crate) fn remove_owners(&self, matches: impl Fn(&Owner) -> bool) -> usize {
         let _w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-        let mut next = Snapshot::clone(&self.current.load());
+        let mut next = Routes::clone(&self.current.load());
         let mut removed = 0;
         next.exact.retain(|_, route| {
             let before = route.consumers.len();
@@ -218,11 +215,11 @@ impl Registry {
     /// Removes everything (used when the bus closes).
     pub(crate) fn clear(&self) {
         let _w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-        self.current.store(Arc::new(Snapshot::default()));
+        self.current.store(Arc::new(Routes::default()));
     }
 }
 
-impl Snapshot {
+impl Routes {
     /// The consumers of `topic`: its exact subscribers, then the matching pattern subscribers.
     /// Borrows the route when no pattern applies (the common case), so the lookup allocates
     /// nothing.
@@ -282,6 +279,198 @@ impl Resolved<'_> {
             Resolved::None => None,
             Resolved::Route(r) => Some(r),
             Resolved::Mixed { route, .. } => *route,
+        }
+    }
+}
+
+/// The local transport: the registry of this process's consumers, and the cursor of topics
+/// served only by pattern subscribers.
+pub(crate) struct LocalTransport {
+    registry: Registry,
+    /// Round-robin cursor for topics served only by pattern subscribers.
+    pattern_cursor: AtomicUsize,
+}
+
+impl LocalTransport {
+    pub(crate) fn new() -> Self {
+        LocalTransport {
+            registry: Registry::new(),
+            pattern_cursor: AtomicUsize::new(0),
+        }
+    }
+
+    /// The current subscriptions.
+    pub(crate) fn snapshot(&self) -> arc_swap::Guard<Arc<Routes>> {
+        self.registry.load()
+    }
+
+    /// Adds consumers, all at once.
+    pub(crate) fn register(&self, entries: Vec<Entry>) {
+        self.registry.add(entries);
+    }
+
+    /// Removes every consumer whose owner matches; returns how many were removed.
+    pub(crate) fn unregister(&self, matches: impl Fn(&Owner) -> bool) -> usize {
+        self.registry.remove_owners(matches)
+    }
+
+    /// Removes every consumer (the bus closes).
+    pub(crate) fn clear(&self) {
+        self.registry.clear();
+    }
+
+    /// The consumers of `topic`. A topic found among the exact routes is valid by
+    /// construction; any other is checked, so a malformed topic is reported as such rather
+    /// than as `NoHandlers`. The runtime's own topics are valid by construction too.
+    fn lookup<'a>(&self, snap: &'a Routes, topic: &str) -> Result<Resolved<'a>, BusError> {
+        let resolved = snap.resolve(topic);
+        if !matches!(resolved, Resolved::Route(_)) && !topic.starts_with(super::RESERVED) {
+            validate_topic(topic).map_err(|reason| BusError::InvalidTopic {
+                topic: topic.to_owned(),
+                reason,
+            })?;
+        }
+        Ok(resolved)
+    }
+
+    fn cursor<'a>(&'a self, route: Option<&'a Route>) -> &'a AtomicUsize {
+        route.map_or(&self.pattern_cursor, |r| &r.cursor)
+    }
+}
+
+fn topic_arc(route: Option<&Route>, topic: &str) -> Arc<str> {
+    route.map_or_else(|| Arc::from(topic), |r| r.topic.clone())
+}
+
+fn no_handlers(topic: &str) -> BusError {
+    BusError::NoHandlers {
+        topic: topic.to_owned(),
+    }
+}
+
+impl Transport for LocalTransport {
+    fn send(&self, topic: &str, parcel: &mut dyn Parcel) -> Result<(), BusError> {
+        let snap = self.registry.load();
+        let resolved = self.lookup(&snap, topic)?;
+        let n = resolved.len();
+        if n == 0 {
+            return Err(no_handlers(topic));
+        }
+        parcel.set_topic(topic_arc(resolved.route(), topic));
+        let start = self
+            .cursor(resolved.route())
+            .fetch_add(1, Ordering::Relaxed);
+        let mut failures = Failures::default();
+        for i in 0..n {
+            let entry = resolved.get((start + i) % n);
+            match entry.consumer.try_deliver(parcel.slot()) {
+                Delivery::Delivered => return Ok(()),
+                other => failures.note(other, entry.consumer.message_type()),
+            }
+        }
+        Err(failures.error(topic, parcel.message_type()))
+    }
+
+    fn send_until<'a>(
+        &'a self,
+        topic: &'a str,
+        parcel: &'a mut dyn Parcel,
+        deadline: Instant,
+    ) -> SendFuture<'a> {
+        // The snapshot guard is not held across the wait: take the consumer out of it.
+        let consumer = {
+            let snap = self.registry.load();
+            let resolved = snap.resolve(topic);
+            let n = resolved.len();
+            (n > 0).then(|| {
+                let i = self
+                    .cursor(resolved.route())
+                    .fetch_add(1, Ordering::Relaxed)
+                    % n;
+                resolved.get(i).consumer.clone()
+            })
+        };
+        Box::pin(async move {
+            let Some(consumer) = consumer else {
+                return Err(no_handlers(topic));
+            };
+            let message_type = parcel.message_type();
+            match consumer.deliver_until(parcel.slot(), deadline).await {
+                Delivery::Delivered => Ok(()),
+                other => {
+                    let mut failures = Failures::default();
+                    failures.note(other, consumer.message_type());
+                    Err(failures.error(topic, message_type))
+                }
+            }
+        })
+    }
+
+    fn publish(&self, topic: &str, copies: &mut dyn Copies) -> Result<Published, BusError> {
+        let snap = self.registry.load();
+        let resolved = self.lookup(&snap, topic)?;
+        let n = resolved.len();
+        let mut published = Published::default();
+        if n == 0 {
+            return Ok(published);
+        }
+        let topic_arc = topic_arc(resolved.route(), topic);
+        for i in 0..n {
+            let entry = resolved.get(i);
+            let delivery = copies.offer(&topic_arc, i + 1 == n, &mut |slot| {
+                entry.consumer.try_deliver(slot)
+            });
+            match delivery {
+                Delivery::Delivered => published.delivered += 1,
+                other => {
+                    let mut failures = Failures::default();
+                    failures.note(other, entry.consumer.message_type());
+                    published
+                        .failures
+                        .push(failures.error(topic, copies.message_type()));
+                }
+            }
+        }
+        Ok(published)
+    }
+
+    fn consumer_count(&self, topic: &str) -> usize {
+        self.registry.load().resolve(topic).len()
+    }
+}
+
+/// The worst thing that happened across the delivery attempts of one envelope, reported in
+/// this order: full, closed, type mismatch.
+#[derive(Default)]
+struct Failures {
+    full: bool,
+    closed: bool,
+    mismatch: Option<&'static str>,
+}
+
+impl Failures {
+    fn note(&mut self, d: Delivery, consumer_type: &'static str) {
+        match d {
+            Delivery::Delivered => {}
+            Delivery::Full => self.full = true,
+            Delivery::Closed => self.closed = true,
+            Delivery::TypeMismatch => self.mismatch = Some(consumer_type),
+        }
+    }
+
+    fn error(&self, topic: &str, message_type: &'static str) -> BusError {
+        if self.full {
+            BusError::MailboxFull {
+                topic: topic.to_owned(),
+            }
+        } else if self.closed {
+            BusError::Closed
+        } else {
+            BusError::TypeMismatch {
+                topic: topic.to_owned(),
+                expected: self.mismatch.unwrap_or("?"),
+                found: message_type,
+            }
         }
     }
 }

@@ -1,0 +1,381 @@
+//! [`EventBus`]: the routing policy. What a user may send where (the reserved prefix), what a
+//! request waits for and how long, and which error a caller sees; delivery itself is the
+//! transport's.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use super::local::{Entry, LocalTransport, Owner};
+use super::options::RequestOptions;
+use super::transport::{Publication, Transport};
+use super::RESERVED;
+use crate::address::Destination;
+use crate::error::{BusError, PublishError, SendError};
+use crate::ids::{DeploymentId, IdGen};
+use crate::message::{Envelope, Message, Meta, ReplyTo};
+
+/// The event bus: every component's way to reach every other.
+///
+/// Cheap to clone (a reference count); every clone is the same bus. Get it from
+/// [`Fluxor::bus`](crate::Fluxor::bus) or, inside a handler, from
+/// [`Context::bus`](crate::Context::bus) — though a handler should prefer the `Context`'s own
+/// `send` / `request` / `publish`, which carry the request id of the message being handled.
+///
+/// * [`publish`](Self::publish): every consumer of the topic receives a clone.
+/// * [`send`](Self::send): exactly one consumer receives it, round-robin.
+/// * [`request`](Self::request): one consumer receives it; its reply is awaited with a timeout.
+///
+/// Nothing blocks: a full mailbox answers [`BusError::MailboxFull`] at once and hands the
+/// message back; [`send_timeout`](Self::send_timeout) waits for room up to a deadline instead.
+#[derive(Clone)]
+pub struct EventBus {
+    inner: Arc<BusInner>,
+}
+
+struct BusInner {
+    /// The embedded transport: this process's consumers.
+    local: LocalTransport,
+    ids: IdGen,
+    default_timeout: Duration,
+    closed: AtomicBool,
+}
+
+impl fmt::Debug for EventBus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let snap = self.inner.local.snapshot();
+        f.debug_struct("EventBus")
+            .field("topics", &snap.exact.len())
+            .field("patterns", &snap.patterns.len())
+            .field("default_timeout", &self.inner.default_timeout)
+            .field("closed", &self.inner.closed.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+impl EventBus {
+    pub(crate) fn new(default_timeout: Duration) -> Self {
+        EventBus {
+            inner: Arc::new(BusInner {
+                local: LocalTransport::new(),
+                ids: IdGen::new(),
+                default_timeout,
+                closed: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// Sends `msg` to one consumer of the topic (round-robin), without waiting.
+    ///
+    /// # Errors
+    /// [`BusError::NoHandlers`], [`BusError::MailboxFull`] (every consumer is full),
+    /// [`BusError::TypeMismatch`], [`BusError::Closed`]; the message is handed back in the
+    /// [`SendError`].
+    pub fn send<M: Message, D: Destination<M>>(&self, to: D, msg: M) -> Result<(), SendError<M>> {
+        self.send_meta(to.topic(), msg, self.root_meta())
+    }
+
+    /// Like [`send`](Self::send), but when the chosen consumer's mailbox is full, waits up to
+    /// `timeout` for room instead of failing at once.
+    ///
+    /// # Errors
+    /// As [`send`](Self::send); `MailboxFull` means no room appeared in time.
+    ///
+    /// # Cancel safety
+    /// Dropping the future before it completes drops the message undelivered.
+    pub async fn send_timeout<M: Message, D: Destination<M>>(
+        &self,
+        to: D,
+        msg: M,
+        timeout: Duration,
+    ) -> Result<(), SendError<M>> {
+        self.send_wait_meta(to.topic(), msg, self.root_meta(), timeout)
+            .await
+    }
+
+    /// Delivers a clone of `msg` to every consumer of the topic, exact and wildcard. Returns
+    /// how many consumers received it (0 when nobody subscribes).
+    ///
+    /// # Errors
+    /// A [`PublishError`] listing the consumers that were full, stopped or of another type;
+    /// the others received the message.
+    pub fn publish<M: Message + Clone, D: Destination<M>>(
+        &self,
+        to: D,
+        msg: M,
+    ) -> Result<usize, PublishError> {
+        self.publish_meta(to.topic(), msg, self.root_meta())
+    }
+
+    /// Sends `msg` to one consumer and waits for its reply, up to the runtime's default
+    /// request timeout (30 s unless configured).
+    ///
+    /// ```no_run
+    /// # use fluxor::{Address, EventBus, Message};
+    /// # struct Add(u64);
+    /// # impl Message for Add { type Reply = u64; }
+    /// # const ADD: Address<Add> = Address::new("counter.add");
+    /// # async fn demo(bus: EventBus) -> Result<(), fluxor::BusError> {
+    /// let total: u64 = bus.request(ADD, Add(2)).await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// Every [`BusError`]: delivery errors as for [`send`](Self::send), then `Timeout`,
+    /// `RecipientFailed` (the handler returned an error or panicked), `Closed` (the recipient
+    /// stopped before answering).
+    ///
+    /// # Panics
+    /// Must be awaited inside a tokio runtime with the time driver enabled (every reactor is
+    /// one, as is `#[tokio::main]`).
+    pub async fn request<M: Message, D: Destination<M>>(
+        &self,
+        to: D,
+        msg: M,
+    ) -> Result<M::Reply, BusError> {
+        self.request_meta(to.topic(), msg, self.root_meta(), None)
+            .await
+    }
+
+    /// [`request`](Self::request) with a timeout and headers of its own.
+    ///
+    /// # Errors
+    /// As [`request`](Self::request).
+    pub async fn request_with<M: Message, D: Destination<M>>(
+        &self,
+        to: D,
+        msg: M,
+        options: RequestOptions,
+    ) -> Result<M::Reply, BusError> {
+        let mut meta = self.root_meta();
+        let timeout = options.apply(&mut meta);
+        self.request_meta(to.topic(), msg, meta, timeout).await
+    }
+
+    /// How many consumers (exact and wildcard) would receive a publish on `topic`.
+    pub fn consumer_count(&self, topic: &str) -> usize {
+        self.inner.local.consumer_count(topic)
+    }
+
+    /// Exact topics and wildcard patterns with their consumer counts, each sorted.
+    pub(crate) fn subscriptions(&self) -> (Counts, Counts) {
+        let snap = self.inner.local.snapshot();
+        let mut topics: Vec<(String, usize)> = snap
+            .exact
+            .iter()
+            .map(|(t, r)| (t.to_string(), r.consumers.len()))
+            .collect();
+        topics.sort();
+        let mut patterns: std::collections::BTreeMap<String, usize> =
+            std::collections::BTreeMap::new();
+        for e in snap.patterns.iter() {
+            *patterns.entry(e.pattern.to_string()).or_default() += 1;
+        }
+        (topics, patterns.into_iter().collect())
+    }
+
+    /// The default request timeout.
+    pub fn default_timeout(&self) -> Duration {
+        self.inner.default_timeout
+    }
+
+    /// Whether the runtime has shut the bus down.
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed.load(Ordering::Acquire)
+    }
+
+    // ----- crate-internal core, shared by the bus, `Context` and `ActorRef` -----
+
+    pub(crate) fn root_meta(&self) -> Meta {
+        Meta::root(&self.inner.ids)
+    }
+
+    pub(crate) fn child_meta(&self, request_id: Uuid) -> Meta {
+        Meta::child(&self.inner.ids, request_id)
+    }
+
+    pub(crate) fn register(&self, entries: Vec<Entry>) {
+        self.inner.local.register(entries);
+    }
+
+    /// Removes the bindings of a whole deployment.
+    pub(crate) fn unregister(&self, deployment: DeploymentId) -> usize {
+        self.inner.local.unregister(|o| o.deployment == deployment)
+    }
+
+    /// Removes the bindings of one instance.
+    pub(crate) fn unregister_instance(&self, owner: Owner) -> usize {
+        self.inner.local.unregister(|o| *o == owner)
+    }
+
+    pub(crate) fn close(&self) {
+        self.inner.closed.store(true, Ordering::Release);
+        self.inner.local.clear();
+    }
+
+    /// Refuses user messages on the reserved `fluxor.` prefix.
+    fn guard(topic: &str) -> Result<(), BusError> {
+        if topic.starts_with(RESERVED) {
+            return Err(BusError::InvalidTopic {
+                topic: topic.to_owned(),
+                reason: format!("topics under `{RESERVED}` are reserved for the runtime's own events; subscribe to them, but send your messages elsewhere"),
+            });
+        }
+        Ok(())
+    }
+
+    pub(crate) fn send_meta<M: Message>(
+        &self,
+        topic: &str,
+        msg: M,
+        meta: Meta,
+    ) -> Result<(), SendError<M>> {
+        self.send_envelope(topic, Envelope::new(msg, None, meta))
+            .map_err(|(error, env)| SendError {
+                error,
+                message: env.msg,
+            })
+    }
+
+    /// Delivers to one consumer, trying the others when the chosen one is full. The envelope
+    /// comes back by value on failure, so the caller can hand the message back unboxed.
+    #[allow(clippy::result_large_err)]
+    fn send_envelope<M: Message>(
+        &self,
+        topic: &str,
+        env: Envelope<M>,
+    ) -> Result<(), (BusError, Envelope<M>)> {
+        if self.is_closed() {
+            return Err((BusError::Closed, env));
+        }
+        let mut parcel = Some(env);
+        match self.inner.local.send(topic, &mut parcel) {
+            Ok(()) => Ok(()),
+            Err(e) => Err((
+                e,
+                parcel.expect("an undelivered envelope stays in its parcel"),
+            )),
+        }
+    }
+
+    pub(crate) async fn send_wait_meta<M: Message>(
+        &self,
+        topic: &str,
+        msg: M,
+        meta: Meta,
+        timeout: Duration,
+    ) -> Result<(), SendError<M>> {
+        let env = Envelope::new(msg, None, meta);
+        let mut slot = match self.send_envelope(topic, env) {
+            Ok(()) => return Ok(()),
+            Err((BusError::MailboxFull { .. }, env)) => Some(env),
+            Err((error, env)) => {
+                return Err(SendError {
+                    error,
+                    message: env.msg,
+                })
+            }
+        };
+        // Every consumer was full: wait for room at the next one in round-robin order.
+        let deadline = Instant::now() + timeout;
+        match self
+            .inner
+            .local
+            .send_until(topic, &mut slot, deadline)
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(error) => {
+                let env = slot
+                    .take()
+                    .expect("an undelivered envelope stays in its slot");
+                Err(SendError {
+                    error,
+                    message: env.msg,
+                })
+            }
+        }
+    }
+
+    pub(crate) fn publish_meta<M: Message + Clone>(
+        &self,
+        topic: &str,
+        msg: M,
+        meta: Meta,
+    ) -> Result<usize, PublishError> {
+        Self::guard(topic).map_err(|e| PublishError {
+            topic: topic.to_owned(),
+            delivered: 0,
+            failures: vec![e],
+        })?;
+        self.publish_unguarded(topic, msg, meta)
+    }
+
+    /// Publishes on any topic, the reserved ones included (the runtime's own events).
+    pub(crate) fn publish_unguarded<M: Message + Clone>(
+        &self,
+        topic: &str,
+        msg: M,
+        meta: Meta,
+    ) -> Result<usize, PublishError> {
+        let fail = |e: BusError| PublishError {
+            topic: topic.to_owned(),
+            delivered: 0,
+            failures: vec![e],
+        };
+        if self.is_closed() {
+            return Err(fail(BusError::Closed));
+        }
+        let mut copies = Publication {
+            msg: Some(msg),
+            meta,
+        };
+        let published = self.inner.local.publish(topic, &mut copies).map_err(fail)?;
+        if published.failures.is_empty() {
+            Ok(published.delivered)
+        } else {
+            Err(PublishError {
+                topic: topic.to_owned(),
+                delivered: published.delivered,
+                failures: published.failures,
+            })
+        }
+    }
+
+    pub(crate) async fn request_meta<M: Message>(
+        &self,
+        topic: &str,
+        msg: M,
+        meta: Meta,
+        timeout: Option<Duration>,
+    ) -> Result<M::Reply, BusError> {
+        let (reply, rx) = ReplyTo::channel();
+        self.send_envelope(topic, Envelope::new(msg, Some(reply), meta))
+            .map_err(|(e, _)| e)?;
+        self.await_reply(rx, timeout, || topic.to_owned()).await
+    }
+
+    pub(crate) async fn await_reply<R: 'static>(
+        &self,
+        rx: crate::message::Reply<R>,
+        timeout: Option<Duration>,
+        topic: impl FnOnce() -> String,
+    ) -> Result<R, BusError> {
+        let after = timeout.unwrap_or(self.inner.default_timeout);
+        match rx.within(after).await {
+            Ok(Some(reply)) => reply,
+            Ok(None) => Err(BusError::Closed),
+            Err(crate::message::Elapsed) => Err(BusError::Timeout {
+                topic: topic(),
+                after,
+            }),
+        }
+    }
+}
+
+/// Topics or patterns with their consumer counts.
+pub(crate) type Counts = Vec<(String, usize)>;
