@@ -65,9 +65,17 @@ async fn a_handler_that_blocks_its_reactor_is_reported_once_and_counted() {
         .request("t.block", Block(Duration::from_millis(400)))
         .await
         .unwrap();
-    eventually("the warning", Duration::from_secs(5), || {
-        !events.lock().unwrap().is_empty()
-    })
+    // The reply may come before the warning is recorded and the handler is counted.
+    eventually(
+        "the warning, the episode and the handler's count",
+        Duration::from_secs(5),
+        || {
+            let stats = rt.reactor_stats();
+            !events.lock().unwrap().is_empty()
+                && stats[1].blocked_episodes >= 1
+                && stats[1].handled >= 51
+        },
+    )
     .await;
 
     let warnings = events.lock().unwrap().clone();
