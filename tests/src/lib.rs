@@ -100,6 +100,10 @@ pub struct Counters {
     pub out_of_order: AtomicU64,
     /// Times `stop` ran.
     pub stops: AtomicU64,
+    /// `Nap` handlers that started (counted before the nap).
+    pub naps: AtomicU64,
+    /// `Block` handlers that started (counted before blocking).
+    pub blocks: AtomicU64,
 }
 
 impl Probe {
@@ -167,6 +171,7 @@ impl Probe {
 
     #[handler("t.nap")]
     async fn nap(&mut self, Nap(d): Nap) {
+        self.count(|c| &c.naps);
         tokio::time::sleep(d).await;
     }
 
@@ -194,6 +199,7 @@ impl Probe {
 
     #[handler("t.block")]
     fn block(&mut self, Block(d): Block) {
+        self.count(|c| &c.blocks);
         std::thread::sleep(d);
     }
 
@@ -209,6 +215,21 @@ impl Probe {
                 &c.out_of_order
             }
         });
+    }
+}
+
+/// Waits until `cond` holds, looking again every millisecond.
+///
+/// # Panics
+/// If it does not hold within `within` (real time), naming `what` was awaited.
+pub async fn eventually(what: &str, within: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + within;
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "waited {within:?} for {what}, in vain"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
     }
 }
 

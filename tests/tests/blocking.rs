@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use fluxor::prelude::*;
 use fluxor::{BlockingError, ShutdownIssue};
-use fluxor_tests::{Probe, Whoami};
+use fluxor_tests::{eventually, Probe, Whoami};
 
 fn runtime(workers: usize, queue: usize) -> Fluxor {
     Fluxor::builder()
@@ -90,7 +90,8 @@ async fn blocking_work_runs_off_the_reactor() {
         .unwrap();
     let bus = rt.bus().clone();
     let hashing = tokio::spawn(async move { bus.request(Hasher::HASH, Hash(3)).await });
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // The hash is running on a worker.
+    busy_worker(&rt).await;
     // The only reactor serves another component while the hash runs on a worker.
     let who = rt
         .bus()
@@ -108,6 +109,14 @@ async fn blocking_work_runs_off_the_reactor() {
     rt.shutdown(Duration::from_secs(5)).await.unwrap();
 }
 
+/// Waits until a worker runs a task.
+async fn busy_worker(rt: &Fluxor) {
+    eventually("a busy worker", Duration::from_secs(5), || {
+        rt.workers().stats().busy == 1
+    })
+    .await;
+}
+
 /// Holds the pool's only worker until released.
 fn occupy(rt: &Fluxor) -> (mpsc::Sender<()>, fluxor::BlockingTask<()>) {
     let (release, wait) = mpsc::channel::<()>();
@@ -120,21 +129,11 @@ fn occupy(rt: &Fluxor) -> (mpsc::Sender<()>, fluxor::BlockingTask<()>) {
     (release, task)
 }
 
-async fn until(mut cond: impl FnMut() -> bool) {
-    for _ in 0..500 {
-        if cond() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-    panic!("condition not reached in time");
-}
-
 #[tokio::test]
 async fn a_full_queue_rejects_at_once_or_waits_with_a_deadline() {
     let rt = runtime(1, 2);
     let (release, blocker) = occupy(&rt);
-    until(|| rt.workers().stats().busy == 1).await;
+    busy_worker(&rt).await;
     let a = rt.workers().execute(|| 1);
     let b = rt.workers().execute(|| 2);
     let stats = rt.workers().stats();
@@ -170,7 +169,7 @@ async fn a_full_queue_rejects_at_once_or_waits_with_a_deadline() {
 async fn a_task_dropped_before_it_starts_never_runs() {
     let rt = runtime(1, 4);
     let (release, blocker) = occupy(&rt);
-    until(|| rt.workers().stats().busy == 1).await;
+    busy_worker(&rt).await;
     let ran = Arc::new(AtomicBool::new(false));
     let task = {
         let ran = ran.clone();
@@ -180,7 +179,12 @@ async fn a_task_dropped_before_it_starts_never_runs() {
     drop(task);
     release.send(()).unwrap();
     blocker.await.unwrap();
-    until(|| rt.workers().stats().cancelled == 1).await;
+    eventually(
+        "the dropped task to be cancelled",
+        Duration::from_secs(5),
+        || rt.workers().stats().cancelled == 1,
+    )
+    .await;
     assert!(!ran.load(Ordering::SeqCst));
     rt.shutdown(Duration::from_secs(5)).await.unwrap();
 }
@@ -252,7 +256,7 @@ async fn shutdown_cancels_queued_tasks_and_waits_for_running_ones() {
         std::thread::sleep(Duration::from_millis(150));
         "finished"
     });
-    until(|| rt.workers().stats().busy == 1).await;
+    busy_worker(&rt).await;
     let queued: Vec<_> = (0..3).map(|i| rt.workers().execute(move || i)).collect();
     rt.shutdown(Duration::from_secs(5)).await.unwrap();
     assert_eq!(running.await, Ok("finished"));
@@ -271,7 +275,7 @@ async fn shutdown_cancels_queued_tasks_and_waits_for_running_ones() {
 async fn shutdown_reports_workers_still_busy_at_the_deadline() {
     let rt = runtime(1, 8);
     let (release, _blocker) = occupy(&rt);
-    until(|| rt.workers().stats().busy == 1).await;
+    busy_worker(&rt).await;
     let err = rt.shutdown(Duration::from_millis(50)).await.unwrap_err();
     assert!(
         err.errors

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use fluxor::prelude::*;
 use fluxor::{Address, BusError, DeployOptions, Fluxor, RequestOptions};
-use fluxor_tests::{Add, Counters, Event, Fail, Nap, Probe, Relay, Seq, Trace, Whoami};
+use fluxor_tests::{eventually, Add, Counters, Event, Fail, Nap, Probe, Relay, Seq, Trace, Whoami};
 
 fn runtime() -> Fluxor {
     Fluxor::builder()
@@ -370,7 +370,10 @@ async fn a_full_mailbox_refuses_at_once_and_loses_nothing() {
     let bus = rt.bus().clone();
     let nap =
         tokio::spawn(async move { bus.request("t.nap", Nap(Duration::from_millis(300))).await });
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    eventually("the nap to start", Duration::from_secs(5), || {
+        counters.naps.load(Ordering::SeqCst) == 1
+    })
+    .await;
 
     let mut accepted = 0u64;
     let mut returned = Vec::new();
@@ -397,14 +400,12 @@ async fn a_full_mailbox_refuses_at_once_and_loses_nothing() {
     nap.await.unwrap().unwrap();
     // Everything accepted is handled (the mailbox may still be full for a moment after the
     // nap's reply), and a request queued behind them sees the total.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while counters.adds.load(Ordering::SeqCst) < accepted {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "accepted messages are handled"
-        );
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    eventually(
+        "the accepted messages to be handled",
+        Duration::from_secs(10),
+        || counters.adds.load(Ordering::SeqCst) >= accepted,
+    )
+    .await;
     assert_eq!(rt.bus().request("t.add", Add(0)).await.unwrap(), 6);
     assert_eq!(counters.adds.load(Ordering::SeqCst), accepted + 1);
     assert_eq!(rt.deployments()[0].instances[0].rejected, 96);
@@ -414,13 +415,20 @@ async fn a_full_mailbox_refuses_at_once_and_loses_nothing() {
 #[tokio::test]
 async fn send_timeout_waits_for_room_instead_of_failing() {
     let rt = runtime();
-    rt.deploy(Probe::default, DeployOptions::new().mailbox_capacity(1))
-        .await
-        .unwrap();
+    let counters = Arc::new(Counters::default());
+    rt.deploy(
+        Probe::with(counters.clone()),
+        DeployOptions::new().mailbox_capacity(1),
+    )
+    .await
+    .unwrap();
     let bus = rt.bus().clone();
     let nap =
         tokio::spawn(async move { bus.request("t.nap", Nap(Duration::from_millis(100))).await });
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    eventually("the nap to start", Duration::from_secs(5), || {
+        counters.naps.load(Ordering::SeqCst) == 1
+    })
+    .await;
     rt.bus().send("t.add", Add(1)).unwrap();
     assert!(rt.bus().send("t.add", Add(2)).is_err(), "full");
     // Too short a wait fails and hands the message back ...
@@ -438,9 +446,16 @@ async fn send_timeout_waits_for_room_instead_of_failing() {
         .unwrap();
     nap.await.unwrap().unwrap();
     // The mailbox holds one message; a request may find it still full for a moment.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
     let total = loop {
         match rt.bus().request("t.add", Add(0)).await {
-            Err(BusError::MailboxFull { .. }) => tokio::time::sleep(Duration::from_millis(5)).await,
+            Err(BusError::MailboxFull { .. }) => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the mailbox stayed full for 5s"
+                );
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
             other => break other.unwrap(),
         }
     };

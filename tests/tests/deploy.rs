@@ -8,7 +8,7 @@ use fluxor::prelude::*;
 use fluxor::{
     BusError, DeployError, DeployOptions, Fluxor, ShutdownIssue, StopError, UndeployError,
 };
-use fluxor_tests::{Add, Block, Counters, Grow, Nap, Probe, Relay, Skynet, Whoami};
+use fluxor_tests::{eventually, Add, Block, Counters, Grow, Nap, Probe, Relay, Skynet, Whoami};
 
 fn runtime(reactors: usize) -> Fluxor {
     Fluxor::builder()
@@ -164,7 +164,10 @@ async fn shutdown_drains_queued_messages_then_stops() {
     let bus = rt.bus().clone();
     let nap =
         tokio::spawn(async move { bus.request("t.nap", Nap(Duration::from_millis(100))).await });
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    eventually("the nap to start", Duration::from_secs(5), || {
+        counters.naps.load(Ordering::SeqCst) == 1
+    })
+    .await;
     for i in 0..50 {
         rt.bus().send("t.add", Add(i)).unwrap();
     }
@@ -187,8 +190,9 @@ async fn shutdown_drains_queued_messages_then_stops() {
 #[tokio::test]
 async fn shutdown_reports_every_stop_error_and_missed_deadline() {
     let rt = runtime(2);
+    let counters = Arc::new(Counters::default());
     rt.deploy(
-        Probe::default,
+        Probe::with(counters.clone()),
         DeployOptions::new()
             .instances(2)
             .config(serde_json::json!({ "fail_stop": true })),
@@ -196,7 +200,7 @@ async fn shutdown_reports_every_stop_error_and_missed_deadline() {
     .await
     .unwrap();
     rt.deploy(|| Relay, DeployOptions::new()).await.unwrap();
-    rt.deploy(Probe::default, DeployOptions::new())
+    rt.deploy(Probe::with(counters.clone()), DeployOptions::new())
         .await
         .unwrap();
     // Three probe instances share the topics; round-robin gives each a long nap, and work
@@ -208,7 +212,10 @@ async fn shutdown_reports_every_stop_error_and_missed_deadline() {
             bus.request("t.nap", Nap(Duration::from_secs(3))).await
         }));
     }
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    eventually("the three naps to start", Duration::from_secs(5), || {
+        counters.naps.load(Ordering::SeqCst) == 3
+    })
+    .await;
     for _ in 0..3 {
         rt.bus().send("t.add", Add(1)).unwrap();
     }
@@ -257,9 +264,13 @@ async fn shutdown_reports_every_stop_error_and_missed_deadline() {
 #[tokio::test]
 async fn a_blocked_reactor_does_not_stop_the_others() {
     let rt = runtime(2);
-    rt.deploy(Probe::default, DeployOptions::new().reactor(0))
-        .await
-        .unwrap();
+    let counters = Arc::new(Counters::default());
+    rt.deploy(
+        Probe::with(counters.clone()),
+        DeployOptions::new().reactor(0),
+    )
+    .await
+    .unwrap();
     rt.deploy(|| Relay, DeployOptions::new().reactor(1))
         .await
         .unwrap();
@@ -268,7 +279,10 @@ async fn a_blocked_reactor_does_not_stop_the_others() {
         bus.request("t.block", Block(Duration::from_millis(500)))
             .await
     });
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    eventually("reactor 0 to block", Duration::from_secs(5), || {
+        counters.blocks.load(Ordering::SeqCst) == 1
+    })
+    .await;
     // Reactor 1 answers while reactor 0's thread sleeps.
     let ids = rt
         .bus()
@@ -288,14 +302,18 @@ async fn a_blocked_reactor_does_not_stop_the_others() {
 #[tokio::test]
 async fn components_on_one_reactor_interleave_while_one_awaits() {
     let rt = runtime(1);
-    rt.deploy(Probe::default, DeployOptions::new())
+    let counters = Arc::new(Counters::default());
+    rt.deploy(Probe::with(counters.clone()), DeployOptions::new())
         .await
         .unwrap();
     rt.deploy(|| Relay, DeployOptions::new()).await.unwrap();
     let bus = rt.bus().clone();
     let nap =
         tokio::spawn(async move { bus.request("t.nap", Nap(Duration::from_millis(400))).await });
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    eventually("the nap to start", Duration::from_secs(5), || {
+        counters.naps.load(Ordering::SeqCst) == 1
+    })
+    .await;
     // Same reactor, other component: served while the probe's handler awaits.
     rt.bus()
         .request_with(
@@ -332,15 +350,6 @@ async fn many_deployments_coexist_and_undeploy_independently() {
     assert!(rt.deployments().is_empty());
 }
 
-/// Waits until only `n` deployments remain (children are undeployed after their parents report).
-async fn until_deployments(rt: &Fluxor, n: usize) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while rt.deployments().len() > n {
-        assert!(Instant::now() < deadline, "children are undeployed");
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-}
-
 #[tokio::test]
 async fn handlers_deploy_and_undeploy_a_tree_of_components() {
     let rt = runtime(2);
@@ -364,7 +373,13 @@ async fn handlers_deploy_and_undeploy_a_tree_of_components() {
         .unwrap();
     assert_eq!(total, (0..1000).sum::<u64>());
     // 1 + 10 + 100 nodes deployed 111 deployments; every parent undeployed its children.
-    until_deployments(&rt, 1).await;
+    // Children are undeployed after their parents report.
+    eventually(
+        "the children to be undeployed",
+        Duration::from_secs(10),
+        || rt.deployments().len() <= 1,
+    )
+    .await;
     rt.shutdown(Duration::from_secs(5)).await.unwrap();
 }
 
@@ -453,11 +468,12 @@ async fn a_cancelled_deploy_stops_its_instances() {
     );
     assert!(rt.deployments().is_empty(), "nothing was registered");
     // Each instance finishes its start, finds its deployment gone and stops.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while stops.load(Ordering::SeqCst) < 3 {
-        assert!(Instant::now() < deadline, "the instances did not stop");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually(
+        "the three instances to stop",
+        Duration::from_secs(5),
+        || stops.load(Ordering::SeqCst) >= 3,
+    )
+    .await;
     rt.shutdown(Duration::from_secs(5)).await.unwrap();
     assert_eq!(stops.load(Ordering::SeqCst), 3, "each stopped once");
 }
@@ -502,9 +518,10 @@ async fn a_component_flooding_itself_leaves_its_reactor_to_the_others() {
         .unwrap();
     // The probe shares the reactor; plain handlers run in place, yet the reactor is handed
     // to the probe every few dozen messages.
-    while handled.load(Ordering::SeqCst) == 0 {
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    eventually("the flood to start", Duration::from_secs(5), || {
+        handled.load(Ordering::SeqCst) > 0
+    })
+    .await;
     assert_eq!(rt.bus().request("t.add", Add(2)).await.unwrap(), 2);
     let at_reply = handled.load(Ordering::SeqCst);
     assert!(

@@ -8,6 +8,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use fluxor::http::{bus_request, Bus, HttpServer};
 use fluxor::prelude::*;
+use fluxor_tests::eventually;
 use reqwest::StatusCode;
 use serde::{Deserialize, Serialize};
 
@@ -119,6 +120,25 @@ impl Setup {
         self.client.get(format!("{}{path}", self.base))
     }
 
+    /// Requests the HTTP server is handling now.
+    fn in_flight(&self) -> u64 {
+        self.rt
+            .inspect()
+            .extras
+            .get("http")
+            .and_then(|h| h["in_flight"].as_u64())
+            .unwrap_or(0)
+    }
+
+    /// Messages waiting in the mailbox of the service's first instance.
+    fn service_mailbox(&self) -> usize {
+        self.rt
+            .deployments()
+            .iter()
+            .find(|d| d.component == "Service")
+            .map_or(0, |d| d.instances[0].mailbox_len)
+    }
+
     async fn error_kind(resp: reqwest::Response) -> String {
         let body: serde_json::Value = resp.json().await.unwrap();
         body["error"].as_str().unwrap_or_default().to_owned()
@@ -179,7 +199,10 @@ async fn bus_errors_become_http_statuses() {
     // The service is still napping with its one-slot mailbox: fill it, then overflow it.
     let filler = s.post("/nap").json(&serde_json::json!({ "ms": 1 })).send();
     let filler = tokio::spawn(filler);
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    eventually("the filler in the mailbox", Duration::from_secs(5), || {
+        s.service_mailbox() == 1
+    })
+    .await;
     let resp = s
         .post("/nap")
         .json(&serde_json::json!({ "ms": 1 }))
@@ -265,7 +288,10 @@ async fn a_full_in_flight_limit_sheds_at_once_and_recovers() {
     let s = setup(2, 2).await;
     let a = tokio::spawn(s.get("/slow").send());
     let b = tokio::spawn(s.get("/slow").send());
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    eventually("two requests in flight", Duration::from_secs(5), || {
+        s.in_flight() == 2
+    })
+    .await;
     let started = std::time::Instant::now();
     let shed = s
         .post("/echo")
@@ -301,7 +327,10 @@ async fn a_full_in_flight_limit_sheds_at_once_and_recovers() {
 async fn shutdown_lets_in_flight_requests_finish() {
     let s = setup(16, 1).await;
     let slow = tokio::spawn(s.get("/slow").send());
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    eventually("the request in flight", Duration::from_secs(5), || {
+        s.in_flight() == 1
+    })
+    .await;
     s.rt.shutdown(Duration::from_secs(5)).await.unwrap();
     let resp = slow.await.unwrap().unwrap();
     assert_eq!(resp.status(), StatusCode::OK);

@@ -20,6 +20,11 @@ struct Tick;
 #[derive(Message, Debug)]
 struct Boom;
 
+/// Answers the time on the component's reactor (virtual time with the paused clock).
+#[derive(Message, Debug)]
+#[message(reply = tokio::time::Instant)]
+struct Now;
+
 #[derive(serde::Deserialize, Default)]
 #[serde(default)]
 struct CounterConfig {
@@ -60,6 +65,11 @@ impl Counter {
     fn boom(&mut self, _: Boom) {
         panic!("boom on purpose");
     }
+
+    #[handler("counter.now")]
+    fn now(&mut self, _: Now) -> tokio::time::Instant {
+        tokio::time::Instant::now()
+    }
 }
 
 fn ticking(secs: u64) -> DeployOptions {
@@ -85,25 +95,56 @@ async fn request_reply_probe_and_state(rt: TestRuntime) {
     assert_eq!(totals.received(), vec![Total(2), Total(5)]);
 }
 
+/// The time on the reactor of the (only) `Counter`.
+async fn reactor_now(rt: &TestRuntime) -> tokio::time::Instant {
+    rt.request(Counter::NOW, Now).await.unwrap()
+}
+
+/// Asserts that the reactor's clock moved by exactly `by` since `since`, and answers its time.
+async fn assert_moved(
+    rt: &TestRuntime,
+    since: tokio::time::Instant,
+    by: Duration,
+) -> tokio::time::Instant {
+    let now = reactor_now(rt).await;
+    assert_eq!(now - since, by, "how far virtual time moved");
+    now
+}
+
 #[fluxor::test]
 async fn time_moves_only_when_advanced(rt: TestRuntime) {
     let id = rt.deploy_with(Counter::default, ticking(10)).await;
+    let t0 = reactor_now(&rt).await;
     rt.settle().await;
+    // Real time passes (this is what is tested, not a wait for something), with the reactor
+    // idle and a timer pending: the virtual clock stays put.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let t0 = assert_moved(&rt, t0, Duration::ZERO).await;
     assert_eq!(rt.with_state(id, |c: &Counter| c.ticks).await, 0);
     rt.advance(Duration::from_secs(9)).await;
+    let t0 = assert_moved(&rt, t0, Duration::from_secs(9)).await;
     assert_eq!(rt.with_state(id, |c: &Counter| c.ticks).await, 0);
     rt.advance(Duration::from_secs(1)).await;
+    let t0 = assert_moved(&rt, t0, Duration::from_secs(1)).await;
     assert_eq!(rt.with_state(id, |c: &Counter| c.ticks).await, 1);
     // A whole day: every tick, in virtual time, in milliseconds of real time.
     rt.advance(Duration::from_secs(86_400)).await;
+    assert_moved(&rt, t0, Duration::from_secs(86_400)).await;
     assert_eq!(rt.with_state(id, |c: &Counter| c.ticks).await, 1 + 8_640);
 }
 
 #[fluxor::test]
 async fn expect_no_message_advances_virtual_time(rt: TestRuntime) {
     let totals = rt.probe::<Total>("counter.total").await;
-    rt.deploy_with(Counter::default, ticking(1)).await;
+    let id = rt.deploy_with(Counter::default, ticking(1)).await;
+    let t0 = reactor_now(&rt).await;
     totals.expect_no_message(Duration::from_secs(30)).await;
+    assert_moved(&rt, t0, Duration::from_secs(30)).await;
+    assert_eq!(
+        rt.with_state(id, |c: &Counter| c.ticks).await,
+        30,
+        "the 1 s timer fired all along the 30 s"
+    );
 }
 
 #[fluxor::test(allow_crashes)]

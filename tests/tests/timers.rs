@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use fluxor::prelude::*;
 use fluxor::TimerId;
+use fluxor_tests::{Nap, Probe};
 use tokio::time::Instant;
 
 #[derive(Message, Clone, Debug)]
@@ -124,6 +125,18 @@ async fn wait_for(count: &AtomicU64, n: u64) {
     panic!("only {} of {n} ticks arrived", count.load(Ordering::SeqCst));
 }
 
+/// Lets `d` of virtual time pass on the (only) reactor: a probe naps there for `d` while the
+/// paused clock jumps from timer to timer, so every timer due meanwhile fires and is handled
+/// before the nap ends.
+async fn let_pass(rt: &Fluxor, d: Duration) {
+    let probe = rt
+        .deploy(Probe::default, DeployOptions::new())
+        .await
+        .unwrap();
+    rt.bus().request("t.nap", Nap(d)).await.unwrap();
+    rt.undeploy(probe).await.unwrap();
+}
+
 #[tokio::test]
 async fn a_one_shot_timer_fires_once_after_its_delay() {
     let rt = paused_runtime();
@@ -135,8 +148,8 @@ async fn a_one_shot_timer_fires_once_after_its_delay() {
         vec![Duration::from_secs(3600)],
         "exactly one hour of virtual time"
     );
-    tokio::time::sleep(Duration::from_millis(20)).await;
-    assert_eq!(count.load(Ordering::SeqCst), 1);
+    let_pass(&rt, Duration::from_secs(10 * 3600)).await;
+    assert_eq!(count.load(Ordering::SeqCst), 1, "no second firing");
     rt.shutdown(Duration::from_secs(5)).await.unwrap();
 }
 
@@ -149,7 +162,8 @@ async fn a_periodic_timer_ticks_every_period_until_cancelled() {
     )
     .await;
     wait_for(&count, 5).await;
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    // Ten more periods.
+    let_pass(&rt, Duration::from_secs(1)).await;
     let ticks = rt.bus().request(Ticker::TICKS, Ticks).await.unwrap();
     let expected: Vec<Duration> = (1..=5).map(|i| Duration::from_millis(100 * i)).collect();
     assert_eq!(ticks, expected);
@@ -184,8 +198,8 @@ async fn a_cancelled_timer_never_fires() {
     )
     .await;
     // Let virtual time run far past the delay.
+    let_pass(&rt, Duration::from_secs(3600)).await;
     let ticks = rt.bus().request(Ticker::TICKS, Ticks).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(30)).await;
     assert!(ticks.is_empty());
     assert_eq!(count.load(Ordering::SeqCst), 0);
     rt.shutdown(Duration::from_secs(5)).await.unwrap();
@@ -198,7 +212,8 @@ async fn timers_stop_with_their_component() {
     wait_for(&count, 3).await;
     rt.undeploy(id).await.unwrap();
     let after = count.load(Ordering::SeqCst);
-    tokio::time::sleep(Duration::from_millis(30)).await;
+    // Twenty more periods.
+    let_pass(&rt, Duration::from_secs(1)).await;
     assert_eq!(count.load(Ordering::SeqCst), after);
     rt.shutdown(Duration::from_secs(5)).await.unwrap();
 }

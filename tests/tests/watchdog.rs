@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use fluxor::prelude::*;
-use fluxor_tests::{Add, Block, Fields, Probe};
+use fluxor_tests::{eventually, Add, Block, Fields, Probe};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::layer::{Context as LayerContext, SubscriberExt};
 use tracing_subscriber::Layer;
@@ -49,6 +49,8 @@ async fn a_handler_that_blocks_its_reactor_is_reported_once_and_counted() {
     for i in 0..50 {
         rt.bus().request("t.add", Add(i)).await.unwrap();
     }
+    // Then the reactor idles for more than twice the threshold (this is what is tested, not a
+    // wait for something): idle is not blocked.
     tokio::time::sleep(Duration::from_millis(250)).await;
     assert!(
         events.lock().unwrap().is_empty(),
@@ -63,7 +65,18 @@ async fn a_handler_that_blocks_its_reactor_is_reported_once_and_counted() {
         .request("t.block", Block(Duration::from_millis(400)))
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // The reply may come before the warning is recorded and the handler is counted.
+    eventually(
+        "the warning, the episode and the handler's count",
+        Duration::from_secs(5),
+        || {
+            let stats = rt.reactor_stats();
+            !events.lock().unwrap().is_empty()
+                && stats[1].blocked_episodes >= 1
+                && stats[1].handled >= 51
+        },
+    )
+    .await;
 
     let warnings = events.lock().unwrap().clone();
     assert_eq!(warnings.len(), 1, "{warnings:?}");

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use fluxor::prelude::*;
 use fluxor::DeployError;
-use fluxor_tests::{Probe, Whoami};
+use fluxor_tests::{eventually, Probe, Whoami};
 
 #[derive(Message)]
 #[message(reply = String)]
@@ -71,10 +71,12 @@ fn runtime() -> Fluxor {
 async fn worker_handlers_may_block_without_holding_the_reactor() {
     let rt = runtime();
     let overlap = Arc::new(AtomicUsize::new(0));
+    let running = Arc::new(AtomicUsize::new(0));
     let factory = {
-        let overlap = overlap.clone();
+        let (overlap, running) = (overlap.clone(), running.clone());
         move || Files {
             overlap: overlap.clone(),
+            running: running.clone(),
             ..Files::default()
         }
     };
@@ -90,7 +92,10 @@ async fn worker_handlers_may_block_without_holding_the_reactor() {
             bus.request(Files::SLOW, Slow(300)).await
         }));
     }
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    eventually("a slow call to run", Duration::from_secs(5), || {
+        running.load(Ordering::SeqCst) == 1
+    })
+    .await;
     // The reactor (the only one) answers while a worker thread sleeps.
     let who = rt
         .bus()
