@@ -10,7 +10,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::signals::{Control, Signals};
+use super::signals::{Control, Signals, StopRequest};
 use super::stats::InstanceStats;
 use crate::wake::{wake_on, Wakeups};
 
@@ -29,7 +29,7 @@ pub(super) struct State<T> {
     pub(super) closed: bool,
     pub(super) receiver: Option<Waker>,
     /// The runtime asked the instance to stop by this deadline (not yet seen by it).
-    pub(super) stop: Option<Instant>,
+    pub(super) stop: Option<StopRequest>,
     /// Control signals for the instance, seen before the next message.
     /// Made when the first signal comes (most instances never get one); boxed so that an
     /// idle mailbox's shared state keeps one pointer for it, not a whole `VecDeque`.
@@ -352,9 +352,9 @@ impl<T> Receiver<T> {
         }
         let chan = &*self.chan;
         let mut st = chan.lock();
-        if let Some(deadline) = st.stop.take() {
+        if let Some(stop) = st.stop.take() {
             st.flag(chan);
-            return Poll::Ready(Next::Stop(deadline));
+            return Poll::Ready(Next::Stop(stop.deadline()));
         }
         if let Some(signal) = st.control.as_mut().and_then(|c| c.pop_front()) {
             st.flag(chan);
@@ -381,9 +381,9 @@ impl<T> Receiver<T> {
     pub(crate) async fn stop_requested(&mut self) -> Instant {
         poll_fn(|cx| {
             let mut st = self.chan.lock();
-            if let Some(deadline) = st.stop.take() {
+            if let Some(stop) = st.stop.take() {
                 st.flag(&self.chan);
-                return Poll::Ready(deadline);
+                return Poll::Ready(stop.deadline());
             }
             st.register(cx.waker());
             Poll::Pending

@@ -42,6 +42,31 @@ impl std::fmt::Debug for dyn Signals {
     }
 }
 
+/// A stop deadline on its way from the stopper to the instance. The two may run on different
+/// clocks (a test reactor's clock is paused and jumps ahead while the stopper's runs in real
+/// time), so the request carries the time left and when it was asked, in real time, and the
+/// instance turns it back into a deadline on its own clock. Where both clocks are real, the
+/// deadline comes out as the stopper set it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct StopRequest {
+    remaining: Duration,
+    asked: std::time::Instant,
+}
+
+impl StopRequest {
+    fn new(deadline: Instant) -> Self {
+        StopRequest {
+            remaining: deadline.saturating_duration_since(Instant::now()),
+            asked: std::time::Instant::now(),
+        }
+    }
+
+    /// The deadline on the calling thread's clock.
+    pub(crate) fn deadline(self) -> Instant {
+        Instant::now() + self.remaining.saturating_sub(self.asked.elapsed())
+    }
+}
+
 impl<T: Send + 'static> Signals for Chan<T> {
     fn stop(&self, deadline: Instant) {
         let waker = {
@@ -49,7 +74,7 @@ impl<T: Send + 'static> Signals for Chan<T> {
             if st.stop.is_some() {
                 return;
             }
-            st.stop = Some(deadline);
+            st.stop = Some(StopRequest::new(deadline));
             st.flag(self);
             st.receiver.take()
         };
