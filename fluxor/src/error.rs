@@ -68,6 +68,7 @@ pub enum BusError {
 /// A message that could not be delivered, handed back with the reason.
 #[derive(thiserror::Error)]
 #[error("{error}")]
+#[non_exhaustive]
 pub struct SendError<M> {
     /// Why it was not delivered.
     pub error: BusError,
@@ -100,6 +101,7 @@ impl<M> From<SendError<M>> for BusError {
 /// A publish that did not reach every consumer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("publish on `{topic}` reached {delivered} consumer(s) but failed for {}: {}", failures.len(), failures.first().map(|e| e.to_string()).unwrap_or_default())]
+#[non_exhaustive]
 pub struct PublishError {
     /// The topic.
     pub topic: String,
@@ -220,6 +222,7 @@ impl StopError {
 /// Everything that went wrong during [`Fluxor::shutdown`](crate::Fluxor::shutdown).
 #[derive(Debug, thiserror::Error)]
 #[error("shutdown finished with {} error(s): {}", errors.len(), join(errors))]
+#[non_exhaustive]
 pub struct ShutdownError {
     /// One entry per problem, in the order they happened.
     pub errors: Vec<ShutdownIssue>,
