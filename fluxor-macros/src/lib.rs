@@ -8,6 +8,9 @@ mod message;
 mod model;
 mod test_attr;
 mod topic;
+// `is_pattern` and `matches` are the runtime's; the macros only check topics.
+#[allow(dead_code, unreachable_pub)]
+mod topic_rules;
 
 use proc_macro::TokenStream;
 use quote::ToTokens;
@@ -84,6 +87,15 @@ pub fn on_start(_args: TokenStream, input: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn on_stop(_args: TokenStream, input: TokenStream) -> TokenStream {
     outside_component("on_stop", input)
+}
+
+/// The topic rules (`topic_rules.rs`) as items, for `fluxor`'s own use. Not a public API.
+#[doc(hidden)]
+#[proc_macro]
+pub fn __topic_rules(_input: TokenStream) -> TokenStream {
+    include_str!("topic_rules.rs")
+        .parse()
+        .expect("topic_rules.rs is valid Rust")
 }
 
 fn outside_component(name: &str, input: TokenStream) -> TokenStream {

@@ -308,9 +308,9 @@ impl EventBus {
         let resolved = snap.resolve(topic);
         // The runtime's own topics (users cannot send there) are valid by construction.
         if !matches!(resolved, registry::Resolved::Route(_)) && !topic.starts_with(RESERVED) {
-            validate_topic(topic).map_err(|reason| BusError::InvalidTopic {
+            validate_topic(topic).map_err(|e| BusError::InvalidTopic {
                 topic: topic.to_owned(),
-                reason,
+                reason: e.kind().to_string(),
             })?;
         }
         Ok(resolved)
