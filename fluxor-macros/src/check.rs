@@ -2,9 +2,44 @@
 //! breaks the rule, saying what to write instead. Rules that concern one method stop at the
 //! first one it breaks, so a method is reported once.
 //!
-//! Errors found while parsing arguments come from [`crate::attr`]; the trait bounds that
-//! only the compiler can check are spanned on the user's token by [`crate::generate`] and
-//! explained by `#[diagnostic::on_unimplemented]` in `fluxor`.
+//! The rules and the UI cases (`tests/ui/`) that show their errors:
+//!
+//! | rule | UI cases |
+//! | --- | --- |
+//! | [`component_item`] | `component/on_an_enum`, `component/on_a_fn` |
+//! | [`struct_does_not_borrow`] | `component/borrowing_struct` |
+//! | [`not_a_trait_impl`] | `component/on_a_trait_impl` |
+//! | [`struct_options_on_struct`] | `attributes/config_on_impl` |
+//! | [`one_attribute_per_method`] | `handler/two_attributes` |
+//! | [`hook_has_no_arguments`] | `hook/with_arguments` |
+//! | [`one_hook_each`] | `hook/two_on_start` |
+//! | [`topic_is_valid`] | `topic/empty_topic`, `topic/empty_token`, `topic/whitespace_topic`, `topic/partial_wildcard`, `topic/misplaced_wildcard` |
+//! | [`receiver_is_mut_self`] | `handler/not_a_method`, `handler/ref_self`, `handler/self_by_value` |
+//! | [`not_generic`] | `handler/generic_handler` |
+//! | [`takes_a_message`] | `handler/no_message` |
+//! | [`message_by_value`] | `handler/message_by_reference` |
+//! | [`second_param_is_context`] | `handler/wrong_second_param` |
+//! | [`at_most_two_params`] | `handler/too_many_params` |
+//! | [`hook_takes_context`] | `hook/no_context`, `hook/wrong_param`, `hook/extra_param` |
+//! | [`unique_topics`] | `handler/duplicate_topic` |
+//! | [`unique_direct_types`] | `handler/duplicate_direct_type` |
+//! | [`test_is_async`] | `test/not_async` |
+//! | [`test_not_generic`] | `test/generic` |
+//! | [`test_params`] | `test/self_param`, `test/two_params` |
+//! | [`reactors_positive`] | `test/zero_reactors` |
+//!
+//! The topic rule's sixth case, a wildcard where a concrete topic is needed, cannot happen in
+//! a handler topic, which is a pattern.
+//!
+//! Errors found while parsing arguments come from [`crate::attr`]:
+//! `attributes/unknown_component_key`, `attributes/duplicate_component_key`,
+//! `attributes/unknown_message_key`, `attributes/duplicate_message_key`,
+//! `topic/not_a_string`, `topic/extra_argument`, `test/unknown_option`; a method attribute
+//! outside a component comes from [`crate::outside`]: `handler/outside_component`. The trait
+//! bounds that only the compiler can check are spanned on the user's token by
+//! [`crate::generate`] and explained by `#[diagnostic::on_unimplemented]` in `fluxor`:
+//! `handler/not_a_message`, `handler/reply_mismatch`, `hook/bad_return`,
+//! `component/missing_struct_attribute`, `component/worker_not_send`, `send/*`.
 
 use proc_macro2::Span;
 use quote::ToTokens;
@@ -462,5 +497,9 @@ fn handler(cx: &Ctxt, m: &Method, topic: &Option<syn::LitStr>) -> Option<Handler
         takes_ctx: sig.inputs.len() > 2,
         is_async: sig.asyncness.is_some(),
         ret_span: ret_span(sig),
+        ret: match &sig.output {
+            ReturnType::Default => None,
+            ReturnType::Type(_, ty) => Some((**ty).clone()),
+        },
     })
 }

@@ -1,10 +1,9 @@
 //! Procedural macros for [fluxor](https://docs.rs/fluxor). Use them through the `fluxor` crate,
 //! which re-exports them and documents them with examples.
 //!
-//! Each expansion goes through three stages with one error context ([`ctxt::Ctxt`]): parse
-//! the input into a model ([`attr`], [`ast`]), check it against the rules, one function per
-//! rule ([`check`]), then generate the code ([`generate`]). This file holds only the entry
-//! points.
+//! Each expansion goes through three stages with one error context (`ctxt::Ctxt`): parse
+//! the input into a model (`attr`, `ast`), check it against the rules, one function per rule
+//! (`check`), then generate the code (`generate`). This file holds only the entry points.
 
 mod ast;
 mod attr;

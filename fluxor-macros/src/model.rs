@@ -13,6 +13,8 @@ pub(crate) struct Handler {
     pub(crate) is_async: bool,
     /// Where a reply-type mismatch is reported: the return type, or the name for `()`.
     pub(crate) ret_span: Span,
+    /// The declared return type; `None` for `()`.
+    pub(crate) ret: Option<Type>,
 }
 
 /// A lifecycle hook (`#[on_start]` / `#[on_stop]`).
