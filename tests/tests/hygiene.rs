@@ -181,6 +181,10 @@ fn message_derive_follows_the_crate_path() {
 #[tokio::test]
 async fn both_component_halves_follow_the_crate_path() {
     use ::fluxor::Component;
+    // The struct half implemented the stand-in's `Declared`, and the impl half read it (a
+    // half that used fluxor's would find no impl, or leave this one unused and unread).
+    fn declared_through_fake<C: fake::__private::Declared>() {}
+    declared_through_fake::<through_fake::Faked>();
     assert_eq!(through_fake::Faked::name(), "faked");
     let rt = ::fluxor::Fluxor::builder().reactors(1).build().unwrap();
     rt.deploy(through_fake::Faked::default, ::fluxor::DeployOptions::new())
