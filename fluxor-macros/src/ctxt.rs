@@ -99,3 +99,32 @@ pub(crate) fn finish(cx: Ctxt, code: TokenStream) -> Result<TokenStream, Failure
         Err(errors) => Err(Failure::new(code, errors)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Ctxt;
+    use quote::quote;
+
+    #[test]
+    fn check_returns_every_error() {
+        let cx = Ctxt::new();
+        cx.error_spanned_by(quote!(first), "one");
+        cx.error_spanned_by(quote!(second), "two");
+        assert!(cx.has_errors());
+        let errors = cx.check().unwrap_err();
+        assert_eq!(errors.into_iter().count(), 2);
+    }
+
+    #[test]
+    fn a_context_without_errors_checks_ok() {
+        assert!(Ctxt::new().check().is_ok());
+    }
+
+    #[test]
+    #[should_panic(expected = "without `Ctxt::check`")]
+    fn a_context_dropped_unchecked_panics() {
+        let cx = Ctxt::new();
+        cx.error_spanned_by(quote!(lost), "never reported");
+        drop(cx);
+    }
+}
