@@ -71,7 +71,7 @@ impl Drop for Ctxt {
 
 /// An expansion that found mistakes: the errors, and the code to emit beside them.
 ///
-/// The code is the user's item (without fluxor's helper attributes) and, where it does not
+/// The code is the user's item (without fluxor's method attributes) and, where it does not
 /// depend on the mistake, what the macro generates for it; so that the rest of the crate
 /// still finds the item and the only errors are the ones about the mistakes.
 pub(crate) struct Failure {
