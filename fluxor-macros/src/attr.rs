@@ -1,91 +1,45 @@
-//! The arguments of `#[component(...)]` and `#[handler(...)]`, parsed with typed keywords.
+//! Parse stage for arguments: `#[component(...)]`, `#[handler(...)]`, `#[message(...)]` and
+//! `#[fluxor::test(...)]` become typed models. A malformed argument is an error in the
+//! [`Ctxt`]; the model keeps the defaults for what could not be read, so that expansion
+//! goes on and the malformed argument is the only error.
 
-use syn::parse::{Parse, ParseStream};
-use syn::{LitStr, Path, Token, Type};
+use proc_macro2::{Span, TokenStream};
+use syn::ext::IdentExt;
+use syn::parse::{ParseStream, Parser};
+use syn::{Expr, Ident, LitInt, LitStr, Path, Token, Type};
 
-mod kw {
-    syn::custom_keyword!(config);
-    syn::custom_keyword!(name);
-    syn::custom_keyword!(worker);
-    syn::custom_keyword!(supervise);
+use crate::ctxt::Ctxt;
+
+/// A `key = value` argument, with the key's span for errors about the key.
+pub(crate) struct Keyed<T> {
+    pub(crate) key: Span,
+    pub(crate) value: T,
 }
 
-/// `#[component(config = T, name = "..", worker, supervise = expr, crate = path)]`; every key
-/// optional, none twice.
+/// `#[component(config = T, name = "..", worker, supervise = expr, crate = path)]`.
 #[derive(Default)]
 pub(crate) struct ComponentArgs {
-    pub(crate) config: Option<Type>,
-    pub(crate) name: Option<LitStr>,
+    pub(crate) config: Option<Keyed<Type>>,
+    pub(crate) name: Option<Keyed<LitStr>>,
+    pub(crate) worker: Option<Span>,
+    pub(crate) supervise: Option<Keyed<Expr>>,
     pub(crate) krate: Option<Path>,
-    pub(crate) worker: Option<kw::worker>,
-    pub(crate) supervise: Option<syn::Expr>,
 }
 
-impl Parse for ComponentArgs {
-    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
-        let mut args = ComponentArgs::default();
-        while !input.is_empty() {
-            let lookahead = input.lookahead1();
-            if lookahead.peek(kw::config) {
-                let key: kw::config = input.parse()?;
-                input.parse::<Token![=]>()?;
-                if args.config.is_some() {
-                    return Err(syn::Error::new_spanned(
-                        key,
-                        "`config` is given twice; keep one `config = Type`",
-                    ));
-                }
-                args.config = Some(input.parse()?);
-            } else if lookahead.peek(kw::name) {
-                let key: kw::name = input.parse()?;
-                input.parse::<Token![=]>()?;
-                if args.name.is_some() {
-                    return Err(syn::Error::new_spanned(
-                        key,
-                        "`name` is given twice; keep one `name = \"...\"`",
-                    ));
-                }
-                args.name = Some(input.parse()?);
-            } else if lookahead.peek(kw::supervise) {
-                let key: kw::supervise = input.parse()?;
-                input.parse::<Token![=]>()?;
-                if args.supervise.is_some() {
-                    return Err(syn::Error::new_spanned(
-                        key,
-                        "`supervise` is given twice; keep one `supervise = policy`",
-                    ));
-                }
-                args.supervise = Some(input.parse()?);
-            } else if lookahead.peek(kw::worker) {
-                let key: kw::worker = input.parse()?;
-                if args.worker.is_some() {
-                    return Err(syn::Error::new_spanned(key, "`worker` is given twice"));
-                }
-                args.worker = Some(key);
-            } else if lookahead.peek(Token![crate]) {
-                let key: Token![crate] = input.parse()?;
-                input.parse::<Token![=]>()?;
-                if args.krate.is_some() {
-                    return Err(syn::Error::new_spanned(
-                        key,
-                        "`crate` is given twice; keep one `crate = path`",
-                    ));
-                }
-                args.krate = Some(input.parse()?);
-            } else {
-                let _ = lookahead;
-                return Err(syn::Error::new(
-                    input.span(),
-                    "unknown option; `#[component]` takes `config = Type`, `name = \"...\"`, `worker`, `supervise = policy` and `crate = path`",
-                ));
-            }
-            if input.is_empty() {
-                break;
-            }
-            input.parse::<Token![,]>()?;
-        }
-        Ok(args)
-    }
+/// `#[fluxor::test(real_time, allow_crashes, reactors = N, crate = path)]`.
+#[derive(Default)]
+pub(crate) struct TestArgs {
+    pub(crate) real_time: bool,
+    pub(crate) allow_crashes: bool,
+    pub(crate) reactors: Option<LitInt>,
+    pub(crate) krate: Option<Path>,
+}
+
+/// `#[message(reply = Type, crate = path)]`.
+#[derive(Default)]
+pub(crate) struct MessageArgs {
+    pub(crate) reply: Option<Type>,
+    pub(crate) krate: Option<Path>,
 }
 
 /// `#[handler("topic")]` or `#[handler]`.
@@ -93,8 +47,153 @@ pub(crate) struct HandlerArgs {
     pub(crate) topic: Option<LitStr>,
 }
 
-impl Parse for HandlerArgs {
-    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+/// Reads `key` and `key = value` items separated by commas, handing each key to `each`,
+/// which reads the `= value` if the key takes one.
+fn parse_keys(
+    input: ParseStream<'_>,
+    mut each: impl FnMut(&Ident, ParseStream<'_>) -> syn::Result<()>,
+) -> syn::Result<()> {
+    while !input.is_empty() {
+        let key = Ident::parse_any(input)?;
+        each(&key, input)?;
+        if input.is_empty() {
+            break;
+        }
+        input.parse::<Token![,]>()?;
+    }
+    Ok(())
+}
+
+/// Reads `= value` after `key`, unless `key` was given before.
+fn value<T: syn::parse::Parse>(
+    given: bool,
+    key: &Ident,
+    form: &str,
+    input: ParseStream<'_>,
+) -> syn::Result<T> {
+    flag(given, key, form)?;
+    input.parse::<Token![=]>()?;
+    input.parse()
+}
+
+/// An error if `key` was given before.
+fn flag(given: bool, key: &Ident, form: &str) -> syn::Result<()> {
+    if given {
+        return Err(syn::Error::new(
+            key.span(),
+            format!("`{key}` is given twice; keep one `{form}`"),
+        ));
+    }
+    Ok(())
+}
+
+fn keyed<T>(key: &Ident, value: T) -> Option<Keyed<T>> {
+    Some(Keyed {
+        key: key.span(),
+        value,
+    })
+}
+
+/// Parses the arguments of `#[component(...)]`.
+pub(crate) fn component_args(cx: &Ctxt, tokens: TokenStream) -> ComponentArgs {
+    let mut args = ComponentArgs::default();
+    let parser = |input: ParseStream<'_>| {
+        parse_keys(input, |key, input| {
+            if key == "config" {
+                let v = value(args.config.is_some(), key, "config = Type", input)?;
+                args.config = keyed(key, v);
+            } else if key == "name" {
+                let v = value(args.name.is_some(), key, "name = \"...\"", input)?;
+                args.name = keyed(key, v);
+            } else if key == "supervise" {
+                let v = value(args.supervise.is_some(), key, "supervise = policy", input)?;
+                args.supervise = keyed(key, v);
+            } else if key == "worker" {
+                flag(args.worker.is_some(), key, "worker")?;
+                args.worker = Some(key.span());
+            } else if key == "crate" {
+                args.krate = Some(value(args.krate.is_some(), key, "crate = path", input)?);
+            } else {
+                return Err(syn::Error::new(
+                    key.span(),
+                    "unknown option; `#[component]` takes `config = Type`, `name = \"...\"`, `worker`, `supervise = policy` and `crate = path`",
+                ));
+            }
+            Ok(())
+        })
+    };
+    if let Err(e) = parser.parse2(tokens) {
+        cx.syn_error(e);
+    }
+    args
+}
+
+/// Parses the arguments of `#[fluxor::test(...)]`.
+pub(crate) fn test_args(cx: &Ctxt, tokens: TokenStream) -> TestArgs {
+    let mut args = TestArgs::default();
+    let parser = |input: ParseStream<'_>| {
+        parse_keys(input, |key, input| {
+            if key == "real_time" {
+                flag(args.real_time, key, "real_time")?;
+                args.real_time = true;
+            } else if key == "allow_crashes" {
+                flag(args.allow_crashes, key, "allow_crashes")?;
+                args.allow_crashes = true;
+            } else if key == "reactors" {
+                let v = value(args.reactors.is_some(), key, "reactors = N", input)?;
+                args.reactors = Some(v);
+            } else if key == "crate" {
+                args.krate = Some(value(args.krate.is_some(), key, "crate = path", input)?);
+            } else {
+                return Err(syn::Error::new(
+                    key.span(),
+                    "unknown option; `#[fluxor::test]` takes `real_time`, `allow_crashes`, `reactors = N` and `crate = path`",
+                ));
+            }
+            Ok(())
+        })
+    };
+    if let Err(e) = parser.parse2(tokens) {
+        cx.syn_error(e);
+    }
+    args
+}
+
+/// Parses every `#[message(...)]` attribute of a `#[derive(Message)]` input.
+pub(crate) fn message_args(cx: &Ctxt, attrs: &[syn::Attribute]) -> MessageArgs {
+    let mut args = MessageArgs::default();
+    for attr in attrs.iter().filter(|a| a.path().is_ident("message")) {
+        let result = attr.parse_nested_meta(|meta| {
+            let Some(key) = meta.path.get_ident() else {
+                return Err(meta.error(UNKNOWN_MESSAGE_KEY));
+            };
+            if key == "reply" {
+                flag(args.reply.is_some(), key, "reply = Type")?;
+                args.reply = Some(meta.value()?.parse()?);
+            } else if key == "crate" {
+                flag(args.krate.is_some(), key, "crate = path")?;
+                args.krate = Some(meta.value()?.parse()?);
+            } else {
+                return Err(meta.error(UNKNOWN_MESSAGE_KEY));
+            }
+            Ok(())
+        });
+        if let Err(e) = result {
+            cx.syn_error(e);
+        }
+    }
+    args
+}
+
+const UNKNOWN_MESSAGE_KEY: &str =
+    "unknown key in `#[message(...)]`; the keys are `reply = Type` and `crate = path`";
+
+/// Parses the arguments of a `#[handler]` attribute found in a `#[component]` impl block.
+pub(crate) fn handler_args(cx: &Ctxt, attr: &syn::Attribute) -> Option<HandlerArgs> {
+    let syn::Meta::List(list) = &attr.meta else {
+        return Some(HandlerArgs { topic: None });
+    };
+    let parser = |input: ParseStream<'_>| {
         if input.is_empty() {
             return Ok(HandlerArgs { topic: None });
         }
@@ -105,8 +204,17 @@ impl Parse for HandlerArgs {
         }
         let topic: LitStr = input.parse()?;
         if !input.is_empty() {
-            return Err(input.error("`#[handler]` takes only the topic string"));
+            return Err(
+                input.error("`#[handler]` takes only the topic string; remove what follows it")
+            );
         }
         Ok(HandlerArgs { topic: Some(topic) })
+    };
+    match parser.parse2(list.tokens.clone()) {
+        Ok(args) => Some(args),
+        Err(e) => {
+            cx.syn_error(e);
+            None
+        }
     }
 }

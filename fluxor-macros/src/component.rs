@@ -1,400 +1,64 @@
-//! `#[component]` on a struct and on its impl block.
+//! `#[component]` on a struct and on its impl block: parse, check, generate.
 
-use proc_macro2::{Span, TokenStream};
-use quote::{format_ident, quote, quote_spanned};
-use syn::spanned::Spanned;
+use proc_macro2::TokenStream;
+use quote::quote;
 use syn::{GenericParam, ItemImpl, ItemStruct};
 
-use crate::attr::ComponentArgs;
-use crate::ctxt::Ctxt;
-use crate::model::{self, Handler, Hook, Model};
+use crate::attr::{self, ComponentArgs};
+use crate::ctxt::{self, Ctxt, Failure};
+use crate::{ast, check, generate};
 
-fn krate(args: &ComponentArgs) -> TokenStream {
-    args.krate
-        .as_ref()
-        .map_or_else(|| quote!(::fluxor), |p| quote!(#p))
-}
-
-/// The struct half: records the component's name and config type, and marks the struct as
-/// declared, so that the impl half can check it.
-pub(crate) fn expand_struct(args: &ComponentArgs, item: &ItemStruct) -> syn::Result<TokenStream> {
-    let krate = krate(args);
-    let ident = &item.ident;
-    let mut cx = Ctxt::default();
-    for p in &item.generics.params {
-        if let GenericParam::Lifetime(l) = p {
-            cx.error_spanned_by(
-                l,
-                "a component cannot borrow: it lives on its reactor for as long as it is deployed; own the data instead (e.g. `Arc<T>`)",
-            );
+pub(crate) fn expand(args: TokenStream, input: TokenStream) -> Result<TokenStream, Failure> {
+    let cx = Ctxt::new();
+    let item = match syn::parse2::<syn::Item>(input.clone()) {
+        Ok(item) => item,
+        Err(e) => {
+            cx.syn_error(e);
+            return ctxt::finish(cx, input);
         }
+    };
+    if !check::component_item(&cx, &item) {
+        return ctxt::finish(cx, input);
     }
-    cx.finish()?;
-    let name = args
-        .name
-        .as_ref()
-        .map_or_else(|| ident.to_string(), syn::LitStr::value);
-    let config = args
-        .config
-        .as_ref()
-        .map_or_else(|| quote!(()), |t| quote_spanned!(t.span()=> #t));
-    // Worker mode needs `Self: Send`; a component that is not is reported on `worker`.
-    let worker = args.worker.as_ref().map_or_else(
-        || quote!(::core::option::Option::None),
-        |w| quote_spanned!(w.span=> #krate::__private::worker_mode::<Self>()),
-    );
-    let supervise = args.supervise.as_ref().map_or_else(
-        || quote!(<#krate::Supervision as ::core::default::Default>::default()),
-        |e| quote_spanned!(e.span()=> #e),
-    );
-    let (impl_g, ty_g, where_c) = item.generics.split_for_impl();
-    Ok(quote! {
-        #item
-        const _: () = {
-            #[automatically_derived]
-            impl #impl_g #krate::__private::Declared for #ident #ty_g #where_c {
-                type Config = #config;
-                const NAME: &'static str = #name;
-
-                fn worker_mode() -> ::core::option::Option<#krate::WorkerMode<Self>> {
-                    #worker
-                }
-
-                fn supervision() -> #krate::Supervision {
-                    #supervise
-                }
-            }
-        };
-    })
+    // On bad arguments, expand with the defaults anyway, so the only error is the argument's.
+    let args = attr::component_args(&cx, args);
+    match item {
+        syn::Item::Struct(s) => expand_struct(cx, &args, &s),
+        syn::Item::Impl(mut i) => expand_impl(cx, &args, &mut i),
+        _ => ctxt::finish(cx, input),
+    }
 }
 
-/// The impl half: the mailbox enum, dispatch, bindings, addresses and the `Component` impl.
-///
-/// The code is generated even when some handlers were rejected (they are left out), so the
-/// errors reported are the ones about the user's mistakes, not their consequences.
-pub(crate) fn expand_impl(args: &ComponentArgs, item: &mut ItemImpl) -> TokenStream {
-    let mut cx = Ctxt::default();
-    if args.config.is_some()
-        || args.name.is_some()
-        || args.worker.is_some()
-        || args.supervise.is_some()
-    {
-        cx.push(syn::Error::new(
-            Span::call_site(),
-            "`config`, `name`, `worker` and `supervise` go on the struct's `#[component(...)]`, not on the impl block's",
-        ));
-    }
-    let model = model::parse(&mut cx, item);
-    let is_trait_impl = item.trait_.is_some();
-    let mut out = if is_trait_impl {
+/// The struct, then its `Declared` impl. A struct that breaks a rule is emitted alone.
+fn expand_struct(
+    cx: Ctxt,
+    args: &ComponentArgs,
+    item: &ItemStruct,
+) -> Result<TokenStream, Failure> {
+    let declared = check::struct_does_not_borrow(&cx, item).then(|| generate::declared(args, item));
+    ctxt::finish(cx, quote!(#item #declared))
+}
+
+/// The impl block (without fluxor's method attributes), then the generated code for the
+/// handlers and hooks that passed the checks; the ones that did not are left out, so that
+/// the only errors are about the mistakes, not about what the code would have done with them.
+fn expand_impl(
+    cx: Ctxt,
+    args: &ComponentArgs,
+    item: &mut ItemImpl,
+) -> Result<TokenStream, Failure> {
+    let parsed = ast::parse(&cx, item);
+    let model = check::impl_block(&cx, args, item, &parsed);
+    let borrows = item
+        .generics
+        .params
+        .iter()
+        .any(|p| matches!(p, GenericParam::Lifetime(_)));
+    let code = if item.trait_.is_some() || borrows {
+        // A trait impl is not a component's; a borrowing component is reported on its struct.
         quote!(#item)
     } else {
-        generate(&krate(args), item, &model)
+        generate::component_impl(&generate::krate(args.krate.as_ref()), item, &model)
     };
-    if let Err(e) = cx.finish() {
-        out.extend(e.into_compile_error());
-    }
-    out
-}
-
-fn variant(h: &Handler) -> syn::Ident {
-    format_ident!("{}", h.method)
-}
-
-fn generate(krate: &TokenStream, item: &ItemImpl, model: &Model) -> TokenStream {
-    let self_ty = &item.self_ty;
-    let (impl_g, _, where_c) = item.generics.split_for_impl();
-    let enum_params = &item.generics.params;
-    let enum_args: Vec<TokenStream> = item
-        .generics
-        .params
-        .iter()
-        .map(|p| match p {
-            GenericParam::Type(t) => {
-                let i = &t.ident;
-                quote!(#i)
-            }
-            GenericParam::Lifetime(l) => {
-                let l = &l.lifetime;
-                quote!(#l)
-            }
-            GenericParam::Const(c) => {
-                let i = &c.ident;
-                quote!(#i)
-            }
-        })
-        .collect();
-    let phantom_tys: Vec<TokenStream> = item
-        .generics
-        .params
-        .iter()
-        .filter_map(|p| match p {
-            GenericParam::Type(t) => {
-                let i = &t.ident;
-                Some(quote!(#i))
-            }
-            _ => None,
-        })
-        .collect();
-    let msg_enum = quote!(__FluxorMsg<#(#enum_args),*>);
-
-    let variants = model.handlers.iter().map(|h| {
-        let v = variant(h);
-        let m = &h.msg;
-        quote_spanned!(m.span()=> #v(#krate::Envelope<#m>))
-    });
-    let phantom_variant = (!phantom_tys.is_empty()).then(|| {
-        quote! {
-            #[doc(hidden)]
-            __Phantom(::core::marker::PhantomData<fn() -> (#(#phantom_tys,)*)>, ::core::convert::Infallible)
-        }
-    });
-    let phantom_arm = phantom_variant
-        .as_ref()
-        .map(|_| quote!(__FluxorMsg::__Phantom(_, never) => match never {},));
-    let msg_bounds = model.handlers.iter().map(|h| {
-        let m = &h.msg;
-        quote_spanned!(m.span()=> #m: #krate::Message)
-    });
-    let enum_where = if phantom_tys.is_empty() {
-        quote!()
-    } else {
-        let existing = where_c.map(|w| {
-            let p = &w.predicates;
-            quote!(#p,)
-        });
-        quote!(where #existing #(#msg_bounds,)*)
-    };
-
-    let binds = model.handlers.iter().filter_map(|h| {
-        let topic = h.topic.as_ref()?;
-        let v = variant(h);
-        let m = &h.msg;
-        Some(quote_spanned!(m.span()=> bindings.bind::<#m>(#topic, __FluxorMsg::#v);))
-    });
-
-    let count = model.handlers.len();
-    let now_fn = |h: &Handler| format_ident!("__fluxor_now_{}", h.method);
-    // A plain handler runs in place through one hidden method per handler, used both by
-    // `handle` (as a ready future) and by `handle_now`, so its reply type is checked once.
-    let now_fns = model.handlers.iter().filter(|h| !h.is_async).map(|h| {
-        let name = now_fn(h);
-        let method = &h.method;
-        let m = &h.msg;
-        let call_args = if h.takes_ctx {
-            quote!(msg, ctx)
-        } else {
-            quote!(msg)
-        };
-        let accept = quote_spanned!(h.msg.span()=> ctx.accept(envelope));
-        let run = quote_spanned!(h.ret_span=> responder.run_now(|| self.#method(#call_args)));
-        quote! {
-            #[doc(hidden)]
-            #[allow(non_snake_case)]
-            fn #name(
-                &mut self,
-                envelope: #krate::Envelope<#m>,
-                ctx: &mut #krate::Context<Self>,
-            ) -> #krate::Outcome {
-                let (msg, responder) = #accept;
-                #run
-            }
-        }
-    });
-    let now_arms = model.handlers.iter().filter(|h| !h.is_async).map(|h| {
-        let v = variant(h);
-        let name = now_fn(h);
-        quote!(__FluxorMsg::#v(envelope) => ::core::result::Result::Ok(self.#name(envelope, ctx)),)
-    });
-    let handle_now = (model.handlers.iter().any(|h| !h.is_async)).then(|| {
-        quote! {
-            fn handle_now(
-                &mut self,
-                msg: Self::Msg,
-                ctx: &mut #krate::Context<Self>,
-            ) -> ::core::result::Result<#krate::Outcome, Self::Msg> {
-                #[allow(unreachable_patterns)]
-                match msg {
-                    #(#now_arms)*
-                    other => ::core::result::Result::Err(other),
-                }
-            }
-        }
-    });
-    let arms = model.handlers.iter().enumerate().map(|(index, h)| {
-        let v = variant(h);
-        let method = &h.method;
-        let run = if h.is_async {
-            let call_args = if h.takes_ctx {
-                quote!(msg, ctx)
-            } else {
-                quote!(msg)
-            };
-            let accept = quote_spanned!(h.msg.span()=> ctx.accept(envelope));
-            let run = quote_spanned!(h.ret_span=> responder.run(self.#method(#call_args)));
-            quote!({
-                let (msg, responder) = #accept;
-                #run
-            })
-        } else {
-            let name = now_fn(h);
-            quote!(::core::future::ready(self.#name(envelope, ctx)))
-        };
-        let run = dispatch_path(krate, run, index, 0..count);
-        quote! {
-            __FluxorMsg::#v(envelope) => #run,
-        }
-    });
-    // Each arm returns its handler's future inside nested `Either`s, so `handle` returns one
-    // future type without boxing; with no handlers there is nothing to run.
-    let dispatch = if count == 0 {
-        quote!(#[allow(unreachable_code)] ::core::future::ready::<#krate::Outcome>(match msg { #phantom_arm }))
-    } else {
-        quote!(match msg {
-            #(#arms)*
-            #phantom_arm
-        })
-    };
-
-    let addresses = model.handlers.iter().filter_map(|h| {
-        let topic = h.topic.as_ref()?;
-        let m = &h.msg;
-        let name = format_ident!(
-            "{}",
-            h.method.to_string().to_uppercase(),
-            span = h.method.span()
-        );
-        let doc = format!(
-            "The address of [`{}`](Self::{}): topic `{}`.",
-            h.method,
-            h.method,
-            topic.value()
-        );
-        Some(quote! {
-            #[doc = #doc]
-            #[allow(private_interfaces, dead_code)]
-            pub const #name: #krate::Address<#m> = #krate::Address::new(#topic);
-        })
-    });
-
-    let handles = model
-        .handlers
-        .iter()
-        .filter(|h| h.topic.is_none())
-        .map(|h| {
-            let v = variant(h);
-            let m = &h.msg;
-            quote_spanned! {m.span()=>
-                #[automatically_derived]
-                impl #impl_g #krate::Handles<#m> for #self_ty #where_c {
-                    fn wrap(envelope: #krate::Envelope<#m>) -> #msg_enum {
-                        __FluxorMsg::#v(envelope)
-                    }
-                }
-            }
-        });
-
-    let start = hook_fn(krate, quote!(start), model.on_start.as_ref());
-    let stop = hook_fn(krate, quote!(stop), model.on_stop.as_ref());
-    // Spanned on the type, so a struct without `#[component]` is reported there, once.
-    let component_header =
-        quote_spanned!(self_ty.span()=> impl #impl_g #krate::Component for #self_ty #where_c);
-    let declared = quote_spanned!(self_ty.span()=> <#self_ty as #krate::__private::Declared>);
-
-    quote! {
-        #item
-
-        const _: () = {
-            #[doc(hidden)]
-            #[allow(non_camel_case_types, private_interfaces, missing_debug_implementations)]
-            pub enum __FluxorMsg<#enum_params> #enum_where {
-                #(#variants,)*
-                #phantom_variant
-            }
-
-            #[allow(private_interfaces)]
-            impl #impl_g #self_ty #where_c {
-                #(#addresses)*
-                #(#now_fns)*
-            }
-
-            #(#handles)*
-
-            #[automatically_derived]
-            #component_header {
-                type Msg = #msg_enum;
-                type Config = #declared::Config;
-
-                fn name() -> &'static str {
-                    #declared::NAME
-                }
-
-                fn worker_mode() -> ::core::option::Option<#krate::WorkerMode<Self>> {
-                    #declared::worker_mode()
-                }
-
-                fn supervision() -> #krate::Supervision {
-                    #declared::supervision()
-                }
-
-                fn bindings(bindings: &mut #krate::Bindings<'_, Self>) {
-                    let _ = &bindings;
-                    #(#binds)*
-                }
-
-                #start
-                #stop
-
-                fn handle(
-                    &mut self,
-                    msg: Self::Msg,
-                    ctx: &mut #krate::Context<Self>,
-                ) -> impl ::core::future::Future<Output = #krate::Outcome> {
-                    #dispatch
-                }
-
-                #handle_now
-            }
-        };
-    }
-}
-
-/// Wraps handler `index`'s future (of handlers `range`) in the `Either`s that lead to it in a
-/// balanced tree of them.
-fn dispatch_path(
-    krate: &TokenStream,
-    future: TokenStream,
-    index: usize,
-    range: std::ops::Range<usize>,
-) -> TokenStream {
-    if range.len() <= 1 {
-        return future;
-    }
-    let mid = range.start + range.len() / 2;
-    if index < mid {
-        let inner = dispatch_path(krate, future, index, range.start..mid);
-        quote!(#krate::__private::Either::Left { future: #inner })
-    } else {
-        let inner = dispatch_path(krate, future, index, mid..range.end);
-        quote!(#krate::__private::Either::Right { future: #inner })
-    }
-}
-
-fn hook_fn(krate: &TokenStream, which: TokenStream, hook: Option<&Hook>) -> TokenStream {
-    let Some(hook) = hook else { return quote!() };
-    let method = &hook.method;
-    let call = if hook.is_async {
-        quote!(self.#method(ctx).await)
-    } else {
-        quote!(self.#method(ctx))
-    };
-    let convert = quote_spanned!(hook.ret_span=> #krate::__private::IntoStartResult::into_start_result(#call));
-    quote! {
-        async fn #which(
-            &mut self,
-            ctx: &mut #krate::Context<Self>,
-        ) -> ::core::result::Result<(), #krate::BoxError> {
-            #convert
-        }
-    }
+    ctxt::finish(cx, code)
 }

@@ -118,76 +118,62 @@ impl<M> Destination<M> for &String {
     }
 }
 
+/// The topic rules, shared with the macros so that a handler topic accepted at compile time
+/// is accepted at run time too. See `fluxor-macros/src/topic_rules.rs`.
+#[allow(unreachable_pub)]
+mod rules {
+    fluxor_macros::__topic_rules!();
+}
+
+pub use rules::TopicErrorKind;
+pub(crate) use rules::{is_pattern, matches};
+
+/// A topic or topic pattern that breaks the topic rules: which rule, and the topic.
+///
+/// ```
+/// use fluxor::{validate_pattern, TopicErrorKind};
+///
+/// let err = validate_pattern("orders.>.fast").unwrap_err();
+/// assert_eq!(err.kind(), TopicErrorKind::GreedyNotLast);
+/// assert_eq!(err.topic(), "orders.>.fast");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid topic `{topic}`: {kind}")]
+#[non_exhaustive]
+pub struct TopicError {
+    kind: TopicErrorKind,
+    topic: String,
+}
+
+impl TopicError {
+    fn new(kind: TopicErrorKind, topic: &str) -> Self {
+        TopicError {
+            kind,
+            topic: topic.to_owned(),
+        }
+    }
+
+    /// Which rule the topic breaks.
+    pub fn kind(&self) -> TopicErrorKind {
+        self.kind
+    }
+
+    /// The topic or pattern as given.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+}
+
 /// Checks a topic that messages are sent to: dot-separated, non-empty tokens, no whitespace,
 /// no wildcards.
-pub(crate) fn validate_topic(topic: &str) -> Result<(), String> {
-    validate(topic, false)
+pub(crate) fn validate_topic(topic: &str) -> Result<(), TopicError> {
+    rules::check(topic, false).map_err(|kind| TopicError::new(kind, topic))
 }
 
 /// Checks a topic pattern that a consumer subscribes to: like a topic, plus `*` (exactly one
 /// token) and `>` (one or more trailing tokens, last position only), as in NATS.
-pub fn validate_pattern(pattern: &str) -> Result<(), String> {
-    validate(pattern, true)
-}
-
-fn validate(topic: &str, wildcards: bool) -> Result<(), String> {
-    if topic.is_empty() {
-        return Err(
-            "a topic cannot be empty; write tokens separated by dots, like `orders.create`".into(),
-        );
-    }
-    let count = topic.split('.').count();
-    for (i, token) in topic.split('.').enumerate() {
-        if token.is_empty() {
-            return Err(format!(
-                "`{topic}` has an empty token; remove the leading, trailing or doubled `.`"
-            ));
-        }
-        if token.chars().any(char::is_whitespace) {
-            return Err(format!("`{topic}` contains whitespace; topics are tokens separated by dots, like `orders.create`"));
-        }
-        let wild = token == "*" || token == ">";
-        if !wild && (token.contains('*') || token.contains('>')) {
-            return Err(format!(
-                "`{topic}`: `*` and `>` must stand alone as a whole token, like `orders.*`"
-            ));
-        }
-        if wild && !wildcards {
-            return Err(format!(
-                "`{topic}` contains a wildcard; messages go to concrete topics, only subscriptions may use `*` and `>`"
-            ));
-        }
-        if token == ">" && i + 1 != count {
-            return Err(format!("`{topic}`: `>` may only be the last token"));
-        }
-    }
-    Ok(())
-}
-
-/// Whether `pattern` contains a wildcard token.
-pub(crate) fn is_pattern(pattern: &str) -> bool {
-    pattern.split('.').any(|t| t == "*" || t == ">")
-}
-
-/// Whether the valid `pattern` matches the concrete `topic`.
-pub(crate) fn matches(pattern: &str, topic: &str) -> bool {
-    let mut topic_tokens = topic.split('.');
-    for p in pattern.split('.') {
-        match p {
-            ">" => return topic_tokens.next().is_some(),
-            "*" => {
-                if topic_tokens.next().is_none() {
-                    return false;
-                }
-            }
-            literal => {
-                if topic_tokens.next() != Some(literal) {
-                    return false;
-                }
-            }
-        }
-    }
-    topic_tokens.next().is_none()
+pub fn validate_pattern(pattern: &str) -> Result<(), TopicError> {
+    rules::check(pattern, true).map_err(|kind| TopicError::new(kind, pattern))
 }
 
 #[cfg(test)]
@@ -210,6 +196,21 @@ mod tests {
         for bad in ["a.>.b", "a.b*", "", "a..*"] {
             assert!(validate_pattern(bad).is_err(), "{bad:?} should be rejected");
         }
+        let kinds = [
+            ("", TopicErrorKind::Empty),
+            ("a..b", TopicErrorKind::EmptyToken),
+            ("a b", TopicErrorKind::Whitespace),
+            ("a.b*", TopicErrorKind::PartialWildcard),
+            ("a.>.b", TopicErrorKind::GreedyNotLast),
+        ];
+        for (bad, kind) in kinds {
+            let err = validate_pattern(bad).unwrap_err();
+            assert_eq!((err.kind(), err.topic()), (kind, bad));
+        }
+        assert_eq!(
+            validate_topic("a.*").unwrap_err().kind(),
+            TopicErrorKind::Wildcard
+        );
     }
 
     #[test]

@@ -21,7 +21,7 @@ mod wake;
 mod watchdog;
 mod worker;
 
-pub use address::{validate_pattern, Address, Destination};
+pub use address::{validate_pattern, Address, Destination, TopicError, TopicErrorKind};
 pub use bus::{EventBus, RequestOptions};
 pub use component::{
     ActorRef, Bindings, Component, Context, Handles, Outcome, Responder, Run, WorkerMode,

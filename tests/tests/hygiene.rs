@@ -105,3 +105,103 @@ async fn crate_override_renames_the_runtime_path() {
         .await
         .unwrap();
 }
+
+/// A stand-in for fluxor at another path: fluxor's items, except that `Message` (in
+/// `fake_message`), `__private::Declared` and `testing::__run` are its own. Code generated
+/// with `::fluxor` paths in spite of `crate = ...` would implement or call fluxor's items
+/// instead of these, and the tests below would not compile or would fail.
+mod fake {
+    pub(crate) use ::fluxor::*;
+
+    pub(crate) mod __private {
+        // What generated code may name besides `Declared`; not every component needs each.
+        #[allow(unused_imports)]
+        pub(crate) use ::fluxor::__private::{worker_mode, Either, IntoStartResult};
+
+        /// Like fluxor's, but another trait: the struct half must implement this one and the
+        /// impl half must read this one.
+        pub(crate) trait Declared {
+            type Config: ::serde::de::DeserializeOwned + Send + Sync + 'static;
+            const NAME: &'static str;
+            fn worker_mode() -> Option<::fluxor::WorkerMode<Self>>;
+            fn supervision() -> ::fluxor::Supervision;
+        }
+    }
+
+    pub(crate) mod testing {
+        pub(crate) use ::fluxor::testing::{TestOptions, TestResult, TestRuntime};
+
+        pub(crate) static RAN_HERE: ::std::sync::atomic::AtomicBool =
+            ::std::sync::atomic::AtomicBool::new(false);
+
+        /// Records that the test came through here, then runs it as fluxor would.
+        pub(crate) fn __run<F, Fut>(options: TestOptions, body: F)
+        where
+            F: FnOnce(TestRuntime) -> Fut,
+            Fut: ::std::future::Future,
+            Fut::Output: TestResult,
+        {
+            RAN_HERE.store(true, ::std::sync::atomic::Ordering::SeqCst);
+            ::fluxor::testing::__run(options, body);
+        }
+    }
+}
+
+/// A `Message` trait that is not fluxor's, for `#[message(crate = fake_message)]`.
+mod fake_message {
+    pub(crate) trait Message {
+        type Reply;
+    }
+}
+
+mod through_fake {
+    #[derive(::fluxor::Message)]
+    #[message(reply = u8, crate = crate::fake_message)]
+    pub(crate) struct Probe;
+
+    #[::fluxor::component(crate = crate::fake, name = "faked")]
+    #[derive(Default)]
+    pub(crate) struct Faked;
+
+    #[::fluxor::component(crate = crate::fake)]
+    impl Faked {
+        #[::fluxor::handler("fake.triple")]
+        fn triple(&mut self, super::renamed::Double(n): super::renamed::Double) -> u64 {
+            n * 3
+        }
+    }
+}
+
+#[test]
+fn message_derive_follows_the_crate_path() {
+    fn implements_the_fake<M: fake_message::Message<Reply = u8>>() {}
+    implements_the_fake::<through_fake::Probe>();
+}
+
+#[tokio::test]
+async fn both_component_halves_follow_the_crate_path() {
+    use ::fluxor::Component;
+    // The struct half implemented the stand-in's `Declared`, and the impl half read it (a
+    // half that used fluxor's would find no impl, or leave this one unused and unread).
+    fn declared_through_fake<C: fake::__private::Declared>() {}
+    declared_through_fake::<through_fake::Faked>();
+    assert_eq!(through_fake::Faked::name(), "faked");
+    let rt = ::fluxor::Fluxor::builder().reactors(1).build().unwrap();
+    rt.deploy(through_fake::Faked::default, ::fluxor::DeployOptions::new())
+        .await
+        .unwrap();
+    let n = rt
+        .bus()
+        .request(through_fake::Faked::TRIPLE, renamed::Double(5))
+        .await
+        .unwrap();
+    assert_eq!(n, 15);
+    rt.shutdown(std::time::Duration::from_secs(1))
+        .await
+        .unwrap();
+}
+
+#[::fluxor::test(crate = crate::fake)]
+async fn test_attribute_follows_the_crate_path() {
+    assert!(fake::testing::RAN_HERE.load(std::sync::atomic::Ordering::SeqCst));
+}

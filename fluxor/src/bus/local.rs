@@ -325,9 +325,9 @@ impl LocalTransport {
     fn lookup<'a>(&self, snap: &'a Routes, topic: &str) -> Result<Resolved<'a>, BusError> {
         let resolved = snap.resolve(topic);
         if !matches!(resolved, Resolved::Route(_)) && !topic.starts_with(super::RESERVED) {
-            validate_topic(topic).map_err(|reason| BusError::InvalidTopic {
+            validate_topic(topic).map_err(|e| BusError::InvalidTopic {
                 topic: topic.to_owned(),
-                reason,
+                reason: e.kind().to_string(),
             })?;
         }
         Ok(resolved)

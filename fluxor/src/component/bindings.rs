@@ -69,7 +69,7 @@ impl<'a, C: Component> Bindings<'a, C> {
                     })
                 }),
             }),
-            Err(reason) => self.errors.push(reason),
+            Err(e) => self.errors.push(format!("`{}`: {}", e.topic(), e.kind())),
         }
         self
     }

@@ -13,6 +13,6 @@ struct Counter;
 #[component]
 impl Counter {
     #[handler("counter.add")]
-    fn add(&mut self, msg: Add, ctx: &mut Context<Self>, extra: u8) -> u64 { msg.0 }
+    fn add(&mut self, msg: Add, _ctx: &mut Context<Self>, _extra: u8) -> u64 { msg.0 }
 }
 fn main() {}

@@ -1,0 +1,5 @@
+use fluxor::prelude::*;
+
+#[component]
+fn counter() {}
+fn main() {}

@@ -1,0 +1,3 @@
+#[fluxor::test]
+fn runs() {}
+fn main() {}

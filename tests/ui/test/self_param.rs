@@ -1,0 +1,3 @@
+#[fluxor::test]
+async fn runs(self) {}
+fn main() {}

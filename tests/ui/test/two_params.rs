@@ -1,0 +1,3 @@
+#[fluxor::test]
+async fn runs(_rt: fluxor::testing::TestRuntime, _n: u64) {}
+fn main() {}

@@ -1,0 +1,3 @@
+#[fluxor::test(paused)]
+async fn runs() {}
+fn main() {}

@@ -1,0 +1,3 @@
+#[fluxor::test(reactors = 0)]
+async fn runs() {}
+fn main() {}
