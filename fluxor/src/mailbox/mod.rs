@@ -37,5 +37,5 @@ mod stats;
 mod tests;
 
 pub(crate) use queue::{Mailbox, Next, PushError, Receiver};
-pub(crate) use signals::{mailbox_of, Control, Signals};
+pub(crate) use signals::{mailbox_of, Control, Signals, StopRequest};
 pub(crate) use stats::InstanceStats;

@@ -126,7 +126,7 @@ impl<T> State<T> {
 /// What the receiver gets next.
 pub(crate) enum Next<T> {
     /// The runtime asked the instance to stop by this deadline.
-    Stop(Instant),
+    Stop(StopRequest),
     /// A control signal.
     Control(Control),
     /// A message.
@@ -354,7 +354,7 @@ impl<T> Receiver<T> {
         let mut st = chan.lock();
         if let Some(stop) = st.stop.take() {
             st.flag(chan);
-            return Poll::Ready(Next::Stop(stop.deadline()));
+            return Poll::Ready(Next::Stop(stop));
         }
         if let Some(signal) = st.control.as_mut().and_then(|c| c.pop_front()) {
             st.flag(chan);
@@ -362,7 +362,7 @@ impl<T> Receiver<T> {
         }
         if self.local.is_empty() && !refill(&mut self.local, chan, &mut st) {
             if st.closed {
-                return Poll::Ready(Next::Stop(Instant::now()));
+                return Poll::Ready(Next::Stop(StopRequest::now()));
             }
             st.register(cx.waker());
             return Poll::Pending;
@@ -378,12 +378,12 @@ impl<T> Receiver<T> {
     }
 
     /// Waits until the runtime asks the instance to stop; returns the deadline.
-    pub(crate) async fn stop_requested(&mut self) -> Instant {
+    pub(crate) async fn stop_requested(&mut self) -> StopRequest {
         poll_fn(|cx| {
             let mut st = self.chan.lock();
             if let Some(stop) = st.stop.take() {
                 st.flag(&self.chan);
-                return Poll::Ready(stop.deadline());
+                return Poll::Ready(stop);
             }
             st.register(cx.waker());
             Poll::Pending

@@ -1,6 +1,7 @@
 //! Signals to an instance outside its message order: stop requests and control signals.
 
-use std::sync::Arc;
+use std::num::NonZeroU64;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -13,8 +14,9 @@ use crate::wake::wake_on;
 /// message order: a signal is seen before the next message, at the latest after the current
 /// batch. The mailbox carries these, so an instance needs no channel of its own for them.
 pub(crate) trait Signals: Send + Sync {
-    /// Asks the instance to drain and stop by `deadline` (the first request counts).
-    fn stop(&self, deadline: Instant);
+    /// Asks the instance to drain and stop by the request's deadline (the first request
+    /// counts).
+    fn stop(&self, request: StopRequest);
     /// Queues a control signal; handed back if the instance has stopped or already has
     /// `CONTROL_CAPACITY` signals waiting.
     fn control(&self, signal: Control) -> Result<(), Control>;
@@ -44,37 +46,63 @@ impl std::fmt::Debug for dyn Signals {
 
 /// A stop deadline on its way from the stopper to the instance. The two may run on different
 /// clocks (a test reactor's clock is paused and jumps ahead while the stopper's runs in real
-/// time), so the request carries the time left and when it was asked, in real time, and the
+/// time), so the request carries the time left and when it was made, in real time, and the
 /// instance turns it back into a deadline on its own clock. Where both clocks are real, the
-/// deadline comes out as the stopper set it.
+/// deadline comes out as the stopper set it. Made once for all the instances a stopper stops;
+/// 16 bytes, like the deadline it stands for, so a mailbox is no larger for it.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct StopRequest {
-    remaining: Duration,
-    asked: std::time::Instant,
+    /// Nanoseconds left when the request was made.
+    remaining: u64,
+    /// When it was made: nanoseconds since the process's first stop request, plus one.
+    made: NonZeroU64,
+}
+
+/// The real-time origin of [`StopRequest`] timestamps.
+static ORIGIN: OnceLock<std::time::Instant> = OnceLock::new();
+
+fn since_origin() -> NonZeroU64 {
+    let origin = *ORIGIN.get_or_init(std::time::Instant::now);
+    let nanos = u64::try_from(origin.elapsed().as_nanos()).unwrap_or(u64::MAX - 1);
+    NonZeroU64::MIN.saturating_add(nanos)
 }
 
 impl StopRequest {
-    fn new(deadline: Instant) -> Self {
+    /// A request to stop by `deadline` (on the caller's clock).
+    pub(crate) fn by(deadline: Instant) -> Self {
+        let left = deadline.saturating_duration_since(Instant::now());
         StopRequest {
-            remaining: deadline.saturating_duration_since(Instant::now()),
-            asked: std::time::Instant::now(),
+            remaining: u64::try_from(left.as_nanos()).unwrap_or(u64::MAX),
+            made: since_origin(),
+        }
+    }
+
+    /// A request to stop at once.
+    pub(crate) fn now() -> Self {
+        StopRequest {
+            remaining: 0,
+            made: NonZeroU64::MIN,
         }
     }
 
     /// The deadline on the calling thread's clock.
     pub(crate) fn deadline(self) -> Instant {
-        Instant::now() + self.remaining.saturating_sub(self.asked.elapsed())
+        if self.remaining == 0 {
+            return Instant::now();
+        }
+        let passed = since_origin().get().saturating_sub(self.made.get());
+        Instant::now() + Duration::from_nanos(self.remaining.saturating_sub(passed))
     }
 }
 
 impl<T: Send + 'static> Signals for Chan<T> {
-    fn stop(&self, deadline: Instant) {
+    fn stop(&self, request: StopRequest) {
         let waker = {
             let mut st = self.lock();
             if st.stop.is_some() {
                 return;
             }
-            st.stop = Some(StopRequest::new(deadline));
+            st.stop = Some(request);
             st.flag(self);
             st.receiver.take()
         };

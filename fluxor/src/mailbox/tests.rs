@@ -98,15 +98,16 @@ async fn signals_come_before_queued_messages() {
         .map_err(|_| "refused")
         .unwrap();
     let deadline = Instant::now() + std::time::Duration::from_secs(1);
-    signals.stop(deadline);
-    signals.stop(Instant::now());
+    signals.stop(StopRequest::by(deadline));
+    signals.stop(StopRequest::now());
     // The stop request first (the first one counts), then the control signal, then the
     // message that was already taken into the receiver's buffer.
     // The deadline travels as time left, so it comes back within real time's drift of the
     // first request's, far from the second's (now).
-    let Next::Stop(d) = rx.next().await else {
+    let Next::Stop(request) = rx.next().await else {
         panic!("the stop request comes first")
     };
+    let d = request.deadline();
     let drift = d.max(deadline) - d.min(deadline);
     assert!(
         drift < std::time::Duration::from_millis(500),
@@ -157,7 +158,7 @@ async fn a_stop_request_wakes_a_waiting_receiver() {
     let signals = mb.signals();
     let waiter = tokio::spawn(async move { matches!(rx.next().await, Next::Stop(_)) });
     tokio::task::yield_now().await;
-    signals.stop(Instant::now());
+    signals.stop(StopRequest::now());
     assert!(waiter.await.unwrap());
 }
 
@@ -201,4 +202,18 @@ async fn push_until_waits_for_room_or_deadline() {
     assert_eq!(rx.recv().await, Some(1));
     assert_eq!(waiter.await.unwrap(), Ok(()));
     assert_eq!(rx.recv().await, Some(3));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stop_deadline_is_kept_as_time_left_across_clocks() {
+    // Made on one clock, read on another that has jumped ahead (a paused test clock that
+    // auto-advanced): the time left is what carries over, not the instant.
+    let request = StopRequest::by(Instant::now() + std::time::Duration::from_secs(10));
+    tokio::time::advance(std::time::Duration::from_secs(60)).await;
+    let left = request.deadline() - Instant::now();
+    assert!(
+        left > std::time::Duration::from_secs(9) && left <= std::time::Duration::from_secs(10),
+        "{left:?} left of 10 s"
+    );
+    assert_eq!(StopRequest::now().deadline(), Instant::now());
 }

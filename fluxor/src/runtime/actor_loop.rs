@@ -13,7 +13,7 @@ use super::restart::Supervised;
 use super::shared::Shared;
 use crate::component::{ActorRef, Component, Context, Outcome};
 use crate::error::StopError;
-use crate::mailbox::{Control, Mailbox, Next, Receiver};
+use crate::mailbox::{Control, Mailbox, Next, Receiver, StopRequest};
 use crate::supervision::{InstanceState, LifecycleKind};
 use crate::timer::Timers;
 use crate::util::{panic_message, Either};
@@ -118,7 +118,7 @@ pub(super) struct LoopInputs<C: Component> {
 /// Why the message loop ended.
 pub(super) enum LoopExit {
     /// Undeploy or shutdown: drain until the deadline, then stop.
-    Stop(Option<Instant>),
+    Stop(StopRequest),
     /// The supervision policy stopped the instance (or its deployment failed).
     Halt { failed: bool },
     /// The instance went down with its worker job.
@@ -158,7 +158,7 @@ pub(super) fn actor_loop<C: Component, E: Exec<C>>(
             // Nothing is awaited inside the match (its scrutinee, a message, would be kept in
             // the task across the wait): each arm says what to await after it.
             let work = match rx.next().await {
-                Next::Stop(deadline) => break LoopExit::Stop(Some(deadline)),
+                Next::Stop(request) => break LoopExit::Stop(request),
                 Next::Control(Control::Group { delay }) => {
                     if duty
                         .owner
@@ -319,8 +319,8 @@ pub(super) async fn finish<C: Component, E: Exec<C>>(
         instance: index,
         reason: "the instance was lost with its worker job".into(),
     };
-    let deadline = match end {
-        LoopExit::Stop(deadline) => deadline.unwrap_or_else(Instant::now),
+    let request = match end {
+        LoopExit::Stop(request) => request,
         LoopExit::Lost => return vec![lost()],
         LoopExit::Halt { failed } => {
             supervised.halt(exec, rx, failed).await;
@@ -334,15 +334,19 @@ pub(super) async fn finish<C: Component, E: Exec<C>>(
         ctx.timers.cancel_all();
     }
     rx.close();
+    // The deadline is read off the clock only when something has to wait for it.
+    let mut known = None;
+    let mut deadline = || *known.get_or_insert_with(|| request.deadline());
     let mut errors = Vec::new();
     let mut undelivered = 0;
     while let Ok(msg) = rx.try_recv() {
+        let deadline = deadline();
         if Instant::now() >= deadline {
             undelivered += 1;
             continue;
         }
         // Messages left at a stop are rare: boxed, so the stop sequence stays small.
-        match Box::pin(within(deadline, exec.dispatch(msg))).await {
+        match Box::pin(within(|| deadline, exec.dispatch(msg))).await {
             Ok(Some(outcome)) => exec.settle(&outcome, rx.stats()),
             Ok(None) => return vec![lost()],
             Err(_elapsed) => undelivered += 1,
@@ -355,7 +359,11 @@ pub(super) async fn finish<C: Component, E: Exec<C>>(
             undelivered,
         });
     }
-    let stopped = within(deadline.max(Instant::now()) + REPORT_GRACE / 2, exec.stop()).await;
+    let stopped = within(
+        || deadline().max(Instant::now()) + REPORT_GRACE / 2,
+        exec.stop(),
+    )
+    .await;
     let failure = match stopped {
         Ok(Ok(())) => None,
         Ok(Err(reason)) => Some(reason),
@@ -375,12 +383,18 @@ pub(super) async fn finish<C: Component, E: Exec<C>>(
 }
 
 /// Like `tokio::time::timeout_at`, but a future that is ready at its first poll arms no
-/// timer (most of what a stopping instance does finishes at once).
-pub(super) async fn within<F: Future>(deadline: Instant, fut: F) -> Result<F::Output, ()> {
+/// timer and does not even read the deadline (most of what a stopping instance does finishes
+/// at once).
+pub(super) async fn within<F: Future>(
+    deadline: impl FnOnce() -> Instant,
+    fut: F,
+) -> Result<F::Output, ()> {
     let mut fut = std::pin::pin!(fut);
     let first = std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await;
     match first {
         Poll::Ready(out) => Ok(out),
-        Poll::Pending => tokio::time::timeout_at(deadline, fut).await.map_err(|_| ()),
+        Poll::Pending => tokio::time::timeout_at(deadline(), fut)
+            .await
+            .map_err(|_| ()),
     }
 }

@@ -9,7 +9,7 @@ use tokio::time::Instant;
 use super::shared::Shared;
 use crate::component::Component;
 use crate::error::StopError;
-use crate::mailbox::Signals;
+use crate::mailbox::{Signals, StopRequest};
 
 /// Extra time a stopper waits, past the deadline, for an instance to report on itself.
 pub(super) const REPORT_GRACE: Duration = Duration::from_millis(100);
@@ -171,8 +171,9 @@ impl Reports {
         peers: &[Arc<dyn Signals>],
         deadline: Instant,
     ) -> Vec<StopError> {
+        let request = StopRequest::by(deadline);
         for peer in peers {
-            peer.stop(deadline);
+            peer.stop(request);
         }
         let all = self.stopped.count.wait(deadline + REPORT_GRACE).await;
         let mut errors = std::mem::take(

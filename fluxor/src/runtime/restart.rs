@@ -84,7 +84,7 @@ impl<C: Component> Supervised<'_, C> {
         loop {
             tokio::select! {
                 biased;
-                d = rx.stop_requested() => return Err(LoopExit::Stop(Some(d))),
+                request = rx.stop_requested() => return Err(LoopExit::Stop(request)),
                 () = tokio::time::sleep(delay) => {}
             }
             let reason =

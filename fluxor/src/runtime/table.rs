@@ -6,11 +6,9 @@ use crate::component::Component;
 use crate::ids::DeploymentId;
 use std::time::Duration;
 
-use tokio::time::Instant;
-
 use super::reports::Reports;
 use super::shared::Shared;
-use crate::mailbox::{Mailbox, Signals};
+use crate::mailbox::{Mailbox, Signals, StopRequest};
 use crate::supervision::Supervisor;
 
 /// The live deployments, by id and in deploy order.
@@ -98,9 +96,8 @@ impl Drop for Deployment {
     /// earlier stands); so do instances still starting, e.g. when a deploy is cancelled.
     fn drop(&mut self) {
         self.reports.started.abandon();
-        let now = Instant::now();
         for instance in self.instances() {
-            instance.stop(now);
+            instance.stop(StopRequest::now());
         }
     }
 }
