@@ -10,7 +10,6 @@ use crate::ids::DeploymentId;
 
 impl Fluxor {
     /// Reads the state of a live instance between two of its messages.
-    #[cfg(feature = "test-util")]
     pub(crate) async fn with_state<C, R, F>(
         &self,
         id: DeploymentId,
@@ -59,7 +58,6 @@ impl Fluxor {
 
     /// `None` when every mailbox is empty, no handler runs and the worker pool is idle;
     /// otherwise what is still busy.
-    #[cfg(feature = "test-util")]
     pub(crate) fn busy_report(&self) -> Option<String> {
         let mut busy = Vec::new();
         for d in self.lock().iter() {
@@ -88,7 +86,6 @@ impl Fluxor {
 
     /// Runs `job(reactor index)` on every reactor (on its thread, inside its runtime) and waits for all of
     /// them.
-    #[cfg(feature = "test-util")]
     pub(crate) async fn on_every_reactor<F, Fut>(&self, job: F) -> bool
     where
         F: Fn(usize) -> Fut + Send + Sync + Clone + 'static,
@@ -121,7 +118,6 @@ impl Fluxor {
     }
 
     /// How many handler panics and failed restarts happened, and the first few of them.
-    #[cfg(feature = "test-util")]
     pub(crate) fn crash_report(&self) -> (u64, Vec<String>) {
         let e = &self.inner.escalation;
         (
