@@ -477,12 +477,35 @@ async fn the_reserved_prefix_is_for_the_runtime_only() {
     let event = s.events.lock().unwrap()[0].clone();
     let err =
         s.rt.bus()
-            .publish("fluxor.lifecycle.started", event)
+            .publish("fluxor.lifecycle.started", event.clone())
             .unwrap_err();
     assert!(
         matches!(err.failures[0], BusError::InvalidTopic { .. }),
         "{err}"
     );
+    // Nor can they be sent or requested there (an error means nothing was delivered), to a
+    // subscriber (the recorder binds `fluxor.lifecycle.>`) or to a topic nobody binds.
+    for topic in ["fluxor.lifecycle.crashed", "fluxor.nobody.here"] {
+        let sent = s.rt.bus().send(topic, event.clone()).unwrap_err();
+        assert!(
+            matches!(sent.error, BusError::InvalidTopic { .. }),
+            "{topic}: {sent}"
+        );
+        let asked = s.rt.bus().request(topic, event.clone()).await.unwrap_err();
+        assert!(
+            matches!(asked, BusError::InvalidTopic { .. }),
+            "{topic}: {asked}"
+        );
+        let waited =
+            s.rt.bus()
+                .send_timeout(topic, event.clone(), Duration::from_millis(10))
+                .await
+                .unwrap_err();
+        assert!(
+            matches!(waited.error, BusError::InvalidTopic { .. }),
+            "{topic}: {waited}"
+        );
+    }
     s.rt.shutdown(Duration::from_secs(5)).await.unwrap();
 }
 

@@ -217,7 +217,7 @@ impl EventBus {
         self.inner.local.clear();
     }
 
-    /// Refuses user messages on the reserved `fluxor.` prefix.
+    /// Refuses user messages on the reserved `fluxor.` prefix: sent, requested or published.
     fn guard(topic: &str) -> Result<(), BusError> {
         if topic.starts_with(RESERVED) {
             return Err(BusError::InvalidTopic {
@@ -249,6 +249,11 @@ impl EventBus {
         topic: &str,
         env: Envelope<M>,
     ) -> Result<(), (BusError, Envelope<M>)> {
+        // Every user path (send, send_timeout, request, from the bus, a context or the HTTP
+        // adapter) comes through here: nobody may forge the runtime's own events.
+        if let Err(e) = Self::guard(topic) {
+            return Err((e, env));
+        }
         if self.is_closed() {
             return Err((BusError::Closed, env));
         }
