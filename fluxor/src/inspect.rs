@@ -107,6 +107,9 @@ pub struct InstanceInfo {
     pub failed: u64,
     /// Messages whose handler panicked.
     pub panicked: u64,
+    /// Requests not handled because their requester had gone (dropped its request or stopped
+    /// waiting at its deadline) before their handler ran.
+    pub abandoned: u64,
     /// Messages refused because the mailbox was full.
     pub rejected: u64,
 }

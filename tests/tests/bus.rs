@@ -510,3 +510,67 @@ async fn a_closed_bus_answers_closed() {
         BusError::Closed
     );
 }
+
+#[tokio::test]
+async fn a_request_whose_requester_has_gone_is_skipped_and_counted() {
+    let rt = runtime();
+    let counters = Arc::new(Counters::default());
+    rt.deploy(Probe::with(counters.clone()), DeployOptions::new())
+        .await
+        .unwrap();
+    // Hold the only instance with a nap.
+    let bus = rt.bus().clone();
+    let nap =
+        tokio::spawn(async move { bus.request("t.nap", Nap(Duration::from_millis(300))).await });
+    eventually("the nap to start", Duration::from_secs(5), || {
+        counters.naps.load(Ordering::Relaxed) == 1
+    })
+    .await;
+    // Meanwhile one requester stops waiting at its deadline (a plain handler's request), and
+    // another drops its request (an `async` handler's), as an HTTP client that gives up does.
+    let timed_out = rt
+        .bus()
+        .request_with(
+            "t.add",
+            Add(1),
+            RequestOptions::new().timeout(Duration::from_millis(20)),
+        )
+        .await;
+    assert!(
+        matches!(timed_out, Err(BusError::Timeout { .. })),
+        "{timed_out:?}"
+    );
+    let dropped = tokio::time::timeout(
+        Duration::from_millis(20),
+        rt.bus().request("t.nap", Nap(Duration::from_secs(5))),
+    )
+    .await;
+    assert!(dropped.is_err(), "the caller gave up");
+    nap.await.unwrap().unwrap();
+    eventually(
+        "both to be counted as abandoned",
+        Duration::from_secs(5),
+        || rt.deployments()[0].instances[0].abandoned == 2,
+    )
+    .await;
+    assert_eq!(
+        counters.adds.load(Ordering::Relaxed),
+        0,
+        "the add never ran"
+    );
+    assert_eq!(
+        counters.naps.load(Ordering::Relaxed),
+        1,
+        "the second nap never started"
+    );
+    // A requester that waits is answered as ever.
+    rt.bus().request("t.add", Add(2)).await.unwrap();
+    assert_eq!(counters.adds.load(Ordering::Relaxed), 1);
+    // The nap and this add were handled; the counter follows the reply.
+    eventually("two messages handled", Duration::from_secs(5), || {
+        rt.deployments()[0].instances[0].handled == 2
+    })
+    .await;
+    assert_eq!(rt.deployments()[0].instances[0].abandoned, 2);
+    done(rt).await;
+}

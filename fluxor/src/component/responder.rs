@@ -45,6 +45,9 @@ impl<R: Send + 'static> Responder<R> {
     ///
     /// The returned future holds the handler's future once (it is a plain struct, not an
     /// `async fn` that would keep its argument besides the future it awaits).
+    ///
+    /// A request whose requester has gone by the first poll is not handled: the handler
+    /// future is dropped unpolled and the outcome is [`Outcome::Abandoned`].
     pub fn run<F, T>(self, handler: F) -> Run<F, R>
     where
         F: Future<Output = T>,
@@ -53,13 +56,20 @@ impl<R: Send + 'static> Responder<R> {
         Run {
             handler: catch_unwind(handler).instrument(self.span()),
             responder: Some(self),
+            started: false,
             answer: Responder::answer::<T>,
         }
     }
 
     /// Runs a plain (not `async`) handler at once, inside the same span as [`run`](Self::run),
     /// answers the requester and reports the [`Outcome`]; a panic is caught as `run` catches it.
+    ///
+    /// A request whose requester has gone is not handled: the handler is not called and the
+    /// outcome is [`Outcome::Abandoned`].
     pub fn run_now<T: IntoReply<R>>(self, handler: impl FnOnce() -> T) -> Outcome {
+        if self.reply.abandoned() {
+            return Outcome::Abandoned;
+        }
         let result = {
             let span = self.span();
             let _entered = span.enter();
@@ -111,6 +121,8 @@ pin_project_lite::pin_project! {
         #[pin]
         handler: tracing::instrument::Instrumented<CatchUnwind<F>>,
         responder: Option<Responder<R>>,
+        // The handler has been polled: from then on it runs to the end, requester or not.
+        started: bool,
         // Chosen where the handler's reply type is checked (`Responder::run`), so a reply type
         // that does not fit is reported there, once.
         answer: fn(Responder<R>, Result<F::Output, Box<dyn Any + Send>>) -> Outcome,
@@ -130,6 +142,13 @@ impl<F: Future, R> Future for Run<F, R> {
 
     fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Outcome> {
         let this = self.project();
+        if !std::mem::replace(this.started, true)
+            && this.responder.as_ref().is_some_and(|r| r.reply.abandoned())
+        {
+            // Nobody waits for the answer: the handler never starts.
+            *this.responder = None;
+            return Poll::Ready(Outcome::Abandoned);
+        }
         let result = std::task::ready!(this.handler.poll(cx));
         match this.responder.take() {
             Some(responder) => Poll::Ready((this.answer)(responder, result)),

@@ -185,4 +185,7 @@ pub enum Outcome {
     Failed(String),
     /// The handler panicked; the panic message went to the requester, if any.
     Panicked(String),
+    /// The requester had gone before the handler ran (it dropped its request, e.g. an HTTP
+    /// client that gave up, or stopped waiting at its deadline): the handler was skipped.
+    Abandoned,
 }

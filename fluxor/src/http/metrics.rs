@@ -36,7 +36,7 @@ pub(super) fn prometheus(s: &crate::inspect::Snapshot) -> String {
         reactor(|r| r.blocked_episodes as f64),
     );
     type Pick = fn(&crate::inspect::InstanceInfo) -> f64;
-    let per_instance: [(&str, &str, &str, Pick); 6] = [
+    let per_instance: [(&str, &str, &str, Pick); 7] = [
         (
             "fluxor_messages_handled_total",
             "counter",
@@ -54,6 +54,12 @@ pub(super) fn prometheus(s: &crate::inspect::Snapshot) -> String {
             "counter",
             "Handlers that panicked.",
             |i| i.panicked as f64,
+        ),
+        (
+            "fluxor_requests_abandoned_total",
+            "counter",
+            "Requests skipped because their requester had gone.",
+            |i| i.abandoned as f64,
         ),
         (
             "fluxor_mailbox_rejected_total",

@@ -13,6 +13,8 @@ pub(crate) struct InstanceStats {
     pub(crate) handled: AtomicU64,
     pub(crate) failed: AtomicU64,
     pub(crate) panicked: AtomicU64,
+    /// Requests skipped because their requester had gone.
+    pub(crate) abandoned: AtomicU64,
     pub(crate) rejected: AtomicU64,
 }
 

@@ -76,6 +76,15 @@ impl<R> ReplyTo<R> {
         self.slot.is_some()
     }
 
+    /// A reply is expected but nobody waits for it any more: the requester dropped its request
+    /// (a client that gave up) or stopped waiting at its deadline. Only this side holds the
+    /// slot then; a stale read only lets one such message through to its handler.
+    pub(crate) fn abandoned(&self) -> bool {
+        self.slot
+            .as_ref()
+            .is_some_and(|s| Arc::strong_count(s) == 1)
+    }
+
     /// Sends the reply; a requester that gave up (or none at all) is not an error.
     pub(crate) fn send(mut self, reply: ReplyResult<R>) {
         self.settle(Exchange::Sent(reply));

@@ -231,5 +231,9 @@ pub(super) fn settle<C: Component>(ctx: &mut Context<C>, outcome: &Outcome, stat
             InstanceStats::bump(&stats.panicked);
             tracing::error!(component = C::name(), deployment = %ctx.shared.deployment, instance = ctx.instance, %reason, "handler panicked");
         }
+        Outcome::Abandoned => {
+            InstanceStats::bump_own(&stats.abandoned);
+            tracing::debug!(component = C::name(), deployment = %ctx.shared.deployment, instance = ctx.instance, "request skipped: its requester had gone");
+        }
     }
 }

@@ -136,6 +136,7 @@ impl Fluxor {
                         handled: h.stats().handled.load(Ordering::Relaxed),
                         failed: h.stats().failed.load(Ordering::Relaxed),
                         panicked: h.stats().panicked.load(Ordering::Relaxed),
+                        abandoned: h.stats().abandoned.load(Ordering::Relaxed),
                         rejected: h.stats().rejected.load(Ordering::Relaxed),
                     })
                     .collect(),
