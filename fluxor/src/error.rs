@@ -34,6 +34,15 @@ pub enum BusError {
         /// The topic (or the component name, for direct messages).
         topic: String,
     },
+    /// A handler requested something only its own instance serves: the instance handles one
+    /// message at a time, so it would wait for itself until the request timed out.
+    #[error("`{component}` requested `{topic}`, which only it serves, from one of its own handlers: it would wait for itself until the timeout; send without waiting (`ctx.send`), call the method directly, or deploy more instances")]
+    AskCycle {
+        /// The topic (or the component name, for direct messages).
+        topic: String,
+        /// The component that asked itself.
+        component: &'static str,
+    },
     /// The handler returned an error or panicked.
     #[error("the handler of `{topic}` failed: {reason}")]
     RecipientFailed {

@@ -574,3 +574,85 @@ async fn a_request_whose_requester_has_gone_is_skipped_and_counted() {
     assert_eq!(rt.deployments()[0].instances[0].abandoned, 2);
     done(rt).await;
 }
+
+#[derive(Message)]
+#[message(reply = String)]
+struct AskSelf {
+    direct: bool,
+}
+
+#[derive(Message)]
+#[message(reply = u64)]
+struct Inner;
+
+/// Asks its own topic (or itself, directly) from a handler.
+#[component]
+struct Selfish;
+
+#[component]
+impl Selfish {
+    #[handler("selfish.outer")]
+    async fn outer(&mut self, msg: AskSelf, ctx: &mut Context<Self>) -> String {
+        let asked = if msg.direct {
+            let me = ctx.myself().clone();
+            ctx.request_from(&me, Inner).await
+        } else {
+            ctx.request("selfish.inner", Inner).await
+        };
+        match asked {
+            Ok(n) => format!("answered {n} by instance {}", ctx.instance()),
+            Err(e) => format!("{e:?}"),
+        }
+    }
+
+    #[handler("selfish.inner")]
+    fn inner(&mut self, _: Inner, ctx: &mut Context<Self>) -> u64 {
+        ctx.instance() as u64
+    }
+
+    #[handler]
+    fn inner_direct(&mut self, _: Inner) -> u64 {
+        7
+    }
+}
+
+#[tokio::test]
+async fn asking_yourself_fails_at_once_and_another_instance_is_asked_instead() {
+    // A timeout short enough that waiting it out would show, long enough not to be hit.
+    let rt = Fluxor::builder()
+        .reactors(2)
+        .request_timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    let one = rt.deploy(|| Selfish, DeployOptions::new()).await.unwrap();
+    for direct in [false, true] {
+        let answer = rt
+            .bus()
+            .request("selfish.outer", AskSelf { direct })
+            .await
+            .unwrap();
+        assert!(
+            answer.starts_with("AskCycle") && answer.contains("Selfish"),
+            "{answer}"
+        );
+    }
+    rt.undeploy(one).await.unwrap();
+
+    // With two instances, the other one answers; the asker is never chosen.
+    rt.deploy(|| Selfish, DeployOptions::new().instances(2))
+        .await
+        .unwrap();
+    for _ in 0..6 {
+        let answer = rt
+            .bus()
+            .request("selfish.outer", AskSelf { direct: false })
+            .await
+            .unwrap();
+        let (asked_by, answered_by) = (
+            answer.chars().last().unwrap(),
+            answer.split(' ').nth(1).unwrap().chars().next().unwrap(),
+        );
+        assert_ne!(asked_by, answered_by, "{answer}");
+    }
+    done(rt).await;
+}

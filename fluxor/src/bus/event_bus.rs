@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::local::{Entry, LocalTransport, Owner};
 use super::options::RequestOptions;
-use super::transport::{Publication, Transport};
+use super::transport::{Publication, Requester, Transport};
 use super::RESERVED;
 use crate::address::Destination;
 use crate::error::{BusError, PublishError, SendError};
@@ -137,7 +137,7 @@ impl EventBus {
         to: D,
         msg: M,
     ) -> Result<M::Reply, BusError> {
-        self.request_meta(to.topic(), msg, self.root_meta(), None)
+        self.request_meta(to.topic(), msg, self.root_meta(), None, None)
             .await
     }
 
@@ -153,7 +153,8 @@ impl EventBus {
     ) -> Result<M::Reply, BusError> {
         let mut meta = self.root_meta();
         let timeout = options.apply(&mut meta);
-        self.request_meta(to.topic(), msg, meta, timeout).await
+        self.request_meta(to.topic(), msg, meta, timeout, None)
+            .await
     }
 
     /// How many consumers (exact and wildcard) would receive a publish on `topic`.
@@ -234,7 +235,7 @@ impl EventBus {
         msg: M,
         meta: Meta,
     ) -> Result<(), SendError<M>> {
-        self.send_envelope(topic, Envelope::new(msg, None, meta))
+        self.send_envelope(topic, Envelope::new(msg, None, meta), None)
             .map_err(|(error, env)| SendError {
                 error,
                 message: env.msg,
@@ -248,6 +249,7 @@ impl EventBus {
         &self,
         topic: &str,
         env: Envelope<M>,
+        requester: Option<Requester>,
     ) -> Result<(), (BusError, Envelope<M>)> {
         // Every user path (send, send_timeout, request, from the bus, a context or the HTTP
         // adapter) comes through here: nobody may forge the runtime's own events.
@@ -258,7 +260,7 @@ impl EventBus {
             return Err((BusError::Closed, env));
         }
         let mut parcel = Some(env);
-        match self.inner.local.send(topic, &mut parcel) {
+        match self.inner.local.send(topic, &mut parcel, requester) {
             Ok(()) => Ok(()),
             Err(e) => Err((
                 e,
@@ -275,7 +277,7 @@ impl EventBus {
         timeout: Duration,
     ) -> Result<(), SendError<M>> {
         let env = Envelope::new(msg, None, meta);
-        let mut slot = match self.send_envelope(topic, env) {
+        let mut slot = match self.send_envelope(topic, env, None) {
             Ok(()) => return Ok(()),
             Err((BusError::MailboxFull { .. }, env)) => Some(env),
             Err((error, env)) => {
@@ -357,9 +359,10 @@ impl EventBus {
         msg: M,
         meta: Meta,
         timeout: Option<Duration>,
+        requester: Option<Requester>,
     ) -> Result<M::Reply, BusError> {
         let (reply, rx) = ReplyTo::channel();
-        self.send_envelope(topic, Envelope::new(msg, Some(reply), meta))
+        self.send_envelope(topic, Envelope::new(msg, Some(reply), meta), requester)
             .map_err(|(e, _)| e)?;
         self.await_reply(rx, timeout, || topic.to_owned()).await
     }

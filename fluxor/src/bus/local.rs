@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwap;
 use tokio::time::Instant;
 
-use super::transport::{Copies, Delivery, Parcel, Published, SendFuture, Transport};
+use super::transport::{Copies, Delivery, Parcel, Published, Requester, SendFuture, Transport};
 use crate::address::{self, validate_topic};
 use crate::error::BusError;
 use crate::ids::DeploymentId;
@@ -41,6 +41,8 @@ pub(crate) type DeliverFuture<'a> = Pin<Box<dyn Future<Output = Delivery> + Send
 /// envelope is taken out of it, otherwise it stays there for the sender to hand back.
 pub(crate) trait Consumer: Send + Sync + 'static {
     fn message_type(&self) -> &'static str;
+    /// The mailbox it delivers to (see `Mailbox::id`).
+    fn mailbox(&self) -> usize;
     fn try_deliver(&self, slot: &mut dyn Any) -> Delivery;
     fn deliver_until<'a>(
         &'a self,
@@ -59,6 +61,10 @@ pub(crate) struct MailboxConsumer<T, M: Message> {
 impl<T: Send + 'static, M: Message> Consumer for MailboxConsumer<T, M> {
     fn message_type(&self) -> &'static str {
         std::any::type_name::<M>()
+    }
+
+    fn mailbox(&self) -> usize {
+        self.mailbox.id()
     }
 
     fn try_deliver(&self, slot: &mut dyn Any) -> Delivery {
@@ -349,7 +355,12 @@ fn no_handlers(topic: &str) -> BusError {
 }
 
 impl Transport for LocalTransport {
-    fn send(&self, topic: &str, parcel: &mut dyn Parcel) -> Result<(), BusError> {
+    fn send(
+        &self,
+        topic: &str,
+        parcel: &mut dyn Parcel,
+        requester: Option<Requester>,
+    ) -> Result<(), BusError> {
         let snap = self.registry.load();
         let resolved = self.lookup(&snap, topic)?;
         let n = resolved.len();
@@ -361,14 +372,25 @@ impl Transport for LocalTransport {
             .cursor(resolved.route())
             .fetch_add(1, Ordering::Relaxed);
         let mut failures = Failures::default();
+        let mut tried = 0;
         for i in 0..n {
             let entry = resolved.get((start + i) % n);
+            if requester.is_some_and(|r| r.mailbox == entry.consumer.mailbox()) {
+                continue;
+            }
+            tried += 1;
             match entry.consumer.try_deliver(parcel.slot()) {
                 Delivery::Delivered => return Ok(()),
                 other => failures.note(other, entry.consumer.message_type()),
             }
         }
-        Err(failures.error(topic, parcel.message_type()))
+        match requester {
+            Some(r) if tried == 0 => Err(BusError::AskCycle {
+                topic: topic.to_owned(),
+                component: r.component,
+            }),
+            _ => Err(failures.error(topic, parcel.message_type())),
+        }
     }
 
     fn send_until<'a>(

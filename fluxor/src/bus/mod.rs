@@ -17,6 +17,7 @@ mod transport;
 pub use event_bus::EventBus;
 pub(crate) use local::{Consumer, Entry, MailboxConsumer, Owner};
 pub use options::RequestOptions;
+pub(crate) use transport::Requester;
 
 /// The prefix of the runtime's own topics.
 pub(crate) const RESERVED: &str = "fluxor.";

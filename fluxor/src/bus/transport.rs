@@ -130,6 +130,17 @@ pub(crate) struct Published {
     pub(crate) failures: Vec<BusError>,
 }
 
+/// The instance that makes a request from one of its own handlers. It handles one message at
+/// a time, so it cannot serve a request while it waits for the answer: a transport never
+/// chooses it, and when nothing else serves the topic it answers [`BusError::AskCycle`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Requester {
+    /// Its mailbox (see `Mailbox::id`).
+    pub(crate) mailbox: usize,
+    /// Its component's name, for the error.
+    pub(crate) component: &'static str,
+}
+
 /// A future that waits for room at one consumer.
 pub(crate) type SendFuture<'a> = Pin<Box<dyn Future<Output = Result<(), BusError>> + Send + 'a>>;
 
@@ -137,8 +148,14 @@ pub(crate) type SendFuture<'a> = Pin<Box<dyn Future<Output = Result<(), BusError
 /// implementation must guarantee.
 pub(crate) trait Transport: Send + Sync + 'static {
     /// Delivers the parcel to exactly one consumer of `topic`, trying the others in turn when
-    /// the first is full; on failure the envelope stays in the parcel.
-    fn send(&self, topic: &str, parcel: &mut dyn Parcel) -> Result<(), BusError>;
+    /// the first is full, and never the `requester`; on failure the envelope stays in the
+    /// parcel.
+    fn send(
+        &self,
+        topic: &str,
+        parcel: &mut dyn Parcel,
+        requester: Option<Requester>,
+    ) -> Result<(), BusError>;
 
     /// Like [`send`](Self::send) after every consumer was full: waits up to `deadline` for
     /// room at one consumer (the next in turn).

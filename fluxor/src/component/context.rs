@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::{ActorRef, Component, Handles, Responder};
 use crate::address::Destination;
-use crate::bus::{EventBus, RequestOptions};
+use crate::bus::{EventBus, RequestOptions, Requester};
 use crate::error::{BusError, PublishError, SendError};
 use crate::ids::DeploymentId;
 use crate::message::{Envelope, Headers, Message, Meta, ReplyTo};
@@ -106,6 +106,14 @@ impl<C: Component> Context<C> {
         self.current.as_ref().map_or(EMPTY, |m| &m.headers)
     }
 
+    /// This instance, as the maker of a request from its handler.
+    fn requester(&self) -> Requester {
+        Requester {
+            mailbox: self.myself.mailbox.id(),
+            component: C::name(),
+        }
+    }
+
     fn meta(&self) -> Meta {
         match &self.current {
             Some(m) => self.shared.bus.child_meta(m.request_id),
@@ -133,10 +141,13 @@ impl<C: Component> Context<C> {
         self.shared.bus.publish_meta(to.topic(), msg, self.meta())
     }
 
-    /// [`EventBus::request`], carrying the current request id.
+    /// [`EventBus::request`], carrying the current request id. The request never goes to this
+    /// instance itself: it handles one message at a time, so it could not answer while it
+    /// waits.
     ///
     /// # Errors
-    /// As [`EventBus::request`].
+    /// As [`EventBus::request`]; [`BusError::AskCycle`] at once when only this instance serves
+    /// the topic.
     pub async fn request<M: Message, D: Destination<M>>(
         &self,
         to: D,
@@ -144,14 +155,15 @@ impl<C: Component> Context<C> {
     ) -> Result<M::Reply, BusError> {
         self.shared
             .bus
-            .request_meta(to.topic(), msg, self.meta(), None)
+            .request_meta(to.topic(), msg, self.meta(), None, Some(self.requester()))
             .await
     }
 
     /// [`EventBus::request_with`], carrying the current request id.
     ///
     /// # Errors
-    /// As [`EventBus::request`].
+    /// As [`EventBus::request`]; [`BusError::AskCycle`] at once when only this instance serves
+    /// the topic (it would wait for itself; other instances of the topic are chosen instead).
     pub async fn request_with<M: Message, D: Destination<M>>(
         &self,
         to: D,
@@ -162,7 +174,7 @@ impl<C: Component> Context<C> {
         let timeout = options.apply(&mut meta);
         self.shared
             .bus
-            .request_meta(to.topic(), msg, meta, timeout)
+            .request_meta(to.topic(), msg, meta, timeout, Some(self.requester()))
             .await
     }
 
@@ -181,12 +193,19 @@ impl<C: Component> Context<C> {
     /// Requests directly from another instance, carrying the current request id.
     ///
     /// # Errors
-    /// As [`ActorRef::request`].
+    /// As [`ActorRef::request`](crate::ActorRef::request); [`BusError::AskCycle`] at once when
+    /// `to` is this very instance (it would wait for itself).
     pub async fn request_from<T: Handles<M>, M: Message>(
         &self,
         to: &ActorRef<T>,
         msg: M,
     ) -> Result<M::Reply, BusError> {
+        if to.mailbox.id() == self.myself.mailbox.id() {
+            return Err(BusError::AskCycle {
+                topic: C::name().to_owned(),
+                component: C::name(),
+            });
+        }
         to.request_meta(msg, self.meta(), None).await
     }
 

@@ -40,6 +40,7 @@ impl IntoResponse for BusError {
             BusError::TypeMismatch { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "type_mismatch"),
             BusError::InvalidTopic { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "invalid_topic"),
             BusError::Closed => (StatusCode::SERVICE_UNAVAILABLE, "closed"),
+            BusError::AskCycle { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "ask_cycle"),
         };
         let mut r = error_response(status, kind, &self.to_string());
         if matches!(self, BusError::MailboxFull { .. } | BusError::Closed) {
