@@ -198,7 +198,7 @@ pub enum StopError {
         reason: String,
     },
     /// The deadline passed before the instance finished draining and stopping.
-    #[error("`{component}` instance {instance}: the stop deadline passed with {undelivered} message(s) unhandled; their requesters were told `Closed`")]
+    #[error("`{component}` instance {instance}: the stop deadline passed with {undelivered} message(s) unhandled and {interrupted} handler(s) still running (cancelled); their requesters were told `Closed`")]
     DeadlineExceeded {
         /// The component type.
         component: &'static str,
@@ -206,6 +206,9 @@ pub enum StopError {
         instance: usize,
         /// Messages that were dropped unhandled.
         undelivered: usize,
+        /// Messages whose handler was still running at the deadline (0 or 1): its work was
+        /// cancelled and it is not counted as handled.
+        interrupted: usize,
     },
     /// The instance's reactor is gone.
     #[error("`{component}` instance {instance}: its reactor stopped unexpectedly")]

@@ -318,13 +318,17 @@ impl WorkerPool {
         for _ in 0..self.inner.thread_count {
             let _ = self.inner.tx.send(Job::Exit);
         }
+        // Idle threads exit as soon as they see the exit job: give them a moment even when
+        // the deadline has passed already (a stop that used it all), so that only threads
+        // still running a task are reported.
+        let until = deadline.max(tokio::time::Instant::now() + EXIT_GRACE);
         loop {
             let notified = self.inner.exited.notified();
             if self.inner.live.load(Ordering::Acquire) == 0 {
                 break;
             }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return self.inner.live.load(Ordering::Acquire);
+            if tokio::time::timeout_at(until, notified).await.is_err() {
+                return self.inner.stats.busy.load(Ordering::Acquire);
             }
         }
         let handles =
@@ -335,6 +339,9 @@ impl WorkerPool {
         0
     }
 }
+
+/// How long an idle worker thread gets to exit at shutdown, past the deadline if need be.
+const EXIT_GRACE: Duration = Duration::from_millis(100);
 
 impl Drop for PoolInner {
     fn drop(&mut self) {

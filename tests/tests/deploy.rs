@@ -530,3 +530,51 @@ async fn a_component_flooding_itself_leaves_its_reactor_to_the_others() {
     );
     rt.shutdown(Duration::from_secs(5)).await.unwrap();
 }
+
+#[tokio::test]
+async fn a_handler_cut_at_the_deadline_is_counted_and_an_idle_pool_is_not_blamed() {
+    let rt = runtime(2);
+    let counters = Arc::new(Counters::default());
+    rt.deploy(
+        Probe::with(counters.clone()),
+        DeployOptions::new().reactor(0),
+    )
+    .await
+    .unwrap();
+    // The only instance blocks its reactor's thread past the deadline, with two messages
+    // queued behind; the worker pool never runs a task.
+    rt.bus()
+        .send("t.block", Block(Duration::from_millis(1500)))
+        .unwrap();
+    eventually("the block to start", Duration::from_secs(5), || {
+        counters.blocks.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    rt.bus().send("t.add", Add(1)).unwrap();
+    rt.bus().send("t.add", Add(1)).unwrap();
+    let err = rt.shutdown(Duration::from_millis(100)).await.unwrap_err();
+    let cut: Vec<(usize, usize)> = err
+        .errors
+        .iter()
+        .filter_map(|e| match e {
+            ShutdownIssue::Stop {
+                error:
+                    StopError::DeadlineExceeded {
+                        undelivered,
+                        interrupted,
+                        ..
+                    },
+                ..
+            } => Some((*undelivered, *interrupted)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(cut, vec![(2, 1)], "two unhandled, one cut: {err}");
+    assert!(
+        !err.errors
+            .iter()
+            .any(|e| matches!(e, ShutdownIssue::WorkersBusy(_))),
+        "the pool ran nothing: {err}"
+    );
+    assert_eq!(counters.adds.load(Ordering::SeqCst), 0);
+}

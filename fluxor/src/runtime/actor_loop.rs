@@ -338,7 +338,7 @@ pub(super) async fn finish<C: Component, E: Exec<C>>(
     let mut known = None;
     let mut deadline = || *known.get_or_insert_with(|| request.deadline());
     let mut errors = Vec::new();
-    let mut undelivered = 0;
+    let (mut undelivered, mut interrupted) = (0, 0);
     while let Ok(msg) = rx.try_recv() {
         let deadline = deadline();
         if Instant::now() >= deadline {
@@ -349,14 +349,16 @@ pub(super) async fn finish<C: Component, E: Exec<C>>(
         match Box::pin(within(|| deadline, exec.dispatch(msg))).await {
             Ok(Some(outcome)) => exec.settle(&outcome, rx.stats()),
             Ok(None) => return vec![lost()],
-            Err(_elapsed) => undelivered += 1,
+            // Its handler was cut at the deadline.
+            Err(_elapsed) => interrupted += 1,
         }
     }
-    if undelivered > 0 {
+    if undelivered + interrupted > 0 {
         errors.push(StopError::DeadlineExceeded {
             component: name,
             instance: index,
             undelivered,
+            interrupted,
         });
     }
     let stopped = within(

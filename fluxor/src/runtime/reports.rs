@@ -188,10 +188,12 @@ impl Reports {
                 if !self.stopped.has_reported(instance) {
                     // A handler still holds the instance past the deadline: cancel its work.
                     peer.cancel_work();
+                    let running = peer.stats().busy.load(std::sync::atomic::Ordering::Relaxed);
                     errors.push(StopError::DeadlineExceeded {
                         component: self.component,
                         instance,
                         undelivered: peer.queued(),
+                        interrupted: usize::from(running),
                     });
                 }
             }
