@@ -75,13 +75,111 @@ impl<M> PartialEq for Address<M> {
 
 impl<M> Eq for Address<M> {}
 
-/// Something that names a topic for messages of type `M`: an [`Address<M>`] (checked), or a
-/// plain `&str` / `String` for dynamic use (checked at run time, see
-/// [`BusError::TypeMismatch`](crate::BusError::TypeMismatch)).
+/// A topic pattern for messages of type `M`: what a handler whose topic has a wildcard (`*`
+/// or `>`) subscribes to.
+///
+/// The macros generate one instead of an [`Address`] for such a handler, named the same way
+/// (`#[handler("orders.*")] fn any_order` ⇒ `Shop::ANY_ORDER: Pattern<OrderEvent>`). A pattern
+/// names many topics, so it is not a [`Destination`]: `bus.send(Shop::ANY_ORDER, event)` does
+/// not compile. Send to a concrete topic instead; [`Pattern::address`] gives a typed address
+/// for one that the pattern matches.
+///
+/// ```
+/// use fluxor::{Message, Pattern};
+///
+/// struct OrderEvent;
+/// impl Message for OrderEvent { type Reply = (); }
+///
+/// const ANY_ORDER: Pattern<OrderEvent> = Pattern::new("orders.*");
+/// assert!(ANY_ORDER.matches("orders.create"));
+/// assert!(!ANY_ORDER.matches("orders.create.fast"));
+/// let create = ANY_ORDER.address("orders.create").unwrap();
+/// assert_eq!(create.topic(), "orders.create");
+/// assert!(ANY_ORDER.address("orders.*").is_none());
+/// ```
+///
+/// ```compile_fail
+/// # use fluxor::{EventBus, Message, Pattern};
+/// # struct OrderEvent;
+/// # impl Message for OrderEvent { type Reply = (); }
+/// const ANY_ORDER: Pattern<OrderEvent> = Pattern::new("orders.*");
+/// # fn demo(bus: EventBus) {
+/// let _ = bus.send(ANY_ORDER, OrderEvent); // a pattern is not a destination
+/// # }
+/// ```
+pub struct Pattern<M> {
+    pattern: &'static str,
+    _msg: PhantomData<fn(M)>,
+}
+
+impl<M> Pattern<M> {
+    /// A pattern, as in a handler topic: `orders.*`, `orders.>`. It is not checked here:
+    /// [`validate_pattern`] checks one, and an invalid pattern matches nothing.
+    pub const fn new(pattern: &'static str) -> Self {
+        Pattern {
+            pattern,
+            _msg: PhantomData,
+        }
+    }
+
+    /// The pattern.
+    pub fn pattern(&self) -> &'static str {
+        self.pattern
+    }
+
+    /// Whether the pattern matches `topic`: `*` stands for exactly one token, `>` for one or
+    /// more trailing tokens. A `topic` that is not a concrete topic (it has a wildcard, or
+    /// breaks the topic rules) matches nothing, and neither does an invalid pattern.
+    pub fn matches(&self, topic: &str) -> bool {
+        validate_pattern(self.pattern).is_ok()
+            && validate_topic(topic).is_ok()
+            && matches(self.pattern, topic)
+    }
+
+    /// A typed address for `topic`, if the pattern [matches](Self::matches) it: the way to
+    /// send to a handler bound to this pattern.
+    pub fn address(&self, topic: impl Into<String>) -> Option<Address<M>> {
+        let topic = topic.into();
+        self.matches(&topic).then(|| Address::dynamic(topic))
+    }
+}
+
+impl<M> Clone for Pattern<M> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<M> Copy for Pattern<M> {}
+
+impl<M> fmt::Debug for Pattern<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "Pattern<{}>({:?})",
+            std::any::type_name::<M>(),
+            self.pattern
+        )
+    }
+}
+
+impl<M> PartialEq for Pattern<M> {
+    fn eq(&self, other: &Self) -> bool {
+        self.pattern == other.pattern
+    }
+}
+
+impl<M> Eq for Pattern<M> {}
+
+/// Something that names a concrete topic for messages of type `M`: an [`Address<M>`]
+/// (checked), or a plain `&str` / `String` for dynamic use (checked at run time, see
+/// [`BusError::TypeMismatch`](crate::BusError::TypeMismatch)). A [`Pattern<M>`] is not one: it
+/// names many topics.
 #[diagnostic::on_unimplemented(
-    message = "`{Self}` is not an address for messages of type `{M}`",
-    label = "this address carries another message type",
-    note = "use the address generated for the handler that takes `{M}`, or a plain topic string"
+    message = "`{Self}` is not a destination: messages go to an `Address` or a concrete topic",
+    label = "not an address or a concrete topic",
+    note = "a `Pattern` (the constant of a handler whose topic has `*` or `>`) names many topics, so nothing can be sent to it",
+    note = "send to a concrete topic instead: a topic string, or `pattern.address(\"orders.create\")`, a typed address for a topic that the pattern matches"
 )]
 pub trait Destination<M> {
     /// The topic.
