@@ -325,4 +325,121 @@ mod tests {
         assert!(!matches("a.b", "a.b.c"));
         assert!(is_pattern("a.*") && is_pattern("a.>") && !is_pattern("a.b"));
     }
+
+    /// Property tests of the topic rules against reference versions written here, over a
+    /// small alphabet so that patterns match often.
+    mod props {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        /// Whether `pattern` matches `topic`, token by token: `*` takes one token, a final
+        /// `>` takes one or more.
+        fn reference_matches(pattern: &[&str], topic: &[&str]) -> bool {
+            match (pattern, topic) {
+                ([], []) => true,
+                ([">"], [_, ..]) => true,
+                (["*", p @ ..], [_, t @ ..]) => reference_matches(p, t),
+                ([lit, p @ ..], [tok, t @ ..]) => lit == tok && reference_matches(p, t),
+                _ => false,
+            }
+        }
+
+        /// Whether `s` is a valid topic, or with `wildcards` a valid pattern.
+        fn reference_valid(s: &str, wildcards: bool) -> bool {
+            let tokens: Vec<&str> = s.split('.').collect();
+            let last = tokens.len() - 1;
+            !s.is_empty()
+                && tokens.iter().enumerate().all(|(i, t)| match *t {
+                    "" => false,
+                    "*" => wildcards,
+                    ">" => wildcards && i == last,
+                    t => !t.contains(['*', '>']) && !t.contains(char::is_whitespace),
+                })
+        }
+
+        fn topic() -> impl Strategy<Value = Vec<&'static str>> {
+            prop::collection::vec(prop::sample::select(vec!["a", "b"]), 1..5)
+        }
+
+        /// Literal and `*` tokens, then perhaps a `>`: always a valid pattern, though not
+        /// always one with a wildcard.
+        fn pattern() -> impl Strategy<Value = Vec<&'static str>> {
+            (
+                prop::collection::vec(prop::sample::select(vec!["a", "b", "*"]), 0..5),
+                any::<bool>(),
+            )
+                .prop_map(|(mut tokens, greedy)| {
+                    if greedy || tokens.is_empty() {
+                        tokens.push(">");
+                    }
+                    tokens
+                })
+        }
+
+        fn config() -> ProptestConfig {
+            ProptestConfig {
+                cases: 256,
+                failure_persistence: None,
+                ..ProptestConfig::default()
+            }
+        }
+
+        proptest! {
+            #![proptest_config(config())]
+
+            #[test]
+            fn matching_agrees_with_the_reference(p in pattern(), t in topic()) {
+                let (pattern, topic) = (p.join("."), t.join("."));
+                let expected = reference_matches(&p, &t);
+                prop_assert_eq!(matches(&pattern, &topic), expected);
+                // The public `Pattern` agrees too. `new` takes a `&'static str`: leak the few
+                // bytes of each case.
+                let public = Pattern::<()>::new(Box::leak(pattern.clone().into_boxed_str()));
+                prop_assert_eq!(public.matches(&topic), expected);
+                prop_assert_eq!(public.address(topic.clone()).is_some(), expected);
+            }
+
+            #[test]
+            fn a_pattern_made_from_a_topic_matches_it(
+                t in topic(),
+                wild in prop::collection::vec(any::<bool>(), 4),
+                greedy_from in 0usize..5,
+            ) {
+                let mut p: Vec<&str> = t
+                    .iter()
+                    .zip(&wild)
+                    .map(|(&tok, &w)| if w { "*" } else { tok })
+                    .collect();
+                if greedy_from < p.len() {
+                    p.truncate(greedy_from);
+                    p.push(">");
+                }
+                let (pattern, topic) = (p.join("."), t.join("."));
+                prop_assert!(validate_pattern(&pattern).is_ok());
+                prop_assert!(matches(&pattern, &topic), "{} should match {}", pattern, topic);
+            }
+
+            #[test]
+            fn generated_patterns_are_valid_and_only_concrete_ones_are_topics(
+                p in pattern(),
+                t in topic(),
+            ) {
+                let pattern = p.join(".");
+                let wild = p.iter().any(|&tok| tok == "*" || tok == ">");
+                prop_assert!(validate_pattern(&pattern).is_ok());
+                prop_assert_eq!(is_pattern(&pattern), wild);
+                prop_assert_eq!(validate_topic(&pattern).is_ok(), !wild);
+                let topic = t.join(".");
+                prop_assert!(validate_topic(&topic).is_ok() && !is_pattern(&topic));
+                // A concrete topic is a pattern that matches only itself.
+                prop_assert!(matches(&topic, &topic));
+            }
+
+            #[test]
+            fn validation_agrees_with_the_reference(s in "[ab.*> ]{0,8}") {
+                prop_assert_eq!(validate_topic(&s).is_ok(), reference_valid(&s, false));
+                prop_assert_eq!(validate_pattern(&s).is_ok(), reference_valid(&s, true));
+            }
+        }
+    }
 }
