@@ -8,6 +8,7 @@ use syn::{GenericParam, ItemImpl, ItemStruct};
 
 use crate::attr::ComponentArgs;
 use crate::model::{Handler, Hook, Model};
+use crate::topic_rules;
 
 /// The path of the runtime crate: `crate = path`, or `::fluxor`.
 pub(crate) fn krate(path: Option<&syn::Path>) -> TokenStream {
@@ -275,16 +276,29 @@ pub(crate) fn component_impl(krate: &TokenStream, item: &ItemImpl, model: &Model
             h.method.to_string().to_uppercase(),
             span = h.method.span()
         );
-        let doc = format!(
-            "The address of [`{}`](Self::{}): topic `{}`.",
-            h.method,
-            h.method,
-            topic.value()
-        );
+        // A wildcard topic names many topics, none of which can be sent to as written: its
+        // constant is a `Pattern`, which is not a `Destination`, so sending to it does not
+        // compile instead of failing at run time.
+        let (ty, doc) = if topic_rules::is_pattern(&topic.value()) {
+            let doc = format!(
+                "The topic pattern of [`{0}`](Self::{0}): `{1}`. A pattern is not a \
+                 destination; send to a concrete topic that it matches.",
+                h.method,
+                topic.value()
+            );
+            (quote!(Pattern), doc)
+        } else {
+            let doc = format!(
+                "The address of [`{0}`](Self::{0}): topic `{1}`.",
+                h.method,
+                topic.value()
+            );
+            (quote!(Address), doc)
+        };
         Some(quote! {
             #[doc = #doc]
             #[allow(private_interfaces, dead_code, unreachable_pub)]
-            pub const #name: #krate::Address<#m> = #krate::Address::new(#topic);
+            pub const #name: #krate::#ty<#m> = #krate::#ty::new(#topic);
         })
     });
 

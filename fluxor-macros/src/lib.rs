@@ -15,7 +15,7 @@ mod message;
 mod model;
 mod outside;
 mod test_attr;
-// `is_pattern` and `matches` are the runtime's; the macros only check topics.
+// `matches` is the runtime's; the macros check topics and tell patterns apart.
 #[allow(dead_code, unreachable_pub)]
 mod topic_rules;
 

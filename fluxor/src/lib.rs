@@ -21,7 +21,7 @@ mod wake;
 mod watchdog;
 mod worker;
 
-pub use address::{validate_pattern, Address, Destination, TopicError, TopicErrorKind};
+pub use address::{validate_pattern, Address, Destination, Pattern, TopicError, TopicErrorKind};
 pub use bus::{EventBus, RequestOptions};
 pub use component::{
     ActorRef, Bindings, Component, Context, Handles, Outcome, Responder, Run, WorkerMode,
@@ -75,8 +75,9 @@ pub use fluxor_macros::component;
 pub use fluxor_macros::test;
 
 /// Marks a message handler inside a [`component`] impl block: `#[handler("topic")]` binds a
-/// topic (or a pattern such as `"orders.*"`), `#[handler]` alone receives direct messages sent
-/// through an [`ActorRef`]. See [`component`].
+/// topic (or a pattern such as `"orders.*"`, whose constant is a [`Pattern`], not a
+/// destination), `#[handler]` alone receives direct messages sent through an [`ActorRef`]. See
+/// [`component`].
 pub use fluxor_macros::handler;
 
 /// Marks the start hook inside a [`component`] impl block: `fn (&mut self, ctx: &mut

@@ -170,6 +170,7 @@ async fn bus_errors_become_http_statuses() {
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(!resp.headers().contains_key("retry-after"));
     let body: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(body["error"], "recipient_failed");
     assert!(body["message"]
@@ -184,6 +185,8 @@ async fn bus_errors_become_http_statuses() {
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    // Nothing handles the topic: a retry in a second would fail the same way.
+    assert!(!resp.headers().contains_key("retry-after"));
     assert_eq!(Setup::error_kind(resp).await, "no_handlers");
 
     // The runtime's request timeout is 200 ms.
@@ -194,6 +197,7 @@ async fn bus_errors_become_http_statuses() {
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::GATEWAY_TIMEOUT);
+    assert!(!resp.headers().contains_key("retry-after"));
     assert_eq!(Setup::error_kind(resp).await, "timeout");
 
     // The service is still napping with its one-slot mailbox: fill it, then overflow it.

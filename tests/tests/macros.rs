@@ -187,9 +187,18 @@ async fn results_hooks_config_direct_messages_and_patterns() {
         Ok(1)
     );
     assert_eq!(rt.bus().publish("audit.users", Audit("y".into())), Ok(1));
+    // A wildcard handler's constant is a pattern, not an address: it cannot be sent to, but
+    // it matches topics and gives typed addresses for the concrete ones it matches.
+    let audit: fluxor::Pattern<Audit> = Greeter::AUDIT;
+    assert_eq!(audit.pattern(), "audit.>");
+    assert!(audit.matches("audit.users"));
+    assert!(!audit.matches("audit") && !audit.matches("audit.*"));
+    assert!(audit.address("billing.paid").is_none());
+    let users = audit.address("audit.users").unwrap();
+    assert_eq!(rt.bus().publish(&users, Audit("z".into())), Ok(1));
     assert_eq!(rt.deployments()[0].component, "greeter");
     rt.undeploy(id).await.unwrap();
-    assert_eq!(audits.load(Ordering::SeqCst), 2);
+    assert_eq!(audits.load(Ordering::SeqCst), 3);
     assert_eq!(stops.load(Ordering::SeqCst), 1);
 
     // A start hook's error fails the deploy; a missing config field is a config error.

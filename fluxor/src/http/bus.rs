@@ -28,6 +28,21 @@ pub(super) fn error_response(status: StatusCode, kind: &str, message: &str) -> R
         .into_response()
 }
 
+/// A bus error as an HTTP response, with a JSON body `{"error": kind, "message": text}`:
+///
+/// | error | status | `Retry-After` |
+/// | --- | --- | --- |
+/// | `MailboxFull` | 503 | `1` |
+/// | `Closed` | 503 | `1` |
+/// | `NoHandlers` | 503 | none |
+/// | `Timeout` | 504 | none |
+/// | `RecipientFailed`, `TypeMismatch`, `InvalidTopic` | 500 | none |
+///
+/// `Retry-After` tells the client that the same request may succeed shortly. Full mailboxes
+/// drain; `Closed` (the recipient stopped, or the runtime is shutting down) is a restart or a
+/// rolling deploy, after which a retry reaches the new instance or another server. A topic with
+/// no handler is a missing deployment, not a load peak: a retry a second later would most
+/// likely fail the same way, so that 503 carries no `Retry-After`.
 impl IntoResponse for BusError {
     fn into_response(self) -> Response {
         let (status, kind) = match &self {

@@ -36,10 +36,11 @@
 //!   a UUID otherwise), echoed in the response. [`Bus`] carries it into bus headers
 //!   (`x-request-id`), and when it is a UUID, it becomes the bus request id, so the handler's
 //!   `ctx.request_id()` and tracing span show it.
-//! * **Errors**: [`BusError`](crate::BusError) is an axum response: `NoHandlers` and `MailboxFull` 503 (the latter
-//!   with `Retry-After`), `Timeout` 504, `RecipientFailed` 500, malformed JSON 400/422, each with
-//!   a JSON body `{"error": kind, "message": text}`. Bodies are limited (`body_limit`, 1 MiB by
-//!   default; larger ones get 413).
+//! * **Errors**: [`BusError`](crate::BusError) is an axum response: `MailboxFull` and `Closed`
+//!   503 with `Retry-After: 1`, `NoHandlers` 503 without it (a missing handler is not a load
+//!   peak that passes in a second), `Timeout` 504, `RecipientFailed` 500, malformed JSON
+//!   400/422, each with a JSON body `{"error": kind, "message": text}`. Bodies are limited
+//!   (`body_limit`, 1 MiB by default; larger ones get 413).
 //! * **Shutdown**: stopping the component (undeploy, runtime shutdown) stops accepting
 //!   connections and lets in-flight requests finish, within the stop deadline.
 //! * **Inspector and metrics**: `inspector(true)` serves the runtime's [`Snapshot`](crate::inspect::Snapshot)

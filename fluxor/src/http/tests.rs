@@ -8,6 +8,8 @@ use crate::error::BusError;
 #[test]
 fn every_bus_error_has_a_status_and_a_json_kind() {
     let topic = || "t".to_owned();
+    // The last column: whether the response carries `Retry-After`. Of the 503s, `MailboxFull`
+    // and `Closed` do and `NoHandlers` does not (see `impl IntoResponse for BusError`).
     let cases = [
         (
             BusError::NoHandlers { topic: topic() },
