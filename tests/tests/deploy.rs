@@ -578,3 +578,65 @@ async fn a_handler_cut_at_the_deadline_is_counted_and_an_idle_pool_is_not_blamed
     );
     assert_eq!(counters.adds.load(Ordering::SeqCst), 0);
 }
+
+/// Never finishes its start.
+#[component]
+struct NeverStarts {
+    stops: Arc<AtomicU64>,
+}
+
+#[component]
+impl NeverStarts {
+    #[on_start]
+    async fn begin(&mut self, _ctx: &mut Context<Self>) {
+        std::future::pending::<()>().await;
+    }
+
+    #[on_stop]
+    fn end(&mut self, _ctx: &mut Context<Self>) {
+        self.stops.fetch_add(1, Ordering::SeqCst);
+    }
+
+    #[handler]
+    fn add(&mut self, Add(n): Add) -> u64 {
+        n
+    }
+}
+
+#[tokio::test]
+async fn a_start_timeout_bounds_the_deploy() {
+    // The runtime's shutdown timeout (10 s) is not what a timed-out start waits for.
+    let rt = runtime(2);
+    let (stops, factory) = with_counter(|stops| NeverStarts { stops });
+    let started = Instant::now();
+    let err = rt
+        .deploy(
+            factory,
+            DeployOptions::new()
+                .instances(2)
+                .start_timeout(Duration::from_millis(100)),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the deploy returned after {:?}",
+        started.elapsed()
+    );
+    match err {
+        DeployError::StartFailed {
+            reason, rollback, ..
+        } => {
+            assert!(reason.contains("did not finish within"), "{reason}");
+            assert!(rollback.is_empty(), "{rollback:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        stops.load(Ordering::SeqCst),
+        2,
+        "each cut start is followed by its stop"
+    );
+    assert!(rt.deployments().is_empty());
+    rt.shutdown(Duration::from_secs(5)).await.unwrap();
+}

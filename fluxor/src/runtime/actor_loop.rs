@@ -136,13 +136,30 @@ pub(super) fn actor_loop<C: Component, E: Exec<C>>(
     async move {
         // Rare, one-off and large steps are boxed, and so is each batch of messages (which holds
         // the handler's future), so an idle instance's task stays small.
-        let (ok, delivered) = {
-            let start = Box::pin(exec.start()).await;
-            let ok = start.is_ok();
-            (ok, duty.started(start))
+        let started = {
+            let mut start = Box::pin(exec.start());
+            // A stop request during the start (its deploy timed out, failed elsewhere or was
+            // dropped) cuts the start short: the deploy does not wait for it.
+            tokio::select! {
+                biased;
+                result = &mut start => Some(result),
+                _ = rx.stop_requested() => None,
+            }
+        };
+        let (ok, delivered) = match started {
+            Some(start) => {
+                let ok = start.is_ok();
+                (ok, duty.started(start))
+            }
+            None => {
+                duty.started(Err("its start was cut short by a stop request".into()));
+                // Like a start that finished too late: the stop hook runs.
+                (true, false)
+            }
         };
         if !ok || !delivered {
-            // The deployment gave up on this instance (timed out) or it failed to start.
+            // The deployment gave up on this instance (timed out, or its start was cut short)
+            // or it failed to start.
             if ok {
                 let _ = Box::pin(exec.stop()).await;
             }

@@ -80,6 +80,10 @@ impl DeployOptions {
     }
 
     /// How long each instance's `start` may take before the deploy fails. Default 30 s.
+    ///
+    /// A start still running then is cut short (its future is dropped at its next `.await`)
+    /// and the instance's stop hook runs, so the deploy returns soon after the timeout. A start
+    /// that blocks its thread cannot be cut: see the blocked-reactor checker.
     pub fn start_timeout(mut self, timeout: Duration) -> Self {
         self.start_timeout = Some(timeout);
         self
