@@ -110,7 +110,14 @@ pub struct InstanceInfo {
     /// Requests not handled because their requester had gone (dropped its request or stopped
     /// waiting at its deadline) before their handler ran.
     pub abandoned: u64,
-    /// Messages refused because the mailbox was full.
+    /// Accepted messages dropped unhandled when the instance stopped: its stop deadline passed
+    /// first, or its supervision policy stopped it (their requesters are told `Closed`).
+    pub undelivered: u64,
+    /// Messages whose handler was cut short at a stop deadline.
+    pub interrupted: u64,
+    /// Messages refused because this mailbox was full. A message that every instance it could
+    /// go to refused counts once, at the instance chosen first; a published copy counts at the
+    /// instance that refused it.
     pub rejected: u64,
 }
 

@@ -656,3 +656,47 @@ async fn asking_yourself_fails_at_once_and_another_instance_is_asked_instead() {
     }
     done(rt).await;
 }
+
+#[tokio::test]
+async fn a_message_refused_by_every_instance_is_counted_once() {
+    let rt = runtime();
+    let counters = Arc::new(Counters::default());
+    rt.deploy(
+        Probe::with(counters.clone()),
+        DeployOptions::new().instances(3).mailbox_capacity(2),
+    )
+    .await
+    .unwrap();
+    // Every instance naps, so the three mailboxes (2 slots each) fill.
+    let mut naps = Vec::new();
+    for _ in 0..3 {
+        let bus = rt.bus().clone();
+        naps.push(tokio::spawn(async move {
+            bus.request("t.nap", Nap(Duration::from_millis(300))).await
+        }));
+    }
+    eventually("the three naps to start", Duration::from_secs(5), || {
+        counters.naps.load(Ordering::SeqCst) == 3
+    })
+    .await;
+    let refused = (0..60u64)
+        .filter(|&i| rt.bus().send("t.add", Add(i)).is_err())
+        .count() as u64;
+    assert_eq!(refused, 54, "six slots in all");
+    // A send that waits for room and finds none is one more refused message, counted once.
+    let waited = rt
+        .bus()
+        .send_timeout("t.add", Add(0), Duration::from_millis(20))
+        .await;
+    assert!(waited.is_err());
+    let total: u64 = rt.deployments()[0]
+        .instances
+        .iter()
+        .map(|i| i.rejected)
+        .sum();
+    assert_eq!(total, refused + 1, "each refused message counts once");
+    for nap in naps {
+        nap.await.unwrap().unwrap();
+    }
+    done(rt).await;
+}

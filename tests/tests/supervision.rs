@@ -628,3 +628,81 @@ async fn a_storm_of_panics_leaves_the_process_healthy() {
     assert!(grown < 64 << 20, "memory grew by {grown} bytes");
     rt.shutdown(Duration::from_secs(5)).await.unwrap();
 }
+
+#[derive(Message)]
+struct Boom;
+
+/// Naps, panics or counts, to show what happens to messages queued behind a crash.
+#[component]
+struct Halting {
+    naps: Arc<AtomicU64>,
+}
+
+#[component]
+impl Halting {
+    #[handler("halting.nap")]
+    async fn nap(&mut self, fluxor_tests::Nap(d): fluxor_tests::Nap) {
+        self.naps.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(d).await;
+    }
+
+    #[handler("halting.boom")]
+    fn boom(&mut self, _: Boom) {
+        panic!("boom");
+    }
+
+    #[handler("halting.bump")]
+    fn bump(&mut self, _: Bump) -> u64 {
+        1
+    }
+}
+
+#[tokio::test]
+async fn messages_dropped_by_a_stop_policy_are_counted_undelivered() {
+    let rt = Fluxor::builder().reactors(1).build().unwrap();
+    let naps = Arc::new(AtomicU64::new(0));
+    let factory = {
+        let naps = naps.clone();
+        move || Halting { naps: naps.clone() }
+    };
+    let id = rt
+        .deploy(
+            factory,
+            DeployOptions::new().supervision(Supervision::stop()),
+        )
+        .await
+        .unwrap();
+    let bus = rt.bus().clone();
+    let nap = tokio::spawn(async move {
+        bus.request("halting.nap", fluxor_tests::Nap(Duration::from_millis(200)))
+            .await
+    });
+    fluxor_tests::eventually("the nap to start", Duration::from_secs(5), || {
+        naps.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    // Behind the nap: the crash, then two messages its policy will drop.
+    rt.bus().send("halting.boom", Boom).unwrap();
+    rt.bus().send("halting.bump", Bump).unwrap();
+    rt.bus().send("halting.bump", Bump).unwrap();
+    nap.await.unwrap().unwrap();
+    let instance = || {
+        rt.deployments()
+            .into_iter()
+            .find(|d| d.id == id)
+            .unwrap()
+            .instances[0]
+            .clone()
+    };
+    fluxor_tests::eventually("the instance to stop", Duration::from_secs(5), || {
+        instance().state == InstanceState::Stopped
+    })
+    .await;
+    let i = instance();
+    assert_eq!(
+        (i.handled, i.panicked, i.undelivered, i.interrupted),
+        (1, 1, 2, 0),
+        "each accepted message has one outcome: {i:?}"
+    );
+    rt.shutdown(Duration::from_secs(5)).await.unwrap();
+}

@@ -251,6 +251,19 @@ impl EventBus {
         env: Envelope<M>,
         requester: Option<Requester>,
     ) -> Result<(), (BusError, Envelope<M>)> {
+        self.deliver(topic, env, requester, true)
+    }
+
+    /// Hands the envelope to the transport; with `count`, a message every consumer refused for
+    /// being full is counted as refused.
+    #[allow(clippy::result_large_err)]
+    fn deliver<M: Message>(
+        &self,
+        topic: &str,
+        env: Envelope<M>,
+        requester: Option<Requester>,
+        count: bool,
+    ) -> Result<(), (BusError, Envelope<M>)> {
         // Every user path (send, send_timeout, request, from the bus, a context or the HTTP
         // adapter) comes through here: nobody may forge the runtime's own events.
         if let Err(e) = Self::guard(topic) {
@@ -260,7 +273,7 @@ impl EventBus {
             return Err((BusError::Closed, env));
         }
         let mut parcel = Some(env);
-        match self.inner.local.send(topic, &mut parcel, requester) {
+        match self.inner.local.send(topic, &mut parcel, requester, count) {
             Ok(()) => Ok(()),
             Err(e) => Err((
                 e,
@@ -277,7 +290,8 @@ impl EventBus {
         timeout: Duration,
     ) -> Result<(), SendError<M>> {
         let env = Envelope::new(msg, None, meta);
-        let mut slot = match self.send_envelope(topic, env, None) {
+        // The first attempt does not count a refusal: the wait decides.
+        let mut slot = match self.deliver(topic, env, None, false) {
             Ok(()) => return Ok(()),
             Err((BusError::MailboxFull { .. }, env)) => Some(env),
             Err((error, env)) => {

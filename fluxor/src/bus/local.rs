@@ -43,6 +43,10 @@ pub(crate) trait Consumer: Send + Sync + 'static {
     fn message_type(&self) -> &'static str;
     /// The mailbox it delivers to (see `Mailbox::id`).
     fn mailbox(&self) -> usize;
+    /// Counts one message this consumer refused because its mailbox was full (a delivery
+    /// attempt that found it full counts nothing by itself: the sender may find room
+    /// elsewhere).
+    fn count_refusal(&self);
     fn try_deliver(&self, slot: &mut dyn Any) -> Delivery;
     fn deliver_until<'a>(
         &'a self,
@@ -67,13 +71,17 @@ impl<T: Send + 'static, M: Message> Consumer for MailboxConsumer<T, M> {
         self.mailbox.id()
     }
 
+    fn count_refusal(&self) {
+        self.mailbox.count_refusal();
+    }
+
     fn try_deliver(&self, slot: &mut dyn Any) -> Delivery {
         let Some(slot) = slot.downcast_mut::<Option<Envelope<M>>>() else {
             return Delivery::TypeMismatch;
         };
         let wrap = self.wrap;
         self.mailbox
-            .try_push(|| {
+            .try_push_uncounted(|| {
                 wrap(
                     slot.take()
                         .expect("a delivery slot is filled until delivered"),
@@ -360,6 +368,37 @@ impl Transport for LocalTransport {
         topic: &str,
         parcel: &mut dyn Parcel,
         requester: Option<Requester>,
+        count_refusal: bool,
+    ) -> Result<(), BusError> {
+        self.offer(topic, parcel, requester, count_refusal)
+    }
+
+    fn send_until<'a>(
+        &'a self,
+        topic: &'a str,
+        parcel: &'a mut dyn Parcel,
+        deadline: Instant,
+    ) -> SendFuture<'a> {
+        self.wait_for_room(topic, parcel, deadline)
+    }
+
+    fn publish(&self, topic: &str, copies: &mut dyn Copies) -> Result<Published, BusError> {
+        self.publish_local(topic, copies)
+    }
+
+    fn consumer_count(&self, topic: &str) -> usize {
+        self.registry.load().resolve(topic).len()
+    }
+}
+
+impl LocalTransport {
+    /// [`Transport::send`].
+    fn offer(
+        &self,
+        topic: &str,
+        parcel: &mut dyn Parcel,
+        requester: Option<Requester>,
+        count: bool,
     ) -> Result<(), BusError> {
         let snap = self.registry.load();
         let resolved = self.lookup(&snap, topic)?;
@@ -373,6 +412,7 @@ impl Transport for LocalTransport {
             .fetch_add(1, Ordering::Relaxed);
         let mut failures = Failures::default();
         let mut tried = 0;
+        let mut first_full: Option<&Entry> = None;
         for i in 0..n {
             let entry = resolved.get((start + i) % n);
             if requester.is_some_and(|r| r.mailbox == entry.consumer.mailbox()) {
@@ -381,8 +421,15 @@ impl Transport for LocalTransport {
             tried += 1;
             match entry.consumer.try_deliver(parcel.slot()) {
                 Delivery::Delivered => return Ok(()),
+                Delivery::Full => {
+                    first_full.get_or_insert(entry);
+                    failures.note(Delivery::Full, entry.consumer.message_type());
+                }
                 other => failures.note(other, entry.consumer.message_type()),
             }
+        }
+        if let (true, Some(entry)) = (count, first_full) {
+            entry.consumer.count_refusal();
         }
         match requester {
             Some(r) if tried == 0 => Err(BusError::AskCycle {
@@ -393,7 +440,7 @@ impl Transport for LocalTransport {
         }
     }
 
-    fn send_until<'a>(
+    fn wait_for_room<'a>(
         &'a self,
         topic: &'a str,
         parcel: &'a mut dyn Parcel,
@@ -428,7 +475,7 @@ impl Transport for LocalTransport {
         })
     }
 
-    fn publish(&self, topic: &str, copies: &mut dyn Copies) -> Result<Published, BusError> {
+    fn publish_local(&self, topic: &str, copies: &mut dyn Copies) -> Result<Published, BusError> {
         let snap = self.registry.load();
         let resolved = self.lookup(&snap, topic)?;
         let n = resolved.len();
@@ -445,6 +492,11 @@ impl Transport for LocalTransport {
             match delivery {
                 Delivery::Delivered => published.delivered += 1,
                 other => {
+                    if other == Delivery::Full {
+                        // Each consumer gets a copy of its own: a refused copy is a refused
+                        // message.
+                        entry.consumer.count_refusal();
+                    }
                     let mut failures = Failures::default();
                     failures.note(other, entry.consumer.message_type());
                     published
@@ -454,10 +506,6 @@ impl Transport for LocalTransport {
             }
         }
         Ok(published)
-    }
-
-    fn consumer_count(&self, topic: &str) -> usize {
-        self.registry.load().resolve(topic).len()
     }
 }
 

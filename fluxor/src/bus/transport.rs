@@ -19,6 +19,8 @@
 //! * **One outcome per envelope.** `send` either delivers the envelope to exactly one consumer
 //!   (and takes it out of the parcel) or leaves it in the parcel and returns the reason; it
 //!   never delivers twice and never drops an envelope it did not deliver.
+//! * **One count per refused message.** A message refused because every consumer was full is
+//!   counted once (at one consumer), not once per consumer tried.
 //! * **No waiting where the caller did not ask for it.** `send` and `publish` answer at once: a
 //!   full consumer is reported ([`BusError::MailboxFull`]), not waited for. Only `send_until`
 //!   waits, and never past its deadline.
@@ -149,12 +151,15 @@ pub(crate) type SendFuture<'a> = Pin<Box<dyn Future<Output = Result<(), BusError
 pub(crate) trait Transport: Send + Sync + 'static {
     /// Delivers the parcel to exactly one consumer of `topic`, trying the others in turn when
     /// the first is full, and never the `requester`; on failure the envelope stays in the
-    /// parcel.
+    /// parcel. With `count_refusal`, a message that every consumer refused for being full is
+    /// counted once, at the consumer chosen first; a sender about to wait for room passes
+    /// `false` (the wait decides).
     fn send(
         &self,
         topic: &str,
         parcel: &mut dyn Parcel,
         requester: Option<Requester>,
+        count_refusal: bool,
     ) -> Result<(), BusError>;
 
     /// Like [`send`](Self::send) after every consumer was full: waits up to `deadline` for

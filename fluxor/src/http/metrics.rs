@@ -36,7 +36,7 @@ pub(super) fn prometheus(s: &crate::inspect::Snapshot) -> String {
         reactor(|r| r.blocked_episodes as f64),
     );
     type Pick = fn(&crate::inspect::InstanceInfo) -> f64;
-    let per_instance: [(&str, &str, &str, Pick); 7] = [
+    let per_instance: [(&str, &str, &str, Pick); 9] = [
         (
             "fluxor_messages_handled_total",
             "counter",
@@ -60,6 +60,18 @@ pub(super) fn prometheus(s: &crate::inspect::Snapshot) -> String {
             "counter",
             "Requests skipped because their requester had gone.",
             |i| i.abandoned as f64,
+        ),
+        (
+            "fluxor_messages_undelivered_total",
+            "counter",
+            "Accepted messages dropped unhandled at a stop.",
+            |i| i.undelivered as f64,
+        ),
+        (
+            "fluxor_messages_interrupted_total",
+            "counter",
+            "Handlers cut short at a stop deadline.",
+            |i| i.interrupted as f64,
         ),
         (
             "fluxor_mailbox_rejected_total",

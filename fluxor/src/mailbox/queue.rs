@@ -240,6 +240,17 @@ impl<T> Mailbox<T> {
         Arc::as_ptr(&self.chan) as *const () as usize
     }
 
+    /// Like [`try_push`](Self::try_push), but a refusal is not counted: for a sender that may
+    /// still find room elsewhere, and counts the message once if it does not.
+    pub(crate) fn try_push_uncounted(&self, make: impl FnOnce() -> T) -> Result<(), PushError> {
+        self.push_now(make).map_err(|(e, _)| e)
+    }
+
+    /// Counts one message refused by this mailbox.
+    pub(crate) fn count_refusal(&self) {
+        InstanceStats::bump(&self.chan.stats.rejected);
+    }
+
     /// Pushes `make()` if there is room; `make` is not called when there is none.
     pub(crate) fn try_push(&self, make: impl FnOnce() -> T) -> Result<(), PushError> {
         match self.push_now(make) {

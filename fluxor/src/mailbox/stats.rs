@@ -15,6 +15,11 @@ pub(crate) struct InstanceStats {
     pub(crate) panicked: AtomicU64,
     /// Requests skipped because their requester had gone.
     pub(crate) abandoned: AtomicU64,
+    /// Accepted messages dropped unhandled at a stop (deadline passed, or stopped by the
+    /// supervision policy).
+    pub(crate) undelivered: AtomicU64,
+    /// Messages whose handler was cut at a stop deadline.
+    pub(crate) interrupted: AtomicU64,
     pub(crate) rejected: AtomicU64,
 }
 

@@ -371,6 +371,13 @@ pub(super) async fn finish<C: Component, E: Exec<C>>(
         }
     }
     if undelivered + interrupted > 0 {
+        let stats = rx.stats();
+        stats
+            .undelivered
+            .fetch_add(undelivered as u64, std::sync::atomic::Ordering::Relaxed);
+        stats
+            .interrupted
+            .fetch_add(interrupted as u64, std::sync::atomic::Ordering::Relaxed);
         errors.push(StopError::DeadlineExceeded {
             component: name,
             instance: index,

@@ -140,6 +140,9 @@ impl<C: Component> Supervised<'_, C> {
             dropped += 1;
         }
         if dropped > 0 {
+            rx.stats()
+                .undelivered
+                .fetch_add(dropped as u64, std::sync::atomic::Ordering::Relaxed);
             tracing::warn!(component = C::name(), deployment = %self.shared.deployment, instance = self.index, dropped, "instance stopped by its supervision policy; queued messages were dropped");
         }
         if let Some(ctx) = exec.ctx() {
