@@ -16,10 +16,11 @@ pub(crate) struct InstanceStats {
     /// Requests skipped because their requester had gone.
     pub(crate) abandoned: AtomicU64,
     /// Accepted messages dropped unhandled at a stop (deadline passed, or stopped by the
-    /// supervision policy).
-    pub(crate) undelivered: AtomicU64,
+    /// supervision policy). Narrow, like `interrupted`, so both fit beside `state` and `busy`
+    /// and an idle instance is no larger for them; they count once per stop and saturate.
+    pub(crate) undelivered: std::sync::atomic::AtomicU32,
     /// Messages whose handler was cut at a stop deadline.
-    pub(crate) interrupted: AtomicU64,
+    pub(crate) interrupted: std::sync::atomic::AtomicU16,
     pub(crate) rejected: AtomicU64,
 }
 
@@ -27,6 +28,13 @@ impl InstanceStats {
     /// Counts for a counter many threads write (e.g. `rejected`, bumped by senders).
     pub(crate) fn bump(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Adds `n` to a narrow counter, saturating.
+    pub(crate) fn add_saturating(counter: &std::sync::atomic::AtomicU32, n: usize) {
+        let _ = counter.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+            Some(v.saturating_add(u32::try_from(n).unwrap_or(u32::MAX)))
+        });
     }
 
     /// Counts for a counter only the instance itself writes: a load and a store, no

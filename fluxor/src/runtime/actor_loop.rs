@@ -3,6 +3,7 @@
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
+use std::sync::atomic::Ordering::Relaxed;
 use std::task::Poll;
 
 use tokio::time::Instant;
@@ -13,7 +14,7 @@ use super::restart::Supervised;
 use super::shared::Shared;
 use crate::component::{ActorRef, Component, Context, Outcome};
 use crate::error::StopError;
-use crate::mailbox::{Control, Mailbox, Next, Receiver, StopRequest};
+use crate::mailbox::{Control, InstanceStats, Mailbox, Next, Receiver, StopRequest};
 use crate::supervision::{InstanceState, LifecycleKind};
 use crate::timer::Timers;
 use crate::util::{panic_message, Either};
@@ -136,16 +137,17 @@ pub(super) fn actor_loop<C: Component, E: Exec<C>>(
     async move {
         // Rare, one-off and large steps are boxed, and so is each batch of messages (which holds
         // the handler's future), so an idle instance's task stays small.
-        let started = {
-            let mut start = Box::pin(exec.start());
-            // A stop request during the start (its deploy timed out, failed elsewhere or was
-            // dropped) cuts the start short: the deploy does not wait for it.
+        // A stop request during the start (its deploy timed out, failed elsewhere or was
+        // dropped) cuts the start short: the deploy does not wait for it. Boxed as a whole, so
+        // the idle task keeps no room for the start or the watch on stop requests.
+        let started = Box::pin(async {
             tokio::select! {
                 biased;
-                result = &mut start => Some(result),
+                result = exec.start() => Some(result),
                 _ = rx.stop_requested() => None,
             }
-        };
+        })
+        .await;
         let (ok, delivered) = match started {
             Some(start) => {
                 let ok = start.is_ok();
@@ -372,12 +374,10 @@ pub(super) async fn finish<C: Component, E: Exec<C>>(
     }
     if undelivered + interrupted > 0 {
         let stats = rx.stats();
-        stats
-            .undelivered
-            .fetch_add(undelivered as u64, std::sync::atomic::Ordering::Relaxed);
-        stats
-            .interrupted
-            .fetch_add(interrupted as u64, std::sync::atomic::Ordering::Relaxed);
+        InstanceStats::add_saturating(&stats.undelivered, undelivered);
+        let _ = stats.interrupted.fetch_update(Relaxed, Relaxed, |v| {
+            Some(v.saturating_add(u16::try_from(interrupted).unwrap_or(u16::MAX)))
+        });
         errors.push(StopError::DeadlineExceeded {
             component: name,
             instance: index,

@@ -8,7 +8,7 @@ use super::exec::Exec;
 use super::shared::{publish_event, Shared};
 use crate::bus::Owner;
 use crate::component::Component;
-use crate::mailbox::Receiver;
+use crate::mailbox::{InstanceStats, Receiver};
 use crate::supervision::{InstanceState, LifecycleKind, Verdict};
 use crate::util::panic_message;
 
@@ -140,9 +140,7 @@ impl<C: Component> Supervised<'_, C> {
             dropped += 1;
         }
         if dropped > 0 {
-            rx.stats()
-                .undelivered
-                .fetch_add(dropped as u64, std::sync::atomic::Ordering::Relaxed);
+            InstanceStats::add_saturating(&rx.stats().undelivered, dropped);
             tracing::warn!(component = C::name(), deployment = %self.shared.deployment, instance = self.index, dropped, "instance stopped by its supervision policy; queued messages were dropped");
         }
         if let Some(ctx) = exec.ctx() {

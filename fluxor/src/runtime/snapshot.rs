@@ -137,8 +137,8 @@ impl Fluxor {
                         failed: h.stats().failed.load(Ordering::Relaxed),
                         panicked: h.stats().panicked.load(Ordering::Relaxed),
                         abandoned: h.stats().abandoned.load(Ordering::Relaxed),
-                        undelivered: h.stats().undelivered.load(Ordering::Relaxed),
-                        interrupted: h.stats().interrupted.load(Ordering::Relaxed),
+                        undelivered: h.stats().undelivered.load(Ordering::Relaxed).into(),
+                        interrupted: h.stats().interrupted.load(Ordering::Relaxed).into(),
                         rejected: h.stats().rejected.load(Ordering::Relaxed),
                     })
                     .collect(),
