@@ -252,9 +252,15 @@ pub enum ShutdownIssue {
         /// The problem.
         error: StopError,
     },
-    /// A reactor thread did not exit before the deadline.
-    #[error("reactor {0} did not exit before the deadline")]
-    ReactorStuck(usize),
+    /// A reactor thread did not exit before the deadline, most often because a handler holds
+    /// it (blocking code on a reactor).
+    #[error("reactor {reactor} did not exit before the deadline{}", running.as_ref().map(|r| format!(": {r}")).unwrap_or_default())]
+    ReactorStuck {
+        /// Which reactor.
+        reactor: usize,
+        /// The handler running on it, in words, if one was.
+        running: Option<String>,
+    },
     /// Worker threads were still running blocking tasks at the deadline.
     #[error("{0} worker thread(s) were still running blocking tasks at the deadline")]
     WorkersBusy(usize),

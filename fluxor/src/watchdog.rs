@@ -50,8 +50,15 @@ pub(crate) struct ReactorGauge {
 pub(crate) struct Shared {
     now_ms: AtomicU64,
     labels: Mutex<HashMap<u64, Label>>,
+    /// The labels of the last deployments that went away: a handler may outlive its
+    /// deployment's registration (a stop deadline passed while it ran), and a report about it
+    /// should still name it.
+    retired: Mutex<std::collections::VecDeque<(u64, Label)>>,
     next_key: AtomicU64,
 }
+
+/// Labels kept after their deployments went away.
+const RETIRED_LABELS: usize = 64;
 
 impl Shared {
     /// Registers a deployment until the returned registration is dropped.
@@ -90,11 +97,44 @@ impl Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        self.shared
+        let key = self.key >> INSTANCE_BITS;
+        let label = self
+            .shared
             .labels
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .remove(&(self.key >> INSTANCE_BITS));
+            .remove(&key);
+        if let Some(label) = label {
+            let mut retired = self
+                .shared
+                .retired
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if retired.len() == RETIRED_LABELS {
+                retired.pop_front();
+            }
+            retired.push_back((key, label));
+        }
+    }
+}
+
+impl Shared {
+    /// The label of a deployment key, live or recently gone.
+    fn label(&self, key: u64) -> Option<Label> {
+        let live = self
+            .labels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+            .cloned();
+        live.or_else(|| {
+            self.retired
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .find(|(k, _)| *k == key)
+                .map(|(_, l)| l.clone())
+        })
     }
 }
 
@@ -148,6 +188,7 @@ impl Watchdog {
         let shared = Arc::new(Shared {
             now_ms: AtomicU64::new(0),
             labels: Mutex::default(),
+            retired: Mutex::default(),
             next_key: AtomicU64::new(1),
         });
         let gauges: Vec<Arc<ReactorGauge>> = (0..reactors).map(|_| Arc::default()).collect();
@@ -164,6 +205,37 @@ impl Watchdog {
             gauges,
             stop,
             thread: Some(thread),
+        })
+    }
+
+    /// What is running on `reactor` now, if a handler is: its component, instance, deployment,
+    /// topic and for how long, in words.
+    pub(crate) fn running(&self, reactor: usize) -> Option<String> {
+        let gauge = self.gauges.get(reactor)?;
+        let since = gauge.since.load(Ordering::Relaxed);
+        if since == 0 {
+            return None;
+        }
+        let elapsed = self
+            .shared
+            .now_ms
+            .load(Ordering::Relaxed)
+            .saturating_sub(since - 1);
+        let who = gauge.who.load(Ordering::Relaxed);
+        let topic = gauge
+            .topic
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let topic = topic.as_deref().unwrap_or("a direct message");
+        Some(match self.shared.label(who >> INSTANCE_BITS) {
+            Some(l) => format!(
+                "`{}` instance {} (deployment {}) has been handling `{topic}` for {elapsed} ms",
+                l.component,
+                who & ((1 << INSTANCE_BITS) - 1),
+                l.deployment
+            ),
+            None => format!("a handler has been running `{topic}` for {elapsed} ms"),
         })
     }
 
@@ -264,10 +336,11 @@ mod tests {
         let shared = Arc::new(Shared {
             now_ms: AtomicU64::new(0),
             labels: Mutex::new(HashMap::new()),
+            retired: Mutex::default(),
             next_key: AtomicU64::new(0),
         });
         let label = || Label {
-            component: "ReactorGauge",
+            component: "Gauged",
             deployment: crate::ids::DeploymentId(uuid::Uuid::nil()),
         };
         let first = shared.register(label());

@@ -576,6 +576,22 @@ async fn a_handler_cut_at_the_deadline_is_counted_and_an_idle_pool_is_not_blamed
             .any(|e| matches!(e, ShutdownIssue::WorkersBusy(_))),
         "the pool ran nothing: {err}"
     );
+    // The stuck reactor is named with what holds it.
+    let stuck: Vec<&String> = err
+        .errors
+        .iter()
+        .filter_map(|e| match e {
+            ShutdownIssue::ReactorStuck {
+                reactor: 0,
+                running: Some(running),
+            } => Some(running),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        matches!(stuck.as_slice(), [r] if r.contains("`Probe` instance 0") && r.contains("`t.block`")),
+        "{err}"
+    );
     assert_eq!(counters.adds.load(Ordering::SeqCst), 0);
 }
 

@@ -108,7 +108,10 @@ impl Fluxor {
             {
                 Ok(true) => {}
                 Ok(false) => errors.push(ShutdownIssue::ReactorPanicked(r.index)),
-                Err(()) => errors.push(ShutdownIssue::ReactorStuck(r.index)),
+                Err(()) => errors.push(ShutdownIssue::ReactorStuck {
+                    reactor: r.index,
+                    running: self.inner.watchdog.running(r.index),
+                }),
             }
         }
         if errors.is_empty() {
