@@ -10,7 +10,8 @@
 //!   modules of `fluxor/src`): `cargo test -p fluxor --lib --release loom_tests` built with
 //!   `--cfg loom`, in its own target directory (`target/loom`, or `loom` under
 //!   `CARGO_TARGET_DIR`), with at most `LOOM_MAX_PREEMPTIONS` preemptions per execution
-//!   (3 unless set). Extra arguments go to the test binary.
+//!   (3 unless set). Extra arguments go to the test binary: `cargo xtask loom -- --exact
+//!   wake::loom_tests::a_wake_from_another_thread_is_never_lost` runs that model alone.
 
 mod graph;
 mod scan;

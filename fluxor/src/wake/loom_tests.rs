@@ -114,20 +114,24 @@ fn a_wake_from_another_thread_is_never_lost() {
 }
 
 /// A reactor whose spinner watches the queue and may rest at any poll, and whose park hook
-/// wakes what is queued and restarts the spinner: a wake-up from another thread is picked up
-/// by the spinner or the park hook, or it rings the doorbell.
+/// wakes what is queued and restarts the spinner: each wake-up from the two other threads is
+/// picked up by the spinner or the park hook, or it rings the doorbell.
 #[test]
 fn a_wake_reaches_a_reactor_whose_spinner_rests() {
     loom::model(|| {
         let reactor = Reactor::default();
-        let sender = thread::spawn({
-            let w = reactor.wakeups.clone();
-            let waker = reactor.task_waker();
-            move || w.wake(waker)
-        });
+        let senders: Vec<_> = (0..2)
+            .map(|_| {
+                let w = reactor.wakeups.clone();
+                let waker = reactor.task_waker();
+                thread::spawn(move || w.wake(waker))
+            })
+            .collect();
         let spinner = Spinner::new(reactor.wakeups.clone(), Duration::ZERO);
-        reactor.run(1, Some(spinner));
-        sender.join().unwrap();
+        reactor.run(2, Some(spinner));
+        for s in senders {
+            s.join().unwrap();
+        }
         assert!(reactor.wakeups.queue.is_empty());
     });
 }
