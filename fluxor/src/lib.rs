@@ -9,6 +9,7 @@ mod error;
 pub mod http;
 mod ids;
 pub mod inspect;
+mod loom;
 mod mailbox;
 mod message;
 mod runtime;

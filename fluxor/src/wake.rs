@@ -23,12 +23,12 @@
 use std::cell::RefCell;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{fence, AtomicBool, Ordering::SeqCst};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use crossbeam_queue::SegQueue;
+use crate::loom::atomic::{fence, AtomicBool, Ordering::SeqCst};
+use crate::loom::{OnceLock, SegQueue};
 
 /// One reactor's queue of wake-ups handed to it by other threads.
 #[derive(Debug, Default)]
@@ -61,7 +61,8 @@ pub(crate) struct Spinner {
     active: bool,
 }
 
-const CLOCK_EVERY: u32 = 32;
+// Every poll in a model-checking build, where a few polls must be enough to see it rest.
+const CLOCK_EVERY: u32 = if cfg!(loom) { 1 } else { 32 };
 
 impl Spinner {
     pub(crate) fn new(wakeups: Arc<Wakeups>, spin: Duration) -> Self {
@@ -78,6 +79,7 @@ impl Spinner {
 impl Future for Spinner {
     type Output = ();
 
+    #[cfg_attr(loom, allow(clippy::modulo_one))]
     fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<()> {
         let this = &mut *self;
         let w = &*this.wakeups;
@@ -135,6 +137,7 @@ impl Wakeups {
 
     /// Called by the reactor when it runs out of work, before it parks: wakes what the queue
     /// holds, and starts the spinner again unless it has just given up (then the reactor parks).
+    #[cfg_attr(loom, allow(dead_code))]
     pub(crate) fn before_park(&self) {
         self.wake_queued();
         if self.rested.swap(false, SeqCst) {
@@ -153,7 +156,10 @@ impl Wakeups {
         if self.doorbell.get().is_none() {
             let _ = self.doorbell.set(doorbell.clone());
         }
-        self.rung.store(false, SeqCst);
+        // A swap, not a store: the same instruction on x86 (a SeqCst store is an exchange), and
+        // loom (0.7) keeps it ordered against the senders' swap, where a plain store can slip
+        // between the read and the write of their swap and raise a false alarm.
+        let _ = self.rung.swap(false, SeqCst);
         fence(SeqCst);
         self.wake_queued();
     }
@@ -204,6 +210,9 @@ pub(crate) fn wake_on(wakeups: Option<&Wakeups>, waker: Waker) {
         None => waker.wake(),
     }
 }
+
+#[cfg(all(test, loom))]
+mod loom_tests;
 
 #[cfg(test)]
 mod tests {

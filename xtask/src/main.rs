@@ -6,12 +6,18 @@
 //! * `sizes`: fails when a source file of `fluxor/src` or `fluxor-macros/src` is longer than
 //!   600 lines.
 //! * `check`: both.
+//! * `loom`: runs the loom models of the runtime's lock-free protocols (the `loom_tests`
+//!   modules of `fluxor/src`): `cargo test -p fluxor --lib --release loom_tests` built with
+//!   `--cfg loom`, in its own target directory (`target/loom`, or `loom` under
+//!   `CARGO_TARGET_DIR`), with at most `LOOM_MAX_PREEMPTIONS` preemptions per execution
+//!   (3 unless set). Extra arguments go to the test binary: `cargo xtask loom -- --exact
+//!   wake::loom_tests::a_wake_from_another_thread_is_never_lost` runs that model alone.
 
 mod graph;
 mod scan;
 
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
+use std::process::{Command, ExitCode};
 
 /// The one cycle the runtime may have: a handler's `Context` deploys through the runtime,
 /// and the runtime drives components.
@@ -20,6 +26,9 @@ const ALLOWED_CYCLE: &[&str] = &["component", "runtime"];
 /// The longest a source file may be.
 const MAX_LINES: usize = 600;
 
+/// The preemption bound of the loom models unless `LOOM_MAX_PREEMPTIONS` says otherwise.
+const LOOM_PREEMPTIONS: &str = "3";
+
 fn main() -> ExitCode {
     let command = std::env::args().nth(1).unwrap_or_default();
     let root = workspace_root();
@@ -27,6 +36,10 @@ fn main() -> ExitCode {
         "layers" => layers(&root),
         "sizes" => sizes(&root),
         "check" => layers(&root).and_then(|()| sizes(&root)),
+        "loom" => loom(
+            &root,
+            std::env::args().skip(2).skip_while(|a| a == "--").collect(),
+        ),
         "" | "help" | "--help" | "-h" => {
             println!("{}", usage());
             Ok(())
@@ -48,7 +61,8 @@ fn usage() -> &'static str {
      commands:\n  \
        layers  print the module graph of fluxor/src; fail on a cycle other than component <-> runtime\n  \
        sizes   fail on a source file over 600 lines in fluxor/src or fluxor-macros/src\n  \
-       check   layers, then sizes"
+       check   layers, then sizes\n  \
+       loom    run the loom models of fluxor/src (`--cfg loom`, LOOM_MAX_PREEMPTIONS=3 unless set)"
 }
 
 /// The workspace root: the parent of this crate's manifest directory.
@@ -122,5 +136,44 @@ fn sizes(root: &Path) -> Result<(), String> {
             "source files over {MAX_LINES} lines (split them by concept):\n{}",
             too_long.join("\n")
         ))
+    }
+}
+
+fn loom(root: &Path, test_args: Vec<String>) -> Result<(), String> {
+    let target = match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => PathBuf::from(dir).join("loom"),
+        None => root.join("target/loom"),
+    };
+    let mut rustflags = std::env::var("RUSTFLAGS").unwrap_or_default();
+    if !rustflags.is_empty() {
+        rustflags.push(' ');
+    }
+    rustflags.push_str("--cfg loom");
+    let preemptions =
+        std::env::var("LOOM_MAX_PREEMPTIONS").unwrap_or_else(|_| LOOM_PREEMPTIONS.to_owned());
+    println!("loom models, at most {preemptions} preemption(s) per execution");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(root)
+        .args([
+            "test",
+            "-p",
+            "fluxor",
+            "--lib",
+            "--release",
+            "loom_tests",
+            "--",
+        ])
+        .args(test_args)
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env("RUSTFLAGS", rustflags)
+        .env("CARGO_TARGET_DIR", &target)
+        .env("LOOM_MAX_PREEMPTIONS", &preemptions)
+        .status()
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("the loom models failed ({status})"))
     }
 }

@@ -15,21 +15,25 @@
 //! queue at once into a local buffer; messages taken but not handled still count against the
 //! bound (a counter only the receiver writes; a sender may see a slot as taken a moment longer
 //! than it is). A sender about to wait counts itself before its last look, and the receiver
-//! checks that count after each slot it frees, both sequentially consistent, so one of them
-//! always sees the other: no waiting sender misses the room. Senders waiting for room wait on a
-//! `Notify`; each pop signals one of them while any wait, and `close` signals all.
+//! checks that count after each slot it frees, each side with a sequentially consistent fence
+//! between its write and its read, so one of them always sees the other: no waiting sender
+//! misses the room. Senders waiting for room wait on a `Notify`; each pop signals one of them
+//! while any wait, and `close` signals all.
 //!
 //! Not everything happens under the lock: the waiting-sender handshake above (`waiting` against
 //! `taken`), and two hints the receiver reads without locking (`shared_len`, whether anything
 //! is queued; `signalled`, whether a stop or control signal waits) are lock-free protocols.
-//! They are not model-checked; the tests in `tests.rs` cover full, closed, waiting senders,
-//! signals and order on real threads.
+//! The models in `loom_tests.rs` check the queue core with loom: pushes against batch takes,
+//! waiting senders against freed slots, and close (not the signals, nor deadlines); the tests
+//! in `tests.rs` cover full, closed, waiting senders, signals and order on real threads.
 //!
 //! The mailbox also carries its instance's signals ([`Signals`]): a stop request and a short,
 //! bounded queue of control signals, both seen by the receiver before its next message, and the
 //! instance's cancellation token, made on first use. An instance thus needs no channel besides
 //! its mailbox, which keeps an idle one small.
 
+#[cfg(all(test, loom))]
+mod loom_tests;
 mod queue;
 mod signals;
 mod stats;

@@ -2,16 +2,16 @@
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::task::{Poll, Waker};
 
-use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::signals::{Control, Signals, StopRequest};
 use super::stats::InstanceStats;
+use crate::loom::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
+use crate::loom::{Mutex, MutexGuard, Notify};
 use crate::wake::{wake_on, Wakeups};
 
 /// Why a push did not happen.
@@ -70,6 +70,8 @@ struct Waiting<'a>(&'a AtomicUsize);
 impl<'a> Waiting<'a> {
     fn new(count: &'a AtomicUsize) -> Self {
         count.fetch_add(1, Ordering::SeqCst);
+        // Before the sender's next look at `taken`: see `Receiver::take_local`.
+        fence(Ordering::SeqCst);
         Waiting(count)
     }
 }
@@ -450,9 +452,12 @@ impl<T> Receiver<T> {
 
     fn take_local(&mut self) -> Option<T> {
         let v = self.local.pop_front()?;
-        // SeqCst with the senders' `waiting` increment and `taken` read: either a waiting
-        // sender sees the freed slot, or this side sees the sender waiting and wakes it.
-        self.chan.taken.store(self.local.len(), Ordering::SeqCst);
+        // A SeqCst fence between this store and the `waiting` read below, as between a
+        // sender's `waiting` increment and its `taken` read: either a waiting sender sees the
+        // freed slot, or this side sees the sender waiting and wakes it. (Fences, not SeqCst
+        // accesses: the same guarantee here, and the form loom can check.)
+        self.chan.taken.store(self.local.len(), Ordering::Relaxed);
+        fence(Ordering::SeqCst);
         if self.local.is_empty() && self.local.capacity() > KEEP_SLOTS {
             self.local = VecDeque::new();
         }

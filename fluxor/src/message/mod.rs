@@ -3,6 +3,8 @@
 //! The reply channel lives in `reply.rs`; how long a requester waits for it, and when a
 //! request gets a timer, in `timing.rs`.
 
+#[cfg(all(test, loom))]
+mod loom_tests;
 mod reply;
 mod timing;
 

@@ -3,11 +3,12 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll, Waker};
 
 use crate::error::BusError;
+use crate::loom::atomic::AtomicBool;
+use crate::loom::{Mutex, MutexGuard};
 use crate::wake::{wake_on, Wakeups};
 
 /// The failure a handler reports to its requester.
@@ -46,7 +47,7 @@ pub(super) enum Exchange<R> {
 }
 
 impl<R> Slot<R> {
-    pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, Exchange<R>> {
+    pub(super) fn lock(&self) -> MutexGuard<'_, Exchange<R>> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 }

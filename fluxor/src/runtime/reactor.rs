@@ -49,7 +49,10 @@ impl Reactor {
             .spawn(move || {
                 let mut builder = tokio::runtime::Builder::new_current_thread();
                 builder.enable_all();
+                // tokio has no park hook in a model-checking build (which runs no runtime).
+                #[cfg(not(loom))]
                 let parked = wakeups.clone();
+                #[cfg(not(loom))]
                 builder.on_thread_park(move || parked.before_park());
                 #[cfg(feature = "test-util")]
                 builder.start_paused(paused);

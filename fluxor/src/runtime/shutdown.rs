@@ -166,7 +166,10 @@ impl Fluxor {
 }
 
 pub(super) async fn wait_for_signal() {
-    #[cfg(unix)]
+    // tokio has no signal handling in a model-checking build (which runs no runtime).
+    #[cfg(loom)]
+    std::future::pending::<()>().await;
+    #[cfg(all(unix, not(loom)))]
     {
         use tokio::signal::unix::{signal, SignalKind};
         match signal(SignalKind::terminate()) {
@@ -182,7 +185,7 @@ pub(super) async fn wait_for_signal() {
             }
         }
     }
-    #[cfg(not(unix))]
+    #[cfg(not(any(unix, loom)))]
     {
         let _ = tokio::signal::ctrl_c().await;
     }

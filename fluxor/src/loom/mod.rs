@@ -1,0 +1,49 @@
+//! The synchronization primitives of Fluxor's lock-free protocols, imported from one place so
+//! that a model-checking build swaps them for loom's.
+//!
+//! A normal build re-exports `std`'s atomics, mutex and `OnceLock`, tokio's `Notify` and
+//! crossbeam's `SegQueue`. A build with `--cfg loom` (run by `cargo xtask loom`) re-exports
+//! loom's atomics and mutex instead, whose every operation is a point where loom may switch
+//! threads, and loom-aware stand-ins for the types whose own atomics loom cannot see: `Notify`
+//! (the mailbox's senders waiting for room), `SegQueue` (a reactor's wake-up queue) and
+//! `OnceLock` (where a reactor hangs its doorbell and its spinner's waker). The models
+//! themselves live beside the code they check, in `loom_tests.rs` files.
+//!
+//! Reference counts are no part of these protocols, so `Arc` stays `std`'s (loom's cannot
+//! become a trait object, which the mailbox's signals need).
+//!
+//! The bus registry (`bus/local.rs`) has no model: its readers and writers meet in an
+//! `ArcSwap`, whose atomics and per-thread debt lists loom cannot see (loom runs its threads
+//! on one OS thread, so they would even share those lists), and what is left, the writers'
+//! mutex around load, copy and store, has no step inside it where loom could switch threads.
+
+#[cfg(loom)]
+mod notify;
+#[cfg(loom)]
+mod once_lock;
+#[cfg(loom)]
+mod seg_queue;
+
+#[cfg(not(loom))]
+pub(crate) use std::sync::{atomic, Mutex, MutexGuard};
+
+#[cfg(loom)]
+pub(crate) use ::loom::sync::{atomic, Mutex, MutexGuard};
+
+#[cfg(not(loom))]
+pub(crate) use tokio::sync::Notify;
+
+#[cfg(loom)]
+pub(crate) use notify::Notify;
+
+#[cfg(not(loom))]
+pub(crate) use std::sync::OnceLock;
+
+#[cfg(loom)]
+pub(crate) use once_lock::OnceLock;
+
+#[cfg(not(loom))]
+pub(crate) use crossbeam_queue::SegQueue;
+
+#[cfg(loom)]
+pub(crate) use seg_queue::SegQueue;

@@ -1,0 +1,36 @@
+//! A loom-aware stand-in for `std::sync::OnceLock`: `std`'s cell, published through a loom
+//! atomic so that loom sees the hand-over (a release store after the value is set, an acquire
+//! load before it is read) and may switch threads around it.
+
+use ::loom::sync::atomic::{AtomicBool, Ordering};
+
+#[derive(Debug)]
+pub(crate) struct OnceLock<T> {
+    value: std::sync::OnceLock<T>,
+    published: AtomicBool,
+}
+
+impl<T> Default for OnceLock<T> {
+    fn default() -> Self {
+        OnceLock {
+            value: std::sync::OnceLock::new(),
+            published: AtomicBool::new(false),
+        }
+    }
+}
+
+impl<T> OnceLock<T> {
+    pub(crate) fn get(&self) -> Option<&T> {
+        if self.published.load(Ordering::Acquire) {
+            self.value.get()
+        } else {
+            None
+        }
+    }
+
+    pub(crate) fn set(&self, value: T) -> Result<(), T> {
+        self.value.set(value)?;
+        self.published.store(true, Ordering::Release);
+        Ok(())
+    }
+}

@@ -1,0 +1,130 @@
+//! Models of the mailbox's queue core, checked with loom (`cargo xtask loom`).
+//!
+//! They drive the production `Mailbox` and `Receiver` with loom's threads and
+//! `loom::future::block_on`, whose waker only a real wake-up releases: a lost wake-up shows as
+//! a deadlock. Covered: a push against a batch take and the receiver's waker registration;
+//! a sender waiting for room (`push_wait`) against the receiver freeing a slot (the `waiting`
+//! / `taken` hand-shake); `close` against waiting senders and pushes. Not covered: deadlines
+//! (`push_until`, `push_within` once full: tokio timers), the stop and control signals, the
+//! cancellation token, and storage given back above `KEEP_SLOTS`. Senders wait on the shim's
+//! stand-in for tokio's `Notify`, which keeps its contract but not its code.
+
+use loom::future::block_on;
+use loom::sync::Arc;
+use loom::thread;
+
+use super::{Mailbox, Next, PushError};
+
+fn message(next: Next<u32>) -> Option<u32> {
+    match next {
+        Next::Message(v) => Some(v),
+        Next::Stop(_) => None,
+        Next::Control(_) => panic!("no control signal is sent"),
+    }
+}
+
+/// Two senders push while the receiver waits and takes what is queued in batches: both
+/// messages arrive, each push's wake-up reaching the receiver.
+#[test]
+fn pushes_reach_a_waiting_receiver() {
+    loom::model(|| {
+        let (tx, mut rx) = Mailbox::<u32>::bounded(2);
+        let senders: Vec<_> = (1..=2)
+            .map(|v| {
+                let tx = tx.clone();
+                thread::spawn(move || assert_eq!(tx.try_push(|| v), Ok(())))
+            })
+            .collect();
+        drop(tx);
+        let mut got: Vec<u32> = (0..2)
+            .map(|_| message(block_on(rx.next())).expect("a message"))
+            .collect();
+        got.sort_unstable();
+        assert_eq!(got, [1, 2]);
+        for s in senders {
+            s.join().unwrap();
+        }
+    });
+}
+
+/// A full mailbox: a sender waits for room while the receiver takes the queued message. The
+/// freed slot always reaches the sender (else it would wait forever), and the message follows.
+#[test]
+fn a_waiting_sender_gets_the_freed_slot() {
+    loom::model(|| {
+        let (tx, mut rx) = Mailbox::<u32>::bounded(1);
+        tx.try_push(|| 1).unwrap();
+        let sender = thread::spawn(move || block_on(tx.push_wait(|| 2)));
+        assert_eq!(message(block_on(rx.next())), Some(1));
+        assert_eq!(message(block_on(rx.next())), Some(2));
+        assert_eq!(sender.join().unwrap(), Ok(()));
+    });
+}
+
+/// Two senders wait on a full mailbox of one slot: each slot the receiver frees lets one in,
+/// and neither is left waiting.
+#[test]
+fn each_freed_slot_lets_one_waiting_sender_in() {
+    loom::model(|| {
+        let (tx, mut rx) = Mailbox::<u32>::bounded(1);
+        tx.try_push(|| 1).unwrap();
+        let senders: Vec<_> = (2..=3)
+            .map(|v| {
+                let tx = tx.clone();
+                thread::spawn(move || block_on(tx.push_wait(|| v)))
+            })
+            .collect();
+        drop(tx);
+        let mut got: Vec<u32> = (0..3)
+            .map(|_| message(block_on(rx.next())).expect("a message"))
+            .collect();
+        got.sort_unstable();
+        assert_eq!(got, [1, 2, 3]);
+        for s in senders {
+            assert_eq!(s.join().unwrap(), Ok(()));
+        }
+    });
+}
+
+/// Closing a full mailbox releases a sender waiting for room, with `Closed`.
+#[test]
+fn close_releases_a_waiting_sender() {
+    loom::model(|| {
+        let (tx, mut rx) = Mailbox::<u32>::bounded(1);
+        tx.try_push(|| 1).unwrap();
+        let sender = thread::spawn(move || block_on(tx.push_wait(|| 2)));
+        rx.close();
+        assert_eq!(sender.join().unwrap(), Err(PushError::Closed));
+        assert_eq!(message(block_on(rx.next())), Some(1));
+        assert_eq!(message(block_on(rx.next())), None);
+    });
+}
+
+/// A push racing `close`: either it is refused, or its message is received before the
+/// closed mailbox reads as a stop. Nothing is lost and nothing comes after the stop.
+#[test]
+fn a_push_racing_close_is_refused_or_received() {
+    loom::model(|| {
+        let (tx, mut rx) = Mailbox::<u32>::bounded(1);
+        let pushed = Arc::new(loom::sync::atomic::AtomicBool::new(false));
+        let sender = thread::spawn({
+            let pushed = pushed.clone();
+            move || match tx.try_push(|| 7) {
+                Ok(()) => pushed.store(true, loom::sync::atomic::Ordering::SeqCst),
+                Err(e) => assert_eq!(e, PushError::Closed),
+            }
+        });
+        rx.close();
+        let mut got = Vec::new();
+        while let Some(v) = message(block_on(rx.next())) {
+            got.push(v);
+        }
+        sender.join().unwrap();
+        let expected: &[u32] = if pushed.load(loom::sync::atomic::Ordering::SeqCst) {
+            &[7]
+        } else {
+            &[]
+        };
+        assert_eq!(got, expected);
+    });
+}
