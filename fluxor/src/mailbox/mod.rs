@@ -15,9 +15,10 @@
 //! queue at once into a local buffer; messages taken but not handled still count against the
 //! bound (a counter only the receiver writes; a sender may see a slot as taken a moment longer
 //! than it is). A sender about to wait counts itself before its last look, and the receiver
-//! checks that count after each slot it frees, each side with a sequentially consistent fence
-//! between its write and its read, so one of them always sees the other: no waiting sender
-//! misses the room. Senders waiting for room wait on a `Notify`; each pop signals one of them
+//! checks that count after each slot it frees, each side sequentially consistent between its
+//! write and its read (the sender: a SeqCst increment and fence; the receiver: a SeqCst store,
+//! which loom's models check in the equivalent fence form), so one of them always sees the
+//! other: no waiting sender misses the room. Senders waiting for room wait on a `Notify`; each pop signals one of them
 //! while any wait, and `close` signals all.
 //!
 //! Not everything happens under the lock: the waiting-sender handshake above (`waiting` against

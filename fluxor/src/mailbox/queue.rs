@@ -452,12 +452,18 @@ impl<T> Receiver<T> {
 
     fn take_local(&mut self) -> Option<T> {
         let v = self.local.pop_front()?;
-        // A SeqCst fence between this store and the `waiting` read below, as between a
-        // sender's `waiting` increment and its `taken` read: either a waiting sender sees the
-        // freed slot, or this side sees the sender waiting and wakes it. (Fences, not SeqCst
-        // accesses: the same guarantee here, and the form loom can check.)
-        self.chan.taken.store(self.local.len(), Ordering::Relaxed);
-        fence(Ordering::SeqCst);
+        // This store and the `waiting` read below are ordered like a sender's `waiting`
+        // increment and its `taken` read (sequentially consistent on both sides): either a
+        // waiting sender sees the freed slot, or this side sees the sender waiting and wakes
+        // it. A SeqCst store does it in one `xchg` on x86; loom reads a SeqCst store as a
+        // release store only, so its models check the equivalent fence form.
+        #[cfg(not(loom))]
+        self.chan.taken.store(self.local.len(), Ordering::SeqCst);
+        #[cfg(loom)]
+        {
+            self.chan.taken.store(self.local.len(), Ordering::Relaxed);
+            fence(Ordering::SeqCst);
+        }
         if self.local.is_empty() && self.local.capacity() > KEEP_SLOTS {
             self.local = VecDeque::new();
         }
