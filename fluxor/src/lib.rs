@@ -5,6 +5,7 @@ mod address;
 mod bus;
 mod component;
 mod error;
+pub mod health;
 #[cfg(feature = "http")]
 pub mod http;
 mod ids;

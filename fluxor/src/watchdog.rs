@@ -208,6 +208,16 @@ impl Watchdog {
         })
     }
 
+    /// How long the handler running on `reactor` has held it; `None` while the reactor is idle.
+    /// Coarse (the checker's tick).
+    pub(crate) fn held_for(&self, reactor: usize) -> Option<Duration> {
+        let since = self.gauges.get(reactor)?.since.load(Ordering::Relaxed);
+        (since != 0).then(|| {
+            let now = self.shared.now_ms.load(Ordering::Relaxed);
+            Duration::from_millis(now.saturating_sub(since - 1))
+        })
+    }
+
     /// What is running on `reactor` now, if a handler is: its component, instance, deployment,
     /// topic and for how long, in words.
     pub(crate) fn running(&self, reactor: usize) -> Option<String> {

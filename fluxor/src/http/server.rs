@@ -18,6 +18,8 @@ use crate::error::BoxError;
 
 use super::bus::error_response;
 use super::metrics::prometheus;
+use crate::health::Health;
+use crate::runtime::Fluxor;
 
 /// Builds an [`HttpServer`] component.
 #[derive(Debug, Clone)]
@@ -28,6 +30,7 @@ pub struct HttpServerBuilder {
     body_limit: usize,
     inspector: bool,
     metrics: bool,
+    health: bool,
 }
 
 /// An HTTP server as a component: deploy the factory from [`HttpServer::builder`]`(router).build()`.
@@ -105,6 +108,7 @@ impl HttpServer {
             body_limit: 1 << 20,
             inspector: false,
             metrics: false,
+            health: false,
         }
     }
 }
@@ -131,6 +135,15 @@ impl HttpServerBuilder {
     /// Serves the runtime's snapshot as JSON on `GET /fluxor/inspect`. Default off.
     pub fn inspector(mut self, on: bool) -> Self {
         self.inspector = on;
+        self
+    }
+
+    /// Serves the runtime's probes: `GET /health` ([`Fluxor::liveness`](crate::Fluxor::liveness))
+    /// and `GET /ready` ([`Fluxor::readiness`](crate::Fluxor::readiness)), each `200` with its
+    /// [`Health`](crate::health::Health) report as JSON when every check passes, `503` with the
+    /// report (naming each failing check) otherwise. Default off.
+    pub fn health(mut self, on: bool) -> Self {
+        self.health = on;
         self
     }
 
@@ -186,6 +199,29 @@ impl Component for HttpServer {
                     async move { snapshot.map(Json).ok_or(StatusCode::SERVICE_UNAVAILABLE) }
                 }),
             );
+        }
+        if cfg.health {
+            for (path, probe) in [
+                ("/health", Fluxor::liveness as fn(&Fluxor) -> Health),
+                ("/ready", Fluxor::readiness),
+            ] {
+                let runtime = runtime.clone();
+                router = router.route(
+                    path,
+                    axum::routing::get(move || {
+                        let report = runtime.upgrade().map(|rt| probe(&rt));
+                        async move {
+                            match report {
+                                Some(h) if h.ok => (StatusCode::OK, Json(h)).into_response(),
+                                Some(h) => {
+                                    (StatusCode::SERVICE_UNAVAILABLE, Json(h)).into_response()
+                                }
+                                None => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+                            }
+                        }
+                    }),
+                );
+            }
         }
         if cfg.metrics {
             let runtime = runtime.clone();

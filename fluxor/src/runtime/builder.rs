@@ -12,6 +12,7 @@ use super::reactor::Reactor;
 use super::shared::EscalationCtl;
 use crate::bus::EventBus;
 use crate::error::BuildError;
+use crate::health::Thresholds;
 use crate::supervision::Escalation;
 use crate::wake::Wakeups;
 use crate::watchdog::Watchdog;
@@ -31,6 +32,7 @@ pub struct Builder {
     paused: bool,
     escalation: Escalation,
     spin_before_park: Duration,
+    probes: Thresholds,
 }
 
 impl Default for Builder {
@@ -47,11 +49,18 @@ impl Default for Builder {
             paused: false,
             escalation: Escalation::default(),
             spin_before_park: Duration::from_micros(50),
+            probes: Thresholds::default(),
         }
     }
 }
 
 impl Builder {
+    /// When [`Fluxor::liveness`] and [`Fluxor::readiness`] fail. Default: [`Thresholds::new`].
+    pub fn probes(mut self, thresholds: Thresholds) -> Self {
+        self.probes = thresholds;
+        self
+    }
+
     /// Number of reactor threads. Default: the available cores.
     pub fn reactors(mut self, n: usize) -> Self {
         self.reactors = Some(n);
@@ -194,6 +203,8 @@ impl Builder {
                 cancel: CancellationToken::new(),
                 mailbox_capacity: self.mailbox_capacity,
                 shutdown_timeout: self.shutdown_timeout,
+                probes: self.probes,
+                blocked_threshold: self.blocked_threshold,
             }),
         })
     }

@@ -58,6 +58,10 @@ pub(crate) struct Inner {
     pub(super) cancel: CancellationToken,
     pub(super) mailbox_capacity: usize,
     pub(super) shutdown_timeout: Duration,
+    /// When the probes fail.
+    pub(super) probes: crate::health::Thresholds,
+    /// How long one handler may hold a reactor before it counts as blocking it.
+    pub(super) blocked_threshold: Duration,
 }
 
 impl Drop for Inner {

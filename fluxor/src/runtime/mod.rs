@@ -9,7 +9,8 @@
 //!   (inline or on the worker pool): `exec.rs`; restart and the other supervision steps:
 //!   `restart.rs`; how instances report their start and stop: `reports.rs`; what a
 //!   deployment's instances share: `shared.rs`.
-//! * The reactor threads: `reactor.rs`; inspection snapshots: `snapshot.rs`; the test kit's
+//! * The reactor threads: `reactor.rs`; inspection snapshots: `snapshot.rs`; liveness and
+//!   readiness: `health.rs`; the test kit's
 //!   entry point: `test_hooks.rs`.
 
 mod actor_loop;
@@ -17,6 +18,7 @@ mod builder;
 mod deploy;
 mod exec;
 mod handle;
+mod health;
 mod options;
 mod reactor;
 mod reports;

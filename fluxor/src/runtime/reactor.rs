@@ -120,6 +120,15 @@ impl Reactor {
         self.jobs.send(job).await.is_ok()
     }
 
+    /// The reactor's thread has ended (it was stopped, or it panicked).
+    pub(crate) fn is_finished(&self) -> bool {
+        self.thread
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .is_none_or(JoinHandle::is_finished)
+    }
+
     /// Asks the reactor thread to exit; it drops whatever components remain on it.
     pub(crate) fn signal_stop(&self) {
         self.stop.cancel();

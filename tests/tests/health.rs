@@ -1,0 +1,130 @@
+//! Liveness and readiness: what each probe checks, and how the HTTP adapter serves them.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use fluxor::health::{Health, Thresholds};
+use fluxor::http::HttpServer;
+use fluxor::{DeployOptions, Fluxor};
+use fluxor_tests::{eventually, Block, Counters, Nap, Probe};
+
+fn failing(h: &Health) -> Vec<&'static str> {
+    h.checks.iter().filter(|c| !c.ok).map(|c| c.name).collect()
+}
+
+fn detail<'a>(h: &'a Health, name: &str) -> &'a str {
+    h.checks
+        .iter()
+        .find(|c| c.name == name)
+        .and_then(|c| c.detail.as_deref())
+        .unwrap_or("")
+}
+
+#[tokio::test]
+async fn a_blocked_reactor_fails_readiness_then_liveness_and_both_recover() {
+    let rt = Fluxor::builder()
+        .reactors(2)
+        .blocked_threshold(Duration::from_millis(50))
+        .probes(Thresholds::new().stuck_after(Duration::from_millis(300)))
+        .build()
+        .unwrap();
+    let counters = Arc::new(Counters::default());
+    rt.deploy(
+        Probe::with(counters.clone()),
+        DeployOptions::new().reactor(0),
+    )
+    .await
+    .unwrap();
+    let (live, ready) = (rt.liveness(), rt.readiness());
+    assert!(live.ok && ready.ok, "{live:?} {ready:?}");
+    assert_eq!(ready.checks.len(), 5);
+
+    rt.bus()
+        .send("t.block", Block(Duration::from_millis(1000)))
+        .unwrap();
+    eventually(
+        "readiness to see the blocked reactor",
+        Duration::from_secs(5),
+        || failing(&rt.readiness()) == ["reactors"],
+    )
+    .await;
+    let ready = rt.readiness();
+    assert!(
+        detail(&ready, "reactors").contains("`Probe` instance 0")
+            && detail(&ready, "reactors").contains("`t.block`"),
+        "{ready:?}"
+    );
+    eventually("liveness to fail", Duration::from_secs(5), || {
+        !rt.liveness().ok
+    })
+    .await;
+    assert!(detail(&rt.liveness(), "reactors").contains("reactor 0 is stuck"));
+    eventually("both to recover", Duration::from_secs(5), || {
+        rt.liveness().ok && rt.readiness().ok
+    })
+    .await;
+    rt.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_full_mailbox_makes_the_service_not_ready_over_http() {
+    let rt = Fluxor::builder().reactors(2).build().unwrap();
+    let counters = Arc::new(Counters::default());
+    rt.deploy(
+        Probe::with(counters.clone()),
+        DeployOptions::new().mailbox_capacity(4),
+    )
+    .await
+    .unwrap();
+    let (server, handle) = HttpServer::builder(Router::new())
+        .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .health(true)
+        .build();
+    rt.deploy(server, DeployOptions::new()).await.unwrap();
+    let base = format!("http://{}", handle.local_addr().unwrap());
+    let client = reqwest::Client::new();
+    let get = |path: &'static str| {
+        let (client, base) = (client.clone(), base.clone());
+        async move {
+            let r = client.get(format!("{base}{path}")).send().await.unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    assert_eq!(get("/ready").await.0, 200);
+    assert_eq!(get("/health").await.0, 200);
+
+    // Hold the instance and fill its mailbox: 4 of 4 is over the 90% default.
+    let bus = rt.bus().clone();
+    let nap =
+        tokio::spawn(async move { bus.request("t.nap", Nap(Duration::from_millis(300))).await });
+    eventually("the nap to start", Duration::from_secs(5), || {
+        counters.naps.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    for i in 0..4 {
+        rt.bus().send("t.add", fluxor_tests::Add(i)).unwrap();
+    }
+    let (status, body) = get("/ready").await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["ok"], false);
+    let failing: Vec<&str> = body["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["ok"] == false)
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(failing, ["mailboxes"], "{body}");
+    assert_eq!(get("/health").await.0, 200, "a busy service is alive");
+    nap.await.unwrap().unwrap();
+    eventually("the mailbox to drain", Duration::from_secs(5), || {
+        rt.readiness().ok
+    })
+    .await;
+    assert_eq!(get("/ready").await.0, 200);
+    rt.shutdown(Duration::from_secs(5)).await.unwrap();
+}
