@@ -24,8 +24,9 @@ pub struct Health {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[non_exhaustive]
 pub struct Check {
-    /// What was checked, e.g. `reactors` or `mailboxes`.
-    pub name: &'static str,
+    /// What was checked, e.g. `reactors`, `mailboxes`, or the name of a check added with
+    /// [`Fluxor::add_readiness_check`](crate::Fluxor::add_readiness_check).
+    pub name: std::borrow::Cow<'static, str>,
     /// Whether it passed.
     pub ok: bool,
     /// What failed, in words (`None` when it passed).
@@ -43,9 +44,12 @@ impl Health {
 }
 
 impl Check {
-    pub(crate) fn new(name: &'static str, failures: Vec<String>) -> Self {
+    pub(crate) fn new(
+        name: impl Into<std::borrow::Cow<'static, str>>,
+        failures: Vec<String>,
+    ) -> Self {
         Check {
-            name,
+            name: name.into(),
             ok: failures.is_empty(),
             detail: (!failures.is_empty()).then(|| failures.join("; ")),
         }
@@ -66,6 +70,7 @@ impl Check {
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Thresholds {
+    pub(crate) check_timeout: Duration,
     pub(crate) stuck_after: Duration,
     pub(crate) mailbox_fill: f64,
     pub(crate) worker_queue_fill: f64,
@@ -74,6 +79,7 @@ pub struct Thresholds {
 impl Default for Thresholds {
     fn default() -> Self {
         Thresholds {
+            check_timeout: Duration::from_secs(1),
             stuck_after: Duration::from_secs(30),
             mailbox_fill: 0.9,
             worker_queue_fill: 0.9,
@@ -83,9 +89,17 @@ impl Default for Thresholds {
 
 impl Thresholds {
     /// The defaults: a reactor is stuck after one handler held it 30 s; not ready when a
-    /// mailbox or the worker queue is 90% full.
+    /// mailbox or the worker queue is 90% full; an added check may take 1 s.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// How long a check added with
+    /// [`Fluxor::add_readiness_check`](crate::Fluxor::add_readiness_check) may take before it
+    /// counts as failed ("timed out"). Default 1 s.
+    pub fn check_timeout(mut self, timeout: Duration) -> Self {
+        self.check_timeout = timeout;
+        self
     }
 
     /// Liveness fails when one handler has held its reactor this long.
@@ -108,3 +122,10 @@ impl Thresholds {
         self
     }
 }
+
+/// A readiness check added by the program: resolves to `Ok(())` when what it checks is usable.
+pub(crate) type ReadinessCheck = Box<
+    dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>>
+        + Send
+        + Sync,
+>;

@@ -11,8 +11,12 @@ use fluxor::http::HttpServer;
 use fluxor::{DeployOptions, Fluxor};
 use fluxor_tests::{eventually, Block, Counters, Nap, Probe};
 
-fn failing(h: &Health) -> Vec<&'static str> {
-    h.checks.iter().filter(|c| !c.ok).map(|c| c.name).collect()
+fn failing(h: &Health) -> Vec<&str> {
+    h.checks
+        .iter()
+        .filter(|c| !c.ok)
+        .map(|c| c.name.as_ref())
+        .collect()
 }
 
 fn detail<'a>(h: &'a Health, name: &str) -> &'a str {
@@ -126,5 +130,39 @@ async fn a_full_mailbox_makes_the_service_not_ready_over_http() {
     })
     .await;
     assert_eq!(get("/ready").await.0, 200);
+    rt.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+#[tokio::test]
+async fn added_checks_report_failures_panics_and_hangs_without_holding_the_probe() {
+    let rt = Fluxor::builder()
+        .reactors(1)
+        .probes(Thresholds::new().check_timeout(Duration::from_millis(100)))
+        .build()
+        .unwrap();
+    rt.add_readiness_check("database", || async { Ok(()) });
+    assert!(rt.ready().await.ok);
+    rt.add_readiness_check("cache", || async { Err("connection refused".to_owned()) });
+    rt.add_readiness_check("queue", || async {
+        std::future::pending::<()>().await;
+        Ok(())
+    });
+    rt.add_readiness_check("search", || async { panic!("index missing") });
+    let ready = rt.ready().await;
+    assert_eq!(failing(&ready), ["cache", "queue", "search"], "{ready:?}");
+    assert_eq!(detail(&ready, "cache"), "connection refused");
+    assert!(
+        detail(&ready, "queue").starts_with("timed out"),
+        "{ready:?}"
+    );
+    assert!(
+        detail(&ready, "search").contains("index missing"),
+        "{ready:?}"
+    );
+    // The built-in checks come first and still pass; a removed check is gone.
+    assert!(ready.checks[..5].iter().all(|c| c.ok));
+    assert!(rt.remove_readiness_check("cache"));
+    assert!(!rt.remove_readiness_check("cache"));
+    assert_eq!(failing(&rt.ready().await), ["queue", "search"]);
     rt.shutdown(Duration::from_secs(5)).await.unwrap();
 }

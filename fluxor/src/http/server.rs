@@ -19,7 +19,6 @@ use crate::error::BoxError;
 use super::bus::error_response;
 use super::metrics::prometheus;
 use crate::health::Health;
-use crate::runtime::Fluxor;
 
 /// Builds an [`HttpServer`] component.
 #[derive(Debug, Clone)]
@@ -201,27 +200,28 @@ impl Component for HttpServer {
             );
         }
         if cfg.health {
-            for (path, probe) in [
-                ("/health", Fluxor::liveness as fn(&Fluxor) -> Health),
-                ("/ready", Fluxor::readiness),
-            ] {
-                let runtime = runtime.clone();
-                router = router.route(
-                    path,
-                    axum::routing::get(move || {
-                        let report = runtime.upgrade().map(|rt| probe(&rt));
-                        async move {
-                            match report {
-                                Some(h) if h.ok => (StatusCode::OK, Json(h)).into_response(),
-                                Some(h) => {
-                                    (StatusCode::SERVICE_UNAVAILABLE, Json(h)).into_response()
-                                }
-                                None => StatusCode::SERVICE_UNAVAILABLE.into_response(),
-                            }
-                        }
-                    }),
-                );
-            }
+            let live = runtime.clone();
+            router = router.route(
+                "/health",
+                axum::routing::get(move || {
+                    let report = live.upgrade().map(|rt| rt.liveness());
+                    async move { health_response(report) }
+                }),
+            );
+            let ready = runtime.clone();
+            router = router.route(
+                "/ready",
+                axum::routing::get(move || {
+                    let runtime = ready.upgrade();
+                    async move {
+                        let report = match runtime {
+                            Some(rt) => Some(rt.ready().await),
+                            None => None,
+                        };
+                        health_response(report)
+                    }
+                }),
+            );
         }
         if cfg.metrics {
             let runtime = runtime.clone();
@@ -309,6 +309,16 @@ impl Component for HttpServer {
 
     async fn handle(&mut self, msg: NoMessages, _ctx: &mut Context<Self>) -> Outcome {
         match msg {}
+    }
+}
+
+/// A probe's report as a response: `200` when every check passed, `503` otherwise (also when
+/// the runtime is gone).
+fn health_response(report: Option<Health>) -> Response {
+    match report {
+        Some(h) if h.ok => (StatusCode::OK, Json(h)).into_response(),
+        Some(h) => (StatusCode::SERVICE_UNAVAILABLE, Json(h)).into_response(),
+        None => StatusCode::SERVICE_UNAVAILABLE.into_response(),
     }
 }
 

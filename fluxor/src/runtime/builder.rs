@@ -204,6 +204,7 @@ impl Builder {
                 mailbox_capacity: self.mailbox_capacity,
                 shutdown_timeout: self.shutdown_timeout,
                 probes: self.probes,
+                checks: Mutex::default(),
                 blocked_threshold: self.blocked_threshold,
             }),
         })

@@ -60,6 +60,8 @@ pub(crate) struct Inner {
     pub(super) shutdown_timeout: Duration,
     /// When the probes fail.
     pub(super) probes: crate::health::Thresholds,
+    /// Readiness checks added by the program, by name.
+    pub(super) checks: Mutex<Vec<(String, Arc<crate::health::ReadinessCheck>)>>,
     /// How long one handler may hold a reactor before it counts as blocking it.
     pub(super) blocked_threshold: Duration,
 }

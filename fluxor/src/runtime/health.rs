@@ -1,10 +1,13 @@
 //! Liveness and readiness, computed from counters the runtime keeps anyway: no snapshot, and
 //! nothing allocated but the report.
 
+use std::future::Future;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use super::handle::Fluxor;
-use crate::health::{Check, Health};
+use crate::health::{Check, Health, ReadinessCheck};
+use crate::util::{catch_unwind, panic_message};
 
 impl Fluxor {
     /// Is every reactor turning? Fails for a reactor whose thread has ended while the runtime
@@ -101,5 +104,84 @@ impl Fluxor {
             Check::new("mailboxes", full),
             Check::new("workers", workers),
         ])
+    }
+
+    /// Adds a readiness check of the program's own (a database connection, a downstream
+    /// service), replacing one of the same name. [`ready`](Self::ready) runs it, with
+    /// [`Thresholds::check_timeout`](crate::health::Thresholds::check_timeout) (1 s by default):
+    /// one that takes longer fails as "timed out", it does not hold the probe.
+    ///
+    /// ```
+    /// # async fn demo(runtime: fluxor::Fluxor) {
+    /// runtime.add_readiness_check("database", || async {
+    ///     // e.g. a `SELECT 1` on the pool
+    ///     Ok::<(), String>(())
+    /// });
+    /// assert!(runtime.ready().await.ok);
+    /// # }
+    /// ```
+    pub fn add_readiness_check<F, Fut>(&self, name: impl Into<String>, check: F)
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), String>> + Send + 'static,
+    {
+        let name = name.into();
+        let check: ReadinessCheck = Box::new(move || Box::pin(check()));
+        let mut checks = self.inner.checks.lock().unwrap_or_else(|e| e.into_inner());
+        checks.retain(|(n, _)| *n != name);
+        checks.push((name, Arc::new(check)));
+    }
+
+    /// Removes the readiness check `name`; `false` if there was none.
+    pub fn remove_readiness_check(&self, name: &str) -> bool {
+        let mut checks = self.inner.checks.lock().unwrap_or_else(|e| e.into_inner());
+        let before = checks.len();
+        checks.retain(|(n, _)| n != name);
+        checks.len() != before
+    }
+
+    /// [`readiness`](Self::readiness) and then every check added with
+    /// [`add_readiness_check`](Self::add_readiness_check), run at once, each bounded by
+    /// [`Thresholds::check_timeout`](crate::health::Thresholds::check_timeout). What the HTTP
+    /// adapter's `/ready` answers.
+    ///
+    /// # Panics
+    /// Must be awaited inside a tokio runtime with the time driver enabled.
+    pub async fn ready(&self) -> Health {
+        let builtin = self.readiness();
+        let checks: Vec<_> = self
+            .inner
+            .checks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if checks.is_empty() {
+            return builtin;
+        }
+        let timeout = self.inner.probes.check_timeout;
+        let mut runs = tokio::task::JoinSet::new();
+        for (index, (name, check)) in checks.into_iter().enumerate() {
+            runs.spawn(async move {
+                let failures = match tokio::time::timeout(timeout, catch_unwind(check())).await {
+                    Ok(Ok(Ok(()))) => Vec::new(),
+                    Ok(Ok(Err(reason))) => vec![reason],
+                    Ok(Err(panic)) => vec![panic_message(&*panic)],
+                    Err(_) => vec![format!("timed out after {timeout:?}")],
+                };
+                (index, Check::new(name, failures))
+            });
+        }
+        let mut added = Vec::new();
+        while let Some(done) = runs.join_next().await {
+            match done {
+                Ok(run) => added.push(run),
+                // Panics are caught inside the task: only a runtime shutting down cancels one.
+                Err(e) => added.push((usize::MAX, Check::new("checks", vec![format!("{e}")]))),
+            }
+        }
+        added.sort_by_key(|(index, _)| *index);
+        let mut all = builtin.checks;
+        all.extend(added.into_iter().map(|(_, check)| check));
+        Health::new(all)
     }
 }
