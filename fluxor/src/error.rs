@@ -120,6 +120,44 @@ pub struct PublishError {
     pub failures: Vec<BusError>,
 }
 
+/// Why a [`BootPlan`](crate::BootPlan) did not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BootError {
+    /// Two deployments of the plan have one name.
+    #[error("two deployments of the plan are named `{name}`; give each its own name")]
+    DuplicateName {
+        /// The name.
+        name: String,
+    },
+    /// A deployment needs one the plan does not have.
+    #[error("`{name}` needs `{needs}`, which the plan does not deploy; add it or drop the need")]
+    UnknownNeed {
+        /// The deployment.
+        name: String,
+        /// What it needs.
+        needs: String,
+    },
+    /// Deployments need each other in a cycle; nothing was started.
+    #[error("deployments need each other in a cycle: {}; nothing was started", cycle.join(" -> "))]
+    Cycle {
+        /// The cycle, its first name repeated at the end.
+        cycle: Vec<String>,
+    },
+    /// A deployment failed to start; what needed it was not started.
+    #[error("`{name}` failed to start ({error}); not started because of it: {}", if skipped.is_empty() { "none".to_owned() } else { skipped.join(", ") })]
+    Failed {
+        /// The deployment that failed.
+        name: String,
+        /// Why.
+        error: Box<DeployError>,
+        /// What was started before (still deployed), by name.
+        started: std::collections::BTreeMap<String, DeploymentId>,
+        /// What was not started: the later levels of the plan.
+        skipped: Vec<String>,
+    },
+}
+
 /// Why a deployment failed. Nothing of a failed deployment stays registered.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

@@ -29,12 +29,12 @@ pub use component::{
     ActorRef, Bindings, Component, Context, Handles, Outcome, Responder, Run, WorkerMode,
 };
 pub use error::{
-    BoxError, BuildError, BusError, DeployError, PublishError, SendError, ShutdownError,
+    BootError, BoxError, BuildError, BusError, DeployError, PublishError, SendError, ShutdownError,
     ShutdownIssue, StopError, UndeployError,
 };
 pub use ids::DeploymentId;
 pub use message::{Envelope, Headers, IntoReply, Message};
-pub use runtime::{Builder, DeployOptions, Fluxor};
+pub use runtime::{BootPlan, Builder, DeployOptions, Fluxor};
 pub use supervision::{
     Backoff, Escalation, InstanceState, LifecycleEvent, LifecycleKind, Restart, Strategy,
     Supervision,

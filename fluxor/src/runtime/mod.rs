@@ -3,7 +3,8 @@
 //! Where things are:
 //! * [`Fluxor`], the handle, and the state it shares: `handle.rs`; its [`Builder`]:
 //!   `builder.rs`; [`DeployOptions`]: `options.rs`.
-//! * The deploy pipeline (plan, launch on the reactors, register topics): `deploy.rs`; the
+//! * The deploy pipeline (plan, launch on the reactors, register topics): `deploy.rs`; ordered
+//!   boot of several deployments: `boot.rs`; the
 //!   deployment table: `table.rs`; undeploy, shutdown and `run`: `shutdown.rs`.
 //! * One instance's life on its reactor, the actor loop: `actor_loop.rs`; where its calls run
 //!   (inline or on the worker pool): `exec.rs`; restart and the other supervision steps:
@@ -14,6 +15,7 @@
 //!   entry point: `test_hooks.rs`.
 
 mod actor_loop;
+mod boot;
 mod builder;
 mod deploy;
 mod exec;
@@ -31,6 +33,7 @@ mod table;
 mod test_hooks;
 
 pub(crate) use actor_loop::InstanceTask;
+pub use boot::BootPlan;
 pub use builder::Builder;
 pub use handle::Fluxor;
 pub(crate) use handle::WeakFluxor;
