@@ -78,3 +78,41 @@ impl<L: std::future::Future, R: std::future::Future<Output = L::Output>> std::fu
         }
     }
 }
+
+/// Values by name, in the order they were first added; adding a name again replaces its value.
+/// What the runtime keeps of the snapshot sections and readiness checks a program adds.
+pub(crate) struct Named<T>(std::sync::Mutex<Vec<(String, T)>>);
+
+impl<T> Default for Named<T> {
+    fn default() -> Self {
+        Named(std::sync::Mutex::new(Vec::new()))
+    }
+}
+
+impl<T> Named<T> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(String, T)>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Adds `value` under `name`, replacing a value of the same name in its place.
+    pub(crate) fn insert(&self, name: String, value: T) {
+        let mut all = self.lock();
+        match all.iter_mut().find(|(n, _)| *n == name) {
+            Some(slot) => slot.1 = value,
+            None => all.push((name, value)),
+        }
+    }
+
+    /// Removes the value named `name`; `false` if there was none.
+    pub(crate) fn remove(&self, name: &str) -> bool {
+        let mut all = self.lock();
+        let before = all.len();
+        all.retain(|(n, _)| n != name);
+        all.len() != before
+    }
+
+    /// `f` of each name and value, in order (the lock is held meanwhile: keep `f` quick).
+    pub(crate) fn map<R>(&self, mut f: impl FnMut(&str, &T) -> R) -> Vec<R> {
+        self.lock().iter().map(|(n, v)| f(n, v)).collect()
+    }
+}

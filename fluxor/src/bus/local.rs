@@ -370,36 +370,6 @@ impl Transport for LocalTransport {
         requester: Option<Requester>,
         count_refusal: bool,
     ) -> Result<(), BusError> {
-        self.offer(topic, parcel, requester, count_refusal)
-    }
-
-    fn send_until<'a>(
-        &'a self,
-        topic: &'a str,
-        parcel: &'a mut dyn Parcel,
-        deadline: Instant,
-    ) -> SendFuture<'a> {
-        self.wait_for_room(topic, parcel, deadline)
-    }
-
-    fn publish(&self, topic: &str, copies: &mut dyn Copies) -> Result<Published, BusError> {
-        self.publish_local(topic, copies)
-    }
-
-    fn consumer_count(&self, topic: &str) -> usize {
-        self.registry.load().resolve(topic).len()
-    }
-}
-
-impl LocalTransport {
-    /// [`Transport::send`].
-    fn offer(
-        &self,
-        topic: &str,
-        parcel: &mut dyn Parcel,
-        requester: Option<Requester>,
-        count: bool,
-    ) -> Result<(), BusError> {
         let snap = self.registry.load();
         let resolved = self.lookup(&snap, topic)?;
         let n = resolved.len();
@@ -428,7 +398,7 @@ impl LocalTransport {
                 other => failures.note(other, entry.consumer.message_type()),
             }
         }
-        if let (true, Some(entry)) = (count, first_full) {
+        if let (true, Some(entry)) = (count_refusal, first_full) {
             entry.consumer.count_refusal();
         }
         match requester {
@@ -440,7 +410,7 @@ impl LocalTransport {
         }
     }
 
-    fn wait_for_room<'a>(
+    fn send_until<'a>(
         &'a self,
         topic: &'a str,
         parcel: &'a mut dyn Parcel,
@@ -467,15 +437,13 @@ impl LocalTransport {
             match consumer.deliver_until(parcel.slot(), deadline).await {
                 Delivery::Delivered => Ok(()),
                 other => {
-                    let mut failures = Failures::default();
-                    failures.note(other, consumer.message_type());
-                    Err(failures.error(topic, message_type))
+                    Err(Failures::of(other, consumer.message_type()).error(topic, message_type))
                 }
             }
         })
     }
 
-    fn publish_local(&self, topic: &str, copies: &mut dyn Copies) -> Result<Published, BusError> {
+    fn publish(&self, topic: &str, copies: &mut dyn Copies) -> Result<Published, BusError> {
         let snap = self.registry.load();
         let resolved = self.lookup(&snap, topic)?;
         let n = resolved.len();
@@ -497,15 +465,18 @@ impl LocalTransport {
                         // message.
                         entry.consumer.count_refusal();
                     }
-                    let mut failures = Failures::default();
-                    failures.note(other, entry.consumer.message_type());
-                    published
-                        .failures
-                        .push(failures.error(topic, copies.message_type()));
+                    published.failures.push(
+                        Failures::of(other, entry.consumer.message_type())
+                            .error(topic, copies.message_type()),
+                    );
                 }
             }
         }
         Ok(published)
+    }
+
+    fn consumer_count(&self, topic: &str) -> usize {
+        self.registry.load().resolve(topic).len()
     }
 }
 
@@ -519,6 +490,13 @@ struct Failures {
 }
 
 impl Failures {
+    /// The failure of a single attempt.
+    fn of(d: Delivery, consumer_type: &'static str) -> Self {
+        let mut failures = Failures::default();
+        failures.note(d, consumer_type);
+        failures
+    }
+
     fn note(&mut self, d: Delivery, consumer_type: &'static str) {
         match d {
             Delivery::Delivered => {}

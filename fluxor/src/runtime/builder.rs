@@ -14,6 +14,7 @@ use crate::bus::EventBus;
 use crate::error::BuildError;
 use crate::health::Thresholds;
 use crate::supervision::Escalation;
+use crate::util::Named;
 use crate::wake::Wakeups;
 use crate::watchdog::Watchdog;
 use crate::worker::WorkerPool;
@@ -188,7 +189,7 @@ impl Builder {
         Ok(Fluxor {
             inner: Arc::new(Inner {
                 bus: EventBus::new(self.request_timeout),
-                extras: Mutex::new(Vec::new()),
+                extras: Named::default(),
                 workers,
                 wakeups,
                 reactor_handles,
@@ -204,7 +205,7 @@ impl Builder {
                 mailbox_capacity: self.mailbox_capacity,
                 shutdown_timeout: self.shutdown_timeout,
                 probes: self.probes,
-                checks: Mutex::default(),
+                checks: Named::default(),
                 blocked_threshold: self.blocked_threshold,
             }),
         })

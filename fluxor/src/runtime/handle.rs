@@ -41,7 +41,7 @@ pub(crate) struct Inner {
     pub(super) bus: EventBus,
     /// Deployment ids: a random per-runtime prefix and a counter (no system call per deploy).
     pub(super) deployment_ids: crate::ids::IdGen,
-    pub(super) extras: Mutex<Vec<(String, super::snapshot::Extra)>>,
+    pub(super) extras: crate::util::Named<super::snapshot::Extra>,
     pub(super) workers: WorkerPool,
     /// Per reactor: the queue through which other threads wake its tasks.
     pub(super) wakeups: Vec<Arc<Wakeups>>,
@@ -61,7 +61,7 @@ pub(crate) struct Inner {
     /// When the probes fail.
     pub(super) probes: crate::health::Thresholds,
     /// Readiness checks added by the program, by name.
-    pub(super) checks: Mutex<Vec<(String, Arc<crate::health::ReadinessCheck>)>>,
+    pub(super) checks: crate::util::Named<Arc<crate::health::ReadinessCheck>>,
     /// How long one handler may hold a reactor before it counts as blocking it.
     pub(super) blocked_threshold: Duration,
 }

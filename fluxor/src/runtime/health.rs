@@ -125,19 +125,13 @@ impl Fluxor {
         F: Fn() -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), String>> + Send + 'static,
     {
-        let name = name.into();
         let check: ReadinessCheck = Box::new(move || Box::pin(check()));
-        let mut checks = self.inner.checks.lock().unwrap_or_else(|e| e.into_inner());
-        checks.retain(|(n, _)| *n != name);
-        checks.push((name, Arc::new(check)));
+        self.inner.checks.insert(name.into(), Arc::new(check));
     }
 
     /// Removes the readiness check `name`; `false` if there was none.
     pub fn remove_readiness_check(&self, name: &str) -> bool {
-        let mut checks = self.inner.checks.lock().unwrap_or_else(|e| e.into_inner());
-        let before = checks.len();
-        checks.retain(|(n, _)| n != name);
-        checks.len() != before
+        self.inner.checks.remove(name)
     }
 
     /// [`readiness`](Self::readiness) and then every check added with
@@ -149,12 +143,10 @@ impl Fluxor {
     /// Must be awaited inside a tokio runtime with the time driver enabled.
     pub async fn ready(&self) -> Health {
         let builtin = self.readiness();
-        let checks: Vec<_> = self
+        let checks = self
             .inner
             .checks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+            .map(|name, check| (name.to_owned(), check.clone()));
         if checks.is_empty() {
             return builtin;
         }

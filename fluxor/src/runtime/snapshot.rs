@@ -36,18 +36,12 @@ impl Fluxor {
         name: impl Into<String>,
         section: impl Fn() -> serde_json::Value + Send + Sync + 'static,
     ) {
-        let name = name.into();
-        let mut extras = self.inner.extras.lock().unwrap_or_else(|e| e.into_inner());
-        extras.retain(|(n, _)| *n != name);
-        extras.push((name, Box::new(section)));
+        self.inner.extras.insert(name.into(), Box::new(section));
     }
 
     /// Removes the snapshot section `name`; `false` if there was none.
     pub fn remove_inspect_section(&self, name: &str) -> bool {
-        let mut extras = self.inner.extras.lock().unwrap_or_else(|e| e.into_inner());
-        let before = extras.len();
-        extras.retain(|(n, _)| n != name);
-        extras.len() != before
+        self.inner.extras.remove(name)
     }
 }
 
@@ -63,10 +57,8 @@ fn snapshot(inner: &Arc<Inner>) -> Snapshot {
     };
     let extras = inner
         .extras
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .iter()
-        .map(|(name, f)| (name.clone(), f()))
+        .map(|name, section| (name.to_owned(), section()))
+        .into_iter()
         .collect();
     Snapshot {
         reactors: rt.reactor_stats(),
