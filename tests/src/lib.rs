@@ -233,6 +233,28 @@ pub async fn eventually(what: &str, within: Duration, mut cond: impl FnMut() -> 
     }
 }
 
+/// Asks the `Probe` instances on `t.nap` for `n` naps of `each` (a nap holds its instance) and
+/// waits until all have started. Returns the requests, to await once the naps are over.
+pub async fn hold(
+    rt: &fluxor::Fluxor,
+    counters: &Counters,
+    n: u64,
+    each: Duration,
+) -> Vec<tokio::task::JoinHandle<Result<(), fluxor::BusError>>> {
+    let before = counters.naps.load(std::sync::atomic::Ordering::SeqCst);
+    let naps = (0..n)
+        .map(|_| {
+            let bus = rt.bus().clone();
+            tokio::spawn(async move { bus.request("t.nap", Nap(each)).await })
+        })
+        .collect();
+    eventually("the naps to start", Duration::from_secs(5), || {
+        counters.naps.load(std::sync::atomic::Ordering::SeqCst) == before + n
+    })
+    .await;
+    naps
+}
+
 /// Answers the request id seen here, followed by those seen on the next hop, if any.
 async fn follow<C: fluxor::Component>(
     msg: Trace,

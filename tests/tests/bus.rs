@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use fluxor::prelude::*;
 use fluxor::{Address, BusError, DeployOptions, Fluxor, RequestOptions};
-use fluxor_tests::{eventually, Add, Counters, Event, Fail, Nap, Probe, Relay, Seq, Trace, Whoami};
+use fluxor_tests::{
+    eventually, hold, Add, Counters, Event, Fail, Nap, Probe, Relay, Seq, Trace, Whoami,
+};
 
 fn runtime() -> Fluxor {
     Fluxor::builder()
@@ -367,13 +369,9 @@ async fn a_full_mailbox_refuses_at_once_and_loses_nothing() {
     .await
     .unwrap();
     // Occupy the handler so the mailbox fills.
-    let bus = rt.bus().clone();
-    let nap =
-        tokio::spawn(async move { bus.request("t.nap", Nap(Duration::from_millis(300))).await });
-    eventually("the nap to start", Duration::from_secs(5), || {
-        counters.naps.load(Ordering::SeqCst) == 1
-    })
-    .await;
+    let nap = hold(&rt, &counters, 1, Duration::from_millis(300))
+        .await
+        .remove(0);
 
     let mut accepted = 0u64;
     let mut returned = Vec::new();
@@ -422,13 +420,9 @@ async fn send_timeout_waits_for_room_instead_of_failing() {
     )
     .await
     .unwrap();
-    let bus = rt.bus().clone();
-    let nap =
-        tokio::spawn(async move { bus.request("t.nap", Nap(Duration::from_millis(100))).await });
-    eventually("the nap to start", Duration::from_secs(5), || {
-        counters.naps.load(Ordering::SeqCst) == 1
-    })
-    .await;
+    let nap = hold(&rt, &counters, 1, Duration::from_millis(100))
+        .await
+        .remove(0);
     rt.bus().send("t.add", Add(1)).unwrap();
     assert!(rt.bus().send("t.add", Add(2)).is_err(), "full");
     // Too short a wait fails and hands the message back ...
@@ -519,13 +513,9 @@ async fn a_request_whose_requester_has_gone_is_skipped_and_counted() {
         .await
         .unwrap();
     // Hold the only instance with a nap.
-    let bus = rt.bus().clone();
-    let nap =
-        tokio::spawn(async move { bus.request("t.nap", Nap(Duration::from_millis(300))).await });
-    eventually("the nap to start", Duration::from_secs(5), || {
-        counters.naps.load(Ordering::Relaxed) == 1
-    })
-    .await;
+    let nap = hold(&rt, &counters, 1, Duration::from_millis(300))
+        .await
+        .remove(0);
     // Meanwhile one requester stops waiting at its deadline (a plain handler's request), and
     // another drops its request (an `async` handler's), as an HTTP client that gives up does.
     let timed_out = rt
@@ -668,17 +658,7 @@ async fn a_message_refused_by_every_instance_is_counted_once() {
     .await
     .unwrap();
     // Every instance naps, so the three mailboxes (2 slots each) fill.
-    let mut naps = Vec::new();
-    for _ in 0..3 {
-        let bus = rt.bus().clone();
-        naps.push(tokio::spawn(async move {
-            bus.request("t.nap", Nap(Duration::from_millis(300))).await
-        }));
-    }
-    eventually("the three naps to start", Duration::from_secs(5), || {
-        counters.naps.load(Ordering::SeqCst) == 3
-    })
-    .await;
+    let naps = hold(&rt, &counters, 3, Duration::from_millis(300)).await;
     let refused = (0..60u64)
         .filter(|&i| rt.bus().send("t.add", Add(i)).is_err())
         .count() as u64;

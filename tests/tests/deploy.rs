@@ -8,7 +8,7 @@ use fluxor::prelude::*;
 use fluxor::{
     BusError, DeployError, DeployOptions, Fluxor, ShutdownIssue, StopError, UndeployError,
 };
-use fluxor_tests::{eventually, Add, Block, Counters, Grow, Nap, Probe, Relay, Skynet, Whoami};
+use fluxor_tests::{eventually, hold, Add, Block, Counters, Grow, Probe, Relay, Skynet, Whoami};
 
 fn runtime(reactors: usize) -> Fluxor {
     Fluxor::builder()
@@ -161,13 +161,9 @@ async fn shutdown_drains_queued_messages_then_stops() {
     rt.deploy(Probe::with(counters.clone()), DeployOptions::new())
         .await
         .unwrap();
-    let bus = rt.bus().clone();
-    let nap =
-        tokio::spawn(async move { bus.request("t.nap", Nap(Duration::from_millis(100))).await });
-    eventually("the nap to start", Duration::from_secs(5), || {
-        counters.naps.load(Ordering::SeqCst) == 1
-    })
-    .await;
+    let nap = hold(&rt, &counters, 1, Duration::from_millis(100))
+        .await
+        .remove(0);
     for i in 0..50 {
         rt.bus().send("t.add", Add(i)).unwrap();
     }
@@ -205,17 +201,7 @@ async fn shutdown_reports_every_stop_error_and_missed_deadline() {
         .unwrap();
     // Three probe instances share the topics; round-robin gives each a long nap, and work
     // queued behind the naps cannot be handled before the deadline.
-    let mut naps = Vec::new();
-    for _ in 0..3 {
-        let bus = rt.bus().clone();
-        naps.push(tokio::spawn(async move {
-            bus.request("t.nap", Nap(Duration::from_secs(3))).await
-        }));
-    }
-    eventually("the three naps to start", Duration::from_secs(5), || {
-        counters.naps.load(Ordering::SeqCst) == 3
-    })
-    .await;
+    let naps = hold(&rt, &counters, 3, Duration::from_secs(3)).await;
     for _ in 0..3 {
         rt.bus().send("t.add", Add(1)).unwrap();
     }
@@ -307,13 +293,9 @@ async fn components_on_one_reactor_interleave_while_one_awaits() {
         .await
         .unwrap();
     rt.deploy(|| Relay, DeployOptions::new()).await.unwrap();
-    let bus = rt.bus().clone();
-    let nap =
-        tokio::spawn(async move { bus.request("t.nap", Nap(Duration::from_millis(400))).await });
-    eventually("the nap to start", Duration::from_secs(5), || {
-        counters.naps.load(Ordering::SeqCst) == 1
-    })
-    .await;
+    let nap = hold(&rt, &counters, 1, Duration::from_millis(400))
+        .await
+        .remove(0);
     // Same reactor, other component: served while the probe's handler awaits.
     rt.bus()
         .request_with(

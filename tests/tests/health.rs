@@ -1,7 +1,6 @@
 //! Liveness and readiness: what each probe checks, and how the HTTP adapter serves them.
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,7 +8,7 @@ use axum::Router;
 use fluxor::health::{Health, Thresholds};
 use fluxor::http::HttpServer;
 use fluxor::{DeployOptions, Fluxor};
-use fluxor_tests::{eventually, Block, Counters, Nap, Probe};
+use fluxor_tests::{eventually, hold, Block, Counters, Probe};
 
 fn failing(h: &Health) -> Vec<&str> {
     h.checks
@@ -102,13 +101,9 @@ async fn a_full_mailbox_makes_the_service_not_ready_over_http() {
     assert_eq!(get("/health").await.0, 200);
 
     // Hold the instance and fill its mailbox: 4 of 4 is over the 90% default.
-    let bus = rt.bus().clone();
-    let nap =
-        tokio::spawn(async move { bus.request("t.nap", Nap(Duration::from_millis(300))).await });
-    eventually("the nap to start", Duration::from_secs(5), || {
-        counters.naps.load(Ordering::SeqCst) == 1
-    })
-    .await;
+    let nap = hold(&rt, &counters, 1, Duration::from_millis(300))
+        .await
+        .remove(0);
     for i in 0..4 {
         rt.bus().send("t.add", fluxor_tests::Add(i)).unwrap();
     }
