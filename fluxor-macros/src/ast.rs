@@ -9,8 +9,12 @@ use crate::ctxt::Ctxt;
 
 /// Which of fluxor's method attributes a method carries.
 pub(crate) enum Role {
-    /// `#[handler]` or `#[handler("topic")]`.
-    Handler { topic: Option<LitStr> },
+    /// `#[handler]`, `#[handler("topic")]` or `#[handler("topic", remote)]` (the span of
+    /// `remote`).
+    Handler {
+        topic: Option<LitStr>,
+        remote: Option<proc_macro2::Span>,
+    },
     /// `#[on_start]`.
     OnStart,
     /// `#[on_stop]`.
@@ -73,7 +77,10 @@ pub(crate) fn parse(cx: &Ctxt, item: &mut ItemImpl) -> ImplBlock {
         let attr = found.remove(0);
         let role = if is_ours(&attr, "handler") {
             match attr::handler_args(cx, &attr) {
-                Some(args) => Role::Handler { topic: args.topic },
+                Some(args) => Role::Handler {
+                    topic: args.topic,
+                    remote: args.remote,
+                },
                 None => continue,
             }
         } else if is_ours(&attr, "on_start") {

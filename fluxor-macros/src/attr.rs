@@ -35,16 +35,21 @@ pub(crate) struct TestArgs {
     pub(crate) krate: Option<Path>,
 }
 
-/// `#[message(reply = Type, crate = path)]`.
+/// `#[message(reply = Type, remote, wire = "name", crate = path)]`.
 #[derive(Default)]
 pub(crate) struct MessageArgs {
     pub(crate) reply: Option<Type>,
     pub(crate) krate: Option<Path>,
+    /// `remote` (its span): the message crosses nodes under its type's name.
+    pub(crate) remote: Option<Span>,
+    /// `wire = "name"`: the message crosses nodes under this name.
+    pub(crate) wire: Option<Keyed<LitStr>>,
 }
 
-/// `#[handler("topic")]` or `#[handler]`.
+/// `#[handler("topic")]`, `#[handler("topic", remote)]` or `#[handler]`.
 pub(crate) struct HandlerArgs {
     pub(crate) topic: Option<LitStr>,
+    pub(crate) remote: Option<Span>,
 }
 
 /// Reads `key` and `key = value` items separated by commas, handing each key to `each`,
@@ -173,6 +178,19 @@ pub(crate) fn message_args(cx: &Ctxt, attrs: &[syn::Attribute]) -> MessageArgs {
             } else if key == "crate" {
                 flag(args.krate.is_some(), key, "crate = path")?;
                 args.krate = Some(meta.value()?.parse()?);
+            } else if key == "remote" {
+                flag(args.remote.is_some(), key, "remote")?;
+                args.remote = Some(key.span());
+            } else if key == "wire" {
+                flag(args.wire.is_some(), key, "wire = \"name\"")?;
+                let name: LitStr = meta.value()?.parse()?;
+                if name.value().trim().is_empty() || name.value().chars().any(char::is_whitespace) {
+                    return Err(syn::Error::new(
+                        name.span(),
+                        "a wire name is a non-empty string without whitespace, like \"cart.add.v1\"",
+                    ));
+                }
+                args.wire = keyed(key, name);
             } else {
                 return Err(meta.error(UNKNOWN_MESSAGE_KEY));
             }
@@ -186,16 +204,22 @@ pub(crate) fn message_args(cx: &Ctxt, attrs: &[syn::Attribute]) -> MessageArgs {
 }
 
 const UNKNOWN_MESSAGE_KEY: &str =
-    "unknown key in `#[message(...)]`; the keys are `reply = Type` and `crate = path`";
+    "unknown key in `#[message(...)]`; the keys are `reply = Type`, `remote`, `wire = \"name\"` and `crate = path`";
 
 /// Parses the arguments of a `#[handler]` attribute found in a `#[component]` impl block.
 pub(crate) fn handler_args(cx: &Ctxt, attr: &syn::Attribute) -> Option<HandlerArgs> {
     let syn::Meta::List(list) = &attr.meta else {
-        return Some(HandlerArgs { topic: None });
+        return Some(HandlerArgs {
+            topic: None,
+            remote: None,
+        });
     };
     let parser = |input: ParseStream<'_>| {
         if input.is_empty() {
-            return Ok(HandlerArgs { topic: None });
+            return Ok(HandlerArgs {
+                topic: None,
+                remote: None,
+            });
         }
         if !input.peek(LitStr) {
             return Err(input.error(
@@ -203,12 +227,28 @@ pub(crate) fn handler_args(cx: &Ctxt, attr: &syn::Attribute) -> Option<HandlerAr
             ));
         }
         let topic: LitStr = input.parse()?;
-        if !input.is_empty() {
-            return Err(
-                input.error("`#[handler]` takes only the topic string; remove what follows it")
-            );
+        let mut remote = None;
+        if input.peek(Token![,]) {
+            input.parse::<Token![,]>()?;
+            let key = Ident::parse_any(input)?;
+            if key != "remote" {
+                return Err(syn::Error::new(
+                    key.span(),
+                    "unknown option; after the topic, `#[handler]` takes only `remote` (the handler also serves other nodes of a cluster)",
+                ));
+            }
+            remote = Some(key.span());
+            input.parse::<Option<Token![,]>>()?;
         }
-        Ok(HandlerArgs { topic: Some(topic) })
+        if !input.is_empty() {
+            return Err(input.error(
+                "`#[handler]` takes the topic string and optionally `remote`; remove what follows",
+            ));
+        }
+        Ok(HandlerArgs {
+            topic: Some(topic),
+            remote,
+        })
     };
     match parser.parse2(list.tokens.clone()) {
         Ok(args) => Some(args),

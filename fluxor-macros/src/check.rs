@@ -164,7 +164,10 @@ pub(crate) fn one_hook_each(cx: &Ctxt, earlier: &[&Method], m: &Method) -> bool 
 
 /// A handler topic follows the topic rules shared with the runtime.
 pub(crate) fn topic_is_valid(cx: &Ctxt, m: &Method) -> bool {
-    let Role::Handler { topic: Some(topic) } = &m.role else {
+    let Role::Handler {
+        topic: Some(topic), ..
+    } = &m.role
+    else {
         return true;
     };
     let Err(kind) = topic_rules::check(&topic.value(), true) else {
@@ -451,8 +454,8 @@ pub(crate) fn impl_block(
             continue;
         }
         match &m.role {
-            Role::Handler { topic } => {
-                if let Some(h) = handler(cx, m, topic) {
+            Role::Handler { topic, remote } => {
+                if let Some(h) = handler(cx, m, topic, *remote) {
                     if unique_topics(cx, &model.handlers, &h)
                         && unique_direct_types(cx, &model.handlers, &h)
                     {
@@ -479,7 +482,12 @@ pub(crate) fn impl_block(
     model
 }
 
-fn handler(cx: &Ctxt, m: &Method, topic: &Option<syn::LitStr>) -> Option<Handler> {
+fn handler(
+    cx: &Ctxt,
+    m: &Method,
+    topic: &Option<syn::LitStr>,
+    remote: Option<proc_macro2::Span>,
+) -> Option<Handler> {
     let sig = &m.sig;
     if !takes_a_message(cx, sig) {
         return None;
@@ -493,6 +501,7 @@ fn handler(cx: &Ctxt, m: &Method, topic: &Option<syn::LitStr>) -> Option<Handler
     ok.then(|| Handler {
         method: sig.ident.clone(),
         topic: topic.clone(),
+        remote,
         msg: (*msg.ty).clone(),
         takes_ctx: sig.inputs.len() > 2,
         is_async: sig.asyncness.is_some(),

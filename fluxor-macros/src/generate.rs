@@ -182,7 +182,13 @@ pub(crate) fn component_impl(krate: &TokenStream, item: &ItemImpl, model: &Model
         let topic = h.topic.as_ref()?;
         let v = h.variant();
         let m = &h.msg;
-        Some(quote_spanned!(site=> bindings.bind::<#m>(#topic, __FluxorMsg::#v);))
+        Some(match h.remote {
+            // Spanned on `remote`: a message that cannot cross nodes is reported there.
+            Some(remote) => {
+                quote_spanned!(remote=> bindings.bind_remote::<#m>(#topic, __FluxorMsg::#v);)
+            }
+            None => quote_spanned!(site=> bindings.bind::<#m>(#topic, __FluxorMsg::#v);),
+        })
     });
 
     let count = model.handlers.len();

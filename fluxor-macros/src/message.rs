@@ -1,7 +1,7 @@
 //! `#[derive(Message)]`: parse `#[message(...)]`, then generate the impl.
 
 use proc_macro2::TokenStream;
-use quote::quote;
+use quote::{quote, quote_spanned};
 use syn::DeriveInput;
 
 use crate::attr;
@@ -32,11 +32,45 @@ pub(crate) fn expand(input: TokenStream) -> Result<TokenStream, Failure> {
         predicates
             .push(syn::parse_quote_spanned!(name.span()=> Self: ::core::marker::Send + 'static));
     }
+    // `remote` / `wire = ".."`: the message crosses nodes under a stable name. Errors about
+    // its serde impls point at the option.
+    let wire = match (&args.wire, args.remote) {
+        (Some(w), _) => Some((w.value.value(), w.key)),
+        (None, Some(span)) => Some((name.to_string(), span)),
+        (None, None) => None,
+    };
+    let remote = wire.and_then(|(wire, span)| {
+        if !input.generics.params.is_empty() {
+            cx.syn_error(syn::Error::new(
+                span,
+                "a generic message cannot cross nodes: every instance would share one wire name; define a concrete message type for the wire",
+            ));
+            return None;
+        }
+        Some((wire, span))
+    });
+    let wire_fn = remote.as_ref().map(|(_, span)| {
+        quote_spanned! {*span=>
+            fn __wire() -> ::core::option::Option<#krate::__private::Wire<Self>> {
+                ::core::option::Option::Some(#krate::__private::wire::<Self>())
+            }
+        }
+    });
+    let remote_impl = remote.as_ref().map(|(wire, span)| {
+        quote_spanned! {*span=>
+            #[automatically_derived]
+            impl #krate::RemoteMessage for #name {
+                const WIRE: &'static str = #wire;
+            }
+        }
+    });
     let code = quote! {
         #[automatically_derived]
         impl #impl_generics #krate::Message for #name #ty_generics where #predicates {
             type Reply = #reply;
+            #wire_fn
         }
+        #remote_impl
     };
     ctxt::finish(cx, code)
 }

@@ -8,6 +8,8 @@ use syn::{Ident, LitStr, Type};
 pub(crate) struct Handler {
     pub(crate) method: Ident,
     pub(crate) topic: Option<LitStr>,
+    /// `remote` was given (its span): the binding also serves other nodes.
+    pub(crate) remote: Option<Span>,
     pub(crate) msg: Type,
     pub(crate) takes_ctx: bool,
     pub(crate) is_async: bool,

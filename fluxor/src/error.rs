@@ -72,6 +72,24 @@ pub enum BusError {
     /// The recipient stopped, or the runtime is shutting down.
     #[error("the recipient stopped or the runtime shut down before the message was handled")]
     Closed,
+    /// A message or reply from another node could not be decoded: an unknown wire name, bytes
+    /// that are not a valid encoding of the type, or a codec of another format.
+    #[error("a message on `{topic}` could not be decoded: {reason}")]
+    Undecodable {
+        /// The topic.
+        topic: String,
+        /// What did not decode.
+        reason: String,
+    },
+    /// The cluster cannot take the message now: the connection to the broker is down, or its
+    /// outgoing queue is full. Answered at once, never after a timeout.
+    #[error("`{topic}` is served on other nodes, which cannot be reached now: {reason}")]
+    Unreachable {
+        /// The topic.
+        topic: String,
+        /// Why (disconnected, outgoing queue full).
+        reason: String,
+    },
 }
 
 /// A message that could not be delivered, handed back with the reason.
@@ -325,6 +343,10 @@ pub enum BuildError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// The cluster transport could not be set up (feature `cluster`): a bad option, an
+    /// unreadable credentials file, or its thread could not start.
+    #[error("could not set up the cluster: {0}")]
+    Cluster(String),
 }
 
 fn join<E: fmt::Display>(errors: &[E]) -> String {

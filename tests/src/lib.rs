@@ -5,6 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fluxor::prelude::*;
+
+pub mod nats;
 use fluxor::BoxError;
 
 /// Adds to a running total; answers the total.

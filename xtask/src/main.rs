@@ -40,6 +40,10 @@ fn main() -> ExitCode {
             &root,
             std::env::args().skip(2).skip_while(|a| a == "--").collect(),
         ),
+        "test" => test(
+            &root,
+            std::env::args().skip(2).skip_while(|a| a == "--").collect(),
+        ),
         "" | "help" | "--help" | "-h" => {
             println!("{}", usage());
             Ok(())
@@ -62,7 +66,9 @@ fn usage() -> &'static str {
        layers  print the module graph of fluxor/src; fail on a cycle other than component <-> runtime\n  \
        sizes   fail on a source file over 600 lines in fluxor/src or fluxor-macros/src\n  \
        check   layers, then sizes\n  \
-       loom    run the loom models of fluxor/src (`--cfg loom`, LOOM_MAX_PREEMPTIONS=3 unless set)"
+       loom    run the loom models of fluxor/src (`--cfg loom`, LOOM_MAX_PREEMPTIONS=3 unless set)\n  \
+       test    install the servers the tests need when missing (nats-server, with apt-get),\n          \
+       then `cargo test --workspace --all-features` (extra arguments go to cargo test)"
 }
 
 /// The workspace root: the parent of this crate's manifest directory.
@@ -175,5 +181,55 @@ fn loom(root: &Path, test_args: Vec<String>) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!("the loom models failed ({status})"))
+    }
+}
+
+/// Whether `program` runs (`--version`), looked up on the PATH and in the sbin directories
+/// where Debian puts servers.
+fn installed(program: &str) -> bool {
+    ["", "/usr/sbin/", "/usr/bin/"].iter().any(|dir| {
+        Command::new(format!("{dir}{program}"))
+            .arg("--version")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok()
+    })
+}
+
+/// Installs the servers the tests start (`nats-server`) when missing, then runs the whole
+/// test suite.
+fn test(root: &Path, test_args: Vec<String>) -> Result<(), String> {
+    if !installed("nats-server") {
+        println!("nats-server is missing: installing it with apt-get");
+        let apt = |args: &[&str]| -> Result<(), String> {
+            let status = Command::new("apt-get")
+                .args(args)
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .status()
+                .map_err(|e| format!("cannot run apt-get ({e}); install nats-server by hand"))?;
+            if status.success() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "`apt-get {}` failed; install nats-server by hand (it must be root, or use sudo)",
+                    args.join(" ")
+                ))
+            }
+        };
+        apt(&["update", "-q"])?;
+        apt(&["install", "-y", "-q", "nats-server"])?;
+    }
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(root)
+        .args(["test", "--workspace", "--all-features"])
+        .args(test_args)
+        .status()
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err("the tests failed".into())
     }
 }

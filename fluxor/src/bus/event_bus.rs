@@ -2,17 +2,19 @@
 //! request waits for and how long, and which error a caller sees; delivery itself is the
 //! transport's.
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use tokio::time::Instant;
 use uuid::Uuid;
 
+use super::inbound::Inbound;
 use super::local::{Entry, LocalTransport, Owner};
 use super::options::RequestOptions;
-use super::transport::{Publication, Requester, Transport};
+use super::transport::{Delivery, How, Parcel, Publication, Published, Requester, Transport};
 use super::RESERVED;
 use crate::address::Destination;
 use crate::error::{BusError, PublishError, SendError};
@@ -43,6 +45,26 @@ struct BusInner {
     ids: IdGen,
     default_timeout: Duration,
     closed: AtomicBool,
+    /// The transport to other nodes, when a cluster is configured.
+    remote: OnceLock<Remote>,
+}
+
+/// The transport to other nodes and how the bus uses it.
+struct Remote {
+    transport: Arc<dyn Transport>,
+    /// Sends and requests of remote-capable messages go through the cluster even when a local
+    /// consumer exists.
+    balance: bool,
+}
+
+/// A handle on the bus that does not keep it alive (held by a transport the bus holds).
+#[derive(Clone)]
+pub(crate) struct WeakBus(Weak<BusInner>);
+
+impl WeakBus {
+    pub(crate) fn upgrade(&self) -> Option<EventBus> {
+        self.0.upgrade().map(|inner| EventBus { inner })
+    }
 }
 
 impl fmt::Debug for EventBus {
@@ -65,6 +87,7 @@ impl EventBus {
                 ids: IdGen::new(),
                 default_timeout,
                 closed: AtomicBool::new(false),
+                remote: OnceLock::new(),
             }),
         }
     }
@@ -95,6 +118,67 @@ impl EventBus {
     ) -> Result<(), SendError<M>> {
         self.send_wait_meta(to.topic(), msg, self.root_meta(), timeout)
             .await
+    }
+
+    /// Like [`send`](Self::send), but when the consumer is on another node, waits until that
+    /// node confirmed the message is in a mailbox, or said why not (`NoHandlers`,
+    /// `MailboxFull`, `Undecodable`). A plain `send` to another node is fire-and-forget: it
+    /// only learns that the message was handed to the connection. Locally both are the same.
+    ///
+    /// # Errors
+    /// As [`send`](Self::send), plus [`BusError::Unreachable`] when the cluster connection is
+    /// down and [`BusError::Timeout`] when the other node did not confirm within the default
+    /// request timeout; the message is handed back.
+    pub async fn send_acked<M: Message, D: Destination<M>>(
+        &self,
+        to: D,
+        msg: M,
+    ) -> Result<(), SendError<M>> {
+        self.send_acked_meta(to.topic(), msg, self.root_meta())
+            .await
+    }
+
+    pub(crate) async fn send_acked_meta<M: Message>(
+        &self,
+        topic: &str,
+        msg: M,
+        meta: Meta,
+    ) -> Result<(), SendError<M>> {
+        if let Err(error) = Self::guard(topic) {
+            return Err(SendError {
+                error,
+                message: msg,
+            });
+        }
+        let remote = match self.inner.remote.get() {
+            Some(remote) if M::__wire().is_some() => remote,
+            _ => return self.send_meta(topic, msg, meta),
+        };
+        if self.is_closed() {
+            return Err(SendError {
+                error: BusError::Closed,
+                message: msg,
+            });
+        }
+        let mut parcel = Some(Envelope::new(msg, None, meta));
+        let mut sent = Err(BusError::NoHandlers {
+            topic: topic.to_owned(),
+        });
+        if !remote.balance {
+            sent = self.inner.local.send(topic, &mut parcel, How::default());
+        }
+        if let Err(BusError::NoHandlers { .. }) = sent {
+            sent = remote.transport.send_acked(topic, &mut parcel).await;
+        }
+        match sent {
+            Ok(()) => Ok(()),
+            Err(error) => Err(SendError {
+                error,
+                message: parcel
+                    .expect("an undelivered envelope stays in its parcel")
+                    .msg,
+            }),
+        }
     }
 
     /// Delivers a clone of `msg` to every consumer of the topic, exact and wildcard. Returns
@@ -200,22 +284,90 @@ impl EventBus {
     }
 
     pub(crate) fn register(&self, entries: Vec<Entry>) {
+        let remote = entries.iter().any(|e| e.remote.is_some());
         self.inner.local.register(entries);
+        if remote {
+            self.remote_patterns_changed();
+        }
     }
 
     /// Removes the bindings of a whole deployment.
     pub(crate) fn unregister(&self, deployment: DeploymentId) -> usize {
-        self.inner.local.unregister(|o| o.deployment == deployment)
+        let n = self.inner.local.unregister(|o| o.deployment == deployment);
+        self.remote_patterns_changed();
+        n
     }
 
     /// Removes the bindings of one instance.
     pub(crate) fn unregister_instance(&self, owner: Owner) -> usize {
-        self.inner.local.unregister(|o| *o == owner)
+        let n = self.inner.local.unregister(|o| *o == owner);
+        self.remote_patterns_changed();
+        n
     }
 
     pub(crate) fn close(&self) {
         self.inner.closed.store(true, Ordering::Release);
         self.inner.local.clear();
+        if let Some(remote) = self.inner.remote.get() {
+            remote.transport.close();
+        }
+    }
+
+    // ----- the seam to other nodes -----
+
+    /// Connects the bus to other nodes through `transport`; `false` when one is attached
+    /// already.
+    pub(crate) fn attach_remote(&self, transport: Arc<dyn Transport>, balance: bool) -> bool {
+        let attached = self.inner.remote.set(Remote { transport, balance }).is_ok();
+        if attached {
+            self.remote_patterns_changed();
+        }
+        attached
+    }
+
+    /// The transport to other nodes, if one is attached.
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
+    pub(crate) fn remote(&self) -> Option<&Arc<dyn Transport>> {
+        self.inner.remote.get().map(|r| &r.transport)
+    }
+
+    pub(crate) fn downgrade(&self) -> WeakBus {
+        WeakBus(Arc::downgrade(&self.inner))
+    }
+
+    /// Tells the remote transport which patterns this node's remote-enabled consumers use.
+    fn remote_patterns_changed(&self) {
+        if let Some(remote) = self.inner.remote.get() {
+            let patterns: BTreeSet<Arc<str>> = self.inner.local.remote_patterns();
+            remote.transport.serve_patterns(patterns);
+        }
+    }
+
+    /// Delivers a message from another node to one of this node's remote-enabled consumers
+    /// (see `LocalTransport::serve_remote`).
+    pub(crate) fn serve_remote<X>(
+        &self,
+        topic: &str,
+        wire: &str,
+        decode: impl FnOnce(&dyn Inbound) -> Result<(Box<dyn Parcel>, X), BusError>,
+    ) -> Result<X, BusError> {
+        if self.is_closed() {
+            return Err(BusError::Closed);
+        }
+        self.inner.local.serve_remote(topic, wire, decode)
+    }
+
+    /// Delivers a publication from another node (see `LocalTransport::publish_remote`).
+    pub(crate) fn publish_remote(
+        &self,
+        key: &str,
+        topic: &str,
+        offer: impl FnMut(&super::local::Entry, &dyn Inbound) -> Delivery,
+    ) -> Published {
+        if self.is_closed() {
+            return Published::default();
+        }
+        self.inner.local.publish_remote(key, topic, offer)
     }
 
     /// Refuses user messages on the reserved `fluxor.` prefix: sent, requested or published.
@@ -235,34 +387,21 @@ impl EventBus {
         msg: M,
         meta: Meta,
     ) -> Result<(), SendError<M>> {
-        self.send_envelope(topic, Envelope::new(msg, None, meta), None)
+        self.deliver(topic, Envelope::new(msg, None, meta), How::default())
             .map_err(|(error, env)| SendError {
                 error,
                 message: env.msg,
             })
     }
 
-    /// Delivers to one consumer, trying the others when the chosen one is full. The envelope
-    /// comes back by value on failure, so the caller can hand the message back unboxed.
-    #[allow(clippy::result_large_err)]
-    fn send_envelope<M: Message>(
-        &self,
-        topic: &str,
-        env: Envelope<M>,
-        requester: Option<Requester>,
-    ) -> Result<(), (BusError, Envelope<M>)> {
-        self.deliver(topic, env, requester, true)
-    }
-
-    /// Hands the envelope to the transport; with `count`, a message every consumer refused for
-    /// being full is counted as refused.
+    /// Hands the envelope to a transport (see [`How`]). The envelope comes back by value on
+    /// failure, so the caller can hand the message back unboxed.
     #[allow(clippy::result_large_err)]
     fn deliver<M: Message>(
         &self,
         topic: &str,
         env: Envelope<M>,
-        requester: Option<Requester>,
-        count: bool,
+        how: How,
     ) -> Result<(), (BusError, Envelope<M>)> {
         // Every user path (send, send_timeout, request, from the bus, a context or the HTTP
         // adapter) comes through here: nobody may forge the runtime's own events.
@@ -273,12 +412,34 @@ impl EventBus {
             return Err((BusError::Closed, env));
         }
         let mut parcel = Some(env);
-        match self.inner.local.send(topic, &mut parcel, requester, count) {
+        let sent = match self.inner.remote.get() {
+            Some(remote) if M::__wire().is_some() => self.route(remote, topic, &mut parcel, how),
+            _ => self.inner.local.send(topic, &mut parcel, how),
+        };
+        match sent {
             Ok(()) => Ok(()),
             Err(e) => Err((
                 e,
                 parcel.expect("an undelivered envelope stays in its parcel"),
             )),
+        }
+    }
+
+    /// Local first: another node serves the message only when no local consumer exists. With
+    /// `balance`, the cluster chooses among all nodes, this one included.
+    fn route(
+        &self,
+        remote: &Remote,
+        topic: &str,
+        parcel: &mut dyn Parcel,
+        how: How,
+    ) -> Result<(), BusError> {
+        if remote.balance {
+            return remote.transport.send(topic, parcel, how);
+        }
+        match self.inner.local.send(topic, parcel, how) {
+            Err(BusError::NoHandlers { .. }) => remote.transport.send(topic, parcel, how),
+            other => other,
         }
     }
 
@@ -291,7 +452,11 @@ impl EventBus {
     ) -> Result<(), SendError<M>> {
         let env = Envelope::new(msg, None, meta);
         // The first attempt does not count a refusal: the wait decides.
-        let mut slot = match self.deliver(topic, env, None, false) {
+        let how = How {
+            count_refusal: false,
+            ..How::default()
+        };
+        let mut slot = match self.deliver(topic, env, how) {
             Ok(()) => return Ok(()),
             Err((BusError::MailboxFull { .. }, env)) => Some(env),
             Err((error, env)) => {
@@ -355,7 +520,18 @@ impl EventBus {
             msg: Some(msg),
             meta,
         };
-        let published = self.inner.local.publish(topic, &mut copies).map_err(fail)?;
+        // Other nodes first: the encoding reads the message, which the last local copy takes.
+        let mut remote_failures = Vec::new();
+        if let Some(remote) = self.inner.remote.get() {
+            if M::__wire().is_some() && !topic.starts_with(RESERVED) {
+                match remote.transport.publish(topic, &mut copies) {
+                    Ok(p) => remote_failures = p.failures,
+                    Err(e) => remote_failures.push(e),
+                }
+            }
+        }
+        let mut published = self.inner.local.publish(topic, &mut copies).map_err(fail)?;
+        published.failures.append(&mut remote_failures);
         if published.failures.is_empty() {
             Ok(published.delivered)
         } else {
@@ -376,7 +552,12 @@ impl EventBus {
         requester: Option<Requester>,
     ) -> Result<M::Reply, BusError> {
         let (reply, rx) = ReplyTo::channel();
-        self.send_envelope(topic, Envelope::new(msg, Some(reply), meta), requester)
+        let how = How {
+            requester,
+            reply_within: Some(timeout.unwrap_or(self.inner.default_timeout)),
+            ..How::default()
+        };
+        self.deliver(topic, Envelope::new(msg, Some(reply), meta), how)
             .map_err(|(e, _)| e)?;
         self.await_reply(rx, timeout, || topic.to_owned()).await
     }

@@ -16,7 +16,8 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwap;
 use tokio::time::Instant;
 
-use super::transport::{Copies, Delivery, Parcel, Published, Requester, SendFuture, Transport};
+use super::inbound::Inbound;
+use super::transport::{Copies, Delivery, How, Parcel, Published, SendFuture, Transport};
 use crate::address::{self, validate_topic};
 use crate::error::BusError;
 use crate::ids::DeploymentId;
@@ -126,6 +127,15 @@ pub(crate) struct Entry {
     pub(crate) owner: Owner,
     pub(crate) pattern: Arc<str>,
     pub(crate) consumer: Arc<dyn Consumer>,
+    /// How messages from other nodes reach it; `None` for a local-only binding.
+    pub(crate) remote: Option<Arc<dyn Inbound>>,
+}
+
+impl Entry {
+    /// Whether it takes messages from other nodes that carry the wire name `wire`.
+    pub(super) fn takes_wire(&self, wire: &str) -> bool {
+        self.remote.as_ref().is_some_and(|r| r.wire() == wire)
+    }
 }
 
 /// The consumers of one exact topic, with its round-robin cursor (kept across snapshots).
@@ -300,7 +310,7 @@ impl Resolved<'_> {
 /// The local transport: the registry of this process's consumers, and the cursor of topics
 /// served only by pattern subscribers.
 pub(crate) struct LocalTransport {
-    registry: Registry,
+    pub(super) registry: Registry,
     /// Round-robin cursor for topics served only by pattern subscribers.
     pattern_cursor: AtomicUsize,
 }
@@ -347,31 +357,15 @@ impl LocalTransport {
         Ok(resolved)
     }
 
-    fn cursor<'a>(&'a self, route: Option<&'a Route>) -> &'a AtomicUsize {
-        route.map_or(&self.pattern_cursor, |r| &r.cursor)
-    }
-}
-
-fn topic_arc(route: Option<&Route>, topic: &str) -> Arc<str> {
-    route.map_or_else(|| Arc::from(topic), |r| r.topic.clone())
-}
-
-fn no_handlers(topic: &str) -> BusError {
-    BusError::NoHandlers {
-        topic: topic.to_owned(),
-    }
-}
-
-impl Transport for LocalTransport {
-    fn send(
+    /// Delivers the parcel to one of the `resolved` consumers that `eligible` admits.
+    pub(crate) fn send_among(
         &self,
         topic: &str,
+        resolved: &Resolved<'_>,
         parcel: &mut dyn Parcel,
-        requester: Option<Requester>,
-        count_refusal: bool,
+        how: How,
+        eligible: impl Fn(&Entry) -> bool,
     ) -> Result<(), BusError> {
-        let snap = self.registry.load();
-        let resolved = self.lookup(&snap, topic)?;
         let n = resolved.len();
         if n == 0 {
             return Err(no_handlers(topic));
@@ -381,11 +375,13 @@ impl Transport for LocalTransport {
             .cursor(resolved.route())
             .fetch_add(1, Ordering::Relaxed);
         let mut failures = Failures::default();
+        let requester = how.requester;
         let mut tried = 0;
         let mut first_full: Option<&Entry> = None;
         for i in 0..n {
             let entry = resolved.get((start + i) % n);
-            if requester.is_some_and(|r| r.mailbox == entry.consumer.mailbox()) {
+            if !eligible(entry) || requester.is_some_and(|r| r.mailbox == entry.consumer.mailbox())
+            {
                 continue;
             }
             tried += 1;
@@ -398,7 +394,7 @@ impl Transport for LocalTransport {
                 other => failures.note(other, entry.consumer.message_type()),
             }
         }
-        if let (true, Some(entry)) = (count_refusal, first_full) {
+        if let (true, Some(entry)) = (how.count_refusal, first_full) {
             entry.consumer.count_refusal();
         }
         match requester {
@@ -406,10 +402,32 @@ impl Transport for LocalTransport {
                 topic: topic.to_owned(),
                 component: r.component,
             }),
+            None if tried == 0 => Err(no_handlers(topic)),
             _ => Err(failures.error(topic, parcel.message_type())),
         }
     }
 
+    fn cursor<'a>(&'a self, route: Option<&'a Route>) -> &'a AtomicUsize {
+        route.map_or(&self.pattern_cursor, |r| &r.cursor)
+    }
+}
+
+fn topic_arc(route: Option<&Route>, topic: &str) -> Arc<str> {
+    route.map_or_else(|| Arc::from(topic), |r| r.topic.clone())
+}
+
+pub(super) fn no_handlers(topic: &str) -> BusError {
+    BusError::NoHandlers {
+        topic: topic.to_owned(),
+    }
+}
+
+impl Transport for LocalTransport {
+    fn send(&self, topic: &str, parcel: &mut dyn Parcel, how: How) -> Result<(), BusError> {
+        let snap = self.registry.load();
+        let resolved = self.lookup(&snap, topic)?;
+        self.send_among(topic, &resolved, parcel, how, |_| true)
+    }
     fn send_until<'a>(
         &'a self,
         topic: &'a str,
@@ -457,26 +475,17 @@ impl Transport for LocalTransport {
             let delivery = copies.offer(&topic_arc, i + 1 == n, &mut |slot| {
                 entry.consumer.try_deliver(slot)
             });
-            match delivery {
-                Delivery::Delivered => published.delivered += 1,
-                other => {
-                    if other == Delivery::Full {
-                        // Each consumer gets a copy of its own: a refused copy is a refused
-                        // message.
-                        entry.consumer.count_refusal();
-                    }
-                    published.failures.push(
-                        Failures::of(other, entry.consumer.message_type())
-                            .error(topic, copies.message_type()),
-                    );
-                }
-            }
+            published.note(delivery, entry, topic, copies.message_type());
         }
         Ok(published)
     }
 
     fn consumer_count(&self, topic: &str) -> usize {
         self.registry.load().resolve(topic).len()
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
     }
 }
 
@@ -518,6 +527,31 @@ impl Failures {
                 topic: topic.to_owned(),
                 expected: self.mismatch.unwrap_or("?"),
                 found: message_type,
+            }
+        }
+    }
+}
+
+impl Published {
+    /// Records what happened to one consumer's copy of a publication.
+    pub(super) fn note(
+        &mut self,
+        delivery: Delivery,
+        entry: &Entry,
+        topic: &str,
+        message_type: &'static str,
+    ) {
+        match delivery {
+            Delivery::Delivered => self.delivered += 1,
+            other => {
+                if other == Delivery::Full {
+                    // Each consumer gets a copy of its own: a refused copy is a refused
+                    // message.
+                    entry.consumer.count_refusal();
+                }
+                self.failures.push(
+                    Failures::of(other, entry.consumer.message_type()).error(topic, message_type),
+                );
             }
         }
     }

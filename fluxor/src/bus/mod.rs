@@ -10,14 +10,20 @@
 //! [`RequestOptions`] (`options.rs`) carry a request's timeout, headers and request id.
 
 mod event_bus;
+mod inbound;
 mod local;
 mod options;
+mod remote;
 mod transport;
 
 pub use event_bus::EventBus;
+pub(crate) use event_bus::WeakBus;
+pub(crate) use inbound::{EncodedReply, Inbound, TypedInbound};
 pub(crate) use local::{Consumer, Entry, MailboxConsumer, Owner};
 pub use options::RequestOptions;
-pub(crate) use transport::Requester;
+pub(crate) use transport::{
+    Copies, Delivery, Encoded, How, Parcel, Published, Requester, SendFuture, Transport,
+};
 
 /// The prefix of the runtime's own topics.
 pub(crate) const RESERVED: &str = "fluxor.";

@@ -40,7 +40,7 @@ use std::sync::Arc;
 use tokio::time::Instant;
 
 use crate::error::BusError;
-use crate::message::{Envelope, Message, Meta};
+use crate::message::{Codec, CodecError, Envelope, Message, Meta, ReplyTo, Wire};
 
 /// What happened to one delivery attempt at one consumer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +60,45 @@ pub(crate) trait Parcel: Send {
     fn set_topic(&mut self, topic: Arc<str>);
     /// The `Option<Envelope<M>>`, for a consumer to downcast and take.
     fn slot(&mut self) -> &mut (dyn Any + Send);
+    /// The envelope encoded for another node, with its metadata; `None` when the message type
+    /// cannot cross nodes (or the envelope is gone). The envelope stays in the parcel.
+    fn encode(&self, codec: &dyn Codec) -> Option<Encoded<'_>>;
+    /// Takes the envelope out once another node accepted it; returns its reply channel when a
+    /// requester waits for a reply.
+    fn take_for_remote(&mut self) -> Option<Box<dyn RemoteReply>>;
+}
+
+/// An envelope or a publication, encoded for another node.
+pub(crate) struct Encoded<'a> {
+    /// The message type's wire name.
+    pub(crate) wire: &'static str,
+    pub(crate) payload: Result<Vec<u8>, CodecError>,
+    pub(crate) meta: &'a Meta,
+}
+
+/// The reply channel of a request that another node serves: completed with the bytes of the
+/// remote reply (decoded here) or with the error the remote side or the connection reported.
+pub(crate) trait RemoteReply: Send {
+    fn complete(self: Box<Self>, codec: &dyn Codec, answer: Result<&[u8], BusError>);
+}
+
+struct TypedReply<M: Message> {
+    reply: ReplyTo<M::Reply>,
+    wire: Wire<M>,
+    topic: Option<Arc<str>>,
+}
+
+impl<M: Message> RemoteReply for TypedReply<M> {
+    fn complete(self: Box<Self>, codec: &dyn Codec, answer: Result<&[u8], BusError>) {
+        let TypedReply { reply, wire, topic } = *self;
+        let result = answer.and_then(|bytes| {
+            (wire.decode_reply)(codec, bytes).map_err(|e| BusError::Undecodable {
+                topic: topic.as_deref().unwrap_or_default().to_owned(),
+                reason: format!("the reply to `{}` could not be decoded: {e}", wire.name()),
+            })
+        });
+        reply.send(result);
+    }
 }
 
 impl<M: Message> Parcel for Option<Envelope<M>> {
@@ -76,6 +115,28 @@ impl<M: Message> Parcel for Option<Envelope<M>> {
     fn slot(&mut self) -> &mut (dyn Any + Send) {
         self
     }
+
+    fn encode(&self, codec: &dyn Codec) -> Option<Encoded<'_>> {
+        let wire = M::__wire()?;
+        let env = self.as_ref()?;
+        Some(Encoded {
+            wire: wire.name(),
+            payload: (wire.encode)(&env.msg, codec),
+            meta: &env.meta,
+        })
+    }
+
+    fn take_for_remote(&mut self) -> Option<Box<dyn RemoteReply>> {
+        let env = self.take()?;
+        let wire = M::__wire()?;
+        env.reply.expected().then(|| {
+            Box::new(TypedReply {
+                reply: env.reply,
+                wire,
+                topic: env.meta.topic,
+            }) as Box<dyn RemoteReply>
+        })
+    }
 }
 
 /// A published message: the transport asks for one copy per consumer it reaches.
@@ -90,6 +151,9 @@ pub(crate) trait Copies {
         last: bool,
         deliver: &mut dyn FnMut(&mut (dyn Any + Send)) -> Delivery,
     ) -> Delivery;
+    /// The publication encoded for other nodes; `None` when its type cannot cross nodes or the
+    /// last copy was taken.
+    fn encode(&self, codec: &dyn Codec) -> Option<Encoded<'_>>;
 }
 
 /// The message and metadata of one publish, copied for each consumer.
@@ -123,6 +187,16 @@ impl<M: Message + Clone> Copies for Publication<M> {
         let mut slot = Some(Envelope::new(msg, None, meta));
         deliver(&mut slot)
     }
+
+    fn encode(&self, codec: &dyn Codec) -> Option<Encoded<'_>> {
+        let wire = M::__wire()?;
+        let msg = self.msg.as_ref()?;
+        Some(Encoded {
+            wire: wire.name(),
+            payload: (wire.encode)(msg, codec),
+            meta: &self.meta,
+        })
+    }
 }
 
 /// What a publish came to: how many consumers received it, and why the others did not.
@@ -143,6 +217,28 @@ pub(crate) struct Requester {
     pub(crate) component: &'static str,
 }
 
+/// How one envelope is to be sent.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct How {
+    /// The instance asking, when a handler makes a request (never chosen as the consumer).
+    pub(crate) requester: Option<Requester>,
+    /// Whether a refusal for a full mailbox is counted (see [`Transport::send`]).
+    pub(crate) count_refusal: bool,
+    /// How long a requester waits for the reply (a transport that forwards the request bounds
+    /// its own wait by it).
+    pub(crate) reply_within: Option<std::time::Duration>,
+}
+
+impl Default for How {
+    fn default() -> Self {
+        How {
+            requester: None,
+            count_refusal: true,
+            reply_within: None,
+        }
+    }
+}
+
 /// A future that waits for room at one consumer.
 pub(crate) type SendFuture<'a> = Pin<Box<dyn Future<Output = Result<(), BusError>> + Send + 'a>>;
 
@@ -150,17 +246,29 @@ pub(crate) type SendFuture<'a> = Pin<Box<dyn Future<Output = Result<(), BusError
 /// implementation must guarantee.
 pub(crate) trait Transport: Send + Sync + 'static {
     /// Delivers the parcel to exactly one consumer of `topic`, trying the others in turn when
-    /// the first is full, and never the `requester`; on failure the envelope stays in the
-    /// parcel. With `count_refusal`, a message that every consumer refused for being full is
-    /// counted once, at the consumer chosen first; a sender about to wait for room passes
+    /// the first is full, and never `how.requester`; on failure the envelope stays in the
+    /// parcel. With `how.count_refusal`, a message that every consumer refused for being full
+    /// is counted once, at the consumer chosen first; a sender about to wait for room passes
     /// `false` (the wait decides).
-    fn send(
-        &self,
-        topic: &str,
-        parcel: &mut dyn Parcel,
-        requester: Option<Requester>,
-        count_refusal: bool,
-    ) -> Result<(), BusError>;
+    fn send(&self, topic: &str, parcel: &mut dyn Parcel, how: How) -> Result<(), BusError>;
+
+    /// Like [`send`](Self::send), and resolves once the consumer's side confirmed that the
+    /// message is in a mailbox (or said why not). A transport whose `send` already knows
+    /// (the local one) answers at once.
+    fn send_acked<'a>(&'a self, topic: &'a str, parcel: &'a mut dyn Parcel) -> SendFuture<'a> {
+        let result = self.send(topic, parcel, How::default());
+        Box::pin(async move { result })
+    }
+
+    /// The bus shuts down: release connections and tasks.
+    fn close(&self) {}
+
+    /// For reaching the concrete transport (its statistics).
+    fn as_any(&self) -> &dyn Any;
+
+    /// The patterns this node's remote-enabled consumers are registered under, after every
+    /// change (a transport to other nodes subscribes to them).
+    fn serve_patterns(&self, _patterns: std::collections::BTreeSet<Arc<str>>) {}
 
     /// Like [`send`](Self::send) after every consumer was full: waits up to `deadline` for
     /// room at one consumer (the next in turn).

@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use super::Component;
 use crate::address::validate_pattern;
-use crate::bus::{Consumer, Entry, MailboxConsumer, Owner};
+use crate::bus::{Consumer, Entry, Inbound, MailboxConsumer, Owner, TypedInbound};
 use crate::mailbox::Mailbox;
-use crate::message::{Envelope, Message};
+use crate::message::{Envelope, Message, RemoteMessage};
 
 /// The topic bindings of a deployment, filled by [`Component::bindings`] once per deployment,
 /// with the deployment's config at hand (so topics may depend on it).
@@ -24,6 +24,8 @@ type MakeConsumer<C> =
 pub(crate) struct Binding<C: Component> {
     pub(crate) pattern: Arc<str>,
     pub(crate) make: MakeConsumer<C>,
+    /// The decoder of messages from other nodes, for a remote-enabled binding.
+    pub(crate) remote: Option<Arc<dyn Inbound>>,
 }
 
 impl<C: Component> fmt::Debug for Bindings<'_, C> {
@@ -58,8 +60,29 @@ impl<'a, C: Component> Bindings<'a, C> {
         pattern: &str,
         wrap: fn(Envelope<M>) -> C::Msg,
     ) -> &mut Self {
+        self.add(pattern, wrap, None)
+    }
+
+    /// Like [`bind`](Self::bind), and the binding also receives messages that other nodes of a
+    /// cluster send, request or publish to `pattern` (`#[handler("topic", remote)]`). Without a
+    /// cluster it is a plain binding.
+    pub fn bind_remote<M: RemoteMessage>(
+        &mut self,
+        pattern: &str,
+        wrap: fn(Envelope<M>) -> C::Msg,
+    ) -> &mut Self {
+        self.add(pattern, wrap, Some(Arc::new(TypedInbound::<M>::new())))
+    }
+
+    fn add<M: Message>(
+        &mut self,
+        pattern: &str,
+        wrap: fn(Envelope<M>) -> C::Msg,
+        remote: Option<Arc<dyn Inbound>>,
+    ) -> &mut Self {
         match validate_pattern(pattern) {
             Ok(()) => self.entries.push(Binding {
+                remote,
                 pattern: Arc::from(pattern),
                 make: Box::new(move |mailbox| {
                     Arc::new(MailboxConsumer {
@@ -82,6 +105,7 @@ impl<C: Component> Binding<C> {
             owner,
             pattern: self.pattern.clone(),
             consumer: (self.make)(mailbox),
+            remote: self.remote.clone(),
         }
     }
 }

@@ -56,9 +56,14 @@ impl IntoResponse for BusError {
             BusError::InvalidTopic { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "invalid_topic"),
             BusError::Closed => (StatusCode::SERVICE_UNAVAILABLE, "closed"),
             BusError::AskCycle { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "ask_cycle"),
+            BusError::Undecodable { .. } => (StatusCode::BAD_GATEWAY, "undecodable"),
+            BusError::Unreachable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "unreachable"),
         };
         let mut r = error_response(status, kind, &self.to_string());
-        if matches!(self, BusError::MailboxFull { .. } | BusError::Closed) {
+        if matches!(
+            self,
+            BusError::MailboxFull { .. } | BusError::Closed | BusError::Unreachable { .. }
+        ) {
             r.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }

@@ -7,6 +7,7 @@
 mod loom_tests;
 mod reply;
 mod timing;
+pub(crate) mod wire;
 
 use std::borrow::Cow;
 use std::fmt;
@@ -17,6 +18,7 @@ use uuid::Uuid;
 use crate::ids::IdGen;
 pub(crate) use reply::{Reply, ReplyTo};
 pub(crate) use timing::Elapsed;
+pub use wire::{wire, Codec, CodecError, Json, RemoteMessage, Wire};
 
 /// A value that can travel over the event bus or into a component's mailbox.
 ///
@@ -43,6 +45,17 @@ pub(crate) use timing::Elapsed;
 pub trait Message: Send + 'static {
     /// What a handler of this message answers to a [`request`](crate::EventBus::request).
     type Reply: Send + 'static;
+
+    /// How this message crosses nodes: `Some` for messages derived with `#[message(remote)]`
+    /// or `#[message(wire = "..")]`. Not a public API; implement [`RemoteMessage`] through the
+    /// derive.
+    #[doc(hidden)]
+    fn __wire() -> Option<Wire<Self>>
+    where
+        Self: Sized,
+    {
+        None
+    }
 }
 
 /// Key/value headers carried by an envelope.

@@ -34,6 +34,13 @@ pub struct Builder {
     escalation: Escalation,
     spin_before_park: Duration,
     probes: Thresholds,
+    extensions: Vec<Arc<dyn Extension>>,
+}
+
+/// Something a feature adds to a runtime once it is built (the cluster connection).
+pub(crate) trait Extension: Send + Sync + std::fmt::Debug + 'static {
+    /// Attaches itself to the new runtime.
+    fn install(&self, runtime: &Fluxor) -> Result<(), BuildError>;
 }
 
 impl Default for Builder {
@@ -51,11 +58,19 @@ impl Default for Builder {
             escalation: Escalation::default(),
             spin_before_park: Duration::from_micros(50),
             probes: Thresholds::default(),
+            extensions: Vec::new(),
         }
     }
 }
 
 impl Builder {
+    /// Adds an extension, installed by [`build`](Self::build).
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
+    pub(crate) fn extend(mut self, extension: Arc<dyn Extension>) -> Self {
+        self.extensions.push(extension);
+        self
+    }
+
     /// When [`Fluxor::liveness`] and [`Fluxor::readiness`] fail. Default: [`Thresholds::new`].
     pub fn probes(mut self, thresholds: Thresholds) -> Self {
         self.probes = thresholds;
@@ -186,7 +201,7 @@ impl Builder {
             .collect::<Result<Vec<_>, _>>()?;
         let reactor_handles = reactors.iter().map(|r| r.handle.clone()).collect();
         let stamps = (0..n).map(|i| watchdog.stamp(i)).collect();
-        Ok(Fluxor {
+        let runtime = Fluxor {
             inner: Arc::new(Inner {
                 bus: EventBus::new(self.request_timeout),
                 extras: Named::default(),
@@ -208,6 +223,10 @@ impl Builder {
                 checks: Named::default(),
                 blocked_threshold: self.blocked_threshold,
             }),
-        })
+        };
+        for extension in &self.extensions {
+            extension.install(&runtime)?;
+        }
+        Ok(runtime)
     }
 }

@@ -35,6 +35,7 @@ mod test_hooks;
 pub(crate) use actor_loop::InstanceTask;
 pub use boot::BootPlan;
 pub use builder::Builder;
+pub(crate) use builder::Extension;
 pub use handle::Fluxor;
 pub(crate) use handle::WeakFluxor;
 pub use options::DeployOptions;

@@ -1,0 +1,70 @@
+//! The cluster's counters, shown in the inspector and on `/metrics`.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
+
+use serde::Serialize;
+
+/// What one node's cluster connection did so far.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct ClusterStats {
+    /// This node's id (carried by every message it sends).
+    pub node_id: String,
+    /// The cluster's name.
+    pub cluster: String,
+    /// Whether the connection to the server is up.
+    pub connected: bool,
+    /// Topics and patterns this node serves to other nodes.
+    pub subscriptions: usize,
+    /// Messages received from other nodes (sends, requests, publications, answers excluded).
+    pub messages_in: u64,
+    /// Messages handed to the connection (sends, requests, publications, answers).
+    pub messages_out: u64,
+    /// Incoming messages refused as undecodable: bad headers, oversized or invalid payloads,
+    /// unknown wire names.
+    pub decode_errors: u64,
+    /// Messages the client dropped because a subscription's buffer was full (the server's
+    /// slow-consumer notices, one per message).
+    pub dropped: u64,
+    /// Outgoing messages refused because the outgoing queue or the in-flight limit was full,
+    /// or the connection was down.
+    pub refused: u64,
+    /// Times the connection came back after a loss.
+    pub reconnects: u64,
+}
+
+/// The live counters behind [`ClusterStats`].
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) connected: AtomicBool,
+    pub(crate) subscriptions: AtomicUsize,
+    pub(crate) messages_in: AtomicU64,
+    pub(crate) messages_out: AtomicU64,
+    pub(crate) decode_errors: AtomicU64,
+    pub(crate) dropped: AtomicU64,
+    pub(crate) refused: AtomicU64,
+    pub(crate) reconnects: AtomicU64,
+    /// Connections made so far (the first is not a reconnect).
+    pub(crate) connects: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn snapshot(&self, node_id: &str, cluster: &str) -> ClusterStats {
+        ClusterStats {
+            node_id: node_id.to_owned(),
+            cluster: cluster.to_owned(),
+            connected: self.connected.load(Relaxed),
+            subscriptions: self.subscriptions.load(Relaxed),
+            messages_in: self.messages_in.load(Relaxed),
+            messages_out: self.messages_out.load(Relaxed),
+            decode_errors: self.decode_errors.load(Relaxed),
+            dropped: self.dropped.load(Relaxed),
+            refused: self.refused.load(Relaxed),
+            reconnects: self.reconnects.load(Relaxed),
+        }
+    }
+}
