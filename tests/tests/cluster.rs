@@ -540,11 +540,25 @@ async fn garbage_from_the_wire_is_refused_counted_and_harmless() {
 }
 
 #[tokio::test]
-async fn the_inspector_shows_the_cluster_section() {
+async fn the_inspector_and_metrics_show_the_cluster_section() {
     let server = NatsServer::start();
     let a = node(&server, |c| c);
     worker(&a, "a", DeployOptions::new()).await;
+    let (http, handle) = fluxor::http::HttpServer::builder(axum::Router::new())
+        .bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
+        .metrics(true)
+        .build();
+    a.deploy(http, DeployOptions::new()).await.expect("http");
     ready(&a).await;
+    let addr = handle.local_addr().expect("bound");
+    let metrics = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(metrics.contains("fluxor_cluster_connected 1"), "{metrics}");
+    assert!(metrics.contains("# TYPE fluxor_cluster_decode_errors_total counter"));
     let snapshot = a.inspect();
     let cluster = &snapshot.extras["cluster"];
     assert_eq!(cluster["connected"], true, "{cluster}");

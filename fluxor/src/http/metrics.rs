@@ -167,5 +167,64 @@ pub(super) fn prometheus(s: &crate::inspect::Snapshot) -> String {
             family(name, kind, help, vec![(String::new(), v as f64)]);
         }
     }
+    if let Some(cluster) = s.extras.get("cluster") {
+        let number = |key: &str| match cluster.get(key) {
+            Some(serde_json::Value::Bool(b)) => f64::from(u8::from(*b)),
+            Some(v) => v.as_f64().unwrap_or(0.0),
+            None => 0.0,
+        };
+        for (key, name, kind, help) in [
+            (
+                "connected",
+                "fluxor_cluster_connected",
+                "gauge",
+                "1 while connected to the NATS server.",
+            ),
+            (
+                "subscriptions",
+                "fluxor_cluster_subscriptions",
+                "gauge",
+                "Topics and patterns served to other nodes.",
+            ),
+            (
+                "messages_in",
+                "fluxor_cluster_messages_in_total",
+                "counter",
+                "Messages received from other nodes.",
+            ),
+            (
+                "messages_out",
+                "fluxor_cluster_messages_out_total",
+                "counter",
+                "Messages handed to the connection.",
+            ),
+            (
+                "decode_errors",
+                "fluxor_cluster_decode_errors_total",
+                "counter",
+                "Incoming messages refused as undecodable.",
+            ),
+            (
+                "dropped",
+                "fluxor_cluster_dropped_total",
+                "counter",
+                "Incoming messages dropped by a full subscription buffer.",
+            ),
+            (
+                "refused",
+                "fluxor_cluster_refused_total",
+                "counter",
+                "Outgoing messages refused (queue full, in-flight limit, disconnected).",
+            ),
+            (
+                "reconnects",
+                "fluxor_cluster_reconnects_total",
+                "counter",
+                "Times the connection came back.",
+            ),
+        ] {
+            family(name, kind, help, vec![(String::new(), number(key))]);
+        }
+    }
     out
 }
