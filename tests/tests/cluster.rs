@@ -581,3 +581,58 @@ async fn a_bad_option_fails_the_build_with_a_clear_error() {
         .expect_err("a missing credentials file");
     assert!(err.to_string().contains("credentials file"), "{err}");
 }
+
+#[tokio::test]
+async fn every_publication_is_delivered_or_counted_as_dropped() {
+    let server = NatsServer::start();
+    let a = node(&server, |c| c.outgoing_capacity(1024));
+    // A tiny buffer between the connection and the dispatcher: bursts overflow it.
+    let b = node(&server, |c| c.subscription_capacity(4));
+    let seen = worker(&b, "b", DeployOptions::new().mailbox_capacity(1 << 17)).await;
+    ready(&a).await;
+    ready(&b).await;
+    const N: u64 = 20_000;
+    let outcomes_of = |seen: &Seen, b: &Fluxor| {
+        seen.ticks.load(SeqCst)
+            + seen.pattern_ticks.load(SeqCst)
+            + b.cluster_stats().expect("cluster").dropped
+    };
+    let mut sent = 0;
+    while sent < N {
+        match a.bus().publish(TICK, Tick) {
+            Ok(_) => sent += 1,
+            // The outgoing queue is full: nothing was sent; try again.
+            Err(_) => tokio::task::yield_now().await,
+        }
+    }
+    // Each publication reaches two consumers on b (`c.tick` and `c.*`), through two
+    // subscriptions, each numbered on its own.
+    let outcomes = || outcomes_of(&seen, &b);
+    // Losses show when a later publication of the same origin and topic arrives: one more,
+    // after the burst has drained, reveals the tail.
+    eventually("the burst drains", Duration::from_secs(20), || {
+        let before = outcomes();
+        std::thread::sleep(Duration::from_millis(100));
+        outcomes() == before
+    })
+    .await;
+    a.bus()
+        .publish(TICK, Tick)
+        .expect("the closing publication");
+    eventually(
+        "every publication's outcome",
+        Duration::from_secs(20),
+        || outcomes() >= 2 * (N + 1),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let stats = b.cluster_stats().expect("cluster");
+    assert_eq!(outcomes(), 2 * (N + 1), "{stats:?}");
+    eprintln!(
+        "dropped {} of {} at a 4-message buffer ({} slow-consumer events)",
+        stats.dropped,
+        2 * N,
+        stats.slow_consumer_events
+    );
+    done(vec![a, b]).await;
+}

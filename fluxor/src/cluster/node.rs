@@ -50,7 +50,13 @@ pub(crate) struct Node {
     synced: AtomicU64,
     stop: CancellationToken,
     last_warning: Mutex<Option<std::time::Instant>>,
+    /// The number of the last publication queued per topic (see `protocol::SEQ`).
+    publish_seq: Mutex<HashMap<String, u64>>,
 }
+
+/// Topics whose publication numbers a node keeps; past it, the numbering starts over (a
+/// receiver takes a number that does not grow as a restart, not as a loss).
+const MAX_NUMBERED_TOPICS: usize = 65_536;
 
 impl fmt::Debug for Node {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -141,7 +147,7 @@ impl Node {
                         Event::Connected if c.connects.fetch_add(1, Relaxed) > 0 => {
                             Counters::bump(&c.reconnects);
                         }
-                        Event::SlowConsumer(_) => Counters::bump(&c.dropped),
+                        Event::SlowConsumer(_) => Counters::bump(&c.slow_consumer_events),
                         _ => {}
                     }
                 }
@@ -182,6 +188,7 @@ impl Node {
             synced: AtomicU64::new(0),
             stop: CancellationToken::new(),
             last_warning: Mutex::new(None),
+            publish_seq: Mutex::new(HashMap::new()),
         });
         Ok((node, rx))
     }
@@ -545,8 +552,16 @@ impl Transport for ClusterTransport {
         if !node.connected() {
             return Err(node.disconnected(topic));
         }
-        let out = node.outgoing(topic, Kind::Publish, encoded, None)?;
+        let mut out = node.outgoing(topic, Kind::Publish, encoded, None)?;
+        // Numbered and queued under one lock, so that the numbers go out in order.
+        let mut numbers = node.publish_seq.lock().unwrap_or_else(|e| e.into_inner());
+        if numbers.len() >= MAX_NUMBERED_TOPICS && !numbers.contains_key(topic) {
+            numbers.clear();
+        }
+        let next = numbers.get(topic).copied().unwrap_or(0) + 1;
+        out.headers.insert(protocol::SEQ, next.to_string());
         node.queue(out).map_err(|r| node.unreachable(topic, r))?;
+        numbers.insert(topic.to_owned(), next);
         Ok(Published::default())
     }
 

@@ -6,6 +6,8 @@
 //! * `fx.<cluster>.p.<topic>`: publications, subscribed by every node;
 //! * headers carry the message's wire name, the codec, the origin node, the correlation and
 //!   request ids, the requester's remaining time and the user's headers (`Fluxor-H-<key>`);
+//!   a publication also carries its number among its origin's publications on its topic
+//!   (`Fluxor-Seq`), from which a receiver counts the ones it lost;
 //! * a reply carries `Fluxor-Status` (`ok` or an error code) and the encoded reply, or the
 //!   error's text.
 
@@ -27,6 +29,8 @@ pub(crate) const CORRELATION: &str = "Fluxor-Correlation";
 pub(crate) const REQUEST: &str = "Fluxor-Request";
 pub(crate) const TIMEOUT: &str = "Fluxor-Timeout-Ms";
 pub(crate) const STATUS: &str = "Fluxor-Status";
+/// A publication's number among its origin's publications on its topic: 1, 2, 3, ...
+pub(crate) const SEQ: &str = "Fluxor-Seq";
 const USER: &str = "Fluxor-H-";
 
 /// What a message on a send subject asks for.

@@ -2,6 +2,7 @@
 //! node's remote-enabled consumers. Whatever comes off the wire is untrusted: a bad message is
 //! answered with an error (when someone waits), counted, and logged at most once a second.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,11 +38,12 @@ pub(super) async fn publications(
     mut sub: Subscriber,
     stop: CancellationToken,
 ) {
+    let mut numbers = Numbers::default();
     loop {
         tokio::select! {
             _ = stop.cancelled() => break,
             msg = sub.next() => match msg {
-                Some(msg) => serve_publication(&node, &key, msg),
+                Some(msg) => serve_publication(&node, &key, msg, &mut numbers),
                 None => break,
             },
         }
@@ -159,7 +161,38 @@ fn answer(node: &Node, reply_to: Option<String>, result: Result<Vec<u8>, BusErro
     }
 }
 
-fn serve_publication(node: &Arc<Node>, key: &str, msg: Message) {
+/// The last publication number seen per origin and topic, on one subscription.
+#[derive(Default)]
+struct Numbers {
+    last: HashMap<(String, String), u64>,
+}
+
+/// Origins and topics one subscription keeps numbers for; past it, it starts over (and counts
+/// no loss for the first number it sees of each again).
+const MAX_TRACKED: usize = 65_536;
+
+impl Numbers {
+    /// Records `seq` from `origin` on `topic`; returns how many numbers were skipped.
+    fn gap(&mut self, origin: &str, topic: &str, seq: u64) -> u64 {
+        if self.last.len() >= MAX_TRACKED {
+            self.last.clear();
+        }
+        let last = self
+            .last
+            .entry((origin.to_owned(), topic.to_owned()))
+            .or_insert(0);
+        // A number that does not grow: the origin started its numbering over.
+        let gap = if *last == 0 || seq <= *last {
+            0
+        } else {
+            seq - *last - 1
+        };
+        *last = seq;
+        gap
+    }
+}
+
+fn serve_publication(node: &Arc<Node>, key: &str, msg: Message, numbers: &mut Numbers) {
     let Some(topic) = node.subjects.publish_topic(&msg.subject) else {
         return;
     };
@@ -177,6 +210,23 @@ fn serve_publication(node: &Arc<Node>, key: &str, msg: Message) {
     let Ok((incoming, payload)) = checked(node, &msg, &topic) else {
         return;
     };
+    let seq = msg
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(protocol::SEQ))
+        .and_then(|v| v.as_str().parse::<u64>().ok());
+    if let Some(seq) = seq {
+        let lost = numbers.gap(&incoming.origin, &topic, seq);
+        if lost > 0 {
+            node.counters
+                .dropped
+                .fetch_add(lost, std::sync::atomic::Ordering::Relaxed);
+            node.warn(format_args!(
+                "{lost} publication(s) on `{topic}` from node {} did not arrive (a full subscription buffer or a lost connection)",
+                incoming.origin
+            ));
+        }
+    }
     let Some(bus) = node.bus.upgrade() else {
         return;
     };

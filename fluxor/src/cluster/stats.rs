@@ -23,9 +23,15 @@ pub struct ClusterStats {
     /// Incoming messages refused as undecodable: bad headers, oversized or invalid payloads,
     /// unknown wire names.
     pub decode_errors: u64,
-    /// Messages the client dropped because a subscription's buffer was full (the server's
-    /// slow-consumer notices, one per message).
+    /// Publications from other nodes that never reached this node: gaps in each origin's
+    /// numbering of its publications on a topic (a full subscription buffer, a lost
+    /// connection). Exact for publications.
     pub dropped: u64,
+    /// Messages the client reported dropping because a subscription's buffer was full (one
+    /// event per message, on a small channel of the client's: a lower bound). Covers sends
+    /// and requests too, whose loss the sender also sees (a timeout, a missing
+    /// acknowledgement).
+    pub slow_consumer_events: u64,
     /// Outgoing messages refused because the outgoing queue or the in-flight limit was full,
     /// or the connection was down.
     pub refused: u64,
@@ -42,6 +48,7 @@ pub(crate) struct Counters {
     pub(crate) messages_out: AtomicU64,
     pub(crate) decode_errors: AtomicU64,
     pub(crate) dropped: AtomicU64,
+    pub(crate) slow_consumer_events: AtomicU64,
     pub(crate) refused: AtomicU64,
     pub(crate) reconnects: AtomicU64,
     /// Connections made so far (the first is not a reconnect).
@@ -63,6 +70,7 @@ impl Counters {
             messages_out: self.messages_out.load(Relaxed),
             decode_errors: self.decode_errors.load(Relaxed),
             dropped: self.dropped.load(Relaxed),
+            slow_consumer_events: self.slow_consumer_events.load(Relaxed),
             refused: self.refused.load(Relaxed),
             reconnects: self.reconnects.load(Relaxed),
         }

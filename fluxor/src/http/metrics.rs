@@ -208,7 +208,13 @@ pub(super) fn prometheus(s: &crate::inspect::Snapshot) -> String {
                 "dropped",
                 "fluxor_cluster_dropped_total",
                 "counter",
-                "Incoming messages dropped by a full subscription buffer.",
+                "Publications from other nodes that never arrived (numbering gaps).",
+            ),
+            (
+                "slow_consumer_events",
+                "fluxor_cluster_slow_consumer_events_total",
+                "counter",
+                "Messages the client reported dropping at a full subscription buffer.",
             ),
             (
                 "refused",
