@@ -89,6 +89,7 @@ struct Nodes {
 fn node(url: &str) -> Res<Fluxor> {
     Ok(Fluxor::builder()
         .reactors(1)
+        .spin_before_park(Duration::ZERO)
         .cluster(
             NatsCluster::connect(url)
                 .name("bench")

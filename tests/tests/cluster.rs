@@ -481,53 +481,52 @@ async fn garbage_from_the_wire_is_refused_counted_and_harmless() {
         .await
         .expect("a raw client");
 
-    // No headers at all, as a request: answered as undecodable.
+    let status = |answer: async_nats::Message| {
+        let text = String::from_utf8_lossy(&answer.payload).into_owned();
+        text.lines().next().unwrap_or_default().to_owned()
+    };
+    // Not a frame at all, as a request: answered as undecodable.
     let answer = raw
         .request("fx.test.s.c.add", "{not json".into())
         .await
         .expect("an answer");
-    let status = answer
-        .headers
-        .as_ref()
-        .and_then(|h| h.get("Fluxor-Status"))
-        .map(|v| v.as_str().to_owned());
-    assert_eq!(status.as_deref(), Some("undecodable"));
+    assert_eq!(status(answer), "FX1 undecodable");
 
-    // Proper headers, bad payload; and an oversized payload.
-    let mut headers = async_nats::HeaderMap::new();
-    for (k, v) in [
-        ("Fluxor-Kind", "request"),
-        ("Fluxor-Wire", "test.add.v1"),
-        ("Fluxor-Codec", "json"),
-        ("Fluxor-Origin", "raw"),
-        ("Fluxor-Correlation", "00000000-0000-0000-0000-000000000001"),
-        ("Fluxor-Request", "00000000-0000-0000-0000-000000000001"),
-    ] {
-        headers.insert(k, v);
-    }
+    // A proper first line with a bad payload; a first line with a bad id; an oversized
+    // payload; a first line that never ends.
+    let head = "FX1 request json test.add.v1 raw 00000000000000000000000000000001 00000000000000000000000000000001 1000";
+    let mut oversized = format!("{head}\n").into_bytes();
+    oversized.resize(4096, b' ');
     for payload in [
-        bytes::Bytes::from_static(b"{\"n\": \"x\"}"),
-        bytes::Bytes::from(vec![b' '; 4096]),
+        bytes::Bytes::from(format!("{head}\n{{\"n\": \"x\"}}")),
+        bytes::Bytes::from(format!("{}\n{{\"n\": 1}}", head.replace("raw 0", "raw x"))),
+        bytes::Bytes::from(oversized),
+        bytes::Bytes::from(vec![b'F'; 900]),
     ] {
         let answer = raw
-            .request_with_headers("fx.test.s.c.add", headers.clone(), payload)
+            .request("fx.test.s.c.add", payload)
             .await
             .expect("an answer");
-        let status = answer.headers.as_ref().and_then(|h| h.get("Fluxor-Status"));
-        assert_eq!(status.map(|v| v.as_str()), Some("undecodable"));
+        assert_eq!(status(answer), "FX1 undecodable");
     }
     // Garbage publications: counted, nothing delivered.
     raw.publish("fx.test.p.c.tick", "\u{0}\u{1}".into())
         .await
         .expect("published");
-    headers.insert("Fluxor-Kind", "publish");
-    headers.insert("Fluxor-Wire", "Tick");
-    raw.publish_with_headers("fx.test.p.c.tick", headers, "[1,2".into())
-        .await
-        .expect("published");
+    raw.publish(
+        "fx.test.p.c.tick",
+        format!(
+            "{}\n[1,2",
+            head.replace("request", "publish")
+                .replace("test.add.v1", "Tick")
+        )
+        .into(),
+    )
+    .await
+    .expect("published");
     raw.flush().await.expect("flushed");
     eventually("the decode errors", Duration::from_secs(5), || {
-        b.cluster_stats().expect("cluster").decode_errors >= 5
+        b.cluster_stats().expect("cluster").decode_errors >= 7
     })
     .await;
     assert_eq!(seen.ticks.load(SeqCst), 0);

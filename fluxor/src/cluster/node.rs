@@ -27,7 +27,8 @@ use crate::runtime::{Extension, Fluxor};
 /// A message waiting for the connection.
 pub(super) struct Outgoing {
     pub(super) subject: String,
-    pub(super) headers: HeaderMap,
+    /// The user's headers, if any.
+    pub(super) headers: Option<HeaderMap>,
     pub(super) payload: Bytes,
 }
 
@@ -37,7 +38,8 @@ pub(crate) struct Node {
     pub(super) config: NatsCluster,
     pub(super) subjects: Subjects,
     pub(super) client: Client,
-    /// The cluster thread's runtime: where requests to other nodes wait for their answer.
+    /// The runtime of the reactor the connection lives on: where requests made outside any
+    /// runtime wait for their answer.
     pub(super) runtime: tokio::runtime::Handle,
     pub(super) bus: WeakBus,
     pub(super) counters: Arc<Counters>,
@@ -72,34 +74,30 @@ impl Extension for NatsCluster {
         self.validate().map_err(BuildError::Cluster)?;
         let bus = runtime.bus().downgrade();
         let config = self.clone();
+        // The connection lives on a reactor, like any component: a message from another node
+        // reaches a handler on the same reactor without a thread hop.
+        let reactor = runtime.reactor_handle(self.reactor).ok_or_else(|| {
+            BuildError::Cluster(format!(
+                "`reactor({})` is out of range: the runtime has {} reactor(s)",
+                self.reactor,
+                runtime.reactors()
+            ))
+        })?;
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        std::thread::Builder::new()
-            .name(format!("fluxor-cluster-{}", self.name))
-            .spawn(move || {
-                let rt = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(rt) => rt,
-                    Err(e) => {
-                        let _ = tx.send(Err(format!("could not start its runtime: {e}")));
-                        return;
-                    }
-                };
-                match rt.block_on(Node::start(config, bus)) {
-                    Ok((node, outgoing)) => {
-                        let _ = tx.send(Ok(node.clone()));
-                        rt.block_on(node.run(outgoing));
-                    }
-                    Err(e) => {
-                        let _ = tx.send(Err(e));
-                    }
+        reactor.spawn(async move {
+            match Node::start(config, bus).await {
+                Ok((node, outgoing)) => {
+                    let _ = tx.send(Ok(node.clone()));
+                    node.run(outgoing).await;
                 }
-            })
-            .map_err(|e| BuildError::Cluster(format!("could not start its thread: {e}")))?;
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                }
+            }
+        });
         let node = rx
             .recv()
-            .map_err(|_| BuildError::Cluster("its thread stopped while starting".into()))?
+            .map_err(|_| BuildError::Cluster("its reactor stopped while it started".into()))?
             .map_err(BuildError::Cluster)?;
         runtime
             .bus()
@@ -193,17 +191,22 @@ impl Node {
         Ok((node, rx))
     }
 
-    /// The cluster thread's work until the bus closes: writes outgoing messages and keeps the
+    /// The connection's work until the bus closes: writes outgoing messages and keeps the
     /// subscriptions in line with the served patterns.
     async fn run(self: Arc<Self>, mut outgoing: mpsc::Receiver<Outgoing>) {
         let writer = self.clone();
         tokio::spawn(async move {
             while let Some(out) = outgoing.recv().await {
-                match writer
-                    .client
-                    .publish_with_headers(out.subject, out.headers, out.payload)
-                    .await
-                {
+                let sent = match out.headers {
+                    Some(headers) => {
+                        writer
+                            .client
+                            .publish_with_headers(out.subject, headers, out.payload)
+                            .await
+                    }
+                    None => writer.client.publish(out.subject, out.payload).await,
+                };
+                match sent {
                     Ok(()) => Counters::bump(&writer.counters.messages_out),
                     Err(e) => {
                         Counters::bump(&writer.counters.refused);
@@ -387,13 +390,14 @@ impl Node {
         parcel: &dyn Parcel,
         timeout: Option<Duration>,
     ) -> Result<Outgoing, BusError> {
+        let n = timeout.map_or(0, |t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX));
         let encoded =
             parcel
                 .encode(self.config.codec.as_ref())
                 .ok_or_else(|| BusError::NoHandlers {
                     topic: topic.to_owned(),
                 })?;
-        self.outgoing(topic, kind, encoded, timeout)
+        self.outgoing(topic, kind, encoded, n)
     }
 
     fn outgoing(
@@ -401,7 +405,7 @@ impl Node {
         topic: &str,
         kind: Kind,
         encoded: crate::bus::Encoded<'_>,
-        timeout: Option<Duration>,
+        n: u64,
     ) -> Result<Outgoing, BusError> {
         let fail = |reason: String| BusError::Undecodable {
             topic: topic.to_owned(),
@@ -410,15 +414,16 @@ impl Node {
         let payload = encoded
             .payload
             .map_err(|e| fail(format!("`{}` could not be encoded: {e}", encoded.wire)))?;
-        let headers = protocol::outgoing(
+        let head = protocol::Head {
             kind,
-            encoded.wire,
-            self.config.codec.name(),
-            &self.id,
-            encoded.meta,
-            timeout,
-        )
-        .map_err(fail)?;
+            codec: self.config.codec.name(),
+            wire: encoded.wire,
+            origin: &self.id,
+            meta: encoded.meta,
+            n,
+        };
+        let framed = protocol::frame(&head, &payload).map_err(fail)?;
+        let headers = protocol::user_headers(encoded.meta).map_err(fail)?;
         let subject = match kind {
             Kind::Publish => self.subjects.publish(topic),
             _ => self.subjects.send(topic),
@@ -426,7 +431,7 @@ impl Node {
         Ok(Outgoing {
             subject,
             headers,
-            payload: Bytes::from(payload),
+            payload: Bytes::from(framed),
         })
     }
 
@@ -437,10 +442,10 @@ impl Node {
         out: Outgoing,
         within: Duration,
     ) -> Result<Bytes, BusError> {
-        let request = Request::new()
-            .headers(out.headers)
-            .payload(out.payload)
-            .timeout(Some(within));
+        let mut request = Request::new().payload(out.payload).timeout(Some(within));
+        if let Some(headers) = out.headers {
+            request = request.headers(headers);
+        }
         Counters::bump(&self.counters.messages_out);
         let started = Instant::now();
         // The client's own timeout does not cover its queue: bound the whole wait.
@@ -463,8 +468,7 @@ impl Node {
             }
             Ok(Ok(msg)) => msg,
         };
-        protocol::read_answer(msg.headers.as_ref(), &msg.payload, topic, started.elapsed())?;
-        Ok(msg.payload)
+        protocol::read_answer(&msg.payload, topic, started.elapsed())
     }
 }
 
@@ -499,7 +503,11 @@ impl Transport for ClusterTransport {
         };
         let node = node.clone();
         let topic = topic.to_owned();
-        node.runtime.clone().spawn(async move {
+        // The answer is awaited where the requester runs (a reactor, or the caller's own
+        // runtime), not where the connection lives: one thread hop less each way.
+        let runtime =
+            tokio::runtime::Handle::try_current().unwrap_or_else(|_| node.runtime.clone());
+        runtime.spawn(async move {
             let _permit = permit;
             let answer = node.ask(&topic, out, within).await;
             let codec = node.config.codec.clone();
@@ -552,16 +560,20 @@ impl Transport for ClusterTransport {
         if !node.connected() {
             return Err(node.disconnected(topic));
         }
-        let mut out = node.outgoing(topic, Kind::Publish, encoded, None)?;
         // Numbered and queued under one lock, so that the numbers go out in order.
         let mut numbers = node.publish_seq.lock().unwrap_or_else(|e| e.into_inner());
-        if numbers.len() >= MAX_NUMBERED_TOPICS && !numbers.contains_key(topic) {
-            numbers.clear();
-        }
-        let next = numbers.get(topic).copied().unwrap_or(0) + 1;
-        out.headers.insert(protocol::SEQ, next.to_string());
+        let last = match numbers.get_mut(topic) {
+            Some(last) => last,
+            None => {
+                if numbers.len() >= MAX_NUMBERED_TOPICS {
+                    numbers.clear();
+                }
+                numbers.entry(topic.to_owned()).or_insert(0)
+            }
+        };
+        let out = node.outgoing(topic, Kind::Publish, encoded, *last + 1)?;
         node.queue(out).map_err(|r| node.unreachable(topic, r))?;
-        numbers.insert(topic.to_owned(), next);
+        *last += 1;
         Ok(Published::default())
     }
 

@@ -27,6 +27,7 @@ pub struct NatsCluster {
     pub(crate) outgoing_capacity: usize,
     pub(crate) max_in_flight: usize,
     pub(crate) max_message_bytes: usize,
+    pub(crate) reactor: usize,
 }
 
 /// How the connection authenticates.
@@ -80,6 +81,7 @@ impl NatsCluster {
             outgoing_capacity: 16 * 1024,
             max_in_flight: 16 * 1024,
             max_message_bytes: 1024 * 1024,
+            reactor: 0,
         }
     }
 
@@ -188,6 +190,14 @@ impl NatsCluster {
     /// without being read. Default 1 MiB (the server's default `max_payload`).
     pub fn max_message_bytes(mut self, max: usize) -> Self {
         self.max_message_bytes = max;
+        self
+    }
+
+    /// The reactor the connection lives on (its reads, its writes, the dispatch of incoming
+    /// messages). Default 0. A component on the same reactor receives messages from other
+    /// nodes without a thread hop.
+    pub fn reactor(mut self, index: usize) -> Self {
+        self.reactor = index;
         self
     }
 

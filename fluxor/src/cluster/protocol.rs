@@ -4,33 +4,30 @@
 //! * `fx.<cluster>.s.<topic>`: sends, acknowledged sends and requests, subscribed in the queue
 //!   group `fx.<cluster>` (one member receives each message);
 //! * `fx.<cluster>.p.<topic>`: publications, subscribed by every node;
-//! * headers carry the message's wire name, the codec, the origin node, the correlation and
-//!   request ids, the requester's remaining time and the user's headers (`Fluxor-H-<key>`);
-//!   a publication also carries its number among its origin's publications on its topic
-//!   (`Fluxor-Seq`), from which a receiver counts the ones it lost;
-//! * a reply carries `Fluxor-Status` (`ok` or an error code) and the encoded reply, or the
-//!   error's text.
+//! * the payload starts with one line, `FX1 <kind> <codec> <wire> <origin> <correlation id>
+//!   <request id> <n>`, then the encoded message; `<n>` is the requester's remaining time in
+//!   milliseconds for a request, and for a publication its number among its origin's
+//!   publications on its topic (1, 2, 3, ...), from which a receiver counts the ones it lost;
+//! * the user's headers travel as NATS headers `Fluxor-H-<key>` (none: no NATS headers);
+//! * an answer is `FX1 <status>` (`ok` or an error code), a line break, then the encoded reply
+//!   or the error's text.
 
+use std::io::Write as _;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::header::{HeaderMap, HeaderName};
+use bytes::Bytes;
 use uuid::Uuid;
 
 use crate::error::BusError;
 use crate::message::{Headers, Meta};
 
-pub(crate) const KIND: &str = "Fluxor-Kind";
-pub(crate) const WIRE: &str = "Fluxor-Wire";
-pub(crate) const CODEC: &str = "Fluxor-Codec";
-pub(crate) const ORIGIN: &str = "Fluxor-Origin";
-pub(crate) const CORRELATION: &str = "Fluxor-Correlation";
-pub(crate) const REQUEST: &str = "Fluxor-Request";
-pub(crate) const TIMEOUT: &str = "Fluxor-Timeout-Ms";
-pub(crate) const STATUS: &str = "Fluxor-Status";
-/// A publication's number among its origin's publications on its topic: 1, 2, 3, ...
-pub(crate) const SEQ: &str = "Fluxor-Seq";
+/// The first word of every frame: the protocol and its version.
+const MAGIC: &str = "FX1";
+/// The longest first line read; a longer one is refused unread.
+const MAX_LINE: usize = 512;
 const USER: &str = "Fluxor-H-";
 
 /// What a message on a send subject asks for.
@@ -108,103 +105,135 @@ impl Subjects {
     }
 }
 
-/// The headers of an outgoing message.
-pub(crate) fn outgoing(
-    kind: Kind,
-    wire: &str,
-    codec: &str,
-    origin: &str,
-    meta: &Meta,
-    timeout: Option<Duration>,
-) -> Result<HeaderMap, String> {
-    let mut h = HeaderMap::new();
-    h.insert(KIND, kind.as_str());
-    h.insert(WIRE, wire);
-    h.insert(CODEC, codec);
-    h.insert(ORIGIN, origin);
-    h.insert(CORRELATION, meta.correlation_id.to_string());
-    h.insert(REQUEST, meta.request_id.to_string());
-    if let Some(t) = timeout {
-        h.insert(TIMEOUT, t.as_millis().to_string());
+/// The first line of a frame.
+#[derive(Debug)]
+pub(crate) struct Head<'a> {
+    pub(crate) kind: Kind,
+    pub(crate) codec: &'a str,
+    pub(crate) wire: &'a str,
+    pub(crate) origin: &'a str,
+    pub(crate) meta: &'a Meta,
+    /// The remaining time in milliseconds (a request), the number (a publication), or 0.
+    pub(crate) n: u64,
+}
+
+/// The frame of an outgoing message: its first line, then `body`.
+pub(crate) fn frame(head: &Head<'_>, body: &[u8]) -> Result<Vec<u8>, String> {
+    for (what, word) in [("codec name", head.codec), ("wire name", head.wire)] {
+        if word.is_empty() || word.contains(char::is_whitespace) {
+            return Err(format!("the {what} `{word}` is empty or has whitespace"));
+        }
     }
+    let mut out = Vec::with_capacity(128 + body.len());
+    let _ = writeln!(
+        out,
+        "{MAGIC} {} {} {} {} {} {} {}",
+        head.kind.as_str(),
+        head.codec,
+        head.wire,
+        head.origin,
+        head.meta.correlation_id.simple(),
+        head.meta.request_id.simple(),
+        head.n
+    );
+    out.extend_from_slice(body);
+    Ok(out)
+}
+
+/// The user's headers as NATS headers; `None` when there are none.
+pub(crate) fn user_headers(meta: &Meta) -> Result<Option<HeaderMap>, String> {
+    if meta.headers.is_empty() {
+        return Ok(None);
+    }
+    let mut h = HeaderMap::new();
     for (key, value) in meta.headers.iter() {
         let name = HeaderName::from_str(&format!("{USER}{key}")).map_err(|_| {
             format!("header `{key}` cannot cross nodes: a NATS header name is printable ASCII without `:`")
         })?;
         h.insert(name, value);
     }
-    Ok(h)
+    Ok(Some(h))
 }
 
-/// A message read off the wire, its headers checked.
+/// A message read off the wire, its first line checked.
 #[derive(Debug)]
 pub(crate) struct Incoming {
     pub(crate) kind: Kind,
     pub(crate) wire: String,
     pub(crate) origin: String,
     pub(crate) meta: Meta,
-    pub(crate) timeout: Option<Duration>,
+    /// See [`Head::n`].
+    pub(crate) n: u64,
 }
 
-/// Reads the headers of an incoming message on `topic`; `codec` is this node's codec name.
+/// Splits a frame into its first line and the rest.
+fn split(payload: &Bytes) -> Result<(&str, Bytes), String> {
+    let end = payload
+        .iter()
+        .take(MAX_LINE)
+        .position(|b| *b == b'\n')
+        .ok_or("not a frame of a fluxor node (no first line)")?;
+    let line = std::str::from_utf8(&payload[..end]).map_err(|_| "the first line is not UTF-8")?;
+    Ok((line, payload.slice(end + 1..)))
+}
+
+/// Reads an incoming frame on `topic`; `codec` is this node's codec name. Returns the message's
+/// description and its encoded body.
 pub(crate) fn incoming(
     headers: Option<&HeaderMap>,
+    payload: &Bytes,
     topic: &str,
     codec: &str,
-) -> Result<Incoming, String> {
-    let h = headers.ok_or("no headers: not a message of a fluxor node")?;
-    let get = |name: &str| -> Result<&str, String> {
-        h.get(name)
-            .map(|v| v.as_str())
-            .ok_or_else(|| format!("header `{name}` is missing"))
+) -> Result<(Incoming, Bytes), String> {
+    let (line, body) = split(payload)?;
+    let words: Vec<&str> = line.split(' ').collect();
+    let [magic, kind, theirs, wire, origin, correlation, request, n] = words[..] else {
+        return Err("the first line does not have the eight words of a fluxor frame".into());
     };
-    let kind = Kind::parse(get(KIND)?).ok_or("unknown `Fluxor-Kind`")?;
-    let theirs = get(CODEC)?;
+    if magic != MAGIC {
+        return Err(format!("not a `{MAGIC}` frame"));
+    }
+    let kind = Kind::parse(kind).ok_or("unknown kind")?;
     if theirs != codec {
         return Err(format!(
             "encoded as `{theirs}`, but this node decodes `{codec}`; every node of a cluster needs the same codec"
         ));
     }
-    let uuid = |name: &str| -> Result<Uuid, String> {
-        Uuid::parse_str(get(name)?).map_err(|_| format!("header `{name}` is not a UUID"))
-    };
-    let timeout = match h.get(TIMEOUT) {
-        Some(v) => {
-            Some(Duration::from_millis(v.as_str().parse().map_err(|_| {
-                format!("header `{TIMEOUT}` is not a number")
-            })?))
-        }
-        None => None,
-    };
+    let uuid = |s: &str| Uuid::try_parse(s).map_err(|_| format!("`{s}` is not an id"));
+    let n = n.parse().map_err(|_| format!("`{n}` is not a number"))?;
     let mut user = Headers::new();
-    for (name, values) in h.iter() {
+    for (name, values) in headers.iter().flat_map(|h| h.iter()) {
         let name: &str = name.as_ref();
         if let (Some(key), Some(value)) = (name.strip_prefix(USER), values.last()) {
             user.insert(key.to_owned(), value.as_str().to_owned());
         }
     }
-    Ok(Incoming {
+    let incoming = Incoming {
         kind,
-        wire: get(WIRE)?.to_owned(),
-        origin: get(ORIGIN)?.to_owned(),
+        wire: wire.to_owned(),
+        origin: origin.to_owned(),
         meta: Meta {
-            correlation_id: uuid(CORRELATION)?,
-            request_id: uuid(REQUEST)?,
+            correlation_id: uuid(correlation)?,
+            request_id: uuid(request)?,
             topic: Some(Arc::from(topic)),
             headers: user,
         },
-        timeout,
-    })
+        n,
+    };
+    Ok((incoming, body))
 }
 
-/// The headers and body of an answer.
-pub(crate) fn answer(result: &Result<Vec<u8>, BusError>) -> (HeaderMap, Vec<u8>) {
-    let mut h = HeaderMap::new();
-    match result {
-        Ok(bytes) => {
-            h.insert(STATUS, "ok");
-            (h, bytes.clone())
-        }
+/// The origin of a frame, read without checking the rest.
+pub(crate) fn origin(payload: &[u8]) -> Option<&str> {
+    let end = payload.iter().take(MAX_LINE).position(|b| *b == b'\n')?;
+    let line = std::str::from_utf8(&payload[..end]).ok()?;
+    line.split(' ').nth(4)
+}
+
+/// The frame of an answer.
+pub(crate) fn answer(result: &Result<Vec<u8>, BusError>) -> Bytes {
+    let (code, body): (&str, Vec<u8>) = match result {
+        Ok(bytes) => ("ok", bytes.clone()),
         Err(e) => {
             let (code, text) = match e {
                 BusError::NoHandlers { .. } => ("no-handlers", String::new()),
@@ -222,22 +251,28 @@ pub(crate) fn answer(result: &Result<Vec<u8>, BusError>) -> (HeaderMap, Vec<u8>)
                 BusError::Unreachable { reason, .. } => ("unreachable", reason.clone()),
                 BusError::AskCycle { .. } | BusError::Closed => ("closed", String::new()),
             };
-            h.insert(STATUS, code);
-            (h, text.into_bytes())
+            (code, text.into_bytes())
         }
-    }
+    };
+    let mut out = Vec::with_capacity(16 + body.len());
+    let _ = writeln!(out, "{MAGIC} {code}");
+    out.extend_from_slice(&body);
+    Bytes::from(out)
 }
 
-/// Reads an answer: `Ok(body)` for `ok`, or the error it reports.
-pub(crate) fn read_answer<'a>(
-    headers: Option<&HeaderMap>,
-    body: &'a [u8],
+/// Reads an answer: the encoded reply for `ok`, or the error it reports.
+pub(crate) fn read_answer(
+    payload: &Bytes,
     topic: &str,
     waited: Duration,
-) -> Result<&'a [u8], BusError> {
+) -> Result<Bytes, BusError> {
     let topic = topic.to_owned();
-    let status = headers.and_then(|h| h.get(STATUS)).map(|v| v.as_str());
-    let text = || String::from_utf8_lossy(body).into_owned();
+    let (line, body) = split(payload).map_err(|reason| BusError::Undecodable {
+        topic: topic.clone(),
+        reason: format!("the answer: {reason}"),
+    })?;
+    let text = || String::from_utf8_lossy(&body).into_owned();
+    let status = line.strip_prefix(MAGIC).map(str::trim_start);
     match status {
         Some("ok") => Ok(body),
         Some("no-handlers") => Err(BusError::NoHandlers { topic }),
@@ -269,7 +304,7 @@ pub(crate) fn read_answer<'a>(
         }),
         None => Err(BusError::Undecodable {
             topic,
-            reason: "the answer carries no `Fluxor-Status`: not from a fluxor node".into(),
+            reason: "the answer is not a fluxor frame".into(),
         }),
     }
 }

@@ -58,8 +58,7 @@ fn serve_send(node: &Arc<Node>, msg: Message) {
         return;
     };
     let topic = topic.to_owned();
-    let incoming = checked(node, &msg, &topic);
-    let (incoming, payload) = match incoming {
+    let (incoming, payload) = match checked(node, &msg, &topic) {
         Ok(i) => i,
         Err(e) => return answer(node, reply_to, Err(e)),
     };
@@ -88,7 +87,7 @@ fn serve_send(node: &Arc<Node>, msg: Message) {
     });
     match (incoming.kind, served) {
         (Kind::Request, Ok(Some(reply))) => {
-            let within = incoming.timeout.unwrap_or(Duration::from_secs(30));
+            let within = Duration::from_millis(incoming.n);
             tokio::spawn(await_reply(node.clone(), reply_to, reply, within, topic));
         }
         (_, Ok(_)) => answer(node, reply_to, Ok(Vec::new())),
@@ -142,19 +141,22 @@ fn checked(
             node.config.max_message_bytes
         )));
     }
-    let incoming = protocol::incoming(msg.headers.as_ref(), topic, node.config.codec.name())
-        .map_err(refuse)?;
-    Ok((incoming, msg.payload.clone()))
+    protocol::incoming(
+        msg.headers.as_ref(),
+        &msg.payload,
+        topic,
+        node.config.codec.name(),
+    )
+    .map_err(refuse)
 }
 
 /// Sends an answer when someone waits for one.
 fn answer(node: &Node, reply_to: Option<String>, result: Result<Vec<u8>, BusError>) {
     let Some(subject) = reply_to else { return };
-    let (headers, body) = protocol::answer(&result);
     if let Err(reason) = node.queue(Outgoing {
         subject,
-        headers,
-        payload: Bytes::from(body),
+        headers: None,
+        payload: protocol::answer(&result),
     }) {
         Counters::bump(&node.counters.refused);
         node.warn(format_args!("an answer was not sent: {reason}"));
@@ -164,7 +166,8 @@ fn answer(node: &Node, reply_to: Option<String>, result: Result<Vec<u8>, BusErro
 /// The last publication number seen per origin and topic, on one subscription.
 #[derive(Default)]
 struct Numbers {
-    last: HashMap<(String, String), u64>,
+    last: HashMap<String, HashMap<String, u64>>,
+    tracked: usize,
 }
 
 /// Origins and topics one subscription keeps numbers for; past it, it starts over (and counts
@@ -174,21 +177,22 @@ const MAX_TRACKED: usize = 65_536;
 impl Numbers {
     /// Records `seq` from `origin` on `topic`; returns how many numbers were skipped.
     fn gap(&mut self, origin: &str, topic: &str, seq: u64) -> u64 {
-        if self.last.len() >= MAX_TRACKED {
-            self.last.clear();
+        if let Some(last) = self.last.get_mut(origin).and_then(|t| t.get_mut(topic)) {
+            // A number that does not grow: the origin started its numbering over.
+            let gap = seq.saturating_sub(*last).saturating_sub(1);
+            *last = seq;
+            return gap;
         }
-        let last = self
-            .last
-            .entry((origin.to_owned(), topic.to_owned()))
-            .or_insert(0);
-        // A number that does not grow: the origin started its numbering over.
-        let gap = if *last == 0 || seq <= *last {
-            0
-        } else {
-            seq - *last - 1
-        };
-        *last = seq;
-        gap
+        if self.tracked >= MAX_TRACKED {
+            self.last.clear();
+            self.tracked = 0;
+        }
+        self.tracked += 1;
+        self.last
+            .entry(origin.to_owned())
+            .or_default()
+            .insert(topic.to_owned(), seq);
+        0
     }
 }
 
@@ -198,11 +202,7 @@ fn serve_publication(node: &Arc<Node>, key: &str, msg: Message, numbers: &mut Nu
     };
     let topic = topic.to_owned();
     // This node's own publications reached its consumers directly.
-    let own = msg
-        .headers
-        .as_ref()
-        .and_then(|h| h.get(protocol::ORIGIN))
-        .is_some_and(|o| o.as_str() == node.id);
+    let own = protocol::origin(&msg.payload) == Some(node.id.as_str());
     if own {
         return;
     }
@@ -210,13 +210,8 @@ fn serve_publication(node: &Arc<Node>, key: &str, msg: Message, numbers: &mut Nu
     let Ok((incoming, payload)) = checked(node, &msg, &topic) else {
         return;
     };
-    let seq = msg
-        .headers
-        .as_ref()
-        .and_then(|h| h.get(protocol::SEQ))
-        .and_then(|v| v.as_str().parse::<u64>().ok());
-    if let Some(seq) = seq {
-        let lost = numbers.gap(&incoming.origin, &topic, seq);
+    {
+        let lost = numbers.gap(&incoming.origin, &topic, incoming.n);
         if lost > 0 {
             node.counters
                 .dropped

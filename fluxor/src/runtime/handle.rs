@@ -105,6 +105,12 @@ impl Fluxor {
         &self.inner.workers
     }
 
+    /// The tokio runtime of reactor `index`, for features that run tasks of their own there.
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
+    pub(crate) fn reactor_handle(&self, index: usize) -> Option<tokio::runtime::Handle> {
+        self.inner.reactor_handles.get(index).cloned()
+    }
+
     /// Number of reactor threads.
     pub fn reactors(&self) -> usize {
         self.inner.reactors.len()
