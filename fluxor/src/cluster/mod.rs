@@ -34,6 +34,7 @@ mod options;
 mod protocol;
 mod serve;
 mod stats;
+mod transport;
 
 pub use options::NatsCluster;
 pub use stats::ClusterStats;
@@ -58,7 +59,7 @@ impl Fluxor {
         let transport = self.bus().remote()?;
         let cluster = transport
             .as_any()
-            .downcast_ref::<node::ClusterTransport>()?;
+            .downcast_ref::<transport::ClusterTransport>()?;
         Some(cluster.0.stats())
     }
 }

@@ -1,7 +1,6 @@
 //! One node's connection to the cluster: its thread, its subscriptions, and the transport the
 //! bus sends through.
 
-use std::any::Any;
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -20,7 +19,8 @@ use uuid::Uuid;
 use super::options::{Auth, NatsCluster};
 use super::protocol::{self, Kind, Subjects};
 use super::stats::{ClusterStats, Counters};
-use crate::bus::{Copies, How, Parcel, Published, SendFuture, Transport, WeakBus};
+use super::transport::ClusterTransport;
+use crate::bus::{Parcel, WeakBus};
 use crate::error::{BuildError, BusError};
 use crate::runtime::{Extension, Fluxor};
 
@@ -43,22 +43,22 @@ pub(crate) struct Node {
     pub(super) runtime: tokio::runtime::Handle,
     pub(super) bus: WeakBus,
     pub(super) counters: Arc<Counters>,
-    outgoing: mpsc::Sender<Outgoing>,
-    in_flight: Arc<Semaphore>,
+    pub(super) outgoing: mpsc::Sender<Outgoing>,
+    pub(super) in_flight: Arc<Semaphore>,
     /// The patterns to serve, with a generation that grows with every change.
-    desired: Mutex<(u64, BTreeSet<Arc<str>>)>,
-    changed: Notify,
+    pub(super) desired: Mutex<(u64, BTreeSet<Arc<str>>)>,
+    pub(super) changed: Notify,
     /// The generation the server is known to have all subscriptions of.
     synced: AtomicU64,
-    stop: CancellationToken,
+    pub(super) stop: CancellationToken,
     last_warning: Mutex<Option<std::time::Instant>>,
     /// The number of the last publication queued per topic (see `protocol::SEQ`).
-    publish_seq: Mutex<HashMap<String, u64>>,
+    pub(super) publish_seq: Mutex<HashMap<String, u64>>,
 }
 
 /// Topics whose publication numbers a node keeps; past it, the numbering starts over (a
 /// receiver takes a number that does not grow as a restart, not as a loss).
-const MAX_NUMBERED_TOPICS: usize = 65_536;
+pub(super) const MAX_NUMBERED_TOPICS: usize = 65_536;
 
 impl fmt::Debug for Node {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -364,7 +364,7 @@ impl Node {
         })
     }
 
-    fn unreachable(&self, topic: &str, reason: impl Into<String>) -> BusError {
+    pub(super) fn unreachable(&self, topic: &str, reason: impl Into<String>) -> BusError {
         Counters::bump(&self.counters.refused);
         BusError::Unreachable {
             topic: topic.to_owned(),
@@ -372,7 +372,7 @@ impl Node {
         }
     }
 
-    fn disconnected(&self, topic: &str) -> BusError {
+    pub(super) fn disconnected(&self, topic: &str) -> BusError {
         self.unreachable(
             topic,
             format!(
@@ -383,7 +383,7 @@ impl Node {
     }
 
     /// Encodes the parcel's envelope: subject, headers and payload.
-    fn encode(
+    pub(super) fn encode(
         &self,
         topic: &str,
         kind: Kind,
@@ -400,7 +400,7 @@ impl Node {
         self.outgoing(topic, kind, encoded, n)
     }
 
-    fn outgoing(
+    pub(super) fn outgoing(
         &self,
         topic: &str,
         kind: Kind,
@@ -469,134 +469,5 @@ impl Node {
             Ok(Ok(msg)) => msg,
         };
         protocol::read_answer(&msg.payload, topic, started.elapsed())
-    }
-}
-
-/// The bus's transport to other nodes.
-pub(crate) struct ClusterTransport(pub(crate) Arc<Node>);
-
-impl Transport for ClusterTransport {
-    fn send(&self, topic: &str, parcel: &mut dyn Parcel, how: How) -> Result<(), BusError> {
-        let node = &self.0;
-        if !node.connected() {
-            return Err(node.disconnected(topic));
-        }
-        let Some(within) = how.reply_within else {
-            // Fire-and-forget.
-            let out = node.encode(topic, Kind::Send, parcel, None)?;
-            node.queue(out).map_err(|r| node.unreachable(topic, r))?;
-            parcel.take_for_remote();
-            return Ok(());
-        };
-        let out = node.encode(topic, Kind::Request, parcel, Some(within))?;
-        let Ok(permit) = node.in_flight.clone().try_acquire_owned() else {
-            return Err(node.unreachable(
-                topic,
-                format!(
-                    "{} requests to other nodes are waiting for their answer (`max_in_flight`)",
-                    node.config.max_in_flight
-                ),
-            ));
-        };
-        let Some(reply) = parcel.take_for_remote() else {
-            return Ok(());
-        };
-        let node = node.clone();
-        let topic = topic.to_owned();
-        // The answer is awaited where the requester runs (a reactor, or the caller's own
-        // runtime), not where the connection lives: one thread hop less each way.
-        let runtime =
-            tokio::runtime::Handle::try_current().unwrap_or_else(|_| node.runtime.clone());
-        runtime.spawn(async move {
-            let _permit = permit;
-            let answer = node.ask(&topic, out, within).await;
-            let codec = node.config.codec.clone();
-            match answer {
-                Ok(bytes) => reply.complete(codec.as_ref(), Ok(&bytes)),
-                Err(e) => reply.complete(codec.as_ref(), Err(e)),
-            }
-        });
-        Ok(())
-    }
-
-    fn send_acked<'a>(&'a self, topic: &'a str, parcel: &'a mut dyn Parcel) -> SendFuture<'a> {
-        Box::pin(async move {
-            let node = &self.0;
-            if !node.connected() {
-                return Err(node.disconnected(topic));
-            }
-            let within = node
-                .bus
-                .upgrade()
-                .map_or(Duration::from_secs(30), |b| b.default_timeout());
-            let out = node.encode(topic, Kind::Ack, parcel, Some(within))?;
-            let Ok(_permit) = node.in_flight.clone().try_acquire_owned() else {
-                return Err(
-                    node.unreachable(topic, "too many requests in flight (`max_in_flight`)")
-                );
-            };
-            node.ask(topic, out, within).await?;
-            parcel.take_for_remote();
-            Ok(())
-        })
-    }
-
-    fn send_until<'a>(
-        &'a self,
-        topic: &'a str,
-        parcel: &'a mut dyn Parcel,
-        _deadline: Instant,
-    ) -> SendFuture<'a> {
-        // Another node answers for its own mailboxes: nothing to wait for here.
-        let result = self.send(topic, parcel, How::default());
-        Box::pin(async move { result })
-    }
-
-    fn publish(&self, topic: &str, copies: &mut dyn Copies) -> Result<Published, BusError> {
-        let node = &self.0;
-        let Some(encoded) = copies.encode(node.config.codec.as_ref()) else {
-            return Ok(Published::default());
-        };
-        if !node.connected() {
-            return Err(node.disconnected(topic));
-        }
-        // Numbered and queued under one lock, so that the numbers go out in order.
-        let mut numbers = node.publish_seq.lock().unwrap_or_else(|e| e.into_inner());
-        let last = match numbers.get_mut(topic) {
-            Some(last) => last,
-            None => {
-                if numbers.len() >= MAX_NUMBERED_TOPICS {
-                    numbers.clear();
-                }
-                numbers.entry(topic.to_owned()).or_insert(0)
-            }
-        };
-        let out = node.outgoing(topic, Kind::Publish, encoded, *last + 1)?;
-        node.queue(out).map_err(|r| node.unreachable(topic, r))?;
-        *last += 1;
-        Ok(Published::default())
-    }
-
-    fn consumer_count(&self, _topic: &str) -> usize {
-        // Other nodes' consumers are not known here.
-        0
-    }
-
-    fn close(&self) {
-        self.0.stop.cancel();
-    }
-
-    fn serve_patterns(&self, patterns: BTreeSet<Arc<str>>) {
-        let mut desired = self.0.desired.lock().unwrap_or_else(|e| e.into_inner());
-        if desired.1 != patterns {
-            desired.0 += 1;
-            desired.1 = patterns;
-            drop(desired);
-            self.0.changed.notify_one();
-        }
-    }
-
-    fn as_any(&self) -> &dyn Any {
-        self
     }
 }
