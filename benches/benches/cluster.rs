@@ -51,7 +51,44 @@ struct Inc(u64);
 #[message(remote)]
 struct Tick(u64);
 
+/// Asks the driver on node A to make `n` requests to node B, one at a time, from its handler;
+/// answers each round trip in nanoseconds.
+#[derive(Message, Debug)]
+#[message(reply = Vec<u64>)]
+struct Drive(u64);
+
 const INC: Address<Inc> = Address::new("bench.inc");
+const DRIVE: Address<Drive> = Address::new("bench.drive");
+
+/// Node A's requester, a component on the reactor that holds A's connection: how a program
+/// usually asks another node.
+#[component]
+#[derive(Debug, Default)]
+struct Driver;
+
+#[component]
+impl Driver {
+    #[handler("bench.drive")]
+    async fn drive(
+        &mut self,
+        Drive(n): Drive,
+        ctx: &mut Context<Self>,
+    ) -> Result<Vec<u64>, BusError> {
+        let mut times = Vec::with_capacity(n as usize);
+        for i in 0..n {
+            let sent = Instant::now();
+            let answer = ctx.request(INC, Inc(i)).await?;
+            times.push(sent.elapsed().as_nanos() as u64);
+            if answer != i + 1 {
+                return Err(BusError::RecipientFailed {
+                    topic: "bench.inc".into(),
+                    reason: format!("answered {answer} to {i}"),
+                });
+            }
+        }
+        Ok(times)
+    }
+}
 const TICK: Address<Tick> = Address::new("bench.tick");
 
 #[component]
@@ -190,6 +227,27 @@ async fn fluxor_request(url: &str) -> Res<Latency> {
         if i >= WARMUP {
             hist.record(ns)?;
         }
+    }
+    nodes.shutdown().await?;
+    Ok(latency(&hist))
+}
+
+/// Requests from a component on node A (see [`Driver`]).
+async fn fluxor_component_request(url: &str) -> Res<Latency> {
+    let nodes = Nodes::start(url, 0).await?;
+    nodes
+        .a
+        .deploy(Driver::default, DeployOptions::new())
+        .await?;
+    let options = RequestOptions::new().timeout(Duration::from_secs(300));
+    let times = nodes
+        .a
+        .bus()
+        .request_with(DRIVE, Drive(WARMUP + REQUESTS), options)
+        .await?;
+    let mut hist = Histogram::<u64>::new(3)?;
+    for ns in times.into_iter().skip(WARMUP as usize) {
+        hist.record(ns)?;
     }
     nodes.shutdown().await?;
     Ok(latency(&hist))
@@ -342,19 +400,23 @@ fn rate(per_s: f64) -> String {
 }
 
 async fn run(url: &str) -> Res<()> {
-    let (mut f_req, mut r_req) = (Vec::new(), Vec::new());
+    let (mut f_req, mut r_req, mut c_req) = (Vec::new(), Vec::new(), Vec::new());
     let (mut f_pub, mut r_pub) = (Vec::new(), Vec::new());
     for trial in 1..=TRIALS {
         let f = fluxor_request(url).await?;
+        let c = fluxor_component_request(url).await?;
         let r = raw_request(url).await?;
         println!(
-            "trial {trial} request  p50/mean µs: fluxor {}/{}  raw {}/{}",
+            "trial {trial} request  p50/mean µs: fluxor {}/{}  fluxor from a component {}/{}  raw {}/{}",
             us(f.p50),
             us(f.mean),
+            us(c.p50),
+            us(c.mean),
             us(r.p50),
             us(r.mean)
         );
         f_req.push(f);
+        c_req.push(c);
         r_req.push(r);
     }
     for trial in 1..=TRIALS {
@@ -382,6 +444,7 @@ async fn run(url: &str) -> Res<()> {
     let per_s = |v: &[Rate]| median(v.iter().map(|r| r.per_s).collect());
     let (fp, rp) = (p50(&f_req), p50(&r_req));
     let (fm, rm) = (mean(&f_req), mean(&r_req));
+    let (cp, cm) = (p50(&c_req), mean(&c_req));
     let (fr, rr) = (per_s(&f_pub), per_s(&r_pub));
     let lost = |v: &[Rate]| v.iter().map(|r| r.lost).sum::<u64>();
     let retries: u64 = f_pub.iter().map(|r| r.retries).sum();
@@ -405,6 +468,18 @@ async fn run(url: &str) -> Res<()> {
         us(fm),
         us(rm),
         fm / rm
+    );
+    println!(
+        "| request from a component on A, p50 | µs | {} | {} | {:.2} | ≤ 1.15 |",
+        us(cp),
+        us(rp),
+        cp / rp
+    );
+    println!(
+        "| request from a component on A, mean | µs | {} | {} | {:.2} | — |",
+        us(cm),
+        us(rm),
+        cm / rm
     );
     println!(
         "| publish {}k × u64 (JSON) | msgs/s | {} | {} | {:.2} | ≥ 0.85 |",
