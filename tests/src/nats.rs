@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 pub struct NatsServer {
     port: u16,
     child: Option<Child>,
+    extra: Vec<String>,
 }
 
 const INSTALL_HINT: &str = "the cluster tests need `nats-server` on the PATH (or in \
@@ -37,11 +38,20 @@ fn binary() -> String {
 impl NatsServer {
     /// Starts a server on a free loopback port and waits until it accepts connections.
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Starts a server with extra command-line options (`--user`, `--pass`, ...).
+    pub fn start_with(extra: &[&str]) -> Self {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free loopback port")
             .port();
-        let mut server = NatsServer { port, child: None };
+        let mut server = NatsServer {
+            port,
+            child: None,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
         server.launch();
         server
     }
@@ -68,6 +78,7 @@ impl NatsServer {
     fn launch(&mut self) {
         let child = Command::new(binary())
             .args(["-a", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

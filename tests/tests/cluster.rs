@@ -635,3 +635,56 @@ async fn every_publication_is_delivered_or_counted_as_dropped() {
     );
     done(vec![a, b]).await;
 }
+
+#[tokio::test]
+async fn credentials_are_passed_to_the_server() {
+    let server = NatsServer::start_with(&["--user", "shop", "--pass", "s3cret"]);
+    let a = node(&server, |c| c.user_and_password("shop", "s3cret"));
+    let b = node(&server, |c| c.user_and_password("shop", "s3cret"));
+    worker(&b, "b", DeployOptions::new()).await;
+    ready(&a).await;
+    ready(&b).await;
+    assert_eq!(a.bus().request(ADD, Add { n: 1 }).await, Ok(2));
+
+    // A wrong password never connects: the node says so, and calls fail at once.
+    let wrong = node(&server, |c| c.user_and_password("shop", "wrong"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let health = wrong.ready().await;
+    assert!(!health.ok, "{health:?}");
+    let cluster = health.checks.iter().find(|c| c.name == "cluster");
+    assert!(
+        cluster.is_some_and(|c| !c.ok
+            && c.detail.as_deref().is_some_and(
+                |d| d.contains("not connected") && d.to_lowercase().contains("authorization")
+            )),
+        "{health:?}"
+    );
+    assert!(matches!(
+        wrong.bus().request(ADD, Add { n: 1 }).await,
+        Err(BusError::Unreachable { .. })
+    ));
+    done(vec![a, b, wrong]).await;
+}
+
+#[tokio::test]
+async fn the_runtime_topics_stay_on_their_node() {
+    let server = NatsServer::start();
+    let (a, b) = (node(&server, |c| c), node(&server, |c| c));
+    worker(&b, "b", DeployOptions::new()).await;
+    ready(&a).await;
+    ready(&b).await;
+    let reserved: Address<Add> = Address::new("fluxor.add");
+    assert!(matches!(
+        a.bus().request(reserved, Add { n: 1 }).await,
+        Err(BusError::InvalidTopic { .. })
+    ));
+    let before = a.cluster_stats().expect("cluster").messages_out;
+    let reserved: Address<Tick> = Address::new("fluxor.tick");
+    let published = a.bus().publish(reserved, Tick);
+    assert!(
+        published.is_err(),
+        "user publications on `fluxor.` are refused"
+    );
+    assert_eq!(a.cluster_stats().expect("cluster").messages_out, before);
+    done(vec![a, b]).await;
+}

@@ -142,9 +142,14 @@ impl Node {
                 let c = events.clone();
                 async move {
                     match event {
-                        Event::Connected if c.connects.fetch_add(1, Relaxed) > 0 => {
-                            Counters::bump(&c.reconnects);
+                        Event::Connected => {
+                            c.set_last_error(None);
+                            if c.connects.fetch_add(1, Relaxed) > 0 {
+                                Counters::bump(&c.reconnects);
+                            }
                         }
+                        Event::ServerError(e) => c.set_last_error(Some(e.to_string())),
+                        Event::ClientError(e) => c.set_last_error(Some(e.to_string())),
                         Event::SlowConsumer(_) => Counters::bump(&c.slow_consumer_events),
                         _ => {}
                     }
@@ -332,8 +337,9 @@ impl Node {
     fn readiness(&self) -> Result<(), String> {
         if !self.connected() {
             return Err(format!(
-                "not connected to the NATS server at {}",
-                self.config.servers.join(", ")
+                "not connected to the NATS server at {}{}",
+                self.config.servers.join(", "),
+                self.counters.last_error_note()
             ));
         }
         if self.changed_since_sync() {
@@ -376,8 +382,9 @@ impl Node {
         self.unreachable(
             topic,
             format!(
-                "not connected to the NATS server at {} (reconnecting)",
-                self.config.servers.join(", ")
+                "not connected to the NATS server at {} (reconnecting){}",
+                self.config.servers.join(", "),
+                self.counters.last_error_note()
             ),
         )
     }

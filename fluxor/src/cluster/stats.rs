@@ -53,6 +53,23 @@ pub(crate) struct Counters {
     pub(crate) reconnects: AtomicU64,
     /// Connections made so far (the first is not a reconnect).
     pub(crate) connects: AtomicU64,
+    /// What the server or the client last reported as wrong (an authorization violation, a
+    /// TLS failure), cleared when a connection is made.
+    pub(crate) last_error: std::sync::Mutex<Option<String>>,
+}
+
+impl Counters {
+    pub(crate) fn set_last_error(&self, error: Option<String>) {
+        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = error;
+    }
+
+    /// `" (last error: ..)"`, or nothing.
+    pub(crate) fn last_error_note(&self) -> String {
+        match &*self.last_error.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some(e) => format!(" (last error: {e})"),
+            None => String::new(),
+        }
+    }
 }
 
 impl Counters {
