@@ -5,7 +5,7 @@
 
 use proc_macro2::{Span, TokenStream};
 use syn::ext::IdentExt;
-use syn::parse::{ParseStream, Parser};
+use syn::parse::{Parse, ParseStream, Parser};
 use syn::{Expr, Ident, LitInt, LitStr, Path, Token, Type};
 
 use crate::ctxt::Ctxt;
@@ -16,9 +16,11 @@ pub(crate) struct Keyed<T> {
     pub(crate) value: T,
 }
 
-/// `#[component(config = T, name = "..", worker, supervise = expr, crate = path)]`.
+/// `#[component(config = T, name = "..", worker, supervise = expr, after = [A, B], crate = path)]`.
 #[derive(Default)]
 pub(crate) struct ComponentArgs {
+    /// `after = [A, B]`: the component types this one starts after.
+    pub(crate) after: Option<Keyed<Vec<Type>>>,
     pub(crate) config: Option<Keyed<Type>>,
     pub(crate) name: Option<Keyed<LitStr>>,
     pub(crate) worker: Option<Span>,
@@ -113,6 +115,13 @@ pub(crate) fn component_args(cx: &Ctxt, tokens: TokenStream) -> ComponentArgs {
             } else if key == "supervise" {
                 let v = value(args.supervise.is_some(), key, "supervise = policy", input)?;
                 args.supervise = keyed(key, v);
+            } else if key == "after" {
+                flag(args.after.is_some(), key, "after = [Component, ...]")?;
+                input.parse::<Token![=]>()?;
+                let list;
+                syn::bracketed!(list in input);
+                let types = list.parse_terminated(Type::parse, Token![,])?;
+                args.after = keyed(key, types.into_iter().collect());
             } else if key == "worker" {
                 flag(args.worker.is_some(), key, "worker")?;
                 args.worker = Some(key.span());
@@ -121,7 +130,7 @@ pub(crate) fn component_args(cx: &Ctxt, tokens: TokenStream) -> ComponentArgs {
             } else {
                 return Err(syn::Error::new(
                     key.span(),
-                    "unknown option; `#[component]` takes `config = Type`, `name = \"...\"`, `worker`, `supervise = policy` and `crate = path`",
+                    "unknown option; `#[component]` takes `config = Type`, `name = \"...\"`, `worker`, `supervise = policy`, `after = [Component, ...]` and `crate = path`",
                 ));
             }
             Ok(())

@@ -43,6 +43,14 @@ pub(crate) fn declared(args: &ComponentArgs, item: &ItemStruct) -> TokenStream {
             quote_spanned!(e.span()=> #e)
         },
     );
+    // Each named component must be one: reported on its name.
+    let after = args.after.as_ref().map(|a| {
+        let names = a
+            .value
+            .iter()
+            .map(|t| quote_spanned!(t.span()=> <#t as #krate::__private::Declared>::NAME));
+        quote!(const AFTER: &'static [&'static str] = &[#(#names),*];)
+    });
     let (impl_g, ty_g, where_c) = item.generics.split_for_impl();
     quote! {
         const _: () = {
@@ -50,6 +58,7 @@ pub(crate) fn declared(args: &ComponentArgs, item: &ItemStruct) -> TokenStream {
             impl #impl_g #krate::__private::Declared for #ident #ty_g #where_c {
                 type Config = #config;
                 const NAME: &'static str = #name;
+                #after
 
                 fn worker_mode() -> ::core::option::Option<#krate::WorkerMode<Self>> {
                     #worker
@@ -365,6 +374,10 @@ pub(crate) fn component_impl(krate: &TokenStream, item: &ItemImpl, model: &Model
 
                 fn supervision() -> #krate::Supervision {
                     #declared::supervision()
+                }
+
+                fn after() -> &'static [&'static str] {
+                    #declared::AFTER
                 }
 
                 fn bindings(bindings: &mut #krate::Bindings<'_, Self>) {

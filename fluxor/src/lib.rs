@@ -121,6 +121,8 @@ pub mod __private {
         fn worker_mode() -> Option<crate::WorkerMode<Self>>;
         /// The declared supervision policy.
         fn supervision() -> crate::Supervision;
+        /// The names of the components this one starts after in a boot plan.
+        const AFTER: &'static [&'static str] = &[];
     }
 
     /// Implemented for every `Send` type; says what to do when a worker component is not.

@@ -183,3 +183,114 @@ async fn a_failed_need_keeps_its_dependents_from_starting() {
         "{log:?}"
     );
 }
+
+/// Three components that declare their order: Ledger, then Inventory, then Shop.
+#[component]
+struct Ledger {
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+#[component]
+impl Ledger {
+    #[on_start]
+    async fn begin(&mut self, _ctx: &mut Context<Self>) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        self.log.lock().unwrap().push("start Ledger".into());
+    }
+
+    #[handler]
+    fn ping(&mut self, _: Ping) {}
+}
+
+#[component(after = [Ledger])]
+struct Inventory {
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+#[component]
+impl Inventory {
+    #[on_start]
+    async fn begin(&mut self, _ctx: &mut Context<Self>) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        self.log.lock().unwrap().push("start Inventory".into());
+    }
+
+    #[handler]
+    fn ping(&mut self, _: Ping) {}
+}
+
+#[component(after = [Inventory, Ledger], name = "Shop")]
+struct Storefront {
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+#[component]
+impl Storefront {
+    #[on_start]
+    fn begin(&mut self, _ctx: &mut Context<Self>) {
+        self.log.lock().unwrap().push("start Shop".into());
+    }
+
+    #[handler]
+    fn ping(&mut self, _: Ping) {}
+}
+
+#[tokio::test]
+async fn components_declare_what_they_start_after() {
+    let rt = Fluxor::builder().reactors(2).build().unwrap();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let (l1, l2, l3) = (log.clone(), log.clone(), log.clone());
+    // Added in the wrong order, with no `after`: the declarations order them.
+    let booted = rt
+        .boot()
+        .deploy(
+            "shop",
+            move || Storefront { log: l3.clone() },
+            DeployOptions::new(),
+        )
+        .deploy(
+            "inventory",
+            move || Inventory { log: l2.clone() },
+            DeployOptions::new(),
+        )
+        .deploy(
+            "ledger",
+            move || Ledger { log: l1.clone() },
+            DeployOptions::new(),
+        )
+        .start()
+        .await
+        .expect("the plan starts");
+    assert_eq!(booted.len(), 3);
+    assert_eq!(
+        *log.lock().unwrap(),
+        ["start Ledger", "start Inventory", "start Shop"]
+    );
+    rt.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_declared_need_missing_from_the_plan_is_refused_before_anything_starts() {
+    let rt = Fluxor::builder().reactors(1).build().unwrap();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let l = log.clone();
+    let err = rt
+        .boot()
+        .deploy(
+            "inventory",
+            move || Inventory { log: l.clone() },
+            DeployOptions::new(),
+        )
+        .start()
+        .await
+        .expect_err("Ledger is not in the plan");
+    match err {
+        BootError::UnknownNeed { name, needs } => {
+            assert_eq!(name, "inventory");
+            assert!(needs.contains("Ledger"), "{needs}");
+        }
+        other => panic!("expected UnknownNeed, got {other:?}"),
+    }
+    assert!(log.lock().unwrap().is_empty());
+    rt.shutdown(Duration::from_secs(5)).await.unwrap();
+}

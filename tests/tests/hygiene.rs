@@ -125,6 +125,7 @@ mod fake {
             const NAME: &'static str;
             fn worker_mode() -> Option<::fluxor::WorkerMode<Self>>;
             fn supervision() -> ::fluxor::Supervision;
+            const AFTER: &'static [&'static str] = &[];
         }
     }
 

@@ -86,6 +86,13 @@ pub trait Component: Sized + 'static {
         Supervision::default()
     }
 
+    /// The names of the components a deployment of this one needs running first, when it is
+    /// started by a [`BootPlan`](crate::BootPlan). `#[component(after = [Ledger, Inventory])]`
+    /// sets it. Default: none.
+    fn after() -> &'static [&'static str] {
+        &[]
+    }
+
     /// Declares the topics this component consumes. They are registered when every instance of
     /// a deployment has started and removed when it stops.
     fn bindings(bindings: &mut Bindings<'_, Self>) {

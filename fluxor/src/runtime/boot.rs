@@ -19,6 +19,10 @@ type Deploying = Pin<Box<dyn Future<Output = Result<DeploymentId, DeployError>> 
 struct Step {
     name: String,
     needs: Vec<String>,
+    /// The component's name, and the names of the components it declares it starts after
+    /// (`#[component(after = [..])]`).
+    component: &'static str,
+    after: &'static [&'static str],
     deploy: Box<dyn FnOnce(&Fluxor) -> Deploying + Send>,
 }
 
@@ -84,6 +88,8 @@ impl BootPlan {
         self.steps.push(Step {
             name: name.into(),
             needs: Vec::new(),
+            component: C::name(),
+            after: C::after(),
             deploy: Box::new(move |runtime: &Fluxor| Box::pin(runtime.deploy(factory, options))),
         });
         self
@@ -159,6 +165,29 @@ impl BootPlan {
     }
 }
 
+/// What a step needs, by step name: the names given with `after`, and every step of each
+/// component its component declares it starts after.
+fn resolved_needs(steps: &[Step], step: &Step) -> Result<Vec<String>, BootError> {
+    let mut needs = step.needs.clone();
+    for component in step.after {
+        let of: Vec<String> = steps
+            .iter()
+            .filter(|s| s.component == *component && s.name != step.name)
+            .map(|s| s.name.clone())
+            .collect();
+        if of.is_empty() {
+            return Err(BootError::UnknownNeed {
+                name: step.name.clone(),
+                needs: format!(
+                    "component `{component}` (declared with `#[component(after = ..)]`; add a deployment of it to the plan)"
+                ),
+            });
+        }
+        needs.extend(of);
+    }
+    Ok(needs)
+}
+
 /// The steps' names by level: a step's level is one above the highest of what it needs.
 fn levels(steps: &[Step]) -> Result<Vec<Vec<String>>, BootError> {
     let mut names = BTreeSet::new();
@@ -177,14 +206,14 @@ fn levels(steps: &[Step]) -> Result<Vec<Vec<String>>, BootError> {
             });
         }
     }
+    let resolved = steps
+        .iter()
+        .map(|s| resolved_needs(steps, s))
+        .collect::<Result<Vec<_>, _>>()?;
     let needs: BTreeMap<&str, Vec<&str>> = steps
         .iter()
-        .map(|s| {
-            (
-                s.name.as_str(),
-                s.needs.iter().map(String::as_str).collect(),
-            )
-        })
+        .zip(&resolved)
+        .map(|(s, r)| (s.name.as_str(), r.iter().map(String::as_str).collect()))
         .collect();
     let mut level: BTreeMap<&str, usize> = BTreeMap::new();
     // Repeat until nothing changes: each round places the steps whose needs are all placed.
