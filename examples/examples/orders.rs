@@ -355,6 +355,7 @@ async fn deploy_service(
         .max_in_flight(256)
         .inspector(true)
         .metrics(true)
+        .dashboard(true)
         .build();
     runtime.deploy(server, DeployOptions::new()).await?;
     Ok(handle)

@@ -67,7 +67,8 @@ fn usage() -> &'static str {
        sizes   fail on a source file over 600 lines in fluxor/src or fluxor-macros/src\n  \
        check   layers, then sizes\n  \
        loom    run the loom models of fluxor/src (`--cfg loom`, LOOM_MAX_PREEMPTIONS=3 unless set)\n  \
-       test    install the servers the tests need when missing (nats-server, with apt-get),\n          \
+       test    install what the tests need when missing (nats-server, chromium, chromium-driver,\n          \
+       with apt-get),\n          \
        then `cargo test --workspace --all-features` (extra arguments go to cargo test)"
 }
 
@@ -197,28 +198,38 @@ fn installed(program: &str) -> bool {
     })
 }
 
-/// Installs the servers the tests start (`nats-server`) when missing, then runs the whole
-/// test suite.
+/// Installs what the tests start when missing (`nats-server`; `chromium` and `chromium-driver`
+/// for the dashboard's browser test), then runs the whole test suite.
 fn test(root: &Path, test_args: Vec<String>) -> Result<(), String> {
+    let mut missing = Vec::new();
     if !installed("nats-server") {
-        println!("nats-server is missing: installing it with apt-get");
+        missing.push("nats-server");
+    }
+    if !Path::new("/usr/bin/chromedriver").exists() {
+        missing.extend(["chromium", "chromium-driver"]);
+    }
+    if !missing.is_empty() {
+        let names = missing.join(" ");
+        println!("{names}: missing, installing with apt-get");
         let apt = |args: &[&str]| -> Result<(), String> {
             let status = Command::new("apt-get")
                 .args(args)
                 .env("DEBIAN_FRONTEND", "noninteractive")
                 .status()
-                .map_err(|e| format!("cannot run apt-get ({e}); install nats-server by hand"))?;
+                .map_err(|e| format!("cannot run apt-get ({e}); install {names} by hand"))?;
             if status.success() {
                 Ok(())
             } else {
                 Err(format!(
-                    "`apt-get {}` failed; install nats-server by hand (it must be root, or use sudo)",
+                    "`apt-get {}` failed; install {names} by hand (it must be root, or use sudo)",
                     args.join(" ")
                 ))
             }
         };
         apt(&["update", "-q"])?;
-        apt(&["install", "-y", "-q", "nats-server"])?;
+        let mut install = vec!["install", "-y", "-q"];
+        install.extend(&missing);
+        apt(&install)?;
     }
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = Command::new(cargo)

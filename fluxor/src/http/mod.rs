@@ -46,11 +46,16 @@
 //! * **Inspector and metrics**: `inspector(true)` serves the runtime's [`Snapshot`](crate::inspect::Snapshot)
 //!   as JSON on `/fluxor/inspect`; `metrics(true)` serves Prometheus text on `/metrics`. Both are
 //!   off by default, and the server binds to loopback unless told otherwise.
+//! * **Dashboard**: `dashboard(true)` serves a live page at `/fluxor/` (reactors, deployments,
+//!   mailboxes, crashes as they happen, bus, workers, a throughput chart), fed by server-sent
+//!   events; read-only unless `dashboard_actions(true)`. See
+//!   [`HttpServerBuilder::dashboard`].
 
 /// The header carrying the request id.
 pub const REQUEST_ID: &str = "x-request-id";
 
 mod bus;
+mod dashboard;
 mod metrics;
 mod server;
 #[cfg(test)]

@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderValue, StatusCode};
@@ -17,6 +18,7 @@ use crate::component::{Component, Context, Outcome};
 use crate::error::BoxError;
 
 use super::bus::error_response;
+use super::dashboard::Dashboard;
 use super::metrics::prometheus;
 use crate::health::Health;
 
@@ -30,6 +32,9 @@ pub struct HttpServerBuilder {
     inspector: bool,
     metrics: bool,
     health: bool,
+    dashboard: bool,
+    dashboard_interval: Duration,
+    dashboard_actions: bool,
 }
 
 /// An HTTP server as a component: deploy the factory from [`HttpServer::builder`]`(router).build()`.
@@ -59,10 +64,16 @@ pub struct HttpHandle {
 }
 
 #[derive(Debug, Default)]
-struct HttpStats {
+pub(super) struct HttpStats {
     in_flight: AtomicUsize,
     requests: AtomicU64,
     shed: AtomicU64,
+    /// Dashboard streams open now.
+    pub(super) dash_clients: AtomicUsize,
+    /// Events sent on dashboard streams.
+    pub(super) dash_sent: AtomicU64,
+    /// Snapshots and lifecycle events dashboard streams skipped because their page read slowly.
+    pub(super) dash_skipped: AtomicU64,
 }
 
 /// The HTTP adapter's counters, in [`Snapshot::extras`](crate::inspect::Snapshot::extras) under `http`.
@@ -77,6 +88,12 @@ pub struct HttpInfo {
     pub requests: u64,
     /// Requests shed with 503 because the limit was reached.
     pub shed: u64,
+    /// Dashboard pages connected now (their streams are not counted in `in_flight`).
+    pub dashboard_clients: usize,
+    /// Events sent to dashboard pages since start.
+    pub dashboard_events: u64,
+    /// Snapshots and lifecycle events not sent to a dashboard page because it read too slowly.
+    pub dashboard_skipped: u64,
 }
 
 impl HttpHandle {
@@ -92,13 +109,16 @@ impl HttpHandle {
             max_in_flight,
             requests: self.stats.requests.load(Ordering::Relaxed),
             shed: self.stats.shed.load(Ordering::Relaxed),
+            dashboard_clients: self.stats.dash_clients.load(Ordering::Relaxed),
+            dashboard_events: self.stats.dash_sent.load(Ordering::Relaxed),
+            dashboard_skipped: self.stats.dash_skipped.load(Ordering::Relaxed),
         }
     }
 }
 
 impl HttpServer {
     /// A server for `router`, on `127.0.0.1:8080`, 1024 requests in flight, 1 MiB bodies,
-    /// no inspector or metrics routes.
+    /// no inspector, metrics, health or dashboard routes.
     pub fn builder(router: Router) -> HttpServerBuilder {
         HttpServerBuilder {
             router,
@@ -108,6 +128,9 @@ impl HttpServer {
             inspector: false,
             metrics: false,
             health: false,
+            dashboard: false,
+            dashboard_interval: Duration::from_secs(1),
+            dashboard_actions: false,
         }
     }
 }
@@ -149,6 +172,52 @@ impl HttpServerBuilder {
     /// Serves Prometheus metrics on `GET /metrics`. Default off.
     pub fn metrics(mut self, on: bool) -> Self {
         self.metrics = on;
+        self
+    }
+
+    /// Serves a live dashboard of the runtime at `/fluxor/`: a page (HTML, CSS and a small
+    /// script built into the crate, nothing fetched from elsewhere) that shows reactors
+    /// (messages/s, busy %, blocked episodes), deployments and their instances (state,
+    /// restarts, mailbox fill, outcome counters), crashes and restarts as they happen, bus
+    /// topics and patterns, the worker pool, this server's counters, the cluster when there
+    /// is one, and a chart of throughput and refusals over the last three minutes. Default off.
+    ///
+    /// The page is fed by server-sent events on `GET /fluxor/events`: a `snapshot` event (the
+    /// [`Snapshot`](crate::inspect::Snapshot) as JSON, wrapped as `{"skipped", "snapshot"}`)
+    /// every [`dashboard_interval`](Self::dashboard_interval), and a `lifecycle` event (a
+    /// [`LifecycleEvent`](crate::supervision::LifecycleEvent)) as each happens. Nothing queues
+    /// per page: a page that reads slowly gets fewer snapshots and skips lifecycle events
+    /// beyond a bounded ring, counted in [`HttpInfo::dashboard_skipped`]. At most 16 pages are
+    /// connected at once; their streams are not counted against
+    /// [`max_in_flight`](Self::max_in_flight), and end when the server stops.
+    ///
+    /// The page only reads, unless [`dashboard_actions`](Self::dashboard_actions) is on.
+    ///
+    /// ```no_run
+    /// # use fluxor::http::HttpServer;
+    /// let (server, handle) = HttpServer::builder(axum::Router::new())
+    ///     .dashboard(true) // then open http://127.0.0.1:8080/fluxor/
+    ///     .build();
+    /// ```
+    pub fn dashboard(mut self, on: bool) -> Self {
+        self.dashboard = on;
+        self
+    }
+
+    /// How often the dashboard's pages get a snapshot. Default 1 s; at least 50 ms.
+    pub fn dashboard_interval(mut self, every: Duration) -> Self {
+        self.dashboard_interval = every.max(Duration::from_millis(50));
+        self
+    }
+
+    /// Lets the dashboard act as well as show: an "undeploy" button per deployment, served
+    /// as `POST /fluxor/deployments/{id}/undeploy` (answered `202` once the undeploy has
+    /// started; the request must carry an `x-fluxor-action` header, which a page of another
+    /// origin cannot send without a CORS preflight this server never grants). Needs
+    /// [`dashboard`](Self::dashboard). Default off: anyone who reaches the port could stop
+    /// the service.
+    pub fn dashboard_actions(mut self, on: bool) -> Self {
+        self.dashboard_actions = on;
         self
     }
 
@@ -267,12 +336,22 @@ impl Component for HttpServer {
             .load_shed()
             .concurrency_limit(cfg.max_in_flight)
             .service(routes);
-        let app = Router::new()
+        let token = CancellationToken::new();
+        let mut app = Router::new();
+        if cfg.dashboard {
+            let dashboard = Dashboard {
+                runtime: runtime.clone(),
+                stats: self.handle.stats.clone(),
+                stop: token.clone(),
+                interval: cfg.dashboard_interval,
+                actions: cfg.dashboard_actions,
+            };
+            app = app.merge(dashboard.routes());
+        }
+        let app = app
             .fallback_service(limited)
             .layer(PropagateRequestIdLayer::x_request_id())
             .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid));
-
-        let token = CancellationToken::new();
         let shutdown = token.clone();
         let serving = tokio::spawn(async move {
             axum::serve(listener, app)

@@ -222,6 +222,7 @@ impl Builder {
                 probes: self.probes,
                 checks: Named::default(),
                 blocked_threshold: self.blocked_threshold,
+                lifecycle: tokio::sync::broadcast::Sender::new(super::LIFECYCLE_RING),
             }),
         };
         for extension in &self.extensions {

@@ -186,6 +186,7 @@ impl Fluxor {
             cancel: inner.cancel.clone(),
             reactors: inner.reactor_handles.clone(),
             stamps: inner.stamps.clone(),
+            lifecycle: inner.lifecycle.clone(),
         });
         Ok(Plan {
             shared,

@@ -64,6 +64,9 @@ pub(crate) struct Inner {
     pub(super) checks: crate::util::Named<Arc<crate::health::ReadinessCheck>>,
     /// How long one handler may hold a reactor before it counts as blocking it.
     pub(super) blocked_threshold: Duration,
+    /// A copy of every lifecycle event, for in-process watchers (the HTTP adapter's
+    /// dashboard): a bounded ring, where a slow receiver skips what it missed.
+    pub(super) lifecycle: tokio::sync::broadcast::Sender<crate::supervision::LifecycleEvent>,
 }
 
 impl Drop for Inner {

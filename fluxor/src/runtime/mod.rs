@@ -40,3 +40,7 @@ pub use handle::Fluxor;
 pub(crate) use handle::WeakFluxor;
 pub use options::DeployOptions;
 pub(crate) use shared::Shared;
+
+/// Lifecycle events kept for a watcher that has not read them yet (see
+/// `Fluxor::lifecycle_events`); one further behind skips the oldest.
+pub(crate) const LIFECYCLE_RING: usize = 256;

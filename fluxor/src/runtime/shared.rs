@@ -33,6 +33,8 @@ pub(crate) struct Shared<C: Component> {
     pub(crate) reactors: Arc<[tokio::runtime::Handle]>,
     /// Each reactor's mark for the blocked-reactor checker, by index.
     pub(crate) stamps: Arc<[Stamp]>,
+    /// The runtime's copy of lifecycle events, for in-process watchers.
+    pub(crate) lifecycle: tokio::sync::broadcast::Sender<LifecycleEvent>,
 }
 
 /// The runtime's escalation policy and the signal it raises, and a record of crashes.
@@ -98,6 +100,10 @@ pub(crate) fn publish_event<C: Component>(
             .restarts
             .load(std::sync::atomic::Ordering::Relaxed),
     };
+    if shared.lifecycle.receiver_count() > 0 {
+        // Fails only when every watcher has gone since: nothing to do then.
+        let _ = shared.lifecycle.send(event.clone());
+    }
     if let Err(e) = shared
         .bus
         .publish_unguarded(kind.topic(), event, shared.bus.root_meta())

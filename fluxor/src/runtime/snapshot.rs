@@ -43,6 +43,17 @@ impl Fluxor {
     pub fn remove_inspect_section(&self, name: &str) -> bool {
         self.inner.extras.remove(name)
     }
+
+    /// A receiver of every lifecycle event from now on (those also published on
+    /// `fluxor.lifecycle.*`), without deploying a subscriber. The ring holds
+    /// [`LIFECYCLE_RING`](super::LIFECYCLE_RING) events: a receiver that falls further behind
+    /// is told how many it skipped.
+    #[cfg_attr(not(feature = "http"), allow(dead_code))]
+    pub(crate) fn lifecycle_events(
+        &self,
+    ) -> tokio::sync::broadcast::Receiver<crate::supervision::LifecycleEvent> {
+        self.inner.lifecycle.subscribe()
+    }
 }
 
 fn snapshot(inner: &Arc<Inner>) -> Snapshot {
