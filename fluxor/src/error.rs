@@ -217,6 +217,19 @@ pub enum DeployError {
     ShuttingDown,
 }
 
+/// Why [`Fluxor::reconfigure`](crate::Fluxor::reconfigure) changed nothing.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReconfigureError {
+    /// No live deployment has this id.
+    #[error("no live deployment has id {0}; it was never deployed or is already undeployed")]
+    Unknown(DeploymentId),
+    /// The new config does not fit the component's config type (or could not be serialized);
+    /// the old config stays.
+    #[error("the new config was refused, the old one stays: {0}")]
+    Invalid(DeployError),
+}
+
 /// Why undeploying failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

@@ -32,8 +32,8 @@ pub use component::{
     ActorRef, Bindings, Component, Context, Handles, Outcome, Responder, Run, WorkerMode,
 };
 pub use error::{
-    BootError, BoxError, BuildError, BusError, DeployError, PublishError, SendError, ShutdownError,
-    ShutdownIssue, StopError, UndeployError,
+    BootError, BoxError, BuildError, BusError, DeployError, PublishError, ReconfigureError,
+    SendError, ShutdownError, ShutdownIssue, StopError, UndeployError,
 };
 pub use ids::DeploymentId;
 pub use message::{Envelope, Headers, IntoReply, Message, RemoteMessage};

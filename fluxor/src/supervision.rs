@@ -259,6 +259,9 @@ pub enum LifecycleKind {
     Stopped,
     /// The deployment exceeded its restart intensity and failed.
     Failed,
+    /// An instance adopted a new config (see [`Fluxor::reconfigure`](crate::Fluxor::reconfigure)),
+    /// before handling its next message.
+    Reconfigured,
 }
 
 impl LifecycleKind {
@@ -270,6 +273,7 @@ impl LifecycleKind {
             LifecycleKind::Restarted => "fluxor.lifecycle.restarted",
             LifecycleKind::Stopped => "fluxor.lifecycle.stopped",
             LifecycleKind::Failed => "fluxor.lifecycle.failed",
+            LifecycleKind::Reconfigured => "fluxor.lifecycle.reconfigured",
         }
     }
 }

@@ -34,6 +34,9 @@ pub struct Context<C: Component> {
     pub(crate) timers: Timers,
     /// This instance's key with the blocked-reactor checker.
     pub(crate) key: u64,
+    /// The config this instance runs with, and the generation it was swapped in at.
+    pub(crate) config: Arc<C::Config>,
+    pub(crate) config_generation: u64,
 }
 
 impl<C: Component> fmt::Debug for Context<C> {
@@ -69,9 +72,30 @@ impl<C: Component> Context<C> {
         self.reactor as usize
     }
 
-    /// The deployment's typed config.
+    /// The deployment's typed config. After [`Fluxor::reconfigure`](crate::Fluxor::reconfigure),
+    /// an instance sees the new value from its next message on (never in the middle of a
+    /// handler).
     pub fn config(&self) -> &C::Config {
-        &self.shared.config
+        &self.config
+    }
+
+    /// Adopts a config swapped in since this instance last looked, between two messages, and
+    /// says so on `fluxor.lifecycle.reconfigured`.
+    fn adopt_config(&mut self) {
+        let generation = self
+            .shared
+            .config_generation
+            .load(std::sync::atomic::Ordering::Acquire);
+        if generation != self.config_generation {
+            self.config_generation = generation;
+            self.config = self.shared.config.load_full();
+            crate::runtime::publish_event(
+                &self.shared,
+                crate::supervision::LifecycleKind::Reconfigured,
+                self.instance as usize,
+                None,
+            );
+        }
     }
 
     /// Cancelled when this instance is being stopped and its deadline has passed, or the runtime
@@ -474,6 +498,7 @@ impl<C: Component> Context<C> {
     /// Unpacks an envelope for its handler: records its ids and headers in the context and
     /// returns the message with the [`Responder`] that answers its requester.
     pub fn accept<M: Message>(&mut self, envelope: Envelope<M>) -> (M, Responder<M::Reply>) {
+        self.adopt_config();
         let Envelope { msg, reply, meta } = envelope;
         let responder = Responder {
             reply,

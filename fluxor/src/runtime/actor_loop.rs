@@ -81,6 +81,11 @@ impl<C: Component> InstanceTask<C> {
             lane: Lane::default(),
             timers: Timers::default(),
             key,
+            // The generation first: a swap in between is adopted again at the next message.
+            config_generation: shared
+                .config_generation
+                .load(std::sync::atomic::Ordering::Acquire),
+            config: shared.config.load_full(),
         };
         Some((component, ctx, LoopInputs { rx, duty }))
     }

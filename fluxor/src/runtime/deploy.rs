@@ -175,7 +175,8 @@ impl Fluxor {
         let shared = Arc::new(Shared {
             reports: Arc::new(Reports::new(C::name(), instances)),
             factory: Box::new(factory),
-            config,
+            config: arc_swap::ArcSwap::new(config),
+            config_generation: std::sync::atomic::AtomicU64::new(0),
             deployment: id,
             bus: inner.bus.clone(),
             workers: inner.workers.clone(),
@@ -234,6 +235,7 @@ impl Fluxor {
             config_keys,
             watch: None,
             bound: false,
+            reconfigure: reconfigurer(shared.clone()),
         };
         async move {
             let inner = &this.inner;
@@ -357,4 +359,16 @@ pub(super) fn parse_config<C: Component>(
             .or_else(|_| serde_json::from_value(serde_json::json!({})))
             .map_err(to_err),
     }
+}
+
+/// Swaps a deployment's config for a new value, once it parsed.
+fn reconfigurer<C: Component>(shared: Arc<Shared<C>>) -> super::table::Reconfigure {
+    Arc::new(move |value| {
+        let config = parse_config::<C>(Some(Ok(value)))?;
+        shared.config.store(Arc::new(config));
+        shared
+            .config_generation
+            .fetch_add(1, std::sync::atomic::Ordering::Release);
+        Ok(())
+    })
 }

@@ -23,6 +23,7 @@ mod handle;
 mod health;
 mod options;
 mod reactor;
+mod reconfigure;
 mod reports;
 mod restart;
 mod shared;
@@ -39,7 +40,7 @@ pub(crate) use builder::Extension;
 pub use handle::Fluxor;
 pub(crate) use handle::WeakFluxor;
 pub use options::DeployOptions;
-pub(crate) use shared::Shared;
+pub(crate) use shared::{publish_event, Shared};
 
 /// Lifecycle events kept for a watcher that has not read them yet (see
 /// `Fluxor::lifecycle_events`); one further behind skips the oldest.

@@ -17,7 +17,10 @@ pub(crate) struct Shared<C: Component> {
     /// Where the deployment's instances report their start and stop.
     pub(crate) reports: Arc<Reports>,
     pub(crate) factory: Box<dyn Fn() -> C + Send + Sync>,
-    pub(crate) config: Arc<C::Config>,
+    /// The deployment's config; [`Fluxor::reconfigure`](crate::Fluxor::reconfigure) swaps it.
+    pub(crate) config: arc_swap::ArcSwap<C::Config>,
+    /// Grows with every swap: an instance compares it with the one it adopted last.
+    pub(crate) config_generation: std::sync::atomic::AtomicU64,
     pub(crate) deployment: DeploymentId,
     pub(crate) bus: EventBus,
     pub(crate) workers: WorkerPool,

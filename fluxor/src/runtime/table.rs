@@ -30,6 +30,10 @@ impl Table {
         self.order.get(self.by_id.get(&id)?)
     }
 
+    pub(super) fn get_mut(&mut self, id: DeploymentId) -> Option<&mut Deployment> {
+        self.order.get_mut(self.by_id.get(&id)?)
+    }
+
     pub(super) fn remove(&mut self, id: DeploymentId) -> Option<Deployment> {
         self.order.remove(&self.by_id.remove(&id)?)
     }
@@ -82,7 +86,13 @@ pub(super) struct Deployment {
     pub(super) watch: Option<crate::watchdog::Registration>,
     /// It has bindings on the bus.
     pub(super) bound: bool,
+    /// Parses a new config and swaps it in (see `Fluxor::reconfigure`).
+    pub(super) reconfigure: Reconfigure,
 }
+
+/// Parses a new config value for a deployment and swaps it in.
+pub(super) type Reconfigure =
+    Arc<dyn Fn(serde_json::Value) -> Result<(), crate::error::DeployError> + Send + Sync>;
 
 impl Deployment {
     /// Its instances' mailboxes, by index.
