@@ -58,10 +58,12 @@ struct Remote {
 }
 
 /// A handle on the bus that does not keep it alive (held by a transport the bus holds).
+#[cfg_attr(not(feature = "cluster"), allow(dead_code))]
 #[derive(Clone)]
 pub(crate) struct WeakBus(Weak<BusInner>);
 
 impl WeakBus {
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
     pub(crate) fn upgrade(&self) -> Option<EventBus> {
         self.0.upgrade().map(|inner| EventBus { inner })
     }
@@ -317,6 +319,7 @@ impl EventBus {
 
     /// Connects the bus to other nodes through `transport`; `false` when one is attached
     /// already.
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
     pub(crate) fn attach_remote(&self, transport: Arc<dyn Transport>, balance: bool) -> bool {
         let attached = self.inner.remote.set(Remote { transport, balance }).is_ok();
         if attached {
@@ -331,6 +334,7 @@ impl EventBus {
         self.inner.remote.get().map(|r| &r.transport)
     }
 
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
     pub(crate) fn downgrade(&self) -> WeakBus {
         WeakBus(Arc::downgrade(&self.inner))
     }
@@ -345,6 +349,7 @@ impl EventBus {
 
     /// Delivers a message from another node to one of this node's remote-enabled consumers
     /// (see `LocalTransport::serve_remote`).
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
     pub(crate) fn serve_remote<X>(
         &self,
         topic: &str,
@@ -358,6 +363,7 @@ impl EventBus {
     }
 
     /// Delivers a publication from another node (see `LocalTransport::publish_remote`).
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
     pub(crate) fn publish_remote(
         &self,
         key: &str,

@@ -2,6 +2,9 @@
 //! consumer of this node: one decoder per remote-enabled handler binding, found by the
 //! message type's wire name.
 
+// The receiving side of the transport seam: used by the cluster transport only.
+#![cfg_attr(not(feature = "cluster"), allow(dead_code))]
+
 use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;

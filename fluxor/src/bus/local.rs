@@ -132,6 +132,7 @@ pub(crate) struct Entry {
 }
 
 impl Entry {
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
     /// Whether it takes messages from other nodes that carry the wire name `wire`.
     pub(super) fn takes_wire(&self, wire: &str) -> bool {
         self.remote.as_ref().is_some_and(|r| r.wire() == wire)

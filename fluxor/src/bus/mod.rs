@@ -17,10 +17,13 @@ mod remote;
 mod transport;
 
 pub use event_bus::EventBus;
+#[cfg_attr(not(feature = "cluster"), allow(unused_imports))]
 pub(crate) use event_bus::WeakBus;
+#[cfg_attr(not(feature = "cluster"), allow(unused_imports))]
 pub(crate) use inbound::{EncodedReply, Inbound, TypedInbound};
 pub(crate) use local::{Consumer, Entry, MailboxConsumer, Owner};
 pub use options::RequestOptions;
+#[cfg_attr(not(feature = "cluster"), allow(unused_imports))]
 pub(crate) use transport::{
     Copies, Delivery, Encoded, How, Parcel, Published, Requester, SendFuture, Transport,
 };

@@ -60,14 +60,17 @@ pub(crate) trait Parcel: Send {
     fn set_topic(&mut self, topic: Arc<str>);
     /// The `Option<Envelope<M>>`, for a consumer to downcast and take.
     fn slot(&mut self) -> &mut (dyn Any + Send);
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
     /// The envelope encoded for another node, with its metadata; `None` when the message type
     /// cannot cross nodes (or the envelope is gone). The envelope stays in the parcel.
     fn encode(&self, codec: &dyn Codec) -> Option<Encoded<'_>>;
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
     /// Takes the envelope out once another node accepted it; returns its reply channel when a
     /// requester waits for a reply.
     fn take_for_remote(&mut self) -> Option<Box<dyn RemoteReply>>;
 }
 
+#[cfg_attr(not(feature = "cluster"), allow(dead_code))]
 /// An envelope or a publication, encoded for another node.
 pub(crate) struct Encoded<'a> {
     /// The message type's wire name.
@@ -76,12 +79,14 @@ pub(crate) struct Encoded<'a> {
     pub(crate) meta: &'a Meta,
 }
 
+#[cfg_attr(not(feature = "cluster"), allow(dead_code))]
 /// The reply channel of a request that another node serves: completed with the bytes of the
 /// remote reply (decoded here) or with the error the remote side or the connection reported.
 pub(crate) trait RemoteReply: Send {
     fn complete(self: Box<Self>, codec: &dyn Codec, answer: Result<&[u8], BusError>);
 }
 
+#[cfg_attr(not(feature = "cluster"), allow(dead_code))]
 struct TypedReply<M: Message> {
     reply: ReplyTo<M::Reply>,
     wire: Wire<M>,
@@ -151,6 +156,7 @@ pub(crate) trait Copies {
         last: bool,
         deliver: &mut dyn FnMut(&mut (dyn Any + Send)) -> Delivery,
     ) -> Delivery;
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
     /// The publication encoded for other nodes; `None` when its type cannot cross nodes or the
     /// last copy was taken.
     fn encode(&self, codec: &dyn Codec) -> Option<Encoded<'_>>;
@@ -224,6 +230,7 @@ pub(crate) struct How {
     pub(crate) requester: Option<Requester>,
     /// Whether a refusal for a full mailbox is counted (see [`Transport::send`]).
     pub(crate) count_refusal: bool,
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
     /// How long a requester waits for the reply (a transport that forwards the request bounds
     /// its own wait by it).
     pub(crate) reply_within: Option<std::time::Duration>,
@@ -263,6 +270,7 @@ pub(crate) trait Transport: Send + Sync + 'static {
     /// The bus shuts down: release connections and tasks.
     fn close(&self) {}
 
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
     /// For reaching the concrete transport (its statistics).
     fn as_any(&self) -> &dyn Any;
 

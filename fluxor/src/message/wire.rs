@@ -130,7 +130,9 @@ type Decode<T> = fn(&dyn Codec, &[u8]) -> Result<T, CodecError>;
 #[doc(hidden)]
 pub struct Wire<M: Message> {
     pub(crate) name: &'static str,
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
     pub(crate) encode: fn(&M, &dyn Codec) -> Result<Vec<u8>, CodecError>,
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
     pub(crate) decode_reply: Decode<M::Reply>,
 }
 
@@ -149,6 +151,7 @@ impl<M: Message> fmt::Debug for Wire<M> {
 }
 
 impl<M: Message> Wire<M> {
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
     /// The wire name.
     pub(crate) fn name(&self) -> &'static str {
         self.name

@@ -36,6 +36,7 @@ mod test_hooks;
 pub(crate) use actor_loop::InstanceTask;
 pub use boot::BootPlan;
 pub use builder::Builder;
+#[cfg_attr(not(feature = "cluster"), allow(unused_imports))]
 pub(crate) use builder::Extension;
 pub use handle::Fluxor;
 pub(crate) use handle::WeakFluxor;
