@@ -19,6 +19,8 @@ pub(crate) enum Role {
     OnStart,
     /// `#[on_stop]`.
     OnStop,
+    /// `#[on_config]`.
+    OnConfig,
 }
 
 impl Role {
@@ -28,6 +30,7 @@ impl Role {
             Role::Handler { .. } => "handler",
             Role::OnStart => "`#[on_start]` method",
             Role::OnStop => "`#[on_stop]` method",
+            Role::OnConfig => "`#[on_config]` method",
         }
     }
 }
@@ -47,7 +50,7 @@ pub(crate) struct ImplBlock {
     pub(crate) methods: Vec<Method>,
 }
 
-const ATTRS: [&str; 3] = ["handler", "on_start", "on_stop"];
+const ATTRS: [&str; 4] = ["handler", "on_start", "on_stop", "on_config"];
 
 /// Whether `attr` is the fluxor method attribute `name`, however it is imported
 /// (`#[handler]`, `#[fluxor::handler]`, ...).
@@ -85,6 +88,8 @@ pub(crate) fn parse(cx: &Ctxt, item: &mut ItemImpl) -> ImplBlock {
             }
         } else if is_ours(&attr, "on_start") {
             Role::OnStart
+        } else if is_ours(&attr, "on_config") {
+            Role::OnConfig
         } else {
             Role::OnStop
         };

@@ -21,6 +21,7 @@
 //! | [`second_param_is_context`] | `handler/wrong_second_param` |
 //! | [`at_most_two_params`] | `handler/too_many_params` |
 //! | [`hook_takes_context`] | `hook/no_context`, `hook/wrong_param`, `hook/extra_param` |
+//! | [`config_hook_is_plain`] | `hook/async_on_config` |
 //! | [`unique_topics`] | `handler/duplicate_topic` |
 //! | [`unique_direct_types`] | `handler/duplicate_direct_type` |
 //! | [`test_is_async`] | `test/not_async` |
@@ -119,7 +120,7 @@ pub(crate) fn one_attribute_per_method(cx: &Ctxt, m: &Method) -> bool {
     };
     cx.error_spanned_by(
         extra,
-        "a method can carry only one of `#[handler]`, `#[on_start]` and `#[on_stop]`; remove this one",
+        "a method can carry only one of `#[handler]`, `#[on_start]`, `#[on_stop]` and `#[on_config]`; remove this one",
     );
     false
 }
@@ -129,10 +130,10 @@ pub(crate) fn hook_has_no_arguments(cx: &Ctxt, m: &Method) -> bool {
     if matches!(m.role, Role::Handler { .. }) || matches!(m.attr.meta, syn::Meta::Path(_)) {
         return true;
     }
-    let name = if matches!(m.role, Role::OnStart) {
-        "on_start"
-    } else {
-        "on_stop"
+    let name = match m.role {
+        Role::OnStart => "on_start",
+        Role::OnConfig => "on_config",
+        _ => "on_stop",
     };
     cx.error_spanned_by(
         &m.attr.meta,
@@ -148,6 +149,7 @@ pub(crate) fn one_hook_each(cx: &Ctxt, earlier: &[&Method], m: &Method) -> bool 
         Role::Handler { .. } => return true,
         Role::OnStart => ("on_start", |r| matches!(r, Role::OnStart)),
         Role::OnStop => ("on_stop", |r| matches!(r, Role::OnStop)),
+        Role::OnConfig => ("on_config", |r| matches!(r, Role::OnConfig)),
     };
     let Some(first) = earlier.iter().find(|e| same(&e.role)) else {
         return true;
@@ -463,6 +465,15 @@ pub(crate) fn impl_block(
                     }
                 }
             }
+            Role::OnConfig => {
+                if hook_takes_context(cx, m) && config_hook_is_plain(cx, m) {
+                    model.on_config = Some(Hook {
+                        method: m.sig.ident.clone(),
+                        is_async: false,
+                        ret_span: ret_span(&m.sig),
+                    });
+                }
+            }
             Role::OnStart | Role::OnStop => {
                 if hook_takes_context(cx, m) {
                     let hook = Hook {
@@ -511,4 +522,17 @@ fn handler(
             ReturnType::Type(_, ty) => Some((**ty).clone()),
         },
     })
+}
+
+/// `#[on_config]` runs between two messages, inside the dispatch of the next one: it cannot
+/// await.
+pub(crate) fn config_hook_is_plain(cx: &Ctxt, m: &Method) -> bool {
+    let Some(asyncness) = &m.sig.asyncness else {
+        return true;
+    };
+    cx.error_spanned_by(
+        asyncness,
+        "an `#[on_config]` method runs between two messages and cannot await; remove `async` (for async work, send a message to the component itself with `ctx.send_to`, or use `ctx.execute_blocking`)",
+    );
+    false
 }

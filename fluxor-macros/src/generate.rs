@@ -202,6 +202,20 @@ pub(crate) fn component_impl(krate: &TokenStream, item: &ItemImpl, model: &Model
 
     let count = model.handlers.len();
     let now_fn = |h: &Handler| format_ident!("__fluxor_now_{}", h.method);
+    // `#[on_config]`: run after the context adopted a new config, before the handler.
+    let config_hook = model.on_config.as_ref().map(|hook| {
+        let method = &hook.method;
+        let ret = hook.ret_span;
+        let ret_krate = respan(krate, ret);
+        let call = quote_spanned!(ret=> #ret_krate::__private::IntoStartResult::into_start_result(self.#method(ctx)));
+        quote_spanned! {site=>
+            if ctx.__config_changed() {
+                if let ::core::result::Result::Err(e) = #call {
+                    ctx.__config_refused(e);
+                }
+            }
+        }
+    });
     // A plain handler runs in place through one hidden method per handler, used both by
     // `handle` (as a ready future) and by `handle_now`, so its reply type is checked once.
     let now_fns = model.handlers.iter().filter(|h| !h.is_async).map(|h| {
@@ -224,6 +238,7 @@ pub(crate) fn component_impl(krate: &TokenStream, item: &ItemImpl, model: &Model
                 ctx: &mut #krate::Context<Self>,
             ) -> #krate::Outcome {
                 let (msg, responder) = #accept;
+                #config_hook
                 #run
             }
         }
@@ -261,6 +276,7 @@ pub(crate) fn component_impl(krate: &TokenStream, item: &ItemImpl, model: &Model
             let run = quote_spanned!(h.ret_span=> responder.run(self.#method(#call_args)));
             quote!({
                 let (msg, responder) = #accept;
+                #config_hook
                 #run
             })
         } else {

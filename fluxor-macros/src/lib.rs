@@ -65,6 +65,15 @@ pub fn on_start(_args: TokenStream, input: TokenStream) -> TokenStream {
         .into()
 }
 
+/// Marks a method of a `#[component]` impl block as its config hook. Only meaningful inside
+/// such a block; anywhere else it is an error.
+#[proc_macro_attribute]
+pub fn on_config(_args: TokenStream, input: TokenStream) -> TokenStream {
+    outside::expand("on_config", input.into())
+        .unwrap_or_else(ctxt::Failure::into_compile_error)
+        .into()
+}
+
 /// Marks a method of a `#[component]` impl block as its stop hook. Only meaningful inside such
 /// a block; anywhere else it is an error.
 #[proc_macro_attribute]

@@ -32,6 +32,8 @@ pub(crate) struct Model {
     pub(crate) handlers: Vec<Handler>,
     pub(crate) on_start: Option<Hook>,
     pub(crate) on_stop: Option<Hook>,
+    /// `#[on_config]`: a plain method, called before the first message after a new config.
+    pub(crate) on_config: Option<Hook>,
 }
 
 impl Handler {

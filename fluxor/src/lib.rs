@@ -94,11 +94,17 @@ pub use fluxor_macros::on_start;
 /// Same signature as [`on_start`]; an error is reported by `undeploy` / `shutdown`.
 pub use fluxor_macros::on_stop;
 
+/// Marks the config hook inside a [`component`] impl block: a plain (not `async`)
+/// `fn (&mut self, ctx: &mut Context<Self>)` returning `()` or `Result<(), E>`, run before the
+/// first message an instance handles after [`Fluxor::reconfigure`], with `ctx.config()`
+/// already the new value. An error is logged; the new config stays.
+pub use fluxor_macros::on_config;
+
 /// The names most programs need: `use fluxor::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        component, handler, on_start, on_stop, ActorRef, Address, BusError, Component, Context,
-        DeployOptions, DeploymentId, EventBus, Fluxor, Message, RequestOptions,
+        component, handler, on_config, on_start, on_stop, ActorRef, Address, BusError, Component,
+        Context, DeployOptions, DeploymentId, EventBus, Fluxor, Message, RequestOptions,
     };
 }
 

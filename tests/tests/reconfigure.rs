@@ -22,12 +22,29 @@ struct Max;
 #[message(reply = (u32, u32))]
 struct Twice(u64);
 
+/// Answers what the `#[on_config]` hook saw last (0: never ran).
+#[derive(Message)]
+#[message(reply = u32)]
+struct Adopted;
+
 #[component(config = Limits)]
 #[derive(Default)]
-struct Gate;
+struct Gate {
+    adopted: u32,
+}
 
 #[component]
 impl Gate {
+    #[on_config]
+    fn adopt(&mut self, ctx: &mut Context<Self>) {
+        self.adopted = ctx.config().max;
+    }
+
+    #[handler("gate.adopted")]
+    fn adopted(&mut self, _: Adopted) -> u32 {
+        self.adopted
+    }
+
     #[handler("gate.max")]
     fn max(&mut self, _: Max, ctx: &mut Context<Self>) -> u32 {
         ctx.config().max
@@ -76,6 +93,8 @@ async fn a_new_config_is_adopted_between_messages_and_a_bad_one_changes_nothing(
     let bus = rt.bus().clone();
     for _ in 0..2 {
         assert_eq!(bus.request("gate.max", Max).await, Ok(10));
+        // The hook runs only for a config given after the start.
+        assert_eq!(bus.request("gate.adopted", Adopted).await, Ok(0));
     }
 
     // A handler in the middle of its work keeps the config it started with.
@@ -90,6 +109,7 @@ async fn a_new_config_is_adopted_between_messages_and_a_bad_one_changes_nothing(
     // Every instance answers with the new value from its next message on.
     for _ in 0..4 {
         assert_eq!(bus.request("gate.max", Max).await, Ok(20));
+        assert_eq!(bus.request("gate.adopted", Adopted).await, Ok(20));
     }
     eventually("one event per instance", Duration::from_secs(5), || {
         seen.load(SeqCst) == 2

@@ -37,6 +37,8 @@ pub struct Context<C: Component> {
     /// The config this instance runs with, and the generation it was swapped in at.
     pub(crate) config: Arc<C::Config>,
     pub(crate) config_generation: u64,
+    /// A new config was adopted and the `#[on_config]` hook has not seen it yet.
+    pub(crate) config_changed: bool,
 }
 
 impl<C: Component> fmt::Debug for Context<C> {
@@ -89,6 +91,7 @@ impl<C: Component> Context<C> {
         if generation != self.config_generation {
             self.config_generation = generation;
             self.config = self.shared.config.load_full();
+            self.config_changed = true;
             crate::runtime::publish_event(
                 &self.shared,
                 crate::supervision::LifecycleKind::Reconfigured,
@@ -493,6 +496,24 @@ impl<C: Component> Context<C> {
             .workers
             .try_submit_with(self.cancellation().clone(), Some(&self.lane), move |_| f())
             .unwrap_or_else(BlockingTask::failed)
+    }
+
+    /// Whether a new config was adopted since the last call (for `#[on_config]`).
+    #[doc(hidden)]
+    pub fn __config_changed(&mut self) -> bool {
+        std::mem::take(&mut self.config_changed)
+    }
+
+    /// The `#[on_config]` hook refused the new config: logged; the config stays.
+    #[doc(hidden)]
+    pub fn __config_refused(&self, error: crate::error::BoxError) {
+        tracing::warn!(
+            component = C::name(),
+            deployment = %self.shared.deployment,
+            instance = self.instance,
+            %error,
+            "the `#[on_config]` hook failed; the new config stays"
+        );
     }
 
     /// Unpacks an envelope for its handler: records its ids and headers in the context and

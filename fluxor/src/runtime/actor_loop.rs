@@ -86,6 +86,7 @@ impl<C: Component> InstanceTask<C> {
                 .config_generation
                 .load(std::sync::atomic::Ordering::Acquire),
             config: shared.config.load_full(),
+            config_changed: false,
         };
         Some((component, ctx, LoopInputs { rx, duty }))
     }
