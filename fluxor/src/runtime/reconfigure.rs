@@ -60,3 +60,59 @@ impl Fluxor {
         Ok(())
     }
 }
+
+#[cfg(unix)]
+impl Fluxor {
+    /// Reloads deployment `id`'s config from the JSON file at `path` on every `SIGHUP`, through
+    /// [`reconfigure`](Self::reconfigure) (Unix only). A file that cannot be read or does not
+    /// fit is logged and changes nothing. The listener runs on reactor 0 until the runtime
+    /// shuts down.
+    ///
+    /// ```no_run
+    /// # async fn demo(runtime: fluxor::Fluxor, id: fluxor::DeploymentId) -> std::io::Result<()> {
+    /// runtime.reconfigure_on_sighup(id, "/etc/shop/limits.json")?;
+    /// // `kill -HUP <pid>` now applies the file's content.
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// When the signal handler cannot be installed.
+    pub fn reconfigure_on_sighup(
+        &self,
+        id: DeploymentId,
+        path: impl Into<std::path::PathBuf>,
+    ) -> std::io::Result<()> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let path = path.into();
+        let reactor = self
+            .reactor_handle(0)
+            .ok_or_else(|| std::io::Error::other("the runtime has no reactor"))?;
+        let mut hangups = {
+            let _entered = reactor.enter();
+            signal(SignalKind::hangup())?
+        };
+        let runtime = super::WeakFluxor(std::sync::Arc::downgrade(&self.inner));
+        let stop = self.inner.cancel.clone();
+        reactor.spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    got = hangups.recv() => if got.is_none() { break },
+                }
+                let Some(runtime) = runtime.upgrade() else { break };
+                let outcome = std::fs::read(&path)
+                    .map_err(|e| format!("cannot read {}: {e}", path.display()))
+                    .and_then(|bytes| {
+                        serde_json::from_slice::<serde_json::Value>(&bytes)
+                            .map_err(|e| format!("{} is not JSON: {e}", path.display()))
+                    })
+                    .and_then(|value| runtime.reconfigure(id, value).map_err(|e| e.to_string()));
+                match outcome {
+                    Ok(()) => tracing::info!(deployment = %id, file = %path.display(), "config reloaded on SIGHUP"),
+                    Err(reason) => tracing::warn!(deployment = %id, %reason, "config not reloaded on SIGHUP; the old one stays"),
+                }
+            }
+        });
+        Ok(())
+    }
+}
