@@ -164,7 +164,8 @@ impl Inventory {
 
 // ----- Orders: three instances, stateless apart from an id counter shared by the factory -----
 
-#[component]
+// Orders needs the ledger and the inventory running: a boot plan starts it after them.
+#[component(after = [Ledger, Inventory])]
 struct Orders {
     next_id: Arc<AtomicU64>,
 }
@@ -320,44 +321,50 @@ fn router() -> Router {
         .route("/chaos", post(chaos))
 }
 
-/// Deploys the whole service; returns the HTTP server's handle.
+/// Deploys the whole service in dependency order (ledger, inventory, orders, then the HTTP
+/// front); returns the HTTP server's handle.
 async fn deploy_service(
     runtime: &Fluxor,
     addr: SocketAddr,
     ledger: std::path::PathBuf,
 ) -> Result<fluxor::http::HttpHandle, Box<dyn std::error::Error>> {
+    let next_id = Arc::new(AtomicU64::new(1));
+    let (server, handle) = HttpServer::builder(router())
+        .bind(addr)
+        .max_in_flight(256)
+        .inspector(true)
+        .metrics(true)
+        .health(true)
+        .dashboard(true)
+        .build();
     runtime
+        .boot()
         .deploy(
+            "ledger",
+            Ledger::default,
+            DeployOptions::new().config(serde_json::json!({ "path": ledger })),
+        )
+        .deploy(
+            "inventory",
             Inventory::default,
             DeployOptions::new().config(serde_json::json!({
                 "stock": { "widget": 10, "gadget": 3 },
                 "hold_ms": 5_000,
             })),
         )
-        .await?;
-    runtime
+        .after(["ledger"])
+        // `Orders` declares what it starts after (`#[component(after = ..)]`).
         .deploy(
-            Ledger::default,
-            DeployOptions::new().config(serde_json::json!({ "path": ledger })),
-        )
-        .await?;
-    let next_id = Arc::new(AtomicU64::new(1));
-    runtime
-        .deploy(
+            "orders",
             move || Orders {
                 next_id: next_id.clone(),
             },
             DeployOptions::new().instances(3),
         )
+        .deploy("http", server, DeployOptions::new())
+        .after(["orders"])
+        .start()
         .await?;
-    let (server, handle) = HttpServer::builder(router())
-        .bind(addr)
-        .max_in_flight(256)
-        .inspector(true)
-        .metrics(true)
-        .dashboard(true)
-        .build();
-    runtime.deploy(server, DeployOptions::new()).await?;
     Ok(handle)
 }
 
@@ -401,6 +408,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 async fn smoke_test(addr: SocketAddr) -> Result<(), Box<dyn std::error::Error>> {
     let base = format!("http://{addr}");
     let client = reqwest::Client::new();
+    let ready = client.get(format!("{base}/ready")).send().await?;
+    let status = ready.status();
+    println!("GET /ready -> {} {}", status.as_u16(), ready.text().await?);
+    if !status.is_success() {
+        return Err("the service is not ready after its boot".into());
+    }
     for (method, path, body) in [
         (
             "POST",

@@ -61,7 +61,8 @@ impl Fluxor {
     }
 }
 
-#[cfg(unix)]
+// tokio has no signals under loom's model checking.
+#[cfg(all(unix, not(loom)))]
 impl Fluxor {
     /// Reloads deployment `id`'s config from the JSON file at `path` on every `SIGHUP`, through
     /// [`reconfigure`](Self::reconfigure) (Unix only). A file that cannot be read or does not
