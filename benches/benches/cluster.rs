@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use fluxor::cluster::NatsCluster;
 use fluxor::prelude::*;
-use fluxor_tests::nats::NatsServer;
+use fluxor_tests::nats::{until_ready, NatsServer};
 use futures_util::StreamExt;
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
@@ -136,20 +136,6 @@ fn node(url: &str) -> Res<Fluxor> {
         .build()?)
 }
 
-async fn ready(rt: &Fluxor) -> Res<()> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let health = rt.ready().await;
-        if health.ok {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            return Err(format!("node not ready: {health:?}").into());
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
 impl Nodes {
     async fn start(url: &str, target: u64) -> Res<Nodes> {
         let (a, b) = (node(url)?, node(url)?);
@@ -165,8 +151,8 @@ impl Nodes {
             DeployOptions::new().mailbox_capacity(65_536),
         )
         .await?;
-        ready(&a).await?;
-        ready(&b).await?;
+        until_ready(&a).await;
+        until_ready(&b).await;
         Ok(Nodes { a, b, ticks, done })
     }
 

@@ -101,3 +101,17 @@ impl Drop for NatsServer {
         self.stop();
     }
 }
+
+/// Waits until `runtime` is ready (for a cluster node: connected, and its subscriptions
+/// confirmed by the server); panics with the failing checks after 10 s.
+pub async fn until_ready(runtime: &fluxor::Fluxor) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let health = runtime.ready().await;
+        if health.ok {
+            return;
+        }
+        assert!(Instant::now() < deadline, "not ready in 10 s: {health:?}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}

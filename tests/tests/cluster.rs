@@ -10,7 +10,7 @@ use fluxor::cluster::NatsCluster;
 use fluxor::prelude::*;
 use fluxor::{Address, BusError, DeployOptions, Fluxor, RequestOptions};
 use fluxor_tests::eventually;
-use fluxor_tests::nats::NatsServer;
+use fluxor_tests::nats::{until_ready as ready, NatsServer};
 use serde::{Deserialize, Serialize};
 
 #[derive(Message, Serialize, Deserialize, Debug, Clone)]
@@ -152,19 +152,6 @@ async fn worker(rt: &Fluxor, label: &str, opts: DeployOptions) -> Arc<Seen> {
     .await
     .expect("the worker deploys");
     seen
-}
-
-/// Waits until the node is connected and the server confirmed its subscriptions.
-async fn ready(rt: &Fluxor) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let health = rt.ready().await;
-        if health.ok {
-            return;
-        }
-        assert!(Instant::now() < deadline, "node not ready: {health:?}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
 }
 
 async fn done(rts: Vec<Fluxor>) {

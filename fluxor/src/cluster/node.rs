@@ -240,7 +240,8 @@ impl Node {
     }
 
     fn changed_since_sync(&self) -> bool {
-        self.synced.load(Relaxed) != self.desired().0
+        let generation = self.desired.lock().unwrap_or_else(|e| e.into_inner()).0;
+        self.synced.load(Relaxed) != generation
     }
 
     fn desired(&self) -> (u64, BTreeSet<Arc<str>>) {
@@ -328,9 +329,8 @@ impl Node {
     }
 
     pub(crate) fn stats(&self) -> ClusterStats {
-        let mut stats = self.counters.snapshot(&self.id, &self.config.name);
-        stats.connected = self.connected();
-        stats
+        self.counters
+            .snapshot(&self.id, &self.config.name, self.connected())
     }
 
     /// Ready when connected and the server has every subscription.

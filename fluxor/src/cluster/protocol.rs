@@ -186,10 +186,16 @@ pub(crate) fn incoming(
     codec: &str,
 ) -> Result<(Incoming, Bytes), String> {
     let (line, body) = split(payload)?;
-    let words: Vec<&str> = line.split(' ').collect();
-    let [magic, kind, theirs, wire, origin, correlation, request, n] = words[..] else {
-        return Err("the first line does not have the eight words of a fluxor frame".into());
-    };
+    const SHAPE: &str = "the first line does not have the eight words of a fluxor frame";
+    let mut split = line.split(' ');
+    let mut words = [""; 8];
+    for word in &mut words {
+        *word = split.next().ok_or(SHAPE)?;
+    }
+    if split.next().is_some() {
+        return Err(SHAPE.into());
+    }
+    let [magic, kind, theirs, wire, origin, correlation, request, n] = words;
     if magic != MAGIC {
         return Err(format!("not a `{MAGIC}` frame"));
     }

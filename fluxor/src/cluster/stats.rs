@@ -1,6 +1,6 @@
 //! The cluster's counters, shown in the inspector and on `/metrics`.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 
 use serde::Serialize;
 
@@ -42,7 +42,6 @@ pub struct ClusterStats {
 /// The live counters behind [`ClusterStats`].
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
-    pub(crate) connected: AtomicBool,
     pub(crate) subscriptions: AtomicUsize,
     pub(crate) messages_in: AtomicU64,
     pub(crate) messages_out: AtomicU64,
@@ -77,11 +76,12 @@ impl Counters {
         counter.fetch_add(1, Relaxed);
     }
 
-    pub(crate) fn snapshot(&self, node_id: &str, cluster: &str) -> ClusterStats {
+    /// The counters, with `connected` as given (the client knows it, not the counters).
+    pub(crate) fn snapshot(&self, node_id: &str, cluster: &str, connected: bool) -> ClusterStats {
         ClusterStats {
             node_id: node_id.to_owned(),
             cluster: cluster.to_owned(),
-            connected: self.connected.load(Relaxed),
+            connected,
             subscriptions: self.subscriptions.load(Relaxed),
             messages_in: self.messages_in.load(Relaxed),
             messages_out: self.messages_out.load(Relaxed),
