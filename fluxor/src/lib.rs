@@ -16,6 +16,8 @@ pub mod inspect;
 mod loom;
 mod mailbox;
 mod message;
+#[cfg(feature = "otel")]
+pub mod otel;
 mod runtime;
 mod supervision;
 #[cfg(feature = "test-util")]
@@ -37,7 +39,7 @@ pub use error::{
 };
 pub use ids::DeploymentId;
 pub use message::{Envelope, Headers, IntoReply, Message, RemoteMessage};
-pub use runtime::{BootPlan, Builder, DeployOptions, Fluxor};
+pub use runtime::{BootPlan, Builder, DeployOptions, Fluxor, WeakFluxor};
 pub use supervision::{
     Backoff, Escalation, InstanceState, LifecycleEvent, LifecycleKind, Restart, Strategy,
     Supervision,

@@ -111,6 +111,11 @@ impl<T> Named<T> {
         all.len() != before
     }
 
+    /// Keeps only the values `keep` says yes to.
+    pub(crate) fn retain(&self, mut keep: impl FnMut(&T) -> bool) {
+        self.lock().retain(|(_, v)| keep(v));
+    }
+
     /// `f` of each name and value, in order (the lock is held meanwhile: keep `f` quick).
     pub(crate) fn map<R>(&self, mut f: impl FnMut(&str, &T) -> R) -> Vec<R> {
         self.lock().iter().map(|(n, v)| f(n, v)).collect()

@@ -1,6 +1,7 @@
 //! Liveness and readiness: what each probe checks, and how the HTTP adapter serves them.
 
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering::SeqCst;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -159,5 +160,86 @@ async fn added_checks_report_failures_panics_and_hangs_without_holding_the_probe
     assert!(rt.remove_readiness_check("cache"));
     assert!(!rt.remove_readiness_check("cache"));
     assert_eq!(failing(&rt.ready().await), ["queue", "search"]);
+    rt.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+/// A component with a readiness check of its own: `up` stands for its connection, `hang`
+/// makes the check never answer.
+#[fluxor::component]
+#[derive(Default)]
+struct Store {
+    up: Arc<std::sync::atomic::AtomicBool>,
+    hang: Arc<std::sync::atomic::AtomicBool>,
+}
+
+#[fluxor::component]
+impl Store {
+    #[on_start]
+    fn open(&mut self, ctx: &mut fluxor::Context<Self>) {
+        let (up, hang) = (self.up.clone(), self.hang.clone());
+        ctx.add_readiness_check("database", move || {
+            let (up, hang) = (up.load(SeqCst), hang.load(SeqCst));
+            async move {
+                if hang {
+                    std::future::pending::<()>().await;
+                }
+                if up {
+                    Ok(())
+                } else {
+                    Err("no connection to the database".to_owned())
+                }
+            }
+        });
+    }
+}
+
+#[tokio::test]
+async fn a_components_own_check_reports_until_its_deployment_is_undeployed() {
+    let rt = Fluxor::builder()
+        .reactors(1)
+        .probes(Thresholds::new().check_timeout(Duration::from_millis(100)))
+        .build()
+        .unwrap();
+    let store = Store::default();
+    let (up, hang) = (store.up.clone(), store.hang.clone());
+    let id = rt
+        .deploy(
+            move || Store {
+                up: up.clone(),
+                hang: hang.clone(),
+            },
+            DeployOptions::new().instances(2),
+        )
+        .await
+        .unwrap();
+
+    let ready = rt.ready().await;
+    assert_eq!(failing(&ready), ["Store.database"], "{ready:?}");
+    assert_eq!(
+        detail(&ready, "Store.database"),
+        "no connection to the database"
+    );
+    assert_eq!(
+        ready
+            .checks
+            .iter()
+            .filter(|c| c.name == "Store.database")
+            .count(),
+        1,
+        "two instances, one check"
+    );
+    store.up.store(true, SeqCst);
+    assert!(rt.ready().await.ok);
+    store.hang.store(true, SeqCst);
+    let ready = rt.ready().await;
+    assert!(
+        detail(&ready, "Store.database").contains("timed out"),
+        "{ready:?}"
+    );
+
+    rt.undeploy(id).await.unwrap();
+    let ready = rt.ready().await;
+    assert!(ready.ok, "{ready:?}");
+    assert!(ready.checks.iter().all(|c| c.name != "Store.database"));
     rt.shutdown(Duration::from_secs(5)).await.unwrap();
 }

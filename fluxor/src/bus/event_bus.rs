@@ -277,12 +277,15 @@ impl EventBus {
 
     // ----- crate-internal core, shared by the bus, `Context` and `ActorRef` -----
 
+    /// The metadata of an envelope that starts a request chain; with feature `otel` its
+    /// headers carry the trace context of the span it is made in.
     pub(crate) fn root_meta(&self) -> Meta {
-        Meta::root(&self.inner.ids)
+        super::traced(Meta::root(&self.inner.ids))
     }
 
+    /// The metadata of an envelope sent while handling request `request_id`.
     pub(crate) fn child_meta(&self, request_id: Uuid) -> Meta {
-        Meta::child(&self.inner.ids, request_id)
+        super::traced(Meta::child(&self.inner.ids, request_id))
     }
 
     pub(crate) fn register(&self, entries: Vec<Entry>) {

@@ -30,3 +30,12 @@ pub(crate) use transport::{
 
 /// The prefix of the runtime's own topics.
 pub(crate) const RESERVED: &str = "fluxor.";
+
+/// Writes the current span's trace context into a new envelope's headers (feature `otel`).
+#[inline]
+#[cfg_attr(not(feature = "otel"), allow(unused_mut))]
+fn traced(mut meta: crate::message::Meta) -> crate::message::Meta {
+    #[cfg(feature = "otel")]
+    crate::otel::inject_current(&mut meta.headers);
+    meta
+}

@@ -53,9 +53,10 @@ impl RequestOptions {
         self
     }
 
-    /// Puts the headers and request id into `meta`; returns the timeout.
+    /// Puts the headers and request id into `meta` (a header set here wins over one the
+    /// runtime put there, such as a trace context); returns the timeout.
     pub(crate) fn apply(self, meta: &mut Meta) -> Option<Duration> {
-        meta.headers = self.headers;
+        meta.headers.extend(self.headers);
         if let Some(id) = self.request_id {
             meta.request_id = id;
         }

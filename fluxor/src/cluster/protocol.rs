@@ -147,12 +147,24 @@ pub(crate) fn user_headers(meta: &Meta) -> Result<Option<HeaderMap>, String> {
     }
     let mut h = HeaderMap::new();
     for (key, value) in meta.headers.iter() {
+        if let Some(name) = trace_header(key) {
+            h.insert(name, value);
+            continue;
+        }
         let name = HeaderName::from_str(&format!("{USER}{key}")).map_err(|_| {
             format!("header `{key}` cannot cross nodes: a NATS header name is printable ASCII without `:`")
         })?;
         h.insert(name, value);
     }
     Ok(Some(h))
+}
+
+/// The W3C trace-context headers cross nodes under their own names, the ones other NATS
+/// tools read, instead of as user headers.
+fn trace_header(key: &str) -> Option<&'static str> {
+    ["traceparent", "tracestate"]
+        .into_iter()
+        .find(|name| key.eq_ignore_ascii_case(name))
 }
 
 /// A message read off the wire, its first line checked.
@@ -210,7 +222,8 @@ pub(crate) fn incoming(
     let mut user = Headers::new();
     for (name, values) in headers.iter().flat_map(|h| h.iter()) {
         let name: &str = name.as_ref();
-        if let (Some(key), Some(value)) = (name.strip_prefix(USER), values.last()) {
+        let key = trace_header(name).or_else(|| name.strip_prefix(USER));
+        if let (Some(key), Some(value)) = (key, values.last()) {
             user.insert(key.to_owned(), value.as_str().to_owned());
         }
     }

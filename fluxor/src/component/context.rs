@@ -320,9 +320,51 @@ impl<C: Component> Context<C> {
         self.current = None;
     }
 
-    /// The runtime this instance belongs to, held weakly (the runtime owns its deployments).
-    /// Adapters that run as components (the HTTP server) reach the runtime through this.
-    pub(crate) fn runtime(&self) -> crate::runtime::WeakFluxor {
+    /// Adds a readiness check of this deployment's own (its database connection, a downstream
+    /// service it needs), reported by [`Fluxor::ready`](crate::Fluxor::ready) and `/ready` as
+    /// `<Component>.<name>` and removed when the deployment is undeployed. Each instance may
+    /// add it; a later one replaces the earlier of the same name. Like every added check it
+    /// runs off the instance, with the runtime's check deadline: a hung check reports "timed
+    /// out", it does not hold the probe.
+    ///
+    /// ```
+    /// use fluxor::prelude::*;
+    ///
+    /// #[component]
+    /// #[derive(Default)]
+    /// struct Store {
+    ///     pool: std::sync::Arc<std::sync::atomic::AtomicBool>, // stands for a connection pool
+    /// }
+    ///
+    /// #[component]
+    /// impl Store {
+    ///     #[on_start]
+    ///     fn open(&mut self, ctx: &mut Context<Self>) {
+    ///         let pool = self.pool.clone();
+    ///         ctx.add_readiness_check("database", move || {
+    ///             let up = pool.load(std::sync::atomic::Ordering::Relaxed);
+    ///             async move { if up { Ok(()) } else { Err("no connection".to_owned()) } }
+    ///         });
+    ///     }
+    /// }
+    /// ```
+    pub fn add_readiness_check<F, Fut>(&self, name: &str, check: F)
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<(), String>> + Send + 'static,
+    {
+        if let Some(runtime) = self.runtime().upgrade() {
+            runtime.add_check(
+                format!("{}.{name}", C::name()),
+                Some(self.shared.deployment),
+                check,
+            );
+        }
+    }
+
+    /// The runtime this instance belongs to, held weakly (the runtime owns its deployments):
+    /// to deploy, reconfigure or inspect from a handler.
+    pub fn runtime(&self) -> crate::runtime::WeakFluxor {
         self.shared.runtime.clone()
     }
 
@@ -528,6 +570,8 @@ impl<C: Component> Context<C> {
             topic: meta.topic.clone(),
             correlation_id: meta.correlation_id,
             request_id: meta.request_id,
+            #[cfg(feature = "otel")]
+            parent: crate::otel::extract(&meta.headers),
         };
         self.stamp().topic(meta.topic.as_ref());
         self.current = Some(meta);

@@ -27,7 +27,18 @@ pub struct Responder<R> {
     pub(super) topic: Option<Arc<str>>,
     pub(super) correlation_id: Uuid,
     pub(super) request_id: Uuid,
+    /// The trace context the envelope carried: the parent of the handler's span.
+    #[cfg(feature = "otel")]
+    pub(super) parent: Option<opentelemetry::Context>,
 }
+
+/// Handler spans are `INFO` when traces are exported (feature `otel`), so that an `info`
+/// filter keeps a trace whole, and `DEBUG` otherwise.
+const HANDLER_SPAN: tracing::Level = if cfg!(feature = "otel") {
+    tracing::Level::INFO
+} else {
+    tracing::Level::DEBUG
+};
 
 impl<R> fmt::Debug for Responder<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -80,14 +91,20 @@ impl<R: Send + 'static> Responder<R> {
 
     /// The span a handler runs in.
     fn span(&self) -> tracing::Span {
-        tracing::debug_span!(
+        let span = tracing::span!(
+            HANDLER_SPAN,
             "fluxor.handle",
             component = self.component,
             topic = self.topic.as_deref().unwrap_or(""),
             deployment = %self.deployment,
             correlation_id = %self.correlation_id,
             request_id = %self.request_id,
-        )
+        );
+        #[cfg(feature = "otel")]
+        if let Some(parent) = &self.parent {
+            crate::otel::set_parent(&span, parent.clone());
+        }
+        span
     }
 
     /// Answers the requester with what the handler produced, and says how it went.

@@ -317,10 +317,15 @@ impl Component for HttpServer {
             .layer(axum::middleware::from_fn(
                 move |req, next: axum::middleware::Next| {
                     let stats = stats.clone();
-                    async move {
+                    #[cfg(feature = "otel")]
+                    let span = crate::otel::http_span(&req);
+                    let serve = async move {
                         let _in_flight = InFlight::enter(&stats);
                         next.run(req).await
-                    }
+                    };
+                    #[cfg(feature = "otel")]
+                    let serve = tracing::Instrument::instrument(serve, span);
+                    serve
                 },
             ))
             .layer(DefaultBodyLimit::max(cfg.body_limit))

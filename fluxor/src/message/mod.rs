@@ -98,6 +98,19 @@ impl Headers {
             .map(|(k, v)| (k.as_ref(), v.as_str()))
     }
 
+    /// Sets every header of `other`, replacing earlier values of the same keys.
+    pub(crate) fn extend(&mut self, other: Headers) {
+        match (&mut self.entries, other.entries) {
+            (_, None) => {}
+            (None, Some(theirs)) => self.entries = Some(theirs),
+            (Some(_), Some(theirs)) => {
+                for (key, value) in *theirs {
+                    self.insert(key, value);
+                }
+            }
+        }
+    }
+
     /// Number of headers.
     pub fn len(&self) -> usize {
         self.entries.as_ref().map_or(0, |e| e.len())

@@ -183,7 +183,7 @@ impl Fluxor {
             supervisor,
             escalation: inner.escalation.clone(),
             quiet: options.quiet,
-            runtime: super::WeakFluxor(Arc::downgrade(&self.inner)),
+            runtime: self.downgrade(),
             cancel: inner.cancel.clone(),
             reactors: inner.reactor_handles.clone(),
             stamps: inner.stamps.clone(),

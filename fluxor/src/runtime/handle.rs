@@ -60,8 +60,9 @@ pub(crate) struct Inner {
     pub(super) shutdown_timeout: Duration,
     /// When the probes fail.
     pub(super) probes: crate::health::Thresholds,
-    /// Readiness checks added by the program, by name.
-    pub(super) checks: crate::util::Named<Arc<crate::health::ReadinessCheck>>,
+    /// Readiness checks added by the program or by a deployment (which owns it then), by name.
+    pub(super) checks:
+        crate::util::Named<(Option<DeploymentId>, Arc<crate::health::ReadinessCheck>)>,
     /// How long one handler may hold a reactor before it counts as blocking it.
     pub(super) blocked_threshold: Duration,
     /// A copy of every lifecycle event, for in-process watchers (the HTTP adapter's
@@ -147,14 +148,31 @@ impl Fluxor {
     }
 }
 
-/// A handle that does not keep the runtime alive: what a deployment's instances (and the
-/// adapters running as components) hold, since the runtime owns them.
+/// A handle that does not keep the runtime alive, from [`Fluxor::downgrade`] or
+/// [`Context::runtime`](crate::Context::runtime): what a component (or an HTTP route the
+/// runtime serves) holds to reach its runtime, since the runtime owns it and a strong handle
+/// would keep both alive forever.
 #[derive(Clone)]
-pub(crate) struct WeakFluxor(pub(super) std::sync::Weak<Inner>);
+pub struct WeakFluxor(pub(super) std::sync::Weak<Inner>);
 
 impl WeakFluxor {
     /// The runtime, if it is still there.
-    pub(crate) fn upgrade(&self) -> Option<Fluxor> {
+    pub fn upgrade(&self) -> Option<Fluxor> {
         self.0.upgrade().map(|inner| Fluxor { inner })
+    }
+}
+
+impl std::fmt::Debug for WeakFluxor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WeakFluxor")
+            .field("alive", &(self.0.strong_count() > 0))
+            .finish()
+    }
+}
+
+impl Fluxor {
+    /// A handle to this runtime that does not keep it alive.
+    pub fn downgrade(&self) -> WeakFluxor {
+        WeakFluxor(std::sync::Arc::downgrade(&self.inner))
     }
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use super::handle::Fluxor;
 use crate::health::{Check, Health, ReadinessCheck};
+use crate::ids::DeploymentId;
 use crate::util::{catch_unwind, panic_message};
 
 impl Fluxor {
@@ -125,8 +126,17 @@ impl Fluxor {
         F: Fn() -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), String>> + Send + 'static,
     {
+        self.add_check(name.into(), None, check);
+    }
+
+    /// Adds a readiness check owned by deployment `owner` (removed with it), or by the program.
+    pub(crate) fn add_check<F, Fut>(&self, name: String, owner: Option<DeploymentId>, check: F)
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), String>> + Send + 'static,
+    {
         let check: ReadinessCheck = Box::new(move || Box::pin(check()));
-        self.inner.checks.insert(name.into(), Arc::new(check));
+        self.inner.checks.insert(name, (owner, Arc::new(check)));
     }
 
     /// Removes the readiness check `name`; `false` if there was none.
@@ -146,7 +156,7 @@ impl Fluxor {
         let checks = self
             .inner
             .checks
-            .map(|name, check| (name.to_owned(), check.clone()));
+            .map(|name, (_, check)| (name.to_owned(), check.clone()));
         if checks.is_empty() {
             return builtin;
         }

@@ -39,7 +39,7 @@ pub use builder::Builder;
 #[cfg_attr(not(feature = "cluster"), allow(unused_imports))]
 pub(crate) use builder::Extension;
 pub use handle::Fluxor;
-pub(crate) use handle::WeakFluxor;
+pub use handle::WeakFluxor;
 pub use options::DeployOptions;
 pub(crate) use shared::{publish_event, Shared};
 

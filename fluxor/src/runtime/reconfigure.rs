@@ -92,7 +92,7 @@ impl Fluxor {
             let _entered = reactor.enter();
             signal(SignalKind::hangup())?
         };
-        let runtime = super::WeakFluxor(std::sync::Arc::downgrade(&self.inner));
+        let runtime = self.downgrade();
         let stop = self.inner.cancel.clone();
         reactor.spawn(async move {
             loop {

@@ -47,6 +47,9 @@ impl Fluxor {
         if deployment.bound {
             self.inner.bus.unregister(deployment.id);
         }
+        self.inner
+            .checks
+            .retain(|(owner, _)| *owner != Some(deployment.id));
         let errors = deployment
             .reports
             .stop_all(deployment.instances(), deadline)

@@ -5,7 +5,9 @@
 //! on a periodic timer), and a `Ledger` worker component that writes every order to a file
 //! with blocking I/O. Receipts are signed by a deliberately slow hash on the worker pool.
 //! `POST /chaos` makes an `Orders` instance panic: the caller gets a 500, the supervisor
-//! restarts the instance, and `/fluxor/inspect` shows the restart.
+//! restarts the instance, and `/fluxor/inspect` shows the restart. `PUT /config/inventory`
+//! changes the inventory's config while it runs; a request that carries a W3C `traceparent`
+//! has its trace printed as a tree (HTTP → Orders → Inventory, Ledger).
 //!
 //! Try it (the README shows what these print):
 //!
@@ -15,6 +17,11 @@
 //! curl -s localhost:8080/orders/1
 //! curl -s localhost:8080/stock
 //! curl -s -XPOST localhost:8080/chaos
+//! curl -s -XPUT localhost:8080/config/inventory -H 'content-type: application/json' \
+//!      -d '{"stock":{"widget":10,"gadget":3},"hold_ms":5000,"max_per_order":1}'
+//! curl -s -XPOST localhost:8080/orders -H 'content-type: application/json' \
+//!      -H 'traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01' \
+//!      -d '{"item":"widget","qty":1,"customer":"ada"}'
 //! curl -s localhost:8080/fluxor/inspect
 //! ```
 //!
@@ -31,12 +38,14 @@ use std::time::Duration;
 
 use axum::extract::Path;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::routing::{get, post, put};
+use axum::{Extension, Json, Router};
 use fluxor::http::{Bus, HttpServer};
 use fluxor::prelude::*;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
+
+mod ops;
 
 // ----- Messages -----
 
@@ -102,6 +111,9 @@ struct InventoryConfig {
     stock: HashMap<String, u32>,
     /// Reservations not confirmed within this many ms go back to stock.
     hold_ms: u64,
+    /// The most of one item an order may take (no limit when absent).
+    #[serde(default)]
+    max_per_order: Option<u32>,
 }
 
 #[component(config = InventoryConfig)]
@@ -119,8 +131,24 @@ impl Inventory {
         ctx.set_periodic(Duration::from_millis(250), Sweep);
     }
 
+    /// Runs when `PUT /config/inventory` changed the config, before the next message.
+    #[on_config]
+    fn adopt(&mut self, ctx: &mut Context<Self>) {
+        let config = ctx.config();
+        tracing::info!(
+            hold_ms = config.hold_ms,
+            max_per_order = ?config.max_per_order,
+            "inventory config changed"
+        );
+    }
+
     #[handler("inventory.reserve")]
-    fn reserve(&mut self, r: Reserve) -> Result<(), Rejected> {
+    fn reserve(&mut self, r: Reserve, ctx: &mut Context<Self>) -> Result<(), Rejected> {
+        if let Some(max) = ctx.config().max_per_order.filter(|max| r.qty > *max) {
+            return Err(Rejected {
+                reason: format!("at most {max} of an item per order"),
+            });
+        }
         let left = self.stock.get_mut(&r.item).ok_or_else(|| Rejected {
             reason: format!("we do not sell `{}`", r.item),
         })?;
@@ -313,12 +341,14 @@ async fn chaos(bus: Bus) -> Result<&'static str, BusError> {
     Ok("nothing happened")
 }
 
-fn router() -> Router {
+fn router(admin: ops::Admin) -> Router {
     Router::new()
         .route("/orders", post(create_order))
         .route("/orders/{id}", get(get_order))
         .route("/stock", get(stock))
         .route("/chaos", post(chaos))
+        .route("/config/inventory", put(ops::put_inventory_config))
+        .layer(Extension(admin))
 }
 
 /// Deploys the whole service in dependency order (ledger, inventory, orders, then the HTTP
@@ -329,7 +359,8 @@ async fn deploy_service(
     ledger: std::path::PathBuf,
 ) -> Result<fluxor::http::HttpHandle, Box<dyn std::error::Error>> {
     let next_id = Arc::new(AtomicU64::new(1));
-    let (server, handle) = HttpServer::builder(router())
+    let admin = ops::Admin::default();
+    let (server, handle) = HttpServer::builder(router(admin.clone()))
         .bind(addr)
         .max_in_flight(256)
         .inspector(true)
@@ -337,7 +368,7 @@ async fn deploy_service(
         .health(true)
         .dashboard(true)
         .build();
-    runtime
+    let started = runtime
         .boot()
         .deploy(
             "ledger",
@@ -365,16 +396,13 @@ async fn deploy_service(
         .after(["orders"])
         .start()
         .await?;
+    admin.set(runtime.downgrade(), started["inventory"]);
     Ok(handle)
 }
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    let traces = ops::init_tracing();
     let smoke = std::env::args().any(|a| a == "--smoke");
     let runtime = Fluxor::builder().build()?;
     let ledger = std::env::temp_dir().join(format!("fluxor-orders-{}.jsonl", std::process::id()));
@@ -391,7 +419,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     let result = if smoke {
-        let result = smoke_test(addr).await;
+        let result = smoke_test(addr, &traces).await;
         runtime.shutdown(Duration::from_secs(5)).await?;
         result
     } else {
@@ -405,7 +433,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 /// The README's `curl` session, run against the live server.
-async fn smoke_test(addr: SocketAddr) -> Result<(), Box<dyn std::error::Error>> {
+async fn smoke_test(
+    addr: SocketAddr,
+    traces: &ops::PrintTraces,
+) -> Result<(), Box<dyn std::error::Error>> {
     let base = format!("http://{addr}");
     let client = reqwest::Client::new();
     let ready = client.get(format!("{base}/ready")).send().await?;
@@ -463,6 +494,73 @@ async fn smoke_test(addr: SocketAddr) -> Result<(), Box<dyn std::error::Error>> 
     println!("GET /fluxor/inspect -> Orders restarts: {restarts}");
     if restarts != 1 {
         return Err(format!("expected one restart after /chaos, saw {restarts}").into());
+    }
+    live_config(&client, &base).await?;
+    traced_order(&client, &base, traces).await
+}
+
+/// Limits orders to one item each through `PUT /config/inventory`, sees a larger order
+/// refused, and a config that does not fit refused without changing anything.
+async fn live_config(
+    client: &reqwest::Client,
+    base: &str,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let config = |body: serde_json::Value| {
+        client
+            .put(format!("{base}/config/inventory"))
+            .json(&body)
+            .send()
+    };
+    let limit = serde_json::json!({
+        "stock": { "widget": 10, "gadget": 3 }, "hold_ms": 5_000, "max_per_order": 1
+    });
+    let changed = config(limit).await?.status().as_u16();
+    println!("PUT /config/inventory (max_per_order 1) -> {changed}");
+    let bad = config(serde_json::json!({ "hold_ms": "soon" })).await?;
+    let bad_status = bad.status().as_u16();
+    println!(
+        "PUT /config/inventory (not a config) -> {bad_status} {}",
+        bad.text().await?
+    );
+    let order = client
+        .post(format!("{base}/orders"))
+        .json(&serde_json::json!({ "item": "widget", "qty": 2, "customer": "barbara" }))
+        .send()
+        .await?;
+    let (status, body) = (order.status().as_u16(), order.text().await?);
+    println!("POST /orders (2 widgets) -> {status} {body}");
+    if changed != 204 || bad_status != 400 || status != 409 || !body.contains("at most 1") {
+        return Err("the live config change did not apply as expected".into());
+    }
+    Ok(())
+}
+
+/// An order with a `traceparent`: its trace is printed, and spans HTTP → Orders → Inventory.
+async fn traced_order(
+    client: &reqwest::Client,
+    base: &str,
+    traces: &ops::PrintTraces,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let response = client
+        .post(format!("{base}/orders"))
+        .header(
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        )
+        .json(&serde_json::json!({ "item": "widget", "qty": 1, "customer": "alan" }))
+        .send()
+        .await?;
+    println!("POST /orders (traced) -> {}", response.status().as_u16());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while traces.last().is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let tree = traces.last();
+    let nested = ["    fluxor.handle Orders", "      fluxor.handle Inventory"]
+        .iter()
+        .all(|line| tree.contains(line));
+    if !tree.starts_with("trace 4bf92f3577b34da6a3ce929d0e0e4736") || !nested {
+        return Err(format!("the order's trace is not whole:\n{tree}").into());
     }
     Ok(())
 }
