@@ -427,7 +427,18 @@ fn main() {
     let text = report.render();
     print!("{text}");
     if !partial {
-        std::fs::write(path, &text).expect("write benches/RESULTS.md");
+        // The sections other benches' figures are pasted into stay at the end of the file.
+        let kept = std::fs::read_to_string(path)
+            .ok()
+            .and_then(|old| {
+                ["\n## Cluster bus", "\n## HTTP:"]
+                    .iter()
+                    .filter_map(|heading| old.find(heading))
+                    .min()
+                    .map(|i| old[i..].to_owned())
+            })
+            .unwrap_or_default();
+        std::fs::write(path, text + &kept).expect("write benches/RESULTS.md");
         eprintln!("written to {path}");
     }
 }
