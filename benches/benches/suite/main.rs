@@ -3,14 +3,17 @@
 //! Fluxor side by side with kameo, ractor, xtra, actix and two floors (tokio channels and
 //! tasks; crossbeam channels and threads), in one process and one run, one system after
 //! another. kameo, ractor, xtra and the tokio floor run on a multi-threaded tokio runtime with 2
-//! workers, actix on two arbiters (threads) besides its system thread, Fluxor on 2 reactors. The
-//! driver of each workload is a task (for Fluxor, a component) inside the runtime, and timing
-//! stops when the last message has been *handled*.
+//! workers, actix on two arbiters (threads) besides its system thread, Fluxor on 2 reactors.
+//! Fluxor's *same reactor* rows are compared with each peer's single-thread configuration:
+//! actix on a bare `System` (actors and driver on its one thread) and a tokio `current_thread`
+//! floor. The driver of each workload is a task (for Fluxor, a component) inside the runtime,
+//! and timing stops when the last message has been *handled*.
 //! Writes `benches/RESULTS.md`.
 //!
 //! `-- --quick` runs every workload at a tenth of its size (a smoke run); `-- --only W1,W7`
-//! runs just the workloads named, `-- --systems fluxor,xtra,tokio` just those systems. None of
-//! these writes `RESULTS.md`.
+//! runs just the workloads named, `-- --systems fluxor,xtra,tokio` just those systems
+//! (`actix-1t` and `tokio-ct` name the single-thread configurations). None of these writes
+//! `RESULTS.md`.
 
 mod actix_sys;
 mod crossbeam_sys;
@@ -28,10 +31,15 @@ use hdrhistogram::Histogram;
 /// Where the sender and the receiver run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Placement {
-    /// On one thread (Fluxor: one reactor). Peers cannot pin, so they have no such row.
+    /// On one thread (Fluxor: one reactor). The multi-threaded peers cannot pin, so they have
+    /// no such row; the single-thread configurations (actix on one `System` thread, tokio
+    /// `current_thread`) have only these.
     Same,
     /// On different threads (Fluxor: two reactors); for peers, wherever the scheduler puts them.
     Cross,
+    /// Wherever the runtime's default placement puts them (Fluxor: `DeployOptions::new()`,
+    /// which spreads instances over the reactors in turn).
+    Default,
 }
 
 /// The sizes of one run.
@@ -47,6 +55,7 @@ pub(crate) struct Sizes {
     pub(crate) spawn_big: u64,
     pub(crate) skynet: u64,
     pub(crate) jobs: u64,
+    pub(crate) one_by_one: u64,
 }
 
 /// What one system measures.
@@ -77,6 +86,25 @@ pub(crate) trait System {
     /// its handler, leaves report their number, nodes report their children's sum up and stop.
     /// Elapsed time until the root has the total (checked).
     fn skynet(&self, leaves: u64) -> Option<Duration>;
+    /// W4 on one thread: one pair and its driver bounce a counter `bounces` times; elapsed time.
+    fn ping_pong_one_thread(&self, _bounces: u64) -> Option<Duration> {
+        None
+    }
+    /// W7 with the whole tree placed as `placement` says: `Same`, every node on one thread;
+    /// `Default`, every deployment placed by the runtime's default.
+    fn skynet_placed(&self, _placement: Placement, _leaves: u64) -> Option<Duration> {
+        None
+    }
+    /// W9: from inside a handler, `n` single-instance deployments (peers: actors), each awaited
+    /// before the next, placed as `placement` says; one message each; then all undeployed:
+    /// (deploy time, bytes of resident memory per idle deployment, teardown time).
+    fn deploy_one_by_one(
+        &self,
+        _placement: Placement,
+        _n: u64,
+    ) -> Option<(Duration, f64, Duration)> {
+        None
+    }
 }
 
 /// The state of a sink actor: counts what it receives and signals `done` at the `want`th.
@@ -246,17 +274,43 @@ pub(crate) fn histogram() -> Histogram<u64> {
 /// W6 in a fresh process: this benchmark binary run with `--spawn-probe <system> <n>`, so
 /// the resident-memory delta is not blurred by memory earlier workloads freed.
 pub(crate) fn spawn_isolated(system: &str, n: u64) -> Option<(Duration, f64, Duration)> {
+    isolated(system, &["--spawn-probe", system, &n.to_string()])
+}
+
+/// W9 in a fresh process, as W6: `--deploy-probe <system> <same|default> <n>`.
+pub(crate) fn one_by_one_isolated(
+    system: &str,
+    placement: Placement,
+    n: u64,
+) -> Option<(Duration, f64, Duration)> {
+    let placement = if placement == Placement::Same {
+        "same"
+    } else {
+        "default"
+    };
+    isolated(
+        system,
+        &["--deploy-probe", system, placement, &n.to_string()],
+    )
+}
+
+/// Runs this binary with `args` and reads the three figures it prints (`none`: the system has
+/// no such workload).
+fn isolated(system: &str, args: &[&str]) -> Option<(Duration, f64, Duration)> {
     let out = std::process::Command::new(std::env::current_exe().ok()?)
-        .args(["--spawn-probe", system, &n.to_string()])
+        .args(args)
         .output()
         .ok()?;
     let text = String::from_utf8(out.stdout).ok()?;
+    if text.trim() == "none" {
+        return None;
+    }
     let mut fields = text.split_whitespace().map(str::parse::<f64>);
     let (Some(Ok(start)), Some(Ok(bytes)), Some(Ok(stop))) =
         (fields.next(), fields.next(), fields.next())
     else {
         eprintln!(
-            "   {system}: the spawn probe failed: {}",
+            "   {system}: the probe failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
         return None;
@@ -277,27 +331,47 @@ fn list_arg(args: &[String], flag: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// The child side of [`spawn_isolated`]: runs W6 for one system and prints its figures.
-fn spawn_probe(system: &str, n: u64) {
+/// The figures of one probe: `what` is `spawn` (W6), `same` or `default` (W9).
+fn probe_figures<S: System>(s: &S, what: &str, n: u64) -> Option<(Duration, f64, Duration)> {
+    match what {
+        "spawn" => s.spawn(n),
+        "same" => s.deploy_one_by_one(Placement::Same, n),
+        "default" => s.deploy_one_by_one(Placement::Default, n),
+        _ => None,
+    }
+}
+
+/// The child side of [`spawn_isolated`] and [`one_by_one_isolated`]: runs one workload for one
+/// system and prints its figures, or `none`.
+fn probe(system: &str, what: &str, n: u64) {
     let figures = match system {
-        fluxor_sys::Fluxor::NAME => fluxor_sys::Fluxor.spawn(n),
-        kameo_sys::Kameo::NAME => kameo_sys::Kameo.spawn(n),
-        ractor_sys::Ractor::NAME => ractor_sys::Ractor.spawn(n),
-        xtra_sys::Xtra::NAME => xtra_sys::Xtra.spawn(n),
-        tokio_sys::TokioMpsc::NAME => tokio_sys::TokioMpsc.spawn(n),
-        actix_sys::Actix::NAME => actix_sys::Actix.spawn(n),
+        fluxor_sys::Fluxor::NAME => probe_figures(&fluxor_sys::Fluxor, what, n),
+        kameo_sys::Kameo::NAME => probe_figures(&kameo_sys::Kameo, what, n),
+        ractor_sys::Ractor::NAME => probe_figures(&ractor_sys::Ractor, what, n),
+        xtra_sys::Xtra::NAME => probe_figures(&xtra_sys::Xtra, what, n),
+        tokio_sys::TokioMpsc::NAME => probe_figures(&tokio_sys::TokioMpsc, what, n),
+        tokio_sys::TokioLocal::NAME => probe_figures(&tokio_sys::TokioLocal, what, n),
+        actix_sys::Actix::NAME => probe_figures(&actix_sys::Actix, what, n),
+        actix_sys::ActixLocal::NAME => probe_figures(&actix_sys::ActixLocal, what, n),
         _ => None,
     };
-    if let Some((start, bytes, stop)) = figures {
-        println!("{} {bytes} {}", start.as_secs_f64(), stop.as_secs_f64());
+    match figures {
+        Some((start, bytes, stop)) => {
+            println!("{} {bytes} {}", start.as_secs_f64(), stop.as_secs_f64());
+        }
+        None => println!("none"),
     }
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    let arg = |i: usize| args.get(i).map_or("", String::as_str);
     if let Some(i) = args.iter().position(|a| a == "--spawn-probe") {
-        let n = args.get(i + 2).and_then(|n| n.parse().ok()).unwrap_or(0);
-        spawn_probe(args.get(i + 1).map_or("", String::as_str), n);
+        probe(arg(i + 1), "spawn", arg(i + 2).parse().unwrap_or(0));
+        return;
+    }
+    if let Some(i) = args.iter().position(|a| a == "--deploy-probe") {
+        probe(arg(i + 1), arg(i + 2), arg(i + 3).parse().unwrap_or(0));
         return;
     }
     let quick = args.iter().any(|a| a == "--quick");
@@ -312,6 +386,7 @@ fn main() {
         spawn_big: 1_000_000 / scale,
         skynet: 1_000_000 / scale,
         jobs: 10_000 / scale,
+        one_by_one: 100_000 / scale,
     };
     // `-- --only W3,W7` runs just those workloads, `-- --systems fluxor,xtra` just those
     // systems; a partial run writes no RESULTS.md.
@@ -336,8 +411,14 @@ fn main() {
     if wants(actix_sys::Actix::NAME) {
         report.run(&actix_sys::Actix);
     }
+    if wants("actix-1t") {
+        report.run(&actix_sys::ActixLocal);
+    }
     if wants("tokio") {
         report.run(&tokio_sys::TokioMpsc);
+    }
+    if wants("tokio-ct") {
+        report.run(&tokio_sys::TokioLocal);
     }
     if wants("crossbeam") {
         report.run(&crossbeam_sys::Crossbeam);
@@ -346,7 +427,18 @@ fn main() {
     let text = report.render();
     print!("{text}");
     if !partial {
-        std::fs::write(path, &text).expect("write benches/RESULTS.md");
+        // The sections other benches' figures are pasted into stay at the end of the file.
+        let kept = std::fs::read_to_string(path)
+            .ok()
+            .and_then(|old| {
+                ["\n## Cluster bus", "\n## HTTP:"]
+                    .iter()
+                    .filter_map(|heading| old.find(heading))
+                    .min()
+                    .map(|i| old[i..].to_owned())
+            })
+            .unwrap_or_default();
+        std::fs::write(path, text + &kept).expect("write benches/RESULTS.md");
         eprintln!("written to {path}");
     }
 }

@@ -340,6 +340,15 @@ impl System for Xtra {
         })
     }
 
+    fn deploy_one_by_one(&self, placement: Placement, n: u64) -> Option<(Duration, f64, Duration)> {
+        // W9 for a peer is W6 again: it starts each actor on its own anyway, wherever the
+        // runtime's scheduler puts it (its default placement).
+        if placement != Placement::Default {
+            return None;
+        }
+        self.spawn(n)
+    }
+
     fn skynet(&self, leaves: u64) -> Option<Duration> {
         on_peer(async move {
             let start = Instant::now();

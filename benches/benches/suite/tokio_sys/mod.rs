@@ -1,5 +1,10 @@
 //! The floor: a tokio task per actor reading a bounded `tokio::sync::mpsc` channel (1024), on a
-//! 2-worker tokio runtime; asks carry a `oneshot` for the reply.
+//! 2-worker tokio runtime; asks carry a `oneshot` for the reply. [`TokioLocal`] is the same on
+//! a `current_thread` runtime, the floor of the same-thread rows.
+
+mod local;
+
+pub(crate) use local::TokioLocal;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -74,6 +79,112 @@ async fn ask(echo: &Tx, i: u64) {
     }
 }
 
+/// W1: `senders` tasks tell `n` numbers in total to one sink task.
+async fn tell(senders: u64, n: u64) -> Duration {
+    let (tx, done) = sink(n);
+    let start = Instant::now();
+    for _ in 0..senders {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            for i in 0..n / senders {
+                let _ = tx.send(i).await;
+            }
+        });
+    }
+    let _ = done.await;
+    start.elapsed()
+}
+
+/// W3: one ask outstanding at a time to an echo task.
+async fn asks(warmup: u64, n: u64) -> Histogram<u64> {
+    let e = echo();
+    latencies(warmup, n, |i| ask(&e, i)).await
+}
+
+/// W4: `pairs` pairs of tasks bounce a counter.
+async fn ping_pong(pairs: u64, bounces: u64) -> Duration {
+    let mut starters = Vec::new();
+    let mut done = Vec::new();
+    for _ in 0..pairs {
+        let (a_tx, mut a_rx) = mpsc::channel::<u64>(1024);
+        let (b_tx, mut b_rx) = mpsc::channel::<u64>(1024);
+        let (done_tx, done_rx) = oneshot::channel();
+        let back = a_tx.clone();
+        tokio::spawn(async move {
+            while let Some(n) = b_rx.recv().await {
+                let _ = back.send(n - 1).await;
+            }
+        });
+        tokio::spawn(async move {
+            let mut done_tx = Some(done_tx);
+            while let Some(n) = a_rx.recv().await {
+                if n == 0 {
+                    if let Some(d) = done_tx.take() {
+                        let _ = d.send(());
+                    }
+                    break;
+                }
+                let _ = b_tx.send(n - 1).await;
+            }
+        });
+        starters.push(a_tx);
+        done.push(done_rx);
+    }
+    let start = Instant::now();
+    for s in &starters {
+        let _ = s.send(bounces & !1).await;
+    }
+    for d in done {
+        let _ = d.await;
+    }
+    start.elapsed()
+}
+
+/// W6 (and W9 for the floor): `n` tasks with a channel each, one message each, then all
+/// channels closed and every task awaited.
+async fn spawn(n: u64) -> (Duration, f64, Duration) {
+    let handled = Arc::new(AtomicU64::new(0));
+    let before = rss_bytes();
+    let start = Instant::now();
+    let actors: Vec<_> = (0..n)
+        .map(|_| {
+            let (tx, mut rx) = mpsc::channel::<u64>(1024);
+            let handled = handled.clone();
+            let task = tokio::spawn(async move {
+                while rx.recv().await.is_some() {
+                    handled.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+            (tx, task)
+        })
+        .collect();
+    let started = start.elapsed();
+    let per_actor = rss_bytes().saturating_sub(before) as f64 / n as f64;
+    for (tx, _) in &actors {
+        let _ = tx.send(0).await;
+    }
+    until_handled(&handled, n).await;
+    let stop = Instant::now();
+    let mut tasks = Vec::with_capacity(actors.len());
+    for (tx, task) in actors {
+        drop(tx);
+        tasks.push(task);
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    (started, per_actor, stop.elapsed())
+}
+
+/// W7: a tree of tasks over `leaves` leaves; `None` if the sum is wrong.
+async fn skynet(name: &'static str, leaves: u64) -> Option<Duration> {
+    let start = Instant::now();
+    let (tx, mut rx) = mpsc::channel(1);
+    node(0, leaves, tx);
+    let sum = rx.recv().await?;
+    crate::skynet_checked(name, leaves, sum, start.elapsed())
+}
+
 impl System for TokioMpsc {
     const NAME: &'static str = "tokio mpsc (floor)";
 
@@ -81,30 +192,14 @@ impl System for TokioMpsc {
         if placement == Placement::Same {
             return None;
         }
-        on_peer(async move {
-            let (tx, done) = sink(n);
-            let start = Instant::now();
-            for _ in 0..senders {
-                let tx = tx.clone();
-                tokio::spawn(async move {
-                    for i in 0..n / senders {
-                        let _ = tx.send(i).await;
-                    }
-                });
-            }
-            let _ = done.await;
-            start.elapsed()
-        })
+        on_peer(tell(senders, n))
     }
 
     fn ask(&self, placement: Placement, warmup: u64, n: u64) -> Option<Histogram<u64>> {
         if placement == Placement::Same {
             return None;
         }
-        on_peer(async move {
-            let e = echo();
-            latencies(warmup, n, |i| ask(&e, i)).await
-        })
+        on_peer(asks(warmup, n))
     }
 
     fn ask_pipelined(&self, n: u64) -> Option<Duration> {
@@ -116,43 +211,7 @@ impl System for TokioMpsc {
     }
 
     fn ping_pong(&self, pairs: u64, bounces: u64) -> Option<Duration> {
-        on_peer(async move {
-            let mut starters = Vec::new();
-            let mut done = Vec::new();
-            for _ in 0..pairs {
-                let (a_tx, mut a_rx) = mpsc::channel::<u64>(1024);
-                let (b_tx, mut b_rx) = mpsc::channel::<u64>(1024);
-                let (done_tx, done_rx) = oneshot::channel();
-                let back = a_tx.clone();
-                tokio::spawn(async move {
-                    while let Some(n) = b_rx.recv().await {
-                        let _ = back.send(n - 1).await;
-                    }
-                });
-                tokio::spawn(async move {
-                    let mut done_tx = Some(done_tx);
-                    while let Some(n) = a_rx.recv().await {
-                        if n == 0 {
-                            if let Some(d) = done_tx.take() {
-                                let _ = d.send(());
-                            }
-                            break;
-                        }
-                        let _ = b_tx.send(n - 1).await;
-                    }
-                });
-                starters.push(a_tx);
-                done.push(done_rx);
-            }
-            let start = Instant::now();
-            for s in &starters {
-                let _ = s.send(bounces & !1).await;
-            }
-            for d in done {
-                let _ = d.await;
-            }
-            start.elapsed()
-        })
+        on_peer(ping_pong(pairs, bounces))
     }
 
     fn fan_out(&self, subscribers: u64, publishes: u64) -> Option<Duration> {
@@ -233,49 +292,19 @@ impl System for TokioMpsc {
     }
 
     fn spawn(&self, n: u64) -> Option<(Duration, f64, Duration)> {
-        on_peer(async move {
-            let handled = Arc::new(AtomicU64::new(0));
-            let before = rss_bytes();
-            let start = Instant::now();
-            let actors: Vec<_> = (0..n)
-                .map(|_| {
-                    let (tx, mut rx) = mpsc::channel::<u64>(1024);
-                    let handled = handled.clone();
-                    let task = tokio::spawn(async move {
-                        while rx.recv().await.is_some() {
-                            handled.fetch_add(1, Ordering::Relaxed);
-                        }
-                    });
-                    (tx, task)
-                })
-                .collect();
-            let started = start.elapsed();
-            let per_actor = rss_bytes().saturating_sub(before) as f64 / n as f64;
-            for (tx, _) in &actors {
-                let _ = tx.send(0).await;
-            }
-            until_handled(&handled, n).await;
-            let stop = Instant::now();
-            let mut tasks = Vec::with_capacity(actors.len());
-            for (tx, task) in actors {
-                drop(tx);
-                tasks.push(task);
-            }
-            for t in tasks {
-                let _ = t.await;
-            }
-            (started, per_actor, stop.elapsed())
-        })
+        on_peer(spawn(n))
+    }
+
+    fn deploy_one_by_one(&self, placement: Placement, n: u64) -> Option<(Duration, f64, Duration)> {
+        // W9 for a peer is W6 again: it starts each actor on its own anyway, wherever the
+        // runtime's scheduler puts it (its default placement).
+        if placement != Placement::Default {
+            return None;
+        }
+        self.spawn(n)
     }
 
     fn skynet(&self, leaves: u64) -> Option<Duration> {
-        on_peer(async move {
-            let start = Instant::now();
-            let (tx, mut rx) = mpsc::channel(1);
-            node(0, leaves, tx);
-            let sum = rx.recv().await?;
-            crate::skynet_checked(Self::NAME, leaves, sum, start.elapsed())
-        })
-        .flatten()
+        on_peer(skynet(Self::NAME, leaves)).flatten()
     }
 }

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use crate::{Placement, Sizes, System};
 
+mod text;
+
 /// One figure: its value and whether higher is better.
 #[derive(Debug, Clone, Copy)]
 struct Figure {
@@ -28,63 +30,16 @@ pub(crate) struct Report {
     only: Vec<String>,
     rows: Vec<Row>,
     systems: Vec<&'static str>,
+    /// (table, label, label of the row in that table whose peer figures it is compared with).
+    links: Vec<(&'static str, String, String)>,
 }
-
-const NOTES: &str = r#"
-
-## Notes
-
-* **Placement.** kameo, ractor, xtra and the tokio floor share one 2-worker tokio runtime, whose
-  scheduler often keeps a requester and its actor on one worker (its LIFO slot): their *across
-  threads* rows are frequently same-thread hand-offs. Fluxor's across-reactor rows always cross
-  threads. actix runs its actors on two arbiters (threads) beside its system thread; idle
-  arbiters park, which shows in its cross-thread asks. The crossbeam floor is OS threads and
-  blocking channels (tell, ask and ping-pong only).
-* **Mailboxes.** ractor's are unbounded (its senders never wait); actix tells use `try_send` and
-  wait on `send` only when the mailbox is full.
-* **W6** runs each system in a fresh child process (`--spawn-probe`), so resident memory is not
-  blurred by memory earlier workloads freed. For Fluxor, *start* is one `deploy` of N instances
-  (each created on its reactor, started, its start reported); for the peers, N spawns.
-* **W7**: each Fluxor node deploys its ten children with `Context::deploy` (a deployment with
-  its supervisor, start hand-shake and undeploy) where the peers spawn bare actors. The root
-  spreads its children over both reactors; below it, a node deploys its children on its own
-  reactor (`DeployOptions::reactor(ctx.reactor())`), so each subtree stays on one thread, as a
-  task the peers' runtimes spawn stays on its worker until another steals it.
-* **Cross-reactor wake-ups.** A message or reply for another reactor queues its waker there
-  instead of waking it through tokio's driver. A reactor that runs out of work keeps a spinner
-  task going for up to 50 µs (`Builder::spin_before_park`) that empties that queue between its
-  other tasks, so a hand-off to it costs no system call and no driver turn; otherwise the
-  reactor is rung once per batch. In a W3 run this took the `write` calls from 230k to 0.7k
-  and the `epoll_wait` calls from 233k to 42k (`perf stat -e syscalls:sys_enter_write,...`).
-* **Request timeouts.** A request made on a reactor joins that reactor's list of young
-  requests instead of registering a tokio timer; a sweep every 10 ms arms those still
-  waiting, and only they get a timer for their deadline (timer work in a W3 profile: ~5% of
-  the samples before, ~1% after).
-* **Where Fluxor is behind, and why** (`perf record` of `--only W7 --systems fluxor`,
-  `--only W3 --systems fluxor` and `--spawn-probe fluxor 1000000`):
-  - *Asks across reactors* (W3): a hop between two spinning reactors still moves the
-    message, the waker and the task's state between the cores' caches; the peers' "across"
-    asks mostly stay on one worker, a same-thread hand-off.
-  - *Skynet* (W7): the tree is built breadth first (a reactor runs its queue first in, first
-    out), so the whole tree is alive at its peak: 1.4 GB resident against xtra's 0.34 GB. Per
-    node that is the instance's task (384 bytes; a component of up to 72 bytes fits), its
-    mailbox (248 bytes), the one-message slot it keeps (128 bytes) and a tenth of its
-    deployment. glibc grows a thread's arena page by page (`mprotect`, 12% of the
-    samples) and page faults take another 13%.
-  - *Idle memory* (W6): the instance's tokio task is 384 bytes (tokio aligns task cells to
-    128 bytes; the future is the component, its `Context` and the mailbox's receiving side,
-    ~280 bytes for a component of up to 72 bytes) and the mailbox's shared state ~250 bytes;
-    the rest is the allocator's rounding and the runtime's per-instance mailbox pointer and
-    reactor index. glibc places 128-byte aligned blocks with gaps around them.
-  - *Ping-pong and tell* (W1, W4): plain handlers run in place (no future per message); what
-    is left is the mailbox hand-shake (a lock per push and per take, a waker per wake-up) and
-    the envelope's metadata (ids, topic, span). actix's handlers are called in place too.
-  - Idle reactors spin up to 50 µs before parking (`Builder::spin_before_park`); on 2 cores the
-    spinning competes with other threads, e.g. the driver of W6.
-"#;
 
 const FLUXOR: &str = "fluxor";
 const FLOOR: &str = "tokio mpsc (floor)";
+/// The peers' single-thread configurations: the comparators of the *same reactor* rows.
+const ONE_THREAD_PEERS: [&str; 1] = ["actix (1 thread)"];
+/// The floor of the *same reactor* rows.
+const ONE_THREAD_FLOOR: &str = "tokio current_thread (floor)";
 
 impl Report {
     pub(crate) fn new(sizes: Sizes, quick: bool, only: Vec<String>) -> Self {
@@ -94,6 +49,7 @@ impl Report {
             only,
             rows: Vec::new(),
             systems: Vec::new(),
+            links: Vec::new(),
         }
     }
 
@@ -130,6 +86,17 @@ impl Report {
                 higher_is_better,
             },
         );
+    }
+
+    /// Compares row `label` of `table` with the peer figures of row `peers` of the same table.
+    fn link(&mut self, table: &'static str, label: String, peers: String) {
+        if !self
+            .links
+            .iter()
+            .any(|(t, l, _)| *t == table && *l == label)
+        {
+            self.links.push((table, label, peers));
+        }
     }
 
     fn wants(&self, workload: &str) -> bool {
@@ -234,6 +201,17 @@ impl Report {
                     true,
                 );
             }
+            eprintln!("   W4 1 pair on one thread");
+            let bounces = z.bounces;
+            let d = s.ping_pong_one_thread(bounces);
+            self.put(
+                W4,
+                format!("1 pair × {bounces} bounces, same reactor"),
+                "msgs/s",
+                name,
+                rate(bounces & !1, d),
+                true,
+            );
         }
 
         const W5: &str = "W5 publish fan-out (1 publisher, Arc payload; time per delivery)";
@@ -321,15 +299,124 @@ impl Report {
         if self.wants("W7") {
             eprintln!("   W7 skynet {}", z.skynet);
             let d = s.skynet(z.skynet);
+            let leaves = format!("{} leaves", fmt(z.skynet as f64));
             self.put(
                 W7,
-                format!("{} leaves", fmt(z.skynet as f64)),
+                leaves.clone(),
                 "ms",
                 name,
                 d.map(|d| d.as_secs_f64() * 1e3),
                 false,
             );
+            for (placement, where_) in [
+                (Placement::Same, "same reactor"),
+                (Placement::Default, "default placement"),
+            ] {
+                eprintln!("   W7 skynet {} {where_}", z.skynet);
+                let d = s.skynet_placed(placement, z.skynet);
+                let label = format!("{leaves}, {where_}");
+                self.put(
+                    W7,
+                    label.clone(),
+                    "ms",
+                    name,
+                    d.map(|d| d.as_secs_f64() * 1e3),
+                    false,
+                );
+                if placement == Placement::Default {
+                    // The peers place their trees by default: their figures are on the plain row.
+                    self.link(W7, label, leaves.clone());
+                }
+            }
         }
+
+        const W9: &str = "W9 single-instance deployments awaited one by one \
+             (from a handler; one message each; then all undeployed)";
+        if self.wants("W9") {
+            let n = z.one_by_one;
+            for (placement, where_) in [
+                (Placement::Same, "same reactor"),
+                (Placement::Default, "default placement"),
+            ] {
+                eprintln!("   W9 {n} one by one, {where_}");
+                let Some((deployed, bytes, torn_down)) =
+                    crate::one_by_one_isolated(name, placement, n)
+                else {
+                    continue;
+                };
+                let count = fmt(n as f64);
+                self.put(
+                    W9,
+                    format!("{count}, {where_}: deploy"),
+                    "µs/deployment",
+                    name,
+                    Some(deployed.as_secs_f64() * 1e6 / n as f64),
+                    false,
+                );
+                self.put(
+                    W9,
+                    format!("{count}, {where_}: idle memory"),
+                    "bytes/deployment",
+                    name,
+                    Some(bytes),
+                    false,
+                );
+                self.put(
+                    W9,
+                    format!("{count}, {where_}: undeploy all"),
+                    "ms",
+                    name,
+                    Some(torn_down.as_secs_f64() * 1e3),
+                    false,
+                );
+            }
+        }
+    }
+
+    /// The best peer figure and the floor figure `row` is compared with. A *same reactor* row
+    /// is compared with the single-thread configurations in that row; any other row with the
+    /// multi-threaded peers and the tokio floor of its linked row, or of itself.
+    fn comparators(&self, row: &Row) -> (Option<Figure>, Option<Figure>) {
+        let best = |figures: &mut dyn Iterator<Item = Figure>| {
+            figures.reduce(|a, b| {
+                let better = if a.higher_is_better {
+                    b.value > a.value
+                } else {
+                    b.value < a.value
+                };
+                if better {
+                    b
+                } else {
+                    a
+                }
+            })
+        };
+        if row.label.contains("same reactor") {
+            let mut peers = row
+                .figures
+                .iter()
+                .filter(|(name, _)| ONE_THREAD_PEERS.contains(*name))
+                .map(|(_, f)| *f);
+            return (best(&mut peers), row.figures.get(ONE_THREAD_FLOOR).copied());
+        }
+        let peer_row = self
+            .links
+            .iter()
+            .find(|(t, l, _)| *t == row.table && *l == row.label)
+            .and_then(|(_, _, peers)| {
+                self.rows
+                    .iter()
+                    .find(|r| r.table == row.table && r.unit == row.unit && r.label == *peers)
+            })
+            .unwrap_or(row);
+        let mut peers = peer_row
+            .figures
+            .iter()
+            .filter(|(name, _)| {
+                **name != FLUXOR && !name.ends_with("(floor)") && !ONE_THREAD_PEERS.contains(*name)
+            })
+            .map(|(_, f)| *f);
+        (best(&mut peers), peer_row.figures.get(FLOOR).copied())
     }
 
     pub(crate) fn render(&self) -> String {
@@ -344,17 +431,7 @@ impl Report {
             std::thread::available_parallelism().map_or(1, |n| n.get()),
             today(),
         );
-        let _ = writeln!(
-            out,
-            "kameo, ractor, xtra and the tokio floor run on a multi-threaded tokio runtime with 2 workers, actix on two \
-             arbiters beside its system thread, the crossbeam floor on OS threads, Fluxor on 2 reactors; each driver is a task \
-             (for Fluxor, a component) inside its runtime, and timing stops when the last message is handled. \
-             The peers do not pin an actor to a thread, so their figure appears on the *across threads* rows; \
-             on *same reactor* rows Fluxor's same-thread figure is compared with that same peer figure. \
-             *vs best peer* is Fluxor's figure divided by the best of kameo, ractor, xtra and actix (the floors are not peers); \
-             *vs floor* divides by the tokio floor. Above 1 is better for rates, below 1 is better for times. \
-             The machine is shared and noisy: compare ratios within one run, not absolute figures across runs.\n"
-        );
+        let _ = writeln!(out, "{}", text::CONFIGURATIONS);
         let _ = writeln!(out, "Sizes: {:?}\n", self.sizes);
         let mut current = "";
         for row in &self.rows {
@@ -383,33 +460,8 @@ impl Report {
                     }
                 }
             }
-            let peer_row = self
-                .rows
-                .iter()
-                .find(|r| {
-                    r.table == row.table
-                        && r.unit == row.unit
-                        && r.label == row.label.replace("same reactor", "across threads")
-                })
-                .unwrap_or(row);
+            let (best_peer, floor) = self.comparators(row);
             let fluxor = row.figures.get(FLUXOR);
-            let best_peer = peer_row
-                .figures
-                .iter()
-                .filter(|(name, _)| **name != FLUXOR && !name.ends_with("(floor)"))
-                .map(|(_, f)| *f)
-                .reduce(|a, b| {
-                    let better = if a.higher_is_better {
-                        b.value > a.value
-                    } else {
-                        b.value < a.value
-                    };
-                    if better {
-                        b
-                    } else {
-                        a
-                    }
-                });
             let ratio = |other: Option<&Figure>| match (fluxor, other) {
                 (Some(f), Some(o)) if o.value > 0.0 => format!("{:.2}", f.value / o.value),
                 _ => "—".into(),
@@ -418,10 +470,10 @@ impl Report {
                 out,
                 " {} | {} |",
                 ratio(best_peer.as_ref()),
-                ratio(peer_row.figures.get(FLOOR))
+                ratio(floor.as_ref())
             );
         }
-        out.push_str(NOTES);
+        out.push_str(text::NOTES);
         out
     }
 }

@@ -10,6 +10,8 @@ use tokio::sync::oneshot;
 
 use crate::{rss_bytes, Placement, System};
 
+mod placed;
+
 pub(crate) struct Fluxor;
 
 /// An 8-byte message.
@@ -572,5 +574,18 @@ impl System for Fluxor {
             rt.shutdown(Duration::from_secs(60)).await.ok()?;
             crate::skynet_checked(Self::NAME, leaves, sum, elapsed)
         })
+    }
+
+    fn ping_pong_one_thread(&self, bounces: u64) -> Option<Duration> {
+        // One pair: both sides and the driver on reactor 0.
+        self.ping_pong(1, bounces)
+    }
+
+    fn skynet_placed(&self, placement: Placement, leaves: u64) -> Option<Duration> {
+        placed::skynet(placement, leaves)
+    }
+
+    fn deploy_one_by_one(&self, placement: Placement, n: u64) -> Option<(Duration, f64, Duration)> {
+        placed::one_by_one(placement, n)
     }
 }

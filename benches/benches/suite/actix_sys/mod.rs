@@ -1,6 +1,12 @@
 //! actix 0.13 on actix-rt: the driver runs on the `System` thread, the actors on two more
 //! arbiters (one thread each), so every row is across threads. Mailboxes are set to 1024; a
-//! tell uses `try_send` and, when the mailbox is full, waits on `send` for room.
+//! tell uses `try_send` and, when the mailbox is full, waits on `send` for room. W6 and W7
+//! start their actors with `Actor::start`, on the thread that starts them (the system thread,
+//! or the handler's). [`ActixLocal`] is actix on a bare `System`, everything on its one thread.
+
+mod local;
+
+pub(crate) use local::ActixLocal;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -237,6 +243,51 @@ impl Handler<Part> for Node {
     }
 }
 
+/// W6 (and W9): `n` actors started with `Actor::start` on this thread, one message each, then
+/// every address dropped and every actor's stop awaited.
+async fn spawn_tiny(n: u64) -> (Duration, f64, Duration) {
+    let handled = Arc::new(AtomicU64::new(0));
+    let stopped = Arc::new(AtomicU64::new(0));
+    let before = rss_bytes();
+    let start = Instant::now();
+    let actors: Vec<_> = (0..n)
+        .map(|_| {
+            Tiny {
+                handled: handled.clone(),
+                stopped: stopped.clone(),
+            }
+            .start()
+        })
+        .collect();
+    // Actors start on the next turn of this thread's scheduler.
+    actix_rt::task::yield_now().await;
+    let started = start.elapsed();
+    let per_actor = rss_bytes().saturating_sub(before) as f64 / n as f64;
+    for a in &actors {
+        a.do_send(Num(0));
+    }
+    until_handled(&handled, n).await;
+    let stop = Instant::now();
+    drop(actors);
+    until_handled(&stopped, n).await;
+    (started, per_actor, stop.elapsed())
+}
+
+/// W7: the tree started from this thread (every node starts its children on its own thread).
+async fn skynet(name: &'static str, leaves: u64) -> Option<Duration> {
+    let start = Instant::now();
+    let (tx, rx) = oneshot::channel();
+    let root = Node::default().start();
+    root.do_send(Grow {
+        num: 0,
+        size: leaves,
+        parent: None,
+        report: Some(tx),
+    });
+    let sum = rx.await.ok()?;
+    crate::skynet_checked(name, leaves, sum, start.elapsed())
+}
+
 impl Sys for Actix {
     const NAME: &'static str = "actix";
 
@@ -367,49 +418,10 @@ impl Sys for Actix {
     }
 
     fn spawn(&self, n: u64) -> Option<(Duration, f64, Duration)> {
-        on_actix(|_| async move {
-            let handled = Arc::new(AtomicU64::new(0));
-            let stopped = Arc::new(AtomicU64::new(0));
-            let before = rss_bytes();
-            let start = Instant::now();
-            let actors: Vec<_> = (0..n)
-                .map(|_| {
-                    Tiny {
-                        handled: handled.clone(),
-                        stopped: stopped.clone(),
-                    }
-                    .start()
-                })
-                .collect();
-            // Actors start on the next turn of this thread's scheduler.
-            actix_rt::task::yield_now().await;
-            let started = start.elapsed();
-            let per_actor = rss_bytes().saturating_sub(before) as f64 / n as f64;
-            for a in &actors {
-                a.do_send(Num(0));
-            }
-            until_handled(&handled, n).await;
-            let stop = Instant::now();
-            drop(actors);
-            until_handled(&stopped, n).await;
-            (started, per_actor, stop.elapsed())
-        })
+        on_actix(|_| spawn_tiny(n))
     }
 
     fn skynet(&self, leaves: u64) -> Option<Duration> {
-        on_actix(|_| async move {
-            let start = Instant::now();
-            let (tx, rx) = oneshot::channel();
-            let root = Node::default().start();
-            root.do_send(Grow {
-                num: 0,
-                size: leaves,
-                parent: None,
-                report: Some(tx),
-            });
-            let sum = rx.await.ok()?;
-            crate::skynet_checked(Self::NAME, leaves, sum, start.elapsed())
-        })
-        .flatten()
+        on_actix(|_| skynet(Self::NAME, leaves)).flatten()
     }
 }

@@ -1,0 +1,98 @@
+//! The fixed text of `RESULTS.md`: the paragraph under the title and the notes after the tables.
+
+/// Which configuration each system ran in, and what each ratio divides by.
+pub(super) const CONFIGURATIONS: &str = "\
+How each system ran (each driver is a task inside its runtime, for Fluxor a component; timing \
+stops when the last message is handled):
+
+* **fluxor**: one runtime with 2 reactors (mailboxes 1024). *Same reactor* rows: driver and \
+  target on reactor 0; *across threads*: driver on reactor 1, target on reactor 0. W4: the two \
+  sides of a pair share a reactor, pairs alternate between the reactors. W7 plain row: the \
+  root's children spread over both reactors, each subtree pinned to its reactor; *same \
+  reactor*: the whole tree on reactor 0; *default placement*: every deployment made with \
+  `DeployOptions::new()` (instances spread over the reactors in turn). W9: the deploying \
+  component on reactor 0, its deployments pinned to its reactor or made with \
+  `DeployOptions::new()`.
+* **kameo** 0.22, **ractor** 0.16, **xtra** 0.6: a multi-threaded tokio runtime with 2 \
+  workers, bounded mailboxes of 1024 (ractor's are unbounded). On W9 xtra starts its actors \
+  one by one there, its default placement.
+* **actix** 0.13: a `System` whose thread runs the driver, plus two arbiters (threads) for the \
+  actors (W1–W5; W2, W4 and W5 alternate between them). W6 and W7 start actors with \
+  `Actor::start`, which runs them on the starting thread: there actix ran on one thread.
+* **actix (1 thread)**: a bare `actix_rt::System::new().block_on(…)` with no other arbiter; \
+  the driver is the future it runs and every actor is started with `Actor::start` on the \
+  system's arbiter, all on one thread. Figures only on *same reactor* rows.
+* **tokio mpsc (floor)**: a task per actor reading a bounded `tokio::sync::mpsc` channel \
+  (1024), asks carrying a `oneshot` for the reply, on a multi-threaded runtime with 2 workers.
+* **tokio current_thread (floor)**: the same tasks and channels on a `current_thread` runtime \
+  (driver, producers and consumer on one thread). Figures only on *same reactor* rows.
+* **crossbeam (floor)**: OS threads and bounded `crossbeam-channel` channels (1024).
+
+*vs best peer* divides Fluxor's figure by the best peer figure and *vs floor* by the floor's. \
+On a *same reactor* row the peer is the single-thread configuration, actix (1 thread), and the \
+floor tokio current_thread, both from that row. On any other row the peers are kameo, ractor, \
+xtra and actix and the floor is tokio mpsc (for W7 *default placement*, their figures on the \
+plain W7 row, where they place by default). Above 1 is better for rates, below 1 is better for \
+times. The machine is shared and noisy: compare ratios within one run, not absolute figures \
+across runs.
+";
+
+pub(super) const NOTES: &str = r#"
+
+## Notes
+
+* **Placement.** kameo, ractor, xtra and the tokio floor share one 2-worker tokio runtime, whose
+  scheduler often keeps a requester and its actor on one worker (its LIFO slot): their *across
+  threads* rows are frequently same-thread hand-offs. Fluxor's across-reactor rows always cross
+  threads. actix runs its actors on two arbiters (threads) beside its system thread; idle
+  arbiters park, which shows in its cross-thread asks. The crossbeam floor is OS threads and
+  blocking channels (tell, ask and ping-pong only).
+* **Mailboxes.** ractor's are unbounded (its senders never wait); actix tells use `try_send` and
+  wait on `send` only when the mailbox is full.
+* **W6** runs each system in a fresh child process (`--spawn-probe`), so resident memory is not
+  blurred by memory earlier workloads freed. For Fluxor, *start* is one `deploy` of N instances
+  (each created on its reactor, started, its start reported); for the peers, N spawns.
+* **W9** runs in a fresh child process too (`--deploy-probe <system> <same|default> <n>`). For
+  Fluxor, a component on reactor 0 calls `Context::deploy` for one instance of a tiny
+  component and awaits it before the next; after all are deployed (*deploy* time, then idle
+  memory), each gets one message, then they are undeployed one by one, each `undeploy`
+  awaited (*undeploy all*). For actix (1 thread) and xtra it is their W6: actors started one
+  by one (`Actor::start`, `spawn_tokio`), one message each, every address dropped and every
+  stop awaited; the floor's is tasks and channels. xtra's bytes per actor are the memory goal.
+* **W7**: each Fluxor node deploys its ten children with `Context::deploy` (a deployment with
+  its supervisor, start hand-shake and undeploy) where the peers spawn bare actors. The root
+  spreads its children over both reactors; below it, a node deploys its children on its own
+  reactor (`DeployOptions::reactor(ctx.reactor())`), so each subtree stays on one thread, as a
+  task the peers' runtimes spawn stays on its worker until another steals it.
+* **Cross-reactor wake-ups.** A message or reply for another reactor queues its waker there
+  instead of waking it through tokio's driver. A reactor that runs out of work keeps a spinner
+  task going for up to 50 µs (`Builder::spin_before_park`) that empties that queue between its
+  other tasks, so a hand-off to it costs no system call and no driver turn; otherwise the
+  reactor is rung once per batch. In a W3 run this took the `write` calls from 230k to 0.7k
+  and the `epoll_wait` calls from 233k to 42k (`perf stat -e syscalls:sys_enter_write,...`).
+* **Request timeouts.** A request made on a reactor joins that reactor's list of young
+  requests instead of registering a tokio timer; a sweep every 10 ms arms those still
+  waiting, and only they get a timer for their deadline (timer work in a W3 profile: ~5% of
+  the samples before, ~1% after).
+* **Where Fluxor is behind, and why** (`perf record` of `--only W7 --systems fluxor`,
+  `--only W3 --systems fluxor` and `--spawn-probe fluxor 1000000`):
+  - *Asks across reactors* (W3): a hop between two spinning reactors still moves the
+    message, the waker and the task's state between the cores' caches; the peers' "across"
+    asks mostly stay on one worker, a same-thread hand-off.
+  - *Skynet* (W7): the tree is built breadth first (a reactor runs its queue first in, first
+    out), so the whole tree is alive at its peak: 1.4 GB resident against xtra's 0.34 GB. Per
+    node that is the instance's task (384 bytes; a component of up to 72 bytes fits), its
+    mailbox (248 bytes), the one-message slot it keeps (128 bytes) and a tenth of its
+    deployment. glibc grows a thread's arena page by page (`mprotect`, 12% of the
+    samples) and page faults take another 13%.
+  - *Idle memory* (W6): the instance's tokio task is 384 bytes (tokio aligns task cells to
+    128 bytes; the future is the component, its `Context` and the mailbox's receiving side,
+    ~280 bytes for a component of up to 72 bytes) and the mailbox's shared state ~250 bytes;
+    the rest is the allocator's rounding and the runtime's per-instance mailbox pointer and
+    reactor index. glibc places 128-byte aligned blocks with gaps around them.
+  - *Ping-pong and tell* (W1, W4): plain handlers run in place (no future per message); what
+    is left is the mailbox hand-shake (a lock per push and per take, a waker per wake-up) and
+    the envelope's metadata (ids, topic, span). actix's handlers are called in place too.
+  - Idle reactors spin up to 50 µs before parking (`Builder::spin_before_park`); on 2 cores the
+    spinning competes with other threads, e.g. the driver of W6.
+"#;
