@@ -248,7 +248,7 @@ pub enum UndeployError {
     /// A handler asked to undeploy its own deployment and wait for it: it would wait for
     /// itself. Undeploy it from another component (e.g. the one that deployed it) or from
     /// outside the runtime.
-    #[error("deployment {0} is the caller's own: a handler cannot wait for its own deployment to stop; undeploy it from another component or from outside the runtime")]
+    #[error("deployment {0} is the caller's own: a handler cannot wait for its own deployment to stop; call `ctx.stop()` to stop it once the handler returns")]
     OwnDeployment(DeploymentId),
 }
 

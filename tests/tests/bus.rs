@@ -458,6 +458,52 @@ async fn send_timeout_waits_for_room_instead_of_failing() {
 }
 
 #[tokio::test]
+async fn send_wait_waits_for_room_as_long_as_it_takes() {
+    let rt = runtime();
+    let counters = Arc::new(Counters::default());
+    let id = rt
+        .deploy(
+            Probe::with(counters.clone()),
+            DeployOptions::new().mailbox_capacity(1),
+        )
+        .await
+        .unwrap();
+    let nap = hold(&rt, &counters, 1, Duration::from_millis(200))
+        .await
+        .remove(0);
+    rt.bus().send("t.add", Add(1)).unwrap();
+    // Full for the next 200 ms: each wait outlasts any short deadline, and none fails.
+    let bus = rt.bus().clone();
+    let producer = tokio::spawn(async move {
+        for n in 2..=101 {
+            bus.send_wait("t.add", Add(n)).await.unwrap();
+        }
+    });
+    let direct = rt.actor_ref::<Probe>(id, 0).expect("the instance");
+    direct.send_wait(Add(1000)).await.unwrap();
+    producer.await.unwrap();
+    nap.await.unwrap().unwrap();
+    // A request (which does not wait) may find the last waiter's message still queued.
+    let mut refused = 0;
+    let total = loop {
+        match rt.bus().request("t.add", Add(0)).await {
+            Err(BusError::MailboxFull { .. }) => {
+                refused += 1;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            other => break other.unwrap(),
+        }
+    };
+    assert_eq!(total, (1..=101).sum::<u64>() + 1000);
+    assert_eq!(
+        rt.deployments()[0].instances[0].rejected,
+        refused,
+        "waiting is not refusing"
+    );
+    done(rt).await;
+}
+
+#[tokio::test]
 async fn messages_from_one_sender_arrive_in_order() {
     let rt = runtime();
     let counters = Arc::new(Counters::default());

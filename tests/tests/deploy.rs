@@ -404,6 +404,84 @@ async fn a_handler_cannot_wait_for_its_own_undeploy() {
     rt.shutdown(Duration::from_secs(5)).await.unwrap();
 }
 
+#[tokio::test]
+async fn a_component_stops_itself_after_its_queue_drains() {
+    use fluxor::prelude::*;
+    use std::sync::atomic::Ordering::SeqCst;
+
+    #[derive(Debug)]
+    struct Work;
+    impl Message for Work {
+        type Reply = ();
+    }
+    #[derive(Debug)]
+    struct Bye;
+    impl Message for Bye {
+        type Reply = ();
+    }
+
+    /// Counts its work and its stops; `Bye` ends it.
+    #[component]
+    struct Session {
+        done: Arc<AtomicU64>,
+        stops: Arc<AtomicU64>,
+    }
+
+    #[component]
+    impl Session {
+        #[handler("t.session.work")]
+        async fn work(&mut self, _: Work) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            self.done.fetch_add(1, SeqCst);
+        }
+
+        #[handler("t.session.bye")]
+        fn bye(&mut self, _: Bye, ctx: &mut Context<Self>) {
+            ctx.stop();
+            ctx.stop(); // a second call changes nothing
+        }
+
+        #[on_stop]
+        fn end(&mut self, _ctx: &mut Context<Self>) {
+            self.stops.fetch_add(1, SeqCst);
+        }
+    }
+
+    let rt = runtime(1);
+    let (done, stops) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let (d, s) = (done.clone(), stops.clone());
+    rt.deploy(
+        move || Session {
+            done: d.clone(),
+            stops: s.clone(),
+        },
+        DeployOptions::new(),
+    )
+    .await
+    .unwrap();
+    rt.bus().send("t.session.bye", Bye).unwrap();
+    for _ in 0..3 {
+        rt.bus().send("t.session.work", Work).unwrap();
+    }
+    // Undeployed at once (out of the table, off the bus), stopped once its queue is drained.
+    eventually("the session to stop", Duration::from_secs(5), || {
+        stops.load(SeqCst) == 1
+    })
+    .await;
+    assert!(rt.deployments().is_empty());
+    assert_eq!(
+        done.load(SeqCst),
+        3,
+        "what was queued before the stop is handled"
+    );
+    assert_eq!(stops.load(SeqCst), 1, "on_stop ran once");
+    assert!(matches!(
+        rt.bus().send("t.session.work", Work).unwrap_err().error,
+        fluxor::BusError::NoHandlers { .. }
+    ));
+    rt.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
 /// A counter, and a factory of components that share it.
 fn with_counter<C: 'static>(
     make: fn(Arc<AtomicU64>) -> C,

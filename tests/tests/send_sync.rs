@@ -36,6 +36,7 @@ fn runtime_futures_are_send() {
     send(&bus.request("t.add", Add(1)));
     send(&bus.request_with("t.add", Add(1), RequestOptions::new()));
     send(&bus.send_timeout("t.add", Add(1), std::time::Duration::from_millis(1)));
+    send(&bus.send_wait("t.add", Add(1)));
     send(&rt.deploy(Probe::default, DeployOptions::new()));
     send(&rt.shutdown(std::time::Duration::from_secs(1)));
     send(&rt.run());

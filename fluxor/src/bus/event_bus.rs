@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
-use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::inbound::Inbound;
@@ -36,12 +35,12 @@ use crate::message::{Envelope, Message, Meta, ReplyTo};
 /// message back; [`send_timeout`](Self::send_timeout) waits for room up to a deadline instead.
 #[derive(Clone)]
 pub struct EventBus {
-    inner: Arc<BusInner>,
+    pub(super) inner: Arc<BusInner>,
 }
 
-struct BusInner {
+pub(super) struct BusInner {
     /// The embedded transport: this process's consumers.
-    local: LocalTransport,
+    pub(super) local: LocalTransport,
     ids: IdGen,
     default_timeout: Duration,
     closed: AtomicBool,
@@ -102,24 +101,6 @@ impl EventBus {
     /// [`SendError`].
     pub fn send<M: Message, D: Destination<M>>(&self, to: D, msg: M) -> Result<(), SendError<M>> {
         self.send_meta(to.topic(), msg, self.root_meta())
-    }
-
-    /// Like [`send`](Self::send), but when the chosen consumer's mailbox is full, waits up to
-    /// `timeout` for room instead of failing at once.
-    ///
-    /// # Errors
-    /// As [`send`](Self::send); `MailboxFull` means no room appeared in time.
-    ///
-    /// # Cancel safety
-    /// Dropping the future before it completes drops the message undelivered.
-    pub async fn send_timeout<M: Message, D: Destination<M>>(
-        &self,
-        to: D,
-        msg: M,
-        timeout: Duration,
-    ) -> Result<(), SendError<M>> {
-        self.send_wait_meta(to.topic(), msg, self.root_meta(), timeout)
-            .await
     }
 
     /// Like [`send`](Self::send), but when the consumer is on another node, waits until that
@@ -279,6 +260,11 @@ impl EventBus {
 
     /// The metadata of an envelope that starts a request chain; with feature `otel` its
     /// headers carry the trace context of the span it is made in.
+    /// A fresh id from the bus's generator (no system call: a prefix and a counter).
+    pub(crate) fn next_id(&self) -> Uuid {
+        self.inner.ids.next()
+    }
+
     pub(crate) fn root_meta(&self) -> Meta {
         super::traced(Meta::root(&self.inner.ids))
     }
@@ -406,7 +392,7 @@ impl EventBus {
     /// Hands the envelope to a transport (see [`How`]). The envelope comes back by value on
     /// failure, so the caller can hand the message back unboxed.
     #[allow(clippy::result_large_err)]
-    fn deliver<M: Message>(
+    pub(super) fn deliver<M: Message>(
         &self,
         topic: &str,
         env: Envelope<M>,
@@ -449,50 +435,6 @@ impl EventBus {
         match self.inner.local.send(topic, parcel, how) {
             Err(BusError::NoHandlers { .. }) => remote.transport.send(topic, parcel, how),
             other => other,
-        }
-    }
-
-    pub(crate) async fn send_wait_meta<M: Message>(
-        &self,
-        topic: &str,
-        msg: M,
-        meta: Meta,
-        timeout: Duration,
-    ) -> Result<(), SendError<M>> {
-        let env = Envelope::new(msg, None, meta);
-        // The first attempt does not count a refusal: the wait decides.
-        let how = How {
-            count_refusal: false,
-            ..How::default()
-        };
-        let mut slot = match self.deliver(topic, env, how) {
-            Ok(()) => return Ok(()),
-            Err((BusError::MailboxFull { .. }, env)) => Some(env),
-            Err((error, env)) => {
-                return Err(SendError {
-                    error,
-                    message: env.msg,
-                })
-            }
-        };
-        // Every consumer was full: wait for room at the next one in round-robin order.
-        let deadline = Instant::now() + timeout;
-        match self
-            .inner
-            .local
-            .send_until(topic, &mut slot, deadline)
-            .await
-        {
-            Ok(()) => Ok(()),
-            Err(error) => {
-                let env = slot
-                    .take()
-                    .expect("an undelivered envelope stays in its slot");
-                Err(SendError {
-                    error,
-                    message: env.msg,
-                })
-            }
         }
     }
 

@@ -52,7 +52,7 @@ pub(crate) trait Consumer: Send + Sync + 'static {
     fn deliver_until<'a>(
         &'a self,
         slot: &'a mut (dyn Any + Send),
-        deadline: Instant,
+        deadline: Option<Instant>,
     ) -> DeliverFuture<'a>;
 }
 
@@ -94,7 +94,7 @@ impl<T: Send + 'static, M: Message> Consumer for MailboxConsumer<T, M> {
     fn deliver_until<'a>(
         &'a self,
         slot: &'a mut (dyn Any + Send),
-        deadline: Instant,
+        deadline: Option<Instant>,
     ) -> DeliverFuture<'a> {
         Box::pin(async move {
             let Some(slot) = (slot as &mut dyn Any).downcast_mut::<Option<Envelope<M>>>() else {
@@ -102,7 +102,7 @@ impl<T: Send + 'static, M: Message> Consumer for MailboxConsumer<T, M> {
             };
             let wrap = self.wrap;
             self.mailbox
-                .push_until(deadline, || {
+                .push_waiting(deadline, || {
                     wrap(
                         slot.take()
                             .expect("a delivery slot is filled until delivered"),
@@ -433,7 +433,7 @@ impl Transport for LocalTransport {
         &'a self,
         topic: &'a str,
         parcel: &'a mut dyn Parcel,
-        deadline: Instant,
+        deadline: Option<Instant>,
     ) -> SendFuture<'a> {
         // The snapshot guard is not held across the wait: take the consumer out of it.
         let consumer = {

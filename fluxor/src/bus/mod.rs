@@ -15,6 +15,7 @@ mod local;
 mod options;
 mod remote;
 mod transport;
+mod wait;
 
 pub use event_bus::EventBus;
 #[cfg_attr(not(feature = "cluster"), allow(unused_imports))]

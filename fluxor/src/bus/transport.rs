@@ -278,13 +278,13 @@ pub(crate) trait Transport: Send + Sync + 'static {
     /// change (a transport to other nodes subscribes to them).
     fn serve_patterns(&self, _patterns: std::collections::BTreeSet<Arc<str>>) {}
 
-    /// Like [`send`](Self::send) after every consumer was full: waits up to `deadline` for
-    /// room at one consumer (the next in turn).
+    /// Like [`send`](Self::send) after every consumer was full: waits up to `deadline`
+    /// (as long as it takes with `None`) for room at one consumer (the next in turn).
     fn send_until<'a>(
         &'a self,
         topic: &'a str,
         parcel: &'a mut dyn Parcel,
-        deadline: Instant,
+        deadline: Option<Instant>,
     ) -> SendFuture<'a>;
 
     /// Delivers a copy to every consumer of `topic`.

@@ -86,7 +86,7 @@ impl Transport for ClusterTransport {
         &'a self,
         topic: &'a str,
         parcel: &'a mut dyn Parcel,
-        _deadline: Instant,
+        _deadline: Option<Instant>,
     ) -> SendFuture<'a> {
         // Another node answers for its own mailboxes: nothing to wait for here.
         let result = self.send(topic, parcel, How::default());

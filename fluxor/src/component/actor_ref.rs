@@ -61,15 +61,40 @@ impl<C: Component> ActorRef<C> {
     where
         C: Handles<M>,
     {
+        self.send_waiting(msg, Some(timeout)).await
+    }
+
+    /// Like [`send`](Self::send), but waits for room in a full mailbox as long as it takes
+    /// (tokio's `Sender::send(..).await`).
+    ///
+    /// # Errors
+    /// `Closed` (the instance stopped), with the message handed back.
+    ///
+    /// # Cancel safety
+    /// Dropping the future before it completes drops the message undelivered.
+    pub async fn send_wait<M: Message>(&self, msg: M) -> Result<(), SendError<M>>
+    where
+        C: Handles<M>,
+    {
+        self.send_waiting(msg, None).await
+    }
+
+    async fn send_waiting<M: Message>(
+        &self,
+        msg: M,
+        timeout: Option<std::time::Duration>,
+    ) -> Result<(), SendError<M>>
+    where
+        C: Handles<M>,
+    {
         let meta = self.bus.root_meta();
         let mut slot = Some(msg);
-        match self
-            .mailbox
-            .push_within(timeout, || {
-                C::wrap(Envelope::new(slot.take().expect("filled"), None, meta))
-            })
-            .await
-        {
+        let make = || C::wrap(Envelope::new(slot.take().expect("filled"), None, meta));
+        let pushed = match timeout {
+            Some(timeout) => self.mailbox.push_within(timeout, make).await,
+            None => self.mailbox.push_wait(make).await,
+        };
+        match pushed {
             Ok(()) => Ok(()),
             Err(e) => Err(SendError {
                 error: direct_error::<C>(e),

@@ -3,6 +3,7 @@
 mod actor_ref;
 mod bindings;
 mod context;
+mod context_runtime;
 mod responder;
 mod traits;
 

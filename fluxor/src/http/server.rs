@@ -12,8 +12,11 @@ use axum::{Extension, Json, Router};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
 
+use crate::bus::EventBus;
 use crate::component::{Component, Context, Outcome};
 use crate::error::BoxError;
 
@@ -356,7 +359,7 @@ impl Component for HttpServer {
         let app = app
             .fallback_service(limited)
             .layer(PropagateRequestIdLayer::x_request_id())
-            .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid));
+            .layer(SetRequestIdLayer::x_request_id(BusIds(ctx.bus().clone())));
         let shutdown = token.clone();
         let serving = tokio::spawn(async move {
             axum::serve(listener, app)
@@ -398,6 +401,19 @@ impl Component for HttpServer {
 
 /// A probe's report as a response: `200` when every check passed, `503` otherwise (also when
 /// the runtime is gone).
+/// Request ids from the bus's id generator: unique UUIDs without a system call per request
+/// (a random UUID would ask the kernel for randomness each time).
+#[derive(Clone)]
+struct BusIds(EventBus);
+
+impl MakeRequestId for BusIds {
+    fn make_request_id<B>(&mut self, _request: &axum::http::Request<B>) -> Option<RequestId> {
+        let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        let id = self.0.next_id().hyphenated().encode_lower(&mut text);
+        HeaderValue::from_str(id).ok().map(RequestId::new)
+    }
+}
+
 fn health_response(report: Option<Health>) -> Response {
     match report {
         Some(h) if h.ok => (StatusCode::OK, Json(h)).into_response(),

@@ -4,7 +4,7 @@
 //! an idle mailbox holds no slots, a busy one grows up to its bound (and gives large storage
 //! back once drained). Senders never block a reactor: [`Mailbox::try_push`] fails at once when
 //! the mailbox is full, and async senders may wait for room up to a deadline with
-//! [`Mailbox::push_until`]. The message is only built once there is room, so a refused message
+//! [`Mailbox::push_waiting`]. The message is only built once there is room, so a refused message
 //! is never consumed.
 //!
 //! The core is a `VecDeque` behind one mutex, held only to push one item or to take the whole

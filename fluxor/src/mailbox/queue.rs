@@ -266,7 +266,10 @@ impl<T> Mailbox<T> {
     }
 
     /// Waits for room until `deadline` (forever with `None`), then pushes `make()`.
-    async fn push_waiting<F: FnOnce() -> T>(
+    ///
+    /// # Cancel safety
+    /// Dropping the future before it completes never calls `make`.
+    pub(crate) async fn push_waiting<F: FnOnce() -> T>(
         &self,
         deadline: Option<Instant>,
         make: F,
@@ -295,19 +298,7 @@ impl<T> Mailbox<T> {
         }
     }
 
-    /// Waits for a free slot until `deadline`, then fills it with `make()`.
-    ///
-    /// # Cancel safety
-    /// Dropping the future before it completes never calls `make`.
-    pub(crate) async fn push_until(
-        &self,
-        deadline: Instant,
-        make: impl FnOnce() -> T,
-    ) -> Result<(), PushError> {
-        self.push_waiting(Some(deadline), make).await
-    }
-
-    /// Like [`push_until`](Self::push_until) with a relative timeout; when there is room at
+    /// Like [`push_waiting`](Self::push_waiting) with a relative timeout; when there is room at
     /// once it reads no clock and arms no timer.
     pub(crate) async fn push_within(
         &self,

@@ -190,12 +190,18 @@ async fn push_until_waits_for_room_or_deadline() {
     let (mb, mut rx) = Mailbox::<u32>::bounded(1);
     mb.try_push(|| 1).unwrap();
     let deadline = Instant::now() + std::time::Duration::from_millis(50);
-    assert_eq!(mb.push_until(deadline, || 2).await, Err(PushError::Full));
+    assert_eq!(
+        mb.push_waiting(Some(deadline), || 2).await,
+        Err(PushError::Full)
+    );
     let waiter = {
         let mb = mb.clone();
         tokio::spawn(async move {
-            mb.push_until(Instant::now() + std::time::Duration::from_secs(1), || 3)
-                .await
+            mb.push_waiting(
+                Some(Instant::now() + std::time::Duration::from_secs(1)),
+                || 3,
+            )
+            .await
         })
     };
     tokio::task::yield_now().await;
