@@ -414,3 +414,42 @@ async fn inspector_routes_are_off_by_default() {
     assert_eq!(resp.status(), StatusCode::NOT_FOUND);
     rt.shutdown(Duration::from_secs(5)).await.unwrap();
 }
+
+#[tokio::test]
+async fn reuse_port_serves_one_port_from_every_instance() {
+    let rt = Fluxor::builder().reactors(2).build().unwrap();
+    let router = Router::new().route(
+        "/where",
+        get(|| async { std::thread::current().name().unwrap_or_default().to_owned() }),
+    );
+    let any_port = SocketAddr::from(([127, 0, 0, 1], 0));
+
+    // Without the option a second instance cannot take the port, and says what to do.
+    let (plain, _) = HttpServer::builder(router.clone()).bind(any_port).build();
+    let err = rt
+        .deploy(plain, DeployOptions::new().instances(2))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("reuse_port(true)"), "{err}");
+
+    let (server, handle) = HttpServer::builder(router)
+        .bind(any_port)
+        .reuse_port(true)
+        .build();
+    rt.deploy(server, DeployOptions::new().instances(2))
+        .await
+        .unwrap();
+    let url = format!("http://{}/where", handle.local_addr().unwrap());
+    let mut threads = std::collections::BTreeSet::new();
+    for _ in 0..64 {
+        // A new connection each time: the kernel picks the listener per connection.
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap();
+        threads.insert(client.get(&url).send().await.unwrap().text().await.unwrap());
+    }
+    assert_eq!(threads.len(), 2, "both reactors accepted: {threads:?}");
+    rt.shutdown(Duration::from_secs(5)).await.unwrap();
+}

@@ -35,14 +35,16 @@ enum Server {
     FluxorOneReactor,
     AxumTwoWorkers,
     FluxorTwoReactors,
+    FluxorEveryReactor,
 }
 
 impl Server {
-    const ALL: [Server; 4] = [
+    const ALL: [Server; 5] = [
         Server::AxumCurrentThread,
         Server::FluxorOneReactor,
         Server::AxumTwoWorkers,
         Server::FluxorTwoReactors,
+        Server::FluxorEveryReactor,
     ];
 
     fn label(self) -> &'static str {
@@ -53,13 +55,16 @@ impl Server {
             Server::FluxorTwoReactors => {
                 "Fluxor HttpServer → counter component, 2 reactors (default placement)"
             }
+            Server::FluxorEveryReactor => {
+                "Fluxor HttpServer on both reactors (`reuse_port`, 2 instances) → one counter"
+            }
         }
     }
 
     fn threads(self) -> usize {
         match self {
             Server::AxumCurrentThread | Server::FluxorOneReactor => 1,
-            Server::AxumTwoWorkers | Server::FluxorTwoReactors => 2,
+            Server::AxumTwoWorkers | Server::FluxorTwoReactors | Server::FluxorEveryReactor => 2,
         }
     }
 
@@ -67,7 +72,7 @@ impl Server {
     fn baseline(self) -> Option<Server> {
         match self {
             Server::FluxorOneReactor => Some(Server::AxumCurrentThread),
-            Server::FluxorTwoReactors => Some(Server::AxumTwoWorkers),
+            Server::FluxorTwoReactors | Server::FluxorEveryReactor => Some(Server::AxumTwoWorkers),
             _ => None,
         }
     }
@@ -78,8 +83,9 @@ async fn trial(server: Server, requests: u64) -> Result<f64, Box<dyn std::error:
     let running = match server {
         Server::AxumCurrentThread => servers::Running::axum(false)?,
         Server::AxumTwoWorkers => servers::Running::axum(true)?,
-        Server::FluxorOneReactor => servers::Running::fluxor(1).await?,
-        Server::FluxorTwoReactors => servers::Running::fluxor(2).await?,
+        Server::FluxorOneReactor => servers::Running::fluxor(1, false).await?,
+        Server::FluxorTwoReactors => servers::Running::fluxor(2, false).await?,
+        Server::FluxorEveryReactor => servers::Running::fluxor(2, true).await?,
     };
     let mut client = Client::connect(running.addr(), CONNECTIONS).await?;
     let warmup = client.run(requests / 10, DEADLINE).await?;

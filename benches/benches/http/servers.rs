@@ -94,8 +94,9 @@ impl Running {
     }
 
     /// Fluxor with `reactors` reactors: the counter, then the HTTP server, both placed by
-    /// default (with 2 reactors they land on different ones).
-    pub(crate) async fn fluxor(reactors: usize) -> Res<Self> {
+    /// default (with 2 reactors they land on different ones); with `every_reactor`, one
+    /// server instance per reactor on one port (`reuse_port`).
+    pub(crate) async fn fluxor(reactors: usize, every_reactor: bool) -> Res<Self> {
         let runtime = fluxor::Fluxor::builder().reactors(reactors).build()?;
         runtime
             .deploy(Counter::default, DeployOptions::new())
@@ -103,8 +104,12 @@ impl Running {
         let router = Router::new().route("/add", bus_request::<Add>("bench.add"));
         let (server, handle) = HttpServer::builder(router)
             .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .reuse_port(every_reactor)
             .build();
-        runtime.deploy(server, DeployOptions::new()).await?;
+        let instances = if every_reactor { reactors } else { 1 };
+        runtime
+            .deploy(server, DeployOptions::new().instances(instances))
+            .await?;
         let addr = handle
             .local_addr()
             .ok_or("the HTTP server has no address")?;

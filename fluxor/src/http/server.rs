@@ -38,6 +38,7 @@ pub struct HttpServerBuilder {
     dashboard: bool,
     dashboard_interval: Duration,
     dashboard_actions: bool,
+    reuse_port: bool,
 }
 
 /// An HTTP server as a component: deploy the factory from [`HttpServer::builder`]`(router).build()`.
@@ -49,6 +50,16 @@ pub struct HttpServer {
         CancellationToken,
         tokio::task::JoinHandle<std::io::Result<()>>,
     )>,
+    listening: Option<Listening>,
+}
+
+/// One instance's listener, counted in its handle until the instance is dropped.
+struct Listening(Arc<std::sync::Mutex<usize>>);
+
+impl Drop for Listening {
+    fn drop(&mut self) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
+    }
 }
 
 impl std::fmt::Debug for HttpServer {
@@ -63,6 +74,9 @@ impl std::fmt::Debug for HttpServer {
 #[derive(Debug, Clone, Default)]
 pub struct HttpHandle {
     addr: Arc<OnceLock<SocketAddr>>,
+    /// Instances bind one at a time, so that all of them take the port the first one got;
+    /// the count of instances listening now.
+    binding: Arc<std::sync::Mutex<usize>>,
     stats: Arc<HttpStats>,
 }
 
@@ -134,7 +148,49 @@ impl HttpServer {
             dashboard: false,
             dashboard_interval: Duration::from_secs(1),
             dashboard_actions: false,
+            reuse_port: false,
         }
+    }
+
+    /// Opens the listening socket: the configured address, or the one an earlier instance of
+    /// the same server bound (with `reuse_port`).
+    fn listen(&mut self) -> Result<tokio::net::TcpListener, BoxError> {
+        let cfg = &self.config;
+        let mut listening = self
+            .handle
+            .binding
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let addr = match self.handle.addr.get() {
+            Some(bound) if *listening > 0 && cfg.reuse_port => *bound,
+            Some(bound) if *listening > 0 => {
+                return Err(format!(
+                    "this server already listens on {bound}; several instances of one server need `HttpServerBuilder::reuse_port(true)`"
+                )
+                .into())
+            }
+            _ => cfg.addr,
+        };
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()
+        } else {
+            tokio::net::TcpSocket::new_v6()
+        }?;
+        socket.set_reuseaddr(true)?;
+        if cfg.reuse_port {
+            #[cfg(unix)]
+            socket.set_reuseport(true)?;
+            #[cfg(not(unix))]
+            return Err("`reuse_port` needs a Unix system".into());
+        }
+        let listener = socket
+            .bind(addr)
+            .and_then(|()| socket.listen(1024))
+            .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        let _ = self.handle.addr.set(listener.local_addr()?);
+        *listening += 1;
+        self.listening = Some(Listening(self.handle.binding.clone()));
+        Ok(listener)
     }
 }
 
@@ -154,6 +210,16 @@ impl HttpServerBuilder {
     /// Largest accepted request body, in bytes. Default 1 MiB.
     pub fn body_limit(mut self, bytes: usize) -> Self {
         self.body_limit = bytes;
+        self
+    }
+
+    /// Lets every instance of the server listen on the same port (`SO_REUSEPORT`, Unix only),
+    /// so that deploying it with `instances(n)` serves HTTP from n reactors: the kernel spreads
+    /// new connections over the instances' listeners, and each connection stays on the
+    /// reactor that accepted it. `max_in_flight` applies per instance. Default off: with it
+    /// on, another process of the same user may bind the same port too.
+    pub fn reuse_port(mut self, on: bool) -> Self {
+        self.reuse_port = on;
         self
     }
 
@@ -234,6 +300,7 @@ impl HttpServerBuilder {
             config: config.clone(),
             handle: h.clone(),
             serving: None,
+            listening: None,
         };
         (factory, handle)
     }
@@ -253,11 +320,8 @@ impl Component for HttpServer {
 
     async fn start(&mut self, ctx: &mut Context<Self>) -> Result<(), BoxError> {
         let cfg = self.config.clone();
-        let listener = tokio::net::TcpListener::bind(cfg.addr)
-            .await
-            .map_err(|e| format!("cannot listen on {}: {e}", cfg.addr))?;
+        let listener = self.listen()?;
         let addr = listener.local_addr()?;
-        let _ = self.handle.addr.set(addr);
 
         let mut router = self.router.clone();
         let runtime = ctx.runtime();
