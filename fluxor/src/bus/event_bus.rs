@@ -261,6 +261,7 @@ impl EventBus {
     /// The metadata of an envelope that starts a request chain; with feature `otel` its
     /// headers carry the trace context of the span it is made in.
     /// A fresh id from the bus's generator (no system call: a prefix and a counter).
+    #[cfg(feature = "http")]
     pub(crate) fn next_id(&self) -> Uuid {
         self.inner.ids.next()
     }
