@@ -61,6 +61,24 @@ fn a_waiting_sender_gets_the_freed_slot() {
     });
 }
 
+/// A full mailbox of two: a sender waits while the receiver works through a batch of two. The
+/// first slot is freed with a plain store and may go unseen by the sender; the batch's end
+/// (a sequentially consistent hand-shake) must then let it in.
+#[test]
+fn a_sender_missed_within_a_batch_gets_in_at_its_end() {
+    loom::model(|| {
+        let (tx, mut rx) = Mailbox::<u32>::bounded(2);
+        tx.try_push(|| 1).unwrap();
+        tx.try_push(|| 2).unwrap();
+        let sender = thread::spawn(move || block_on(tx.push_wait(|| 3)));
+        let got: Vec<u32> = (0..3)
+            .map(|_| message(block_on(rx.next())).expect("a message"))
+            .collect();
+        assert_eq!(got, [1, 2, 3]);
+        assert_eq!(sender.join().unwrap(), Ok(()));
+    });
+}
+
 /// Two senders wait on a full mailbox of one slot: each slot the receiver frees lets one in,
 /// and neither is left waiting.
 #[test]

@@ -315,9 +315,14 @@ impl<T> Mailbox<T> {
         }
     }
 
-    /// Waits for a free slot as long as it takes, then fills it with `make()`.
+    /// Waits for a free slot as long as it takes, then fills it with `make()`; when there is
+    /// room at once it registers no waiter.
     pub(crate) async fn push_wait(&self, make: impl FnOnce() -> T) -> Result<(), PushError> {
-        self.push_waiting(None, make).await
+        match self.push_now(make) {
+            Ok(()) => Ok(()),
+            Err((PushError::Closed, _)) => Err(PushError::Closed),
+            Err((PushError::Full, make)) => self.push_waiting(None, make).await,
+        }
     }
 
     /// Messages waiting in the mailbox.
@@ -443,22 +448,33 @@ impl<T> Receiver<T> {
 
     fn take_local(&mut self) -> Option<T> {
         let v = self.local.pop_front()?;
-        // This store and the `waiting` read below are ordered like a sender's `waiting`
-        // increment and its `taken` read (sequentially consistent on both sides): either a
-        // waiting sender sees the freed slot, or this side sees the sender waiting and wakes
-        // it. A SeqCst store does it in one `xchg` on x86; loom reads a SeqCst store as a
-        // release store only, so its models check the equivalent fence form.
+        let left = self.local.len();
+        if left > 0 {
+            // Within a batch the freed slot is published with a plain store, and a sender
+            // seen waiting is woken; one that starts waiting meanwhile and is not seen here is
+            // seen when the batch ends, below (a sender only sleeps while slots are taken, so
+            // the batch's end comes).
+            self.chan.taken.store(left, Ordering::Release);
+            if self.chan.waiting.load(Ordering::Relaxed) > 0 {
+                self.chan.room.notify_one();
+            }
+            return Some(v);
+        }
+        // The batch's end. This store and the `waiting` read below are ordered like a
+        // sender's `waiting` increment and its `taken` read (sequentially consistent on both
+        // sides): either a waiting sender sees the freed slots, or this side sees the sender
+        // waiting and wakes it. A SeqCst store does it in one `xchg` on x86; loom reads a
+        // SeqCst store as a release store only, so its models check the equivalent fence form.
         #[cfg(not(loom))]
-        self.chan.taken.store(self.local.len(), Ordering::SeqCst);
+        self.chan.taken.store(0, Ordering::SeqCst);
         #[cfg(loom)]
         {
-            self.chan.taken.store(self.local.len(), Ordering::Relaxed);
+            self.chan.taken.store(0, Ordering::Relaxed);
             fence(Ordering::SeqCst);
         }
-        if self.local.is_empty() && self.local.capacity() > KEEP_SLOTS {
+        if self.local.capacity() > KEEP_SLOTS {
             self.local = VecDeque::new();
         }
-        // Each freed slot wakes one waiting sender.
         if self.chan.waiting.load(Ordering::SeqCst) > 0 {
             self.chan.room.notify_one();
         }

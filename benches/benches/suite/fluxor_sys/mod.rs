@@ -169,11 +169,7 @@ impl Driver {
                     let each = n / senders;
                     tokio::task::spawn_local(async move {
                         for i in 0..each {
-                            if target
-                                .send_timeout(Num(i), Duration::from_secs(60))
-                                .await
-                                .is_err()
-                            {
+                            if target.send_wait(Num(i)).await.is_err() {
                                 return;
                             }
                         }
