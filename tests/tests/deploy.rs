@@ -437,6 +437,10 @@ async fn a_component_stops_itself_after_its_queue_drains() {
 
         #[handler("t.session.bye")]
         fn bye(&mut self, _: Bye, ctx: &mut Context<Self>) {
+            // Queued before the stop: handled before the instance stops.
+            for _ in 0..3 {
+                ctx.send("t.session.work", Work).unwrap();
+            }
             ctx.stop();
             ctx.stop(); // a second call changes nothing
         }
@@ -460,9 +464,6 @@ async fn a_component_stops_itself_after_its_queue_drains() {
     .await
     .unwrap();
     rt.bus().send("t.session.bye", Bye).unwrap();
-    for _ in 0..3 {
-        rt.bus().send("t.session.work", Work).unwrap();
-    }
     // Undeployed at once (out of the table, off the bus), stopped once its queue is drained.
     eventually("the session to stop", Duration::from_secs(5), || {
         stops.load(SeqCst) == 1

@@ -111,14 +111,25 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let quick = std::env::args().any(|a| a == "--quick");
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
     let (requests, trials) = if quick { (20_000, 1) } else { (200_000, 3) };
+    // `--only 2` (or `--only 0,2`): the servers at those places in the table, for profiling.
+    let only: Option<Vec<usize>> = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1))
+        .map(|list| list.split(',').filter_map(|n| n.parse().ok()).collect());
     let client = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let mut rates: Vec<Vec<f64>> = vec![Vec::new(); Server::ALL.len()];
     for t in 1..=trials {
         for (i, server) in Server::ALL.into_iter().enumerate() {
+            if only.as_ref().is_some_and(|only| !only.contains(&i)) {
+                rates[i].push(f64::NAN);
+                continue;
+            }
             let rate = client.block_on(trial(server, requests))?;
             eprintln!("trial {t}: {} {rate:.0} requests/s", server.label());
             rates[i].push(rate);

@@ -29,9 +29,10 @@
 //! # Ok(()) }
 //! ```
 //!
-//! * **Backpressure**: at most `max_in_flight` requests are handled at once (tower's
-//!   concurrency limit); one more is shed at once with `503 Service Unavailable` and
-//!   `Retry-After: 1` (tower's load shedding), and counted.
+//! * **Backpressure**: at most `max_in_flight` requests are handled at once (per server
+//!   instance); one more is shed at once with `503 Service Unavailable` and
+//!   `Retry-After: 1`, and counted. Admission is one atomic step in front of the routes, not
+//!   a stack of layers.
 //! * **Request ids**: every request gets an `X-Request-ID` (kept if the client sent one,
 //!   a UUID otherwise), echoed in the response. [`Bus`] carries it into bus headers
 //!   (`x-request-id`), and when it is a UUID, it becomes the bus request id, so the handler's
@@ -56,6 +57,7 @@ pub const REQUEST_ID: &str = "x-request-id";
 
 mod bus;
 mod dashboard;
+mod front;
 mod metrics;
 mod server;
 #[cfg(test)]

@@ -6,21 +6,15 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json, Router};
+use axum::{Json, Router};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
-use tower::ServiceBuilder;
-use tower_http::request_id::{
-    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
-};
 
-use crate::bus::EventBus;
 use crate::component::{Component, Context, Outcome};
 use crate::error::BoxError;
 
-use super::bus::error_response;
 use super::dashboard::Dashboard;
 use super::metrics::prometheus;
 use crate::health::Health;
@@ -82,9 +76,9 @@ pub struct HttpHandle {
 
 #[derive(Debug, Default)]
 pub(super) struct HttpStats {
-    in_flight: AtomicUsize,
-    requests: AtomicU64,
-    shed: AtomicU64,
+    pub(super) in_flight: AtomicUsize,
+    pub(super) requests: AtomicU64,
+    pub(super) shed: AtomicU64,
     /// Dashboard streams open now.
     pub(super) dash_clients: AtomicUsize,
     /// Events sent on dashboard streams.
@@ -378,39 +372,18 @@ impl Component for HttpServer {
                 }),
             );
         }
-        let stats = self.handle.stats.clone();
-        let shed_stats = stats.clone();
-        let routes = router
-            .layer(axum::middleware::from_fn(
-                move |req, next: axum::middleware::Next| {
-                    let stats = stats.clone();
-                    #[cfg(feature = "otel")]
-                    let span = crate::otel::http_span(&req);
-                    let serve = async move {
-                        let _in_flight = InFlight::enter(&stats);
-                        next.run(req).await
-                    };
-                    #[cfg(feature = "otel")]
-                    let serve = tracing::Instrument::instrument(serve, span);
-                    serve
-                },
-            ))
-            .layer(DefaultBodyLimit::max(cfg.body_limit))
-            .layer(Extension(ctx.bus().clone()));
-        // One limit for the whole server: `Router::layer` would give each route its own.
-        let limited = ServiceBuilder::new()
-            .layer(axum::error_handling::HandleErrorLayer::new(
-                move |e: tower::BoxError| {
-                    let stats = shed_stats.clone();
-                    async move { overloaded(&stats, &e) }
-                },
-            ))
-            .load_shed()
-            .concurrency_limit(cfg.max_in_flight)
-            .service(routes);
+        // One limit for the whole server, in front of every route (the dashboard's streams
+        // excepted).
+        let front = super::front::Front {
+            routes: router.layer(DefaultBodyLimit::max(cfg.body_limit)),
+            bus: ctx.bus().clone(),
+            stats: self.handle.stats.clone(),
+            max_in_flight: cfg.max_in_flight,
+        };
         let token = CancellationToken::new();
-        let mut app = Router::new();
-        if cfg.dashboard {
+        let shutdown = token.clone();
+        let stopped = async move { shutdown.cancelled().await };
+        let serving = if cfg.dashboard {
             let dashboard = Dashboard {
                 runtime: runtime.clone(),
                 stats: self.handle.stats.clone(),
@@ -418,18 +391,20 @@ impl Component for HttpServer {
                 interval: cfg.dashboard_interval,
                 actions: cfg.dashboard_actions,
             };
-            app = app.merge(dashboard.routes());
-        }
-        let app = app
-            .fallback_service(limited)
-            .layer(PropagateRequestIdLayer::x_request_id())
-            .layer(SetRequestIdLayer::x_request_id(BusIds(ctx.bus().clone())));
-        let shutdown = token.clone();
-        let serving = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move { shutdown.cancelled().await })
-                .await
-        });
+            let app = dashboard.routes().fallback_service(front);
+            tokio::spawn(async move {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(stopped)
+                    .await
+            })
+        } else {
+            let app = axum::ServiceExt::<axum::extract::Request>::into_make_service(front);
+            tokio::spawn(async move {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(stopped)
+                    .await
+            })
+        };
         self.serving = Some((token, serving));
 
         if let Some(runtime) = runtime.upgrade() {
@@ -465,60 +440,10 @@ impl Component for HttpServer {
 
 /// A probe's report as a response: `200` when every check passed, `503` otherwise (also when
 /// the runtime is gone).
-/// Request ids from the bus's id generator: unique UUIDs without a system call per request
-/// (a random UUID would ask the kernel for randomness each time).
-#[derive(Clone)]
-struct BusIds(EventBus);
-
-impl MakeRequestId for BusIds {
-    fn make_request_id<B>(&mut self, _request: &axum::http::Request<B>) -> Option<RequestId> {
-        let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
-        let id = self.0.next_id().hyphenated().encode_lower(&mut text);
-        HeaderValue::from_str(id).ok().map(RequestId::new)
-    }
-}
-
 fn health_response(report: Option<Health>) -> Response {
     match report {
         Some(h) if h.ok => (StatusCode::OK, Json(h)).into_response(),
         Some(h) => (StatusCode::SERVICE_UNAVAILABLE, Json(h)).into_response(),
         None => StatusCode::SERVICE_UNAVAILABLE.into_response(),
-    }
-}
-
-/// Counts a request in flight until dropped (also when the handler panics).
-struct InFlight<'a>(&'a HttpStats);
-
-impl<'a> InFlight<'a> {
-    fn enter(stats: &'a HttpStats) -> Self {
-        stats.in_flight.fetch_add(1, Ordering::Relaxed);
-        stats.requests.fetch_add(1, Ordering::Relaxed);
-        InFlight(stats)
-    }
-}
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-fn overloaded(stats: &HttpStats, e: &tower::BoxError) -> Response {
-    if e.is::<tower::load_shed::error::Overloaded>() {
-        stats.shed.fetch_add(1, Ordering::Relaxed);
-        let mut r = error_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "overloaded",
-            "too many requests in flight; retry shortly",
-        );
-        r.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        r
-    } else {
-        error_response(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            &e.to_string(),
-        )
     }
 }

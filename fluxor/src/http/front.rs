@@ -1,0 +1,118 @@
+//! The front of the HTTP adapter: one service that admits a request (or sheds it past the
+//! in-flight limit), gives it a request id, hands it the bus and counts it, in front of the
+//! program's router. One step per request where a stack of layers would take several.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::extract::Request;
+use axum::http::{header, HeaderName, HeaderValue, StatusCode};
+use axum::response::Response;
+use axum::Router;
+
+use super::bus::error_response;
+use super::server::HttpStats;
+use crate::bus::EventBus;
+
+static X_REQUEST_ID: HeaderName = HeaderName::from_static(super::REQUEST_ID);
+
+/// Serves requests through `routes` with the adapter's admission, request id and bus.
+#[derive(Clone)]
+pub(super) struct Front {
+    pub(super) routes: Router,
+    pub(super) bus: EventBus,
+    pub(super) stats: Arc<HttpStats>,
+    pub(super) max_in_flight: usize,
+}
+
+impl tower::Service<Request> for Front {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        // A router is always ready; admission is decided per request, in `call`.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut req: Request) -> Self::Future {
+        let Some(admitted) = InFlight::enter(&self.stats, self.max_in_flight) else {
+            self.stats.shed.fetch_add(1, Ordering::Relaxed);
+            return Box::pin(std::future::ready(Ok(overloaded())));
+        };
+        let id = match req.headers().get(&X_REQUEST_ID) {
+            Some(id) => id.clone(),
+            None => {
+                let id = new_request_id(&self.bus);
+                req.headers_mut().insert(X_REQUEST_ID.clone(), id.clone());
+                id
+            }
+        };
+        req.extensions_mut().insert(self.bus.clone());
+        #[cfg(feature = "otel")]
+        let span = crate::otel::http_span(&req);
+        let routed = tower::Service::call(&mut self.routes, req);
+        let served = async move {
+            let _admitted = admitted;
+            let mut response = match routed.await {
+                Ok(response) => response,
+                Err(never) => match never {},
+            };
+            response.headers_mut().entry(&X_REQUEST_ID).or_insert(id);
+            Ok(response)
+        };
+        #[cfg(feature = "otel")]
+        let served = tracing::Instrument::instrument(served, span);
+        Box::pin(served)
+    }
+}
+
+/// A request id from the bus's id generator: unique without a system call per request (a
+/// random UUID would ask the kernel for randomness each time).
+fn new_request_id(bus: &EventBus) -> HeaderValue {
+    let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    let id = bus.next_id().hyphenated().encode_lower(&mut text);
+    HeaderValue::from_str(id).expect("a UUID is a valid header value")
+}
+
+/// Counts a request in flight until dropped (also when its handler panics or its connection
+/// goes away).
+pub(super) struct InFlight(Arc<HttpStats>);
+
+impl InFlight {
+    /// Admits a request, or `None` when `max` are in flight already.
+    fn enter(stats: &Arc<HttpStats>, max: usize) -> Option<Self> {
+        let admitted = stats
+            .in_flight
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .is_ok();
+        if !admitted {
+            return None;
+        }
+        stats.requests.fetch_add(1, Ordering::Relaxed);
+        Some(InFlight(stats.clone()))
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn overloaded() -> Response {
+    let mut r = error_response(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "overloaded",
+        "too many requests in flight; retry shortly",
+    );
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    r
+}
