@@ -174,7 +174,8 @@ impl Wakeups {
         n
     }
 
-    fn is_current(&self) -> bool {
+    /// Whether this thread is the reactor owning this queue.
+    pub(crate) fn is_current(&self) -> bool {
         CURRENT.with(|c| {
             c.borrow()
                 .as_ref()

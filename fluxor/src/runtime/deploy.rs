@@ -23,31 +23,37 @@ use crate::supervision::{InstanceState, LifecycleKind, Supervisor};
 use crate::watchdog::Label;
 
 /// Sends a batch of instances to `reactor`, which creates each (so its component is made on
-/// its reactor) and spawns its life there; `false` if the reactor has stopped.
+/// its reactor) and spawns its life there; `false` if the reactor has stopped. A caller on
+/// that very reactor (a handler deploying next to itself) does it at once, without the trip
+/// through the reactor's job queue.
 pub(super) async fn spawn_on<C: Component>(
     reactor: &Reactor,
+    here: bool,
     tasks: Vec<InstanceTask<C>>,
     worker: Option<crate::component::RunErased>,
 ) -> bool {
-    reactor
-        .run(Box::new(move || {
-            // A factory that panicked has reported so and leaves nothing to run.
-            for task in tasks {
-                match worker {
-                    Some(run) => {
-                        if let Some(life) = run(Box::new(task)) {
-                            tokio::task::spawn_local(life);
-                        }
+    let job = move || {
+        // A factory that panicked has reported so and leaves nothing to run.
+        for task in tasks {
+            match worker {
+                Some(run) => {
+                    if let Some(life) = run(Box::new(task)) {
+                        tokio::task::spawn_local(life);
                     }
-                    None => {
-                        if let Some(life) = task.run() {
-                            tokio::task::spawn_local(life);
-                        }
+                }
+                None => {
+                    if let Some(life) = task.run() {
+                        tokio::task::spawn_local(life);
                     }
                 }
             }
-        }))
-        .await
+        }
+    };
+    if here {
+        job();
+        return true;
+    }
+    reactor.run(Box::new(job)).await
 }
 
 /// Instances sent to a reactor in one job when a deployment starts: large deployments start
@@ -269,13 +275,17 @@ impl Fluxor {
                 batch.push(task);
                 if batch.len() == SPAWN_BATCH {
                     let tasks = std::mem::replace(batch, Vec::with_capacity(SPAWN_BATCH));
-                    if !spawn_on(&inner.reactors[reactor as usize], tasks, worker).await {
+                    let here = inner.wakeups[reactor as usize].is_current();
+                    if !spawn_on(&inner.reactors[reactor as usize], here, tasks, worker).await {
                         failure.get_or_insert((index, "its reactor has stopped".into()));
                     }
                 }
             }
             for (reactor, tasks) in batches.into_iter().enumerate() {
-                if !tasks.is_empty() && !spawn_on(&inner.reactors[reactor], tasks, worker).await {
+                let here = inner.wakeups[reactor].is_current();
+                if !tasks.is_empty()
+                    && !spawn_on(&inner.reactors[reactor], here, tasks, worker).await
+                {
                     failure.get_or_insert((instances - 1, "its reactor has stopped".into()));
                 }
             }
