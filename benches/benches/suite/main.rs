@@ -200,7 +200,18 @@ pub(crate) fn rss_bytes() -> u64 {
     pages * 4096
 }
 
-/// Runs `warmup` asks, then records the latency of each of `n` more, one at a time.
+/// CPU time of this process (every thread, the running ones up to now), in nanoseconds.
+pub(crate) fn process_cpu_ns() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+}
+
+/// Process CPU per ask of the last [`latencies`] run, in nanoseconds: the work of both ends
+/// and of whatever the runtimes spin or poll meanwhile.
+pub(crate) static CPU_PER_ASK: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Runs `warmup` asks, then records the latency of each of `n` more, one at a time (and the
+/// process CPU they took, in [`CPU_PER_ASK`]).
 pub(crate) async fn latencies<F, Fut>(warmup: u64, n: u64, mut ask: F) -> Histogram<u64>
 where
     F: FnMut(u64) -> Fut,
@@ -210,11 +221,14 @@ where
         ask(i).await;
     }
     let mut h = histogram();
+    let cpu = process_cpu_ns();
     for i in 0..n {
         let t = std::time::Instant::now();
         ask(i).await;
         let _ = h.record(t.elapsed().as_nanos() as u64);
     }
+    let used = process_cpu_ns().saturating_sub(cpu);
+    CPU_PER_ASK.store(used / n.max(1), std::sync::atomic::Ordering::Relaxed);
     h
 }
 

@@ -153,6 +153,7 @@ impl Report {
                 (Placement::Cross, "across threads"),
             ] {
                 eprintln!("   W3 ask {where_}");
+                crate::CPU_PER_ASK.store(0, std::sync::atomic::Ordering::Relaxed);
                 if let Some(h) = s.ask(placement, z.ask_warmup, z.ask) {
                     for (q, label) in [(0.5, "p50"), (0.99, "p99"), (0.999, "p99.9")] {
                         self.put(
@@ -170,6 +171,16 @@ impl Report {
                         "ns",
                         name,
                         Some(h.mean()),
+                        false,
+                    );
+                    // Systems whose asks do not go through `latencies` measure no CPU.
+                    let cpu = crate::CPU_PER_ASK.load(std::sync::atomic::Ordering::Relaxed);
+                    self.put(
+                        W3,
+                        format!("{where_}, process CPU per ask"),
+                        "ns",
+                        name,
+                        (cpu > 0).then_some(cpu as f64),
                         false,
                     );
                 }
