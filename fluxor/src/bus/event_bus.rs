@@ -11,8 +11,9 @@ use std::time::Duration;
 use uuid::Uuid;
 
 use super::inbound::Inbound;
-use super::local::{Entry, LocalTransport, Owner};
+use super::local::LocalTransport;
 use super::options::RequestOptions;
+use super::registry::{Entry, Owner};
 use super::transport::{Delivery, How, Parcel, Publication, Published, Requester, Transport};
 use super::RESERVED;
 use crate::address::Destination;
@@ -285,14 +286,17 @@ impl EventBus {
 
     /// Removes the bindings of a whole deployment.
     pub(crate) fn unregister(&self, deployment: DeploymentId) -> usize {
-        let n = self.inner.local.unregister(|o| o.deployment == deployment);
+        let n = self.inner.local.unregister(deployment, None);
         self.remote_patterns_changed();
         n
     }
 
     /// Removes the bindings of one instance.
     pub(crate) fn unregister_instance(&self, owner: Owner) -> usize {
-        let n = self.inner.local.unregister(|o| *o == owner);
+        let n = self
+            .inner
+            .local
+            .unregister(owner.deployment, Some(owner.instance));
         self.remote_patterns_changed();
         n
     }
@@ -358,7 +362,7 @@ impl EventBus {
         &self,
         key: &str,
         topic: &str,
-        offer: impl FnMut(&super::local::Entry, &dyn Inbound) -> Delivery,
+        offer: impl FnMut(&super::registry::Entry, &dyn Inbound) -> Delivery,
     ) -> Published {
         if self.is_closed() {
             return Published::default();

@@ -1,24 +1,22 @@
 //! The local transport: the embedded default, which moves typed envelopes into the mailboxes
 //! of this process's component instances, without serialization.
 //!
-//! Its topic registry is an immutable snapshot swapped on every change (copy-on-write), so
+//! Its topic registry (`registry.rs`) is an immutable snapshot swapped on every change, so
 //! that looking up consumers takes no lock. Each exact topic keeps a round-robin cursor;
 //! topics served only by pattern subscribers share one.
 
 use std::any::Any;
-use std::collections::HashMap;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use arc_swap::ArcSwap;
 use tokio::time::Instant;
 
-use super::inbound::Inbound;
+use super::registry::{Entry, Registry, Resolved, Route, Routes};
 use super::transport::{Copies, Delivery, How, Parcel, Published, SendFuture, Transport};
-use crate::address::{self, validate_topic};
+use crate::address::validate_topic;
 use crate::error::BusError;
 use crate::ids::DeploymentId;
 use crate::mailbox::{Mailbox, PushError};
@@ -114,200 +112,6 @@ impl<T: Send + 'static, M: Message> Consumer for MailboxConsumer<T, M> {
     }
 }
 
-/// Who registered a consumer: one instance of a deployment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Owner {
-    pub(crate) deployment: DeploymentId,
-    pub(crate) instance: usize,
-}
-
-/// One registered consumer.
-#[derive(Clone)]
-pub(crate) struct Entry {
-    pub(crate) owner: Owner,
-    pub(crate) pattern: Arc<str>,
-    pub(crate) consumer: Arc<dyn Consumer>,
-    /// How messages from other nodes reach it; `None` for a local-only binding.
-    pub(crate) remote: Option<Arc<dyn Inbound>>,
-}
-
-impl Entry {
-    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
-    /// Whether it takes messages from other nodes that carry the wire name `wire`.
-    pub(super) fn takes_wire(&self, wire: &str) -> bool {
-        self.remote.as_ref().is_some_and(|r| r.wire() == wire)
-    }
-}
-
-/// The consumers of one exact topic, with its round-robin cursor (kept across snapshots).
-#[derive(Clone)]
-pub(crate) struct Route {
-    pub(crate) topic: Arc<str>,
-    pub(crate) consumers: Arc<[Entry]>,
-    pub(crate) cursor: Arc<AtomicUsize>,
-}
-
-/// An immutable view of every subscription.
-#[derive(Clone, Default)]
-pub(crate) struct Routes {
-    /// Looked up on every send and publish: hashed with a fast seeded hasher, not SipHash
-    /// (its keys come from subscriptions, not from whoever sends).
-    pub(crate) exact: HashMap<Arc<str>, Route, foldhash::fast::RandomState>,
-    pub(crate) patterns: Arc<[Entry]>,
-}
-
-/// The registry: readers load the current snapshot; writers serialize on a mutex and publish a
-/// modified copy.
-pub(crate) struct Registry {
-    current: ArcSwap<Routes>,
-    writer: Mutex<()>,
-}
-
-impl Registry {
-    pub(crate) fn new() -> Self {
-        Registry {
-            current: ArcSwap::from_pointee(Routes::default()),
-            writer: Mutex::new(()),
-        }
-    }
-
-    pub(crate) fn load(&self) -> arc_swap::Guard<Arc<Routes>> {
-        self.current.load()
-    }
-
-    /// Adds `entries` in one step: a reader sees all of them or none.
-    pub(crate) fn add(&self, entries: Vec<Entry>) {
-        if entries.is_empty() {
-            return;
-        }
-        let _w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-        let mut next = Routes::clone(&self.current.load());
-        let mut patterns: Vec<Entry> = next.patterns.to_vec();
-        let mut grouped: HashMap<Arc<str>, Vec<Entry>> = HashMap::new();
-        for e in entries {
-            if address::is_pattern(&e.pattern) {
-                patterns.push(e);
-            } else {
-                grouped.entry(e.pattern.clone()).or_default().push(e);
-            }
-        }
-        for (topic, new) in grouped {
-            let route = next.exact.entry(topic.clone()).or_insert_with(|| Route {
-                topic,
-                consumers: Arc::from(Vec::new()),
-                cursor: Arc::default(),
-            });
-            let mut all = route.consumers.to_vec();
-            all.extend(new);
-            route.consumers = all.into();
-        }
-        next.patterns = patterns.into();
-        self.current.store(Arc::new(next));
-    }
-
-    /// Removes every entry whose owner matches; returns how many were removed.
-    pub(crate) fn remove_owners(&self, matches: impl Fn(&Owner) -> bool) -> usize {
-        let _w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-        let mut next = Routes::clone(&self.current.load());
-        let mut removed = 0;
-        next.exact.retain(|_, route| {
-            let before = route.consumers.len();
-            let kept: Vec<Entry> = route
-                .consumers
-                .iter()
-                .filter(|e| !matches(&e.owner))
-                .cloned()
-                .collect();
-            removed += before - kept.len();
-            route.consumers = kept.into();
-            !route.consumers.is_empty()
-        });
-        let before = next.patterns.len();
-        next.patterns = next
-            .patterns
-            .iter()
-            .filter(|e| !matches(&e.owner))
-            .cloned()
-            .collect::<Vec<_>>()
-            .into();
-        removed += before - next.patterns.len();
-        if removed > 0 {
-            self.current.store(Arc::new(next));
-        }
-        removed
-    }
-
-    /// Removes everything (used when the bus closes).
-    pub(crate) fn clear(&self) {
-        let _w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-        self.current.store(Arc::new(Routes::default()));
-    }
-}
-
-impl Routes {
-    /// The consumers of `topic`: its exact subscribers, then the matching pattern subscribers.
-    /// Borrows the route when no pattern applies (the common case), so the lookup allocates
-    /// nothing.
-    pub(crate) fn resolve<'a>(&'a self, topic: &str) -> Resolved<'a> {
-        let route = self.exact.get(topic);
-        let mut extra = self
-            .patterns
-            .iter()
-            .filter(|e| address::matches(&e.pattern, topic))
-            .peekable();
-        if extra.peek().is_none() {
-            return match route {
-                Some(r) => Resolved::Route(r),
-                None => Resolved::None,
-            };
-        }
-        let mut all: Vec<&'a Entry> = route
-            .map(|r| r.consumers.iter().collect())
-            .unwrap_or_default();
-        all.extend(extra);
-        Resolved::Mixed {
-            route,
-            entries: all,
-        }
-    }
-}
-
-/// The consumers found for a topic.
-pub(crate) enum Resolved<'a> {
-    None,
-    Route(&'a Route),
-    Mixed {
-        route: Option<&'a Route>,
-        entries: Vec<&'a Entry>,
-    },
-}
-
-impl Resolved<'_> {
-    pub(crate) fn len(&self) -> usize {
-        match self {
-            Resolved::None => 0,
-            Resolved::Route(r) => r.consumers.len(),
-            Resolved::Mixed { entries, .. } => entries.len(),
-        }
-    }
-
-    pub(crate) fn get(&self, i: usize) -> &Entry {
-        match self {
-            Resolved::None => unreachable!("no consumer to index"),
-            Resolved::Route(r) => &r.consumers[i],
-            Resolved::Mixed { entries, .. } => entries[i],
-        }
-    }
-
-    pub(crate) fn route(&self) -> Option<&Route> {
-        match self {
-            Resolved::None => None,
-            Resolved::Route(r) => Some(r),
-            Resolved::Mixed { route, .. } => *route,
-        }
-    }
-}
-
 /// The local transport: the registry of this process's consumers, and the cursor of topics
 /// served only by pattern subscribers.
 pub(crate) struct LocalTransport {
@@ -335,8 +139,10 @@ impl LocalTransport {
     }
 
     /// Removes every consumer whose owner matches; returns how many were removed.
-    pub(crate) fn unregister(&self, matches: impl Fn(&Owner) -> bool) -> usize {
-        self.registry.remove_owners(matches)
+    /// Removes the consumers of `deployment` (of its instance `instance` only, when given);
+    /// returns how many were removed.
+    pub(crate) fn unregister(&self, deployment: DeploymentId, instance: Option<usize>) -> usize {
+        self.registry.remove(deployment, instance)
     }
 
     /// Removes every consumer (the bus closes).

@@ -13,6 +13,7 @@ mod event_bus;
 mod inbound;
 mod local;
 mod options;
+mod registry;
 mod remote;
 mod transport;
 mod wait;
@@ -22,8 +23,9 @@ pub use event_bus::EventBus;
 pub(crate) use event_bus::WeakBus;
 #[cfg_attr(not(feature = "cluster"), allow(unused_imports))]
 pub(crate) use inbound::{EncodedReply, Inbound, TypedInbound};
-pub(crate) use local::{Consumer, Entry, MailboxConsumer, Owner};
+pub(crate) use local::{Consumer, MailboxConsumer};
 pub use options::RequestOptions;
+pub(crate) use registry::{Entry, Owner};
 #[cfg_attr(not(feature = "cluster"), allow(unused_imports))]
 pub(crate) use transport::{
     Copies, Delivery, Encoded, How, Parcel, Published, Requester, SendFuture, Transport,

@@ -8,7 +8,8 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use super::inbound::Inbound;
-use super::local::{no_handlers, Entry, LocalTransport};
+use super::local::{no_handlers, LocalTransport};
+use super::registry::Entry;
 use super::transport::{Delivery, How, Parcel, Published};
 use crate::error::BusError;
 

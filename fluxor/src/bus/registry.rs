@@ -1,0 +1,414 @@
+//! The topic registry of the local transport: an immutable snapshot of every subscription,
+//! swapped on every change (copy-on-write), so that looking up consumers takes no lock.
+//!
+//! Exact topics are spread over [`GROUPS`]² maps by hash: a change copies the one map its
+//! topic lives in (and two small arrays of pointers), not every topic, so deploying or
+//! undeploying a component costs about the same with ten topics registered or a hundred
+//! thousand. A topic with many consumers still copies its own consumer list on each change. The writer
+//! keeps, per deployment, the exact topics it registered under, so an undeploy visits those
+//! routes only.
+
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+
+use super::inbound::Inbound;
+use super::local::Consumer;
+use crate::address;
+use crate::ids::DeploymentId;
+
+/// Who registered a consumer: one instance of a deployment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Owner {
+    pub(crate) deployment: DeploymentId,
+    pub(crate) instance: usize,
+}
+
+/// One registered consumer.
+#[derive(Clone)]
+pub(crate) struct Entry {
+    pub(crate) owner: Owner,
+    pub(crate) pattern: Arc<str>,
+    pub(crate) consumer: Arc<dyn Consumer>,
+    /// How messages from other nodes reach it; `None` for a local-only binding.
+    pub(crate) remote: Option<Arc<dyn Inbound>>,
+}
+
+impl Entry {
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
+    /// Whether it takes messages from other nodes that carry the wire name `wire`.
+    pub(super) fn takes_wire(&self, wire: &str) -> bool {
+        self.remote.as_ref().is_some_and(|r| r.wire() == wire)
+    }
+}
+
+/// The consumers of one exact topic, with its round-robin cursor (kept across snapshots).
+#[derive(Clone)]
+pub(crate) struct Route {
+    pub(crate) topic: Arc<str>,
+    pub(crate) consumers: Arc<[Entry]>,
+    pub(crate) cursor: Arc<AtomicUsize>,
+}
+
+/// An immutable view of every subscription.
+#[derive(Clone, Default)]
+pub(crate) struct Routes {
+    pub(crate) exact: Exact,
+    pub(crate) patterns: Arc<[Entry]>,
+}
+
+/// Shards of the exact topics: [`GROUPS`] groups of [`GROUPS`] maps each.
+pub(crate) const GROUPS: usize = 64;
+
+/// One shard: looked up on every send and publish, hashed with a fast seeded hasher, not
+/// SipHash (its keys come from subscriptions, not from whoever sends).
+type Shard = HashMap<Arc<str>, Route, foldhash::fast::RandomState>;
+
+/// A group of shards.
+type Group = Box<[Arc<Shard>]>;
+
+/// The exact topics, in `GROUPS × GROUPS` shards: a change copies the pointers of the
+/// groups, of one group's shards, and the one shard its topic lives in.
+#[derive(Clone)]
+pub(crate) struct Exact {
+    groups: Box<[Arc<Group>]>,
+}
+
+impl Default for Exact {
+    fn default() -> Self {
+        let group: Arc<Group> = Arc::new((0..GROUPS).map(|_| Arc::default()).collect());
+        Exact {
+            groups: (0..GROUPS).map(|_| group.clone()).collect(),
+        }
+    }
+}
+
+/// Where a topic lives: its group and its shard in the group (a fixed seed: the same topic,
+/// the same place, always).
+fn place(topic: &str) -> (usize, usize) {
+    const PICK: foldhash::fast::FixedState = foldhash::fast::FixedState::with_seed(0x5eed);
+    let h = PICK.hash_one(topic) as usize;
+    (h % GROUPS, (h / GROUPS) % GROUPS)
+}
+
+impl Exact {
+    pub(crate) fn get(&self, topic: &str) -> Option<&Route> {
+        let (g, s) = place(topic);
+        self.groups[g][s].get(topic)
+    }
+
+    /// Number of exact topics.
+    pub(crate) fn len(&self) -> usize {
+        self.shards().map(|s| s.len()).sum()
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&Arc<str>, &Route)> {
+        self.shards().flat_map(|s| s.iter())
+    }
+
+    pub(crate) fn values(&self) -> impl Iterator<Item = &Route> {
+        self.shards().flat_map(|s| s.values())
+    }
+
+    fn shards(&self) -> impl Iterator<Item = &Shard> {
+        self.groups.iter().flat_map(|g| g.iter()).map(|s| &**s)
+    }
+
+    /// The shard of `topic`, copied first (with its group's pointers) if a snapshot still
+    /// shares it.
+    fn shard_mut(&mut self, topic: &str) -> &mut Shard {
+        let (g, s) = place(topic);
+        Arc::make_mut(&mut Arc::make_mut(&mut self.groups[g])[s])
+    }
+
+    /// Whether the shard of `topic` is the same map in both (a test's look at what a change
+    /// copied).
+    #[cfg(test)]
+    fn shares_shard_of(&self, other: &Exact, topic: &str) -> bool {
+        let (g, s) = place(topic);
+        Arc::ptr_eq(&self.groups[g][s], &other.groups[g][s])
+    }
+}
+
+/// The registry: readers load the current snapshot; writers serialize on a mutex and publish a
+/// modified copy.
+pub(crate) struct Registry {
+    current: ArcSwap<Routes>,
+    /// Held by writers: the exact topics each deployment registered under.
+    writer: Mutex<HashMap<DeploymentId, Vec<Arc<str>>>>,
+}
+
+impl Registry {
+    pub(crate) fn new() -> Self {
+        Registry {
+            current: ArcSwap::from_pointee(Routes::default()),
+            writer: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub(crate) fn load(&self) -> arc_swap::Guard<Arc<Routes>> {
+        self.current.load()
+    }
+
+    /// Adds `entries` in one step: a reader sees all of them or none.
+    pub(crate) fn add(&self, entries: Vec<Entry>) {
+        if entries.is_empty() {
+            return;
+        }
+        let mut by_deployment = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let mut next = Routes::clone(&self.current.load());
+        let mut patterns: Option<Vec<Entry>> = None;
+        let mut grouped: HashMap<Arc<str>, Vec<Entry>> = HashMap::new();
+        for e in entries {
+            if address::is_pattern(&e.pattern) {
+                patterns
+                    .get_or_insert_with(|| next.patterns.to_vec())
+                    .push(e);
+            } else {
+                let topics = by_deployment.entry(e.owner.deployment).or_default();
+                if !topics.contains(&e.pattern) {
+                    topics.push(e.pattern.clone());
+                }
+                grouped.entry(e.pattern.clone()).or_default().push(e);
+            }
+        }
+        for (topic, new) in grouped {
+            let route = next
+                .exact
+                .shard_mut(&topic)
+                .entry(topic.clone())
+                .or_insert_with(|| Route {
+                    topic,
+                    consumers: Arc::from(Vec::new()),
+                    cursor: Arc::default(),
+                });
+            let mut all = route.consumers.to_vec();
+            all.extend(new);
+            route.consumers = all.into();
+        }
+        if let Some(patterns) = patterns {
+            next.patterns = patterns.into();
+        }
+        self.current.store(Arc::new(next));
+    }
+
+    /// Removes the entries of `deployment` (of its instance `instance` only, when given);
+    /// returns how many were removed. Visits the routes that deployment registered under,
+    /// not every route.
+    pub(crate) fn remove(&self, deployment: DeploymentId, instance: Option<usize>) -> usize {
+        let mut by_deployment = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let matches =
+            |o: &Owner| o.deployment == deployment && instance.is_none_or(|i| o.instance == i);
+        let topics = match instance {
+            None => by_deployment.remove(&deployment).unwrap_or_default(),
+            Some(_) => by_deployment.get(&deployment).cloned().unwrap_or_default(),
+        };
+        let current = self.current.load();
+        let mut next = Routes::clone(&current);
+        let mut removed = 0;
+        for topic in &topics {
+            let Some(route) = current.exact.get(topic) else {
+                continue;
+            };
+            if !route.consumers.iter().any(|e| matches(&e.owner)) {
+                continue;
+            }
+            let shard = next.exact.shard_mut(topic);
+            let Some(route) = shard.get_mut(topic) else {
+                continue;
+            };
+            let kept: Vec<Entry> = route
+                .consumers
+                .iter()
+                .filter(|e| !matches(&e.owner))
+                .cloned()
+                .collect();
+            removed += route.consumers.len() - kept.len();
+            if kept.is_empty() {
+                shard.remove(topic);
+            } else {
+                route.consumers = kept.into();
+            }
+        }
+        if next.patterns.iter().any(|e| matches(&e.owner)) {
+            let before = next.patterns.len();
+            next.patterns = next
+                .patterns
+                .iter()
+                .filter(|e| !matches(&e.owner))
+                .cloned()
+                .collect::<Vec<_>>()
+                .into();
+            removed += before - next.patterns.len();
+        }
+        if removed > 0 {
+            self.current.store(Arc::new(next));
+        }
+        removed
+    }
+
+    /// Removes everything (used when the bus closes).
+    pub(crate) fn clear(&self) {
+        let mut by_deployment = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        by_deployment.clear();
+        self.current.store(Arc::new(Routes::default()));
+    }
+}
+
+impl Routes {
+    /// The consumers of `topic`: its exact subscribers, then the matching pattern subscribers.
+    /// Borrows the route when no pattern applies (the common case), so the lookup allocates
+    /// nothing.
+    pub(crate) fn resolve<'a>(&'a self, topic: &str) -> Resolved<'a> {
+        let route = self.exact.get(topic);
+        let mut extra = self
+            .patterns
+            .iter()
+            .filter(|e| address::matches(&e.pattern, topic))
+            .peekable();
+        if extra.peek().is_none() {
+            return match route {
+                Some(r) => Resolved::Route(r),
+                None => Resolved::None,
+            };
+        }
+        let mut all: Vec<&'a Entry> = route
+            .map(|r| r.consumers.iter().collect())
+            .unwrap_or_default();
+        all.extend(extra);
+        Resolved::Mixed {
+            route,
+            entries: all,
+        }
+    }
+}
+
+/// The consumers found for a topic.
+pub(crate) enum Resolved<'a> {
+    None,
+    Route(&'a Route),
+    Mixed {
+        route: Option<&'a Route>,
+        entries: Vec<&'a Entry>,
+    },
+}
+
+impl Resolved<'_> {
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Resolved::None => 0,
+            Resolved::Route(r) => r.consumers.len(),
+            Resolved::Mixed { entries, .. } => entries.len(),
+        }
+    }
+
+    pub(crate) fn get(&self, i: usize) -> &Entry {
+        match self {
+            Resolved::None => unreachable!("no consumer to index"),
+            Resolved::Route(r) => &r.consumers[i],
+            Resolved::Mixed { entries, .. } => entries[i],
+        }
+    }
+
+    pub(crate) fn route(&self) -> Option<&Route> {
+        match self {
+            Resolved::None => None,
+            Resolved::Route(r) => Some(r),
+            Resolved::Mixed { route, .. } => *route,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::marker::PhantomData;
+
+    use super::*;
+    use crate::bus::MailboxConsumer;
+    use crate::mailbox::Mailbox;
+    use crate::message::{Envelope, Message};
+
+    struct Ping;
+    impl Message for Ping {
+        type Reply = ();
+    }
+
+    fn entry(deployment: &DeploymentId, instance: usize, pattern: &str) -> Entry {
+        // The registry never delivers here: the receiving side may go at once.
+        let (mailbox, _rx) = Mailbox::<Envelope<Ping>>::bounded(1);
+        Entry {
+            owner: Owner {
+                deployment: *deployment,
+                instance,
+            },
+            pattern: Arc::from(pattern),
+            consumer: Arc::new(MailboxConsumer {
+                mailbox,
+                wrap: |e| e,
+                _msg: PhantomData,
+            }),
+            remote: None,
+        }
+    }
+
+    fn ids(n: usize) -> Vec<DeploymentId> {
+        let gen = crate::ids::IdGen::new();
+        (0..n).map(|_| DeploymentId(gen.next())).collect()
+    }
+
+    #[test]
+    fn a_change_copies_one_shard_and_removal_visits_the_deployments_topics() {
+        let registry = Registry::new();
+        let deployments = ids(200);
+        for (i, d) in deployments.iter().enumerate() {
+            registry.add(vec![
+                entry(d, 0, &format!("session.{i}")),
+                entry(d, 0, "all"),
+            ]);
+        }
+        let before = registry.load();
+        assert_eq!(before.exact.len(), 201);
+        assert_eq!(
+            before.exact.get("all").map(|r| r.consumers.len()),
+            Some(200)
+        );
+
+        assert_eq!(registry.remove(deployments[7], None), 2);
+        let after = registry.load();
+        assert!(after.exact.get("session.7").is_none());
+        assert_eq!(after.exact.get("all").map(|r| r.consumers.len()), Some(199));
+        assert!(after.exact.get("session.8").is_some());
+        // Only the shards of `session.7` and `all` were copied; the others are shared.
+        let copied: std::collections::HashSet<(usize, usize)> = (0..200)
+            .map(|i| format!("session.{i}"))
+            .filter(|t| !before.exact.shares_shard_of(&after.exact, t))
+            .map(|t| place(&t))
+            .collect();
+        assert!(copied.len() <= 2, "{} shards copied", copied.len());
+        assert!(!before.exact.shares_shard_of(&after.exact, "session.7"));
+        // Gone from the index too: removing again finds nothing.
+        assert_eq!(registry.remove(deployments[7], None), 0);
+    }
+
+    #[test]
+    fn one_instance_leaves_and_its_deployment_keeps_its_topics() {
+        let registry = Registry::new();
+        let d = ids(1)[0];
+        registry.add(vec![
+            entry(&d, 0, "t"),
+            entry(&d, 1, "t"),
+            entry(&d, 1, "t.*"),
+        ]);
+        assert_eq!(registry.remove(d, Some(1)), 2);
+        let snap = registry.load();
+        assert_eq!(snap.exact.get("t").map(|r| r.consumers.len()), Some(1));
+        assert!(snap.patterns.is_empty());
+        // The instance comes back (a restart), then the whole deployment goes.
+        registry.add(vec![entry(&d, 1, "t")]);
+        assert_eq!(registry.remove(d, None), 2);
+        assert_eq!(registry.load().exact.len(), 0);
+    }
+}
