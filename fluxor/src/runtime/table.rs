@@ -15,7 +15,8 @@ use crate::supervision::Supervisor;
 #[derive(Default)]
 pub(super) struct Table {
     pub(super) order: std::collections::BTreeMap<u64, Deployment>,
-    pub(super) by_id: std::collections::HashMap<DeploymentId, u64>,
+    /// Hashed with a fast seeded hasher: the ids are the runtime's own, not a caller's.
+    pub(super) by_id: std::collections::HashMap<DeploymentId, u64, foldhash::fast::RandomState>,
     pub(super) next: u64,
 }
 
