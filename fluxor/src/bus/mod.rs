@@ -9,6 +9,7 @@
 //!
 //! [`RequestOptions`] (`options.rs`) carry a request's timeout, headers and request id.
 
+mod consumers;
 mod event_bus;
 mod inbound;
 mod local;

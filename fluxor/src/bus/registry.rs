@@ -4,7 +4,8 @@
 //! Exact topics are spread over [`GROUPS`]² maps by hash: a change copies the one map its
 //! topic lives in (and two small arrays of pointers), not every topic, so deploying or
 //! undeploying a component costs about the same with ten topics registered or a hundred
-//! thousand. A topic with many consumers still copies its own consumer list on each change. The writer
+//! thousand. A topic's consumers are kept in chunks (`consumers.rs`), so a topic with many consumers copies one chunk and
+//! the chunks' pointers per change. The writer
 //! keeps, per deployment, the exact topics it registered under, so an undeploy visits those
 //! routes only.
 
@@ -15,13 +16,14 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 
+use super::consumers::Consumers;
 use super::inbound::Inbound;
 use super::local::Consumer;
 use crate::address;
 use crate::ids::DeploymentId;
 
 /// Who registered a consumer: one instance of a deployment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) struct Owner {
     pub(crate) deployment: DeploymentId,
     pub(crate) instance: usize,
@@ -49,7 +51,7 @@ impl Entry {
 #[derive(Clone)]
 pub(crate) struct Route {
     pub(crate) topic: Arc<str>,
-    pub(crate) consumers: Arc<[Entry]>,
+    pub(crate) consumers: Consumers,
     pub(crate) cursor: Arc<AtomicUsize>,
 }
 
@@ -137,15 +139,28 @@ impl Exact {
 /// modified copy.
 pub(crate) struct Registry {
     current: ArcSwap<Routes>,
-    /// Held by writers: the exact topics each deployment registered under.
-    writer: Mutex<HashMap<DeploymentId, Vec<Arc<str>>>>,
+    /// Held by writers: where each deployment's consumers sit.
+    writer: Mutex<Places>,
+}
+
+/// One consumer's instance and its position in its topic's consumer list.
+type Spot = (usize, usize);
+
+/// For each exact topic, where each deployment's consumers sit in its consumer list: an
+/// undeploy goes straight to them instead of looking through the list.
+#[derive(Default)]
+struct Places {
+    /// Topic → deployment → where each of its consumers sits there.
+    by_topic: HashMap<Arc<str>, HashMap<DeploymentId, Vec<Spot>>>,
+    /// Deployment → the exact topics it registered under.
+    topics: HashMap<DeploymentId, Vec<Arc<str>>>,
 }
 
 impl Registry {
     pub(crate) fn new() -> Self {
         Registry {
             current: ArcSwap::from_pointee(Routes::default()),
-            writer: Mutex::new(HashMap::new()),
+            writer: Mutex::new(Places::default()),
         }
     }
 
@@ -158,7 +173,7 @@ impl Registry {
         if entries.is_empty() {
             return;
         }
-        let mut by_deployment = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let mut places = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         let mut next = Routes::clone(&self.current.load());
         let mut patterns: Option<Vec<Entry>> = None;
         let mut grouped: HashMap<Arc<str>, Vec<Entry>> = HashMap::new();
@@ -168,7 +183,7 @@ impl Registry {
                     .get_or_insert_with(|| next.patterns.to_vec())
                     .push(e);
             } else {
-                let topics = by_deployment.entry(e.owner.deployment).or_default();
+                let topics = places.topics.entry(e.owner.deployment).or_default();
                 if !topics.contains(&e.pattern) {
                     topics.push(e.pattern.clone());
                 }
@@ -181,13 +196,17 @@ impl Registry {
                 .shard_mut(&topic)
                 .entry(topic.clone())
                 .or_insert_with(|| Route {
-                    topic,
-                    consumers: Arc::from(Vec::new()),
+                    topic: topic.clone(),
+                    consumers: Consumers::default(),
                     cursor: Arc::default(),
                 });
-            let mut all = route.consumers.to_vec();
-            all.extend(new);
-            route.consumers = all.into();
+            let here = places.by_topic.entry(topic).or_default();
+            for (k, e) in new.iter().enumerate() {
+                here.entry(e.owner.deployment)
+                    .or_default()
+                    .push((e.owner.instance, route.consumers.len() + k));
+            }
+            route.consumers = route.consumers.with(new);
         }
         if let Some(patterns) = patterns {
             next.patterns = patterns.into();
@@ -197,40 +216,57 @@ impl Registry {
 
     /// Removes the entries of `deployment` (of its instance `instance` only, when given);
     /// returns how many were removed. Visits the routes that deployment registered under,
-    /// not every route.
+    /// and in each goes straight to its consumers.
     pub(crate) fn remove(&self, deployment: DeploymentId, instance: Option<usize>) -> usize {
-        let mut by_deployment = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let mut guard = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let places = &mut *guard;
         let matches =
             |o: &Owner| o.deployment == deployment && instance.is_none_or(|i| o.instance == i);
         let topics = match instance {
-            None => by_deployment.remove(&deployment).unwrap_or_default(),
-            Some(_) => by_deployment.get(&deployment).cloned().unwrap_or_default(),
+            None => places.topics.remove(&deployment).unwrap_or_default(),
+            Some(_) => places.topics.get(&deployment).cloned().unwrap_or_default(),
         };
-        let current = self.current.load();
-        let mut next = Routes::clone(&current);
+        let mut next = Routes::clone(&self.current.load());
         let mut removed = 0;
         for topic in &topics {
-            let Some(route) = current.exact.get(topic) else {
+            let Some(here) = places.by_topic.get_mut(topic) else {
                 continue;
             };
-            if !route.consumers.iter().any(|e| matches(&e.owner)) {
+            let Some(mine) = here.get_mut(&deployment) else {
+                continue;
+            };
+            let at: Vec<usize> = mine
+                .iter()
+                .filter(|(i, _)| instance.is_none_or(|only| *i == only))
+                .map(|(_, at)| *at)
+                .collect();
+            mine.retain(|(i, _)| instance.is_some_and(|only| *i != only));
+            if mine.is_empty() {
+                here.remove(&deployment);
+            }
+            if at.is_empty() {
                 continue;
             }
             let shard = next.exact.shard_mut(topic);
             let Some(route) = shard.get_mut(topic) else {
                 continue;
             };
-            let kept: Vec<Entry> = route
-                .consumers
-                .iter()
-                .filter(|e| !matches(&e.owner))
-                .cloned()
-                .collect();
+            let (kept, moves) = route.consumers.without_at(at);
             removed += route.consumers.len() - kept.len();
+            // The consumers that moved into the freed places.
+            for (owner, from, to) in moves {
+                if let Some(spot) = here.get_mut(&owner.deployment).and_then(|v| {
+                    v.iter_mut()
+                        .find(|(i, at)| *i == owner.instance && *at == from)
+                }) {
+                    spot.1 = to;
+                }
+            }
             if kept.is_empty() {
                 shard.remove(topic);
+                places.by_topic.remove(topic);
             } else {
-                route.consumers = kept.into();
+                route.consumers = kept;
             }
         }
         if next.patterns.iter().any(|e| matches(&e.owner)) {
@@ -252,8 +288,8 @@ impl Registry {
 
     /// Removes everything (used when the bus closes).
     pub(crate) fn clear(&self) {
-        let mut by_deployment = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-        by_deployment.clear();
+        let mut places = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        *places = Places::default();
         self.current.store(Arc::new(Routes::default()));
     }
 }
@@ -308,7 +344,7 @@ impl Resolved<'_> {
     pub(crate) fn get(&self, i: usize) -> &Entry {
         match self {
             Resolved::None => unreachable!("no consumer to index"),
-            Resolved::Route(r) => &r.consumers[i],
+            Resolved::Route(r) => r.consumers.get(i),
             Resolved::Mixed { entries, .. } => entries[i],
         }
     }
@@ -391,6 +427,59 @@ mod tests {
         assert!(!before.exact.shares_shard_of(&after.exact, "session.7"));
         // Gone from the index too: removing again finds nothing.
         assert_eq!(registry.remove(deployments[7], None), 0);
+    }
+
+    #[test]
+    fn a_shared_topic_loses_exactly_the_consumers_that_leave_in_any_order() {
+        let registry = Registry::new();
+        let deployments = ids(300);
+        for d in &deployments {
+            // Two instances each, one of them with two handlers on the topic.
+            registry.add(vec![
+                entry(d, 0, "all"),
+                entry(d, 1, "all"),
+                entry(d, 1, "all"),
+            ]);
+        }
+        let mut live: Vec<(DeploymentId, usize)> = deployments
+            .iter()
+            .flat_map(|d| [(*d, 0), (*d, 1), (*d, 1)])
+            .collect();
+        let owners = |r: &Registry| {
+            let mut v: Vec<(DeploymentId, usize)> = r
+                .load()
+                .exact
+                .get("all")
+                .map(|route| {
+                    route
+                        .consumers
+                        .iter()
+                        .map(|e| (e.owner.deployment, e.owner.instance))
+                        .collect()
+                })
+                .unwrap_or_default();
+            v.sort();
+            v
+        };
+        // Instances leave (a restart), whole deployments leave, in a scattered order.
+        for (n, d) in deployments.iter().enumerate().filter(|(n, _)| n % 7 == 3) {
+            let gone = registry.remove(*d, Some(n % 2));
+            assert_eq!(gone, if n % 2 == 0 { 1 } else { 2 });
+            live.retain(|(ld, li)| !(ld == d && *li == n % 2));
+        }
+        for (n, d) in deployments.iter().enumerate() {
+            if n % 5 == 1 || n % 11 == 0 {
+                registry.remove(*d, None);
+                live.retain(|(ld, _)| ld != d);
+                let mut expected = live.clone();
+                expected.sort();
+                assert_eq!(owners(&registry), expected, "after removing deployment {n}");
+            }
+        }
+        for d in &deployments {
+            registry.remove(*d, None);
+        }
+        assert!(registry.load().exact.get("all").is_none());
     }
 
     #[test]

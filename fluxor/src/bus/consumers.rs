@@ -1,0 +1,191 @@
+//! The consumer list of one topic: copy-on-write in chunks, so that adding or removing one
+//! consumer of a topic that has many copies a chunk and the chunks' pointers, not the whole
+//! list (a broadcast topic every session listens on stays cheap to join and leave).
+
+use std::sync::Arc;
+
+use super::registry::{Entry, Owner};
+
+/// Entries per chunk.
+const CHUNK: usize = 64;
+
+/// A topic's consumers, in chunks of [`CHUNK`]: every chunk is full but the last, so the
+/// `i`-th consumer is found by division. Cloning copies one pointer.
+#[derive(Clone, Default)]
+pub(crate) struct Consumers {
+    chunks: Arc<[Arc<Vec<Entry>>]>,
+    len: usize,
+}
+
+impl Consumers {
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The `i`-th consumer.
+    ///
+    /// # Panics
+    /// When `i >= len()`.
+    pub(crate) fn get(&self, i: usize) -> &Entry {
+        &self.chunks[i / CHUNK][i % CHUNK]
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Entry> {
+        self.chunks.iter().flat_map(|c| c.iter())
+    }
+
+    /// A copy with `new` added at the end; only the last chunk is copied.
+    pub(crate) fn with(&self, new: Vec<Entry>) -> Consumers {
+        let mut chunks: Vec<Arc<Vec<Entry>>> = self.chunks.to_vec();
+        let mut len = self.len;
+        for entry in new {
+            match chunks.last_mut() {
+                Some(last) if last.len() < CHUNK => Arc::make_mut(last).push(entry),
+                _ => {
+                    let mut chunk = Vec::with_capacity(CHUNK);
+                    chunk.push(entry);
+                    chunks.push(Arc::new(chunk));
+                }
+            }
+            len += 1;
+        }
+        Consumers {
+            chunks: chunks.into(),
+            len,
+        }
+    }
+
+    /// A copy without the entries at positions `at`, and the moves made: each removed
+    /// entry's place is taken by the list's last entry, so only the chunks touched are copied
+    /// (the order of the others changes, which round-robin does not mind). A move is the
+    /// moved entry's owner, its old place and its new one, in the order they happened (an
+    /// entry may move twice).
+    pub(crate) fn without_at(&self, mut at: Vec<usize>) -> (Consumers, Vec<(Owner, usize, usize)>) {
+        at.sort_unstable_by(|a, b| b.cmp(a));
+        at.dedup();
+        let mut chunks: Vec<Arc<Vec<Entry>>> = self.chunks.to_vec();
+        let mut len = self.len;
+        let mut moves = Vec::new();
+        // From the back, so that a place still to be emptied is never the one filled.
+        for i in at.into_iter().filter(|&i| i < self.len) {
+            let last = Arc::make_mut(chunks.last_mut().expect("a non-empty list has a chunk"))
+                .pop()
+                .expect("a last chunk is never empty");
+            len -= 1;
+            if i < len {
+                moves.push((last.owner, len, i));
+                Arc::make_mut(&mut chunks[i / CHUNK])[i % CHUNK] = last;
+            }
+            if chunks.last().is_some_and(|c| c.is_empty()) {
+                chunks.pop();
+            }
+        }
+        (
+            Consumers {
+                chunks: chunks.into(),
+                len,
+            },
+            moves,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::marker::PhantomData;
+
+    use super::*;
+    use crate::bus::MailboxConsumer;
+    use crate::ids::{DeploymentId, IdGen};
+    use crate::mailbox::Mailbox;
+    use crate::message::{Envelope, Message};
+
+    struct Ping;
+    impl Message for Ping {
+        type Reply = ();
+    }
+
+    fn entry(deployment: DeploymentId, instance: usize) -> Entry {
+        // The list never delivers here: the receiving side may go at once.
+        let (mailbox, _rx) = Mailbox::<Envelope<Ping>>::bounded(1);
+        Entry {
+            owner: Owner {
+                deployment,
+                instance,
+            },
+            pattern: Arc::from("t"),
+            consumer: Arc::new(MailboxConsumer {
+                mailbox,
+                wrap: |e| e,
+                _msg: PhantomData,
+            }),
+            remote: None,
+        }
+    }
+
+    fn owners(c: &Consumers) -> Vec<usize> {
+        let mut v: Vec<usize> = c.iter().map(|e| e.owner.instance).collect();
+        v.sort_unstable();
+        v
+    }
+
+    #[test]
+    fn adding_and_removing_keeps_every_other_consumer_and_copies_little() {
+        let d = DeploymentId(IdGen::new().next());
+        let mut list = Consumers::default();
+        for i in 0..200 {
+            list = list.with(vec![entry(d, i)]);
+        }
+        assert_eq!(list.len(), 200);
+        let order: Vec<usize> = (0..200).map(|i| list.get(i).owner.instance).collect();
+        assert_eq!(order, (0..200).collect::<Vec<_>>());
+
+        // One from the first chunk goes: the last entry takes its place; the chunks in
+        // between are the same allocations as before.
+        let (after, moves) = list.without_at(vec![5]);
+        assert_eq!(moves.len(), 1);
+        assert_eq!((moves[0].0.instance, moves[0].1, moves[0].2), (199, 199, 5));
+        assert_eq!(after.len(), 199);
+        assert_eq!(
+            owners(&after),
+            (0..200).filter(|&i| i != 5).collect::<Vec<_>>()
+        );
+        assert_eq!(after.get(5).owner.instance, 199);
+        assert!(Arc::ptr_eq(&list.chunks[1], &after.chunks[1]));
+        assert!(Arc::ptr_eq(&list.chunks[2], &after.chunks[2]));
+        // The original is untouched (readers of an older snapshot).
+        assert_eq!(list.len(), 200);
+        assert_eq!(list.get(5).owner.instance, 5);
+
+        // Many at once, from every chunk and from the end (positions out of order, one
+        // twice, one past the end); then all.
+        let mut at: Vec<usize> = (0..after.len())
+            .filter(|&i| {
+                let o = after.get(i).owner.instance;
+                o % 3 == 0 || o > 190
+            })
+            .collect();
+        at.reverse();
+        at.push(at[0]);
+        at.push(10_000);
+        let (after, moves) = after.without_at(at);
+        let kept: Vec<usize> = (0..200)
+            .filter(|&i| i != 5 && i % 3 != 0 && i <= 190)
+            .collect();
+        assert_eq!(owners(&after), kept);
+        assert_eq!(after.len(), kept.len());
+        // Every move lands its entry where the list now has it, unless it moved again.
+        for (n, (owner, _, to)) in moves.iter().enumerate() {
+            if !moves[n + 1..].iter().any(|(_, from, _)| from == to) {
+                assert_eq!(after.get(*to).owner.instance, owner.instance);
+            }
+        }
+        let (empty, _) = after.without_at((0..after.len()).collect());
+        assert!(empty.is_empty());
+        assert_eq!(empty.iter().count(), 0);
+    }
+}
