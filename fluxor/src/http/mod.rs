@@ -33,8 +33,9 @@
 //!   instance); one more is shed at once with `503 Service Unavailable` and
 //!   `Retry-After: 1`, and counted. Admission is one atomic step in front of the routes, not
 //!   a stack of layers.
-//! * **Request ids**: every request gets an `X-Request-ID` (kept if the client sent one,
-//!   a UUID otherwise), echoed in the response. [`Bus`] carries it into bus headers
+//! * **Request ids**: every request (the dashboard's own excepted) gets an `X-Request-ID`
+//!   (kept if the client sent one, a UUID from the runtime's id generator otherwise), echoed
+//!   in the response. [`Bus`] carries it into bus headers
 //!   (`x-request-id`), and when it is a UUID, it becomes the bus request id, so the handler's
 //!   `ctx.request_id()` and tracing span show it.
 //! * **Errors**: [`BusError`](crate::BusError) is an axum response: `MailboxFull` and `Closed`
