@@ -105,6 +105,12 @@ pub(crate) trait System {
     ) -> Option<(Duration, f64, Duration)> {
         None
     }
+
+    /// W9 on the caller's reactor, each deployment also binding one topic they all share (a
+    /// broadcast every session listens on); Fluxor only, the peers have no topics.
+    fn deploy_one_by_one_shared(&self, _n: u64) -> Option<(Duration, f64, Duration)> {
+        None
+    }
 }
 
 /// The state of a sink actor: counts what it receives and signals `done` at the `want`th.
@@ -291,21 +297,13 @@ pub(crate) fn spawn_isolated(system: &str, n: u64) -> Option<(Duration, f64, Dur
     isolated(system, &["--spawn-probe", system, &n.to_string()])
 }
 
-/// W9 in a fresh process, as W6: `--deploy-probe <system> <same|default> <n>`.
+/// W9 in a fresh process, as W6: `--deploy-probe <system> <same|default|shared> <n>`.
 pub(crate) fn one_by_one_isolated(
     system: &str,
-    placement: Placement,
+    variant: &str,
     n: u64,
 ) -> Option<(Duration, f64, Duration)> {
-    let placement = if placement == Placement::Same {
-        "same"
-    } else {
-        "default"
-    };
-    isolated(
-        system,
-        &["--deploy-probe", system, placement, &n.to_string()],
-    )
+    isolated(system, &["--deploy-probe", system, variant, &n.to_string()])
 }
 
 /// Runs this binary with `args` and reads the three figures it prints (`none`: the system has
@@ -351,6 +349,7 @@ fn probe_figures<S: System>(s: &S, what: &str, n: u64) -> Option<(Duration, f64,
         "spawn" => s.spawn(n),
         "same" => s.deploy_one_by_one(Placement::Same, n),
         "default" => s.deploy_one_by_one(Placement::Default, n),
+        "shared" => s.deploy_one_by_one_shared(n),
         _ => None,
     }
 }

@@ -582,6 +582,10 @@ impl System for Fluxor {
     }
 
     fn deploy_one_by_one(&self, placement: Placement, n: u64) -> Option<(Duration, f64, Duration)> {
-        placed::one_by_one(placement, n)
+        placed::one_by_one(placement, n, false)
+    }
+
+    fn deploy_one_by_one_shared(&self, n: u64) -> Option<(Duration, f64, Duration)> {
+        placed::one_by_one(Placement::Same, n, true)
     }
 }

@@ -41,6 +41,65 @@ type Figures = Option<(Duration, f64, Duration)>;
 struct OneByOne {
     n: u64,
     pin: bool,
+    /// Each deployment also binds one topic they all share (a broadcast topic every session
+    /// listens on).
+    shared: bool,
+}
+
+/// A broadcast to every [`Listener`].
+#[derive(Message, Clone)]
+struct Announce;
+
+/// [`Tiny`] that also listens on a topic every one of them binds.
+#[component]
+struct Listener {
+    handled: Arc<AtomicU64>,
+}
+
+#[component]
+impl Listener {
+    #[handler]
+    fn num(&mut self, Num(n): Num) {
+        self.handled
+            .fetch_add(1 + n, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    #[handler("w9.all")]
+    fn all(&mut self, _: Announce) {}
+}
+
+/// W9's loop for deployments of `C`, made by `make` from the shared counter.
+async fn deploy_each<C, F>(
+    ctx: &Context<Deployer>,
+    n: u64,
+    pin: bool,
+    make: impl Fn(Arc<AtomicU64>) -> F,
+) -> Figures
+where
+    C: Component + fluxor::Handles<Num>,
+    F: Fn() -> C + Send + Sync + 'static,
+{
+    let handled = Arc::new(AtomicU64::new(0));
+    let mut ids = Vec::with_capacity(n as usize);
+    let before = rss_bytes();
+    let start = Instant::now();
+    for _ in 0..n {
+        let id = ctx
+            .deploy(make(handled.clone()), options(pin, ctx.reactor()))
+            .await;
+        ids.push(id.ok()?);
+    }
+    let deployed = start.elapsed();
+    let per_deployment = rss_bytes().saturating_sub(before) as f64 / n as f64;
+    for &id in &ids {
+        ctx.actor_ref::<C>(id, 0)?.send(Num(0)).ok()?;
+    }
+    crate::until_handled(&handled, n).await;
+    let stop = Instant::now();
+    for id in ids {
+        ctx.undeploy(id).await.ok()?;
+    }
+    Some((deployed, per_deployment, stop.elapsed()))
 }
 
 #[component]
@@ -52,38 +111,30 @@ impl Deployer {
     #[handler]
     async fn one_by_one(
         &mut self,
-        OneByOne { n, pin }: OneByOne,
+        OneByOne { n, pin, shared }: OneByOne,
         ctx: &mut Context<Self>,
     ) -> Figures {
-        let handled = Arc::new(AtomicU64::new(0));
-        let mut ids = Vec::with_capacity(n as usize);
-        let before = rss_bytes();
-        let start = Instant::now();
-        for _ in 0..n {
-            let handled = handled.clone();
-            let factory = move || Tiny {
-                handled: handled.clone(),
-            };
-            let id = ctx.deploy(factory, options(pin, ctx.reactor())).await;
-            ids.push(id.ok()?);
+        if shared {
+            deploy_each(ctx, n, pin, |handled| {
+                move || Listener {
+                    handled: handled.clone(),
+                }
+            })
+            .await
+        } else {
+            deploy_each(ctx, n, pin, |handled| {
+                move || Tiny {
+                    handled: handled.clone(),
+                }
+            })
+            .await
         }
-        let deployed = start.elapsed();
-        let per_deployment = rss_bytes().saturating_sub(before) as f64 / n as f64;
-        for &id in &ids {
-            ctx.actor_ref::<Tiny>(id, 0)?.send(Num(0)).ok()?;
-        }
-        crate::until_handled(&handled, n).await;
-        let stop = Instant::now();
-        for id in ids {
-            ctx.undeploy(id).await.ok()?;
-        }
-        Some((deployed, per_deployment, stop.elapsed()))
     }
 }
 
 /// W9: the deployer on reactor 0; its deployments pinned to its reactor (`Same`) or placed by
-/// default.
-pub(super) fn one_by_one(placement: Placement, n: u64) -> Figures {
+/// default; with `shared`, each also binds one topic they all share.
+pub(super) fn one_by_one(placement: Placement, n: u64, shared: bool) -> Figures {
     main_thread().block_on(async {
         let rt = runtime();
         let id = rt
@@ -95,6 +146,7 @@ pub(super) fn one_by_one(placement: Placement, n: u64) -> Figures {
             .request(OneByOne {
                 n,
                 pin: placement == Placement::Same,
+                shared,
             })
             .await
             .ok()?;

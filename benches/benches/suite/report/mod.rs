@@ -345,13 +345,14 @@ impl Report {
              (from a handler; one message each; then all undeployed)";
         if self.wants("W9") {
             let n = z.one_by_one;
-            for (placement, where_) in [
-                (Placement::Same, "same reactor"),
-                (Placement::Default, "default placement"),
+            for (variant, where_) in [
+                ("same", "same reactor"),
+                ("default", "default placement"),
+                ("shared", "same reactor, one topic all bind"),
             ] {
                 eprintln!("   W9 {n} one by one, {where_}");
                 let Some((deployed, bytes, torn_down)) =
-                    crate::one_by_one_isolated(name, placement, n)
+                    crate::one_by_one_isolated(name, variant, n)
                 else {
                     continue;
                 };
