@@ -52,13 +52,15 @@ pub(super) const NOTES: &str = r#"
 * **W6** runs each system in a fresh child process (`--spawn-probe`), so resident memory is not
   blurred by memory earlier workloads freed. For Fluxor, *start* is one `deploy` of N instances
   (each created on its reactor, started, its start reported); for the peers, N spawns.
-* **W9** runs in a fresh child process too (`--deploy-probe <system> <same|default> <n>`). For
+* **W9** runs in a fresh child process too (`--deploy-probe <system> <same|default|shared> <n>`). For
   Fluxor, a component on reactor 0 calls `Context::deploy` for one instance of a tiny
   component and awaits it before the next; after all are deployed (*deploy* time, then idle
   memory), each gets one message, then they are undeployed one by one, each `undeploy`
   awaited (*undeploy all*). For actix (1 thread) and xtra it is their W6: actors started one
   by one (`Actor::start`, `spawn_tokio`), one message each, every address dropped and every
   stop awaited; the floor's is tasks and channels. xtra's bytes per actor are the memory goal.
+  The *one topic all bind* rows (`shared`, Fluxor only) add a handler on `w9.all` to each
+  deployment, so every deploy and undeploy changes one topic's list of up to 100k consumers.
 * **W7**: each Fluxor node deploys its ten children with `Context::deploy` (a deployment with
   its supervisor, start hand-shake and undeploy) where the peers spawn bare actors. The root
   spreads its children over both reactors; below it, a node deploys its children on its own
