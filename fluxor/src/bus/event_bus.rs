@@ -277,27 +277,29 @@ impl EventBus {
     }
 
     pub(crate) fn register(&self, entries: Vec<Entry>) {
-        let remote = entries.iter().any(|e| e.remote.is_some());
-        self.inner.local.register(entries);
-        if remote {
+        if self.inner.local.register(entries) {
             self.remote_patterns_changed();
         }
     }
 
     /// Removes the bindings of a whole deployment.
     pub(crate) fn unregister(&self, deployment: DeploymentId) -> usize {
-        let n = self.inner.local.unregister(deployment, None);
-        self.remote_patterns_changed();
+        let (n, changed) = self.inner.local.unregister(deployment, None);
+        if changed {
+            self.remote_patterns_changed();
+        }
         n
     }
 
     /// Removes the bindings of one instance.
     pub(crate) fn unregister_instance(&self, owner: Owner) -> usize {
-        let n = self
+        let (n, changed) = self
             .inner
             .local
             .unregister(owner.deployment, Some(owner.instance));
-        self.remote_patterns_changed();
+        if changed {
+            self.remote_patterns_changed();
+        }
         n
     }
 

@@ -134,14 +134,18 @@ impl LocalTransport {
     }
 
     /// Adds consumers, all at once.
-    pub(crate) fn register(&self, entries: Vec<Entry>) {
-        self.registry.add(entries);
+    /// Adds consumers; `true` if the set of remote patterns changed.
+    pub(crate) fn register(&self, entries: Vec<Entry>) -> bool {
+        self.registry.add(entries)
     }
 
-    /// Removes every consumer whose owner matches; returns how many were removed.
     /// Removes the consumers of `deployment` (of its instance `instance` only, when given);
-    /// returns how many were removed.
-    pub(crate) fn unregister(&self, deployment: DeploymentId, instance: Option<usize>) -> usize {
+    /// returns how many were removed, and whether the set of remote patterns changed.
+    pub(crate) fn unregister(
+        &self,
+        deployment: DeploymentId,
+        instance: Option<usize>,
+    ) -> (usize, bool) {
         self.registry.remove(deployment, instance)
     }
 

@@ -111,10 +111,6 @@ impl Exact {
         self.shards().flat_map(|s| s.iter())
     }
 
-    pub(crate) fn values(&self) -> impl Iterator<Item = &Route> {
-        self.shards().flat_map(|s| s.values())
-    }
-
     fn shards(&self) -> impl Iterator<Item = &Shard> {
         self.groups.iter().flat_map(|g| g.iter()).map(|s| &**s)
     }
@@ -154,6 +150,34 @@ struct Places {
     by_topic: HashMap<Arc<str>, HashMap<DeploymentId, Vec<Spot>>>,
     /// Deployment → the exact topics it registered under.
     topics: HashMap<DeploymentId, Vec<Arc<str>>>,
+    /// The patterns (exact topics included) of remote-enabled consumers, with how many use
+    /// each: what a transport to other nodes subscribes to, kept up to date here rather than
+    /// gathered from every entry on each change.
+    remote: HashMap<Arc<str>, usize>,
+}
+
+impl Places {
+    /// Counts a remote-enabled consumer of `pattern`; `true` if the pattern is new.
+    fn remote_added(&mut self, pattern: &Arc<str>) -> bool {
+        let n = self.remote.entry(pattern.clone()).or_insert(0);
+        *n += 1;
+        *n == 1
+    }
+
+    /// Uncounts one; `true` if the pattern has no remote-enabled consumer left.
+    fn remote_removed(&mut self, pattern: &str) -> bool {
+        match self.remote.get_mut(pattern) {
+            Some(n) if *n > 1 => {
+                *n -= 1;
+                false
+            }
+            Some(_) => {
+                self.remote.remove(pattern);
+                true
+            }
+            None => false,
+        }
+    }
 }
 
 impl Registry {
@@ -168,12 +192,17 @@ impl Registry {
         self.current.load()
     }
 
-    /// Adds `entries` in one step: a reader sees all of them or none.
-    pub(crate) fn add(&self, entries: Vec<Entry>) {
+    /// Adds `entries` in one step: a reader sees all of them or none. `true` if the set of
+    /// remote patterns changed.
+    pub(crate) fn add(&self, entries: Vec<Entry>) -> bool {
         if entries.is_empty() {
-            return;
+            return false;
         }
         let mut places = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let mut remote_changed = false;
+        for e in entries.iter().filter(|e| e.remote.is_some()) {
+            remote_changed |= places.remote_added(&e.pattern);
+        }
         let mut next = Routes::clone(&self.current.load());
         let mut patterns: Option<Vec<Entry>> = None;
         let mut grouped: HashMap<Arc<str>, Vec<Entry>> = HashMap::new();
@@ -212,12 +241,24 @@ impl Registry {
             next.patterns = patterns.into();
         }
         self.current.store(Arc::new(next));
+        remote_changed
+    }
+
+    /// The patterns remote-enabled consumers are registered under.
+    pub(crate) fn remote_patterns(&self) -> std::collections::BTreeSet<Arc<str>> {
+        let places = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        places.remote.keys().cloned().collect()
     }
 
     /// Removes the entries of `deployment` (of its instance `instance` only, when given);
-    /// returns how many were removed. Visits the routes that deployment registered under,
-    /// and in each goes straight to its consumers.
-    pub(crate) fn remove(&self, deployment: DeploymentId, instance: Option<usize>) -> usize {
+    /// returns how many were removed, and whether the set of remote patterns changed. Visits
+    /// the routes that deployment registered under, and in each goes straight to its
+    /// consumers.
+    pub(crate) fn remove(
+        &self,
+        deployment: DeploymentId,
+        instance: Option<usize>,
+    ) -> (usize, bool) {
         let mut guard = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         let places = &mut *guard;
         let matches =
@@ -228,6 +269,7 @@ impl Registry {
         };
         let mut next = Routes::clone(&self.current.load());
         let mut removed = 0;
+        let mut remote_changed = false;
         for topic in &topics {
             let Some(here) = places.by_topic.get_mut(topic) else {
                 continue;
@@ -251,6 +293,10 @@ impl Registry {
             let Some(route) = shard.get_mut(topic) else {
                 continue;
             };
+            let leaving_remote = at
+                .iter()
+                .filter(|&&i| i < route.consumers.len() && route.consumers.get(i).remote.is_some())
+                .count();
             let (kept, moves) = route.consumers.without_at(at);
             removed += route.consumers.len() - kept.len();
             // The consumers that moved into the freed places.
@@ -268,8 +314,16 @@ impl Registry {
             } else {
                 route.consumers = kept;
             }
+            for _ in 0..leaving_remote {
+                remote_changed |= places.remote_removed(topic);
+            }
         }
         if next.patterns.iter().any(|e| matches(&e.owner)) {
+            for e in next.patterns.iter().filter(|e| matches(&e.owner)) {
+                if e.remote.is_some() {
+                    remote_changed |= places.remote_removed(&e.pattern);
+                }
+            }
             let before = next.patterns.len();
             next.patterns = next
                 .patterns
@@ -283,7 +337,7 @@ impl Registry {
         if removed > 0 {
             self.current.store(Arc::new(next));
         }
-        removed
+        (removed, remote_changed)
     }
 
     /// Removes everything (used when the bus closes).
@@ -412,7 +466,7 @@ mod tests {
             Some(200)
         );
 
-        assert_eq!(registry.remove(deployments[7], None), 2);
+        assert_eq!(registry.remove(deployments[7], None), (2, false));
         let after = registry.load();
         assert!(after.exact.get("session.7").is_none());
         assert_eq!(after.exact.get("all").map(|r| r.consumers.len()), Some(199));
@@ -426,7 +480,7 @@ mod tests {
         assert!(copied.len() <= 2, "{} shards copied", copied.len());
         assert!(!before.exact.shares_shard_of(&after.exact, "session.7"));
         // Gone from the index too: removing again finds nothing.
-        assert_eq!(registry.remove(deployments[7], None), 0);
+        assert_eq!(registry.remove(deployments[7], None), (0, false));
     }
 
     #[test]
@@ -463,7 +517,7 @@ mod tests {
         };
         // Instances leave (a restart), whole deployments leave, in a scattered order.
         for (n, d) in deployments.iter().enumerate().filter(|(n, _)| n % 7 == 3) {
-            let gone = registry.remove(*d, Some(n % 2));
+            let (gone, _) = registry.remove(*d, Some(n % 2));
             assert_eq!(gone, if n % 2 == 0 { 1 } else { 2 });
             live.retain(|(ld, li)| !(ld == d && *li == n % 2));
         }
@@ -482,6 +536,49 @@ mod tests {
         assert!(registry.load().exact.get("all").is_none());
     }
 
+    /// A message other nodes may send.
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct Far;
+    impl Message for Far {
+        type Reply = ();
+    }
+    impl crate::message::RemoteMessage for Far {
+        const WIRE: &'static str = "test.far";
+    }
+
+    fn remote(deployment: &DeploymentId, instance: usize, pattern: &str) -> Entry {
+        Entry {
+            remote: Some(Arc::new(crate::bus::TypedInbound::<Far>::new())),
+            ..entry(deployment, instance, pattern)
+        }
+    }
+
+    #[test]
+    fn the_remote_pattern_set_changes_only_when_a_pattern_comes_or_goes() {
+        let registry = Registry::new();
+        let d = ids(3);
+        assert!(registry.add(vec![remote(&d[0], 0, "far"), entry(&d[0], 0, "near")]));
+        assert!(
+            !registry.add(vec![remote(&d[1], 0, "far")]),
+            "`far` was served already"
+        );
+        assert!(registry.add(vec![remote(&d[2], 0, "far.*")]));
+        let all: Vec<String> = registry
+            .remote_patterns()
+            .iter()
+            .map(|p| p.to_string())
+            .collect();
+        assert_eq!(all, ["far", "far.*"]);
+        assert_eq!(
+            registry.remove(d[0], None),
+            (2, false),
+            "`far` still has a consumer"
+        );
+        assert_eq!(registry.remove(d[1], None), (1, true));
+        assert_eq!(registry.remove(d[2], None), (1, true));
+        assert!(registry.remote_patterns().is_empty());
+    }
+
     #[test]
     fn one_instance_leaves_and_its_deployment_keeps_its_topics() {
         let registry = Registry::new();
@@ -491,13 +588,13 @@ mod tests {
             entry(&d, 1, "t"),
             entry(&d, 1, "t.*"),
         ]);
-        assert_eq!(registry.remove(d, Some(1)), 2);
+        assert_eq!(registry.remove(d, Some(1)), (2, false));
         let snap = registry.load();
         assert_eq!(snap.exact.get("t").map(|r| r.consumers.len()), Some(1));
         assert!(snap.patterns.is_empty());
         // The instance comes back (a restart), then the whole deployment goes.
         registry.add(vec![entry(&d, 1, "t")]);
-        assert_eq!(registry.remove(d, None), 2);
+        assert_eq!(registry.remove(d, None), (2, false));
         assert_eq!(registry.load().exact.len(), 0);
     }
 }

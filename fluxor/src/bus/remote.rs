@@ -81,15 +81,8 @@ impl LocalTransport {
     }
 
     /// The patterns (exact topics included) that remote-enabled consumers are registered
-    /// under.
+    /// under (counted as they come and go, not gathered from every entry).
     pub(crate) fn remote_patterns(&self) -> BTreeSet<Arc<str>> {
-        let snap = self.registry.load();
-        snap.exact
-            .values()
-            .flat_map(|r| r.consumers.iter())
-            .chain(snap.patterns.iter())
-            .filter(|e| e.remote.is_some())
-            .map(|e| e.pattern.clone())
-            .collect()
+        self.registry.remote_patterns()
     }
 }
