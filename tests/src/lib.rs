@@ -318,6 +318,8 @@ pub struct Grow {
     pub parent: Option<ActorRef<Skynet>>,
     /// Where the root reports the total.
     pub report: Option<tokio::sync::oneshot::Sender<u64>>,
+    /// Where each node deploys its children.
+    pub placement: TreePlacement,
 }
 impl Message for Grow {
     type Reply = ();
@@ -345,6 +347,18 @@ pub struct Skynet {
 /// Children per skynet node.
 pub const SKYNET_FANOUT: usize = 10;
 
+/// Where a skynet node deploys its children.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TreePlacement {
+    /// The root spreads its children over the reactors; below it, a subtree stays on the
+    /// reactor it started on, so its deploys, messages and memory stay on one thread.
+    Subtrees,
+    /// Every node on the reactor of the one that deployed it.
+    OneReactor,
+    /// Every deployment placed by default (spread over the reactors in turn).
+    Default,
+}
+
 #[component]
 impl Skynet {
     #[handler]
@@ -355,10 +369,13 @@ impl Skynet {
             self.waiting = 1;
             return self.part(Part(grow.num), ctx).await;
         }
-        // The root spreads its children over the reactors; below it, a subtree stays on the
-        // reactor it started on, so its deploys, messages and memory stay on one thread.
         let mut options = DeployOptions::new().instances(SKYNET_FANOUT);
-        if self.parent.is_some() {
+        let pin = match grow.placement {
+            TreePlacement::Subtrees => self.parent.is_some(),
+            TreePlacement::OneReactor => true,
+            TreePlacement::Default => false,
+        };
+        if pin {
             options = options.reactor(ctx.reactor());
         }
         let children = ctx.deploy(Skynet::default, options).await?;
@@ -375,6 +392,7 @@ impl Skynet {
                     size,
                     parent: Some(ctx.myself().clone()),
                     report: None,
+                    placement: grow.placement,
                 })
                 .map_err(|e| e.error)?;
         }

@@ -347,6 +347,7 @@ async fn handlers_deploy_and_undeploy_a_tree_of_components() {
             size: 1000,
             parent: None,
             report: Some(tx),
+            placement: fluxor_tests::TreePlacement::Subtrees,
         })
         .unwrap();
     let total = tokio::time::timeout(Duration::from_secs(30), rx)

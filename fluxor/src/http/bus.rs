@@ -28,6 +28,15 @@ pub(super) fn error_response(status: StatusCode, kind: &str, message: &str) -> R
         .into_response()
 }
 
+/// `503 Service Unavailable` for a server at its limit, kind `overloaded`, with a
+/// `Retry-After` of `after_secs`.
+pub(super) fn overloaded(message: &str, after_secs: &'static str) -> Response {
+    let mut r = error_response(StatusCode::SERVICE_UNAVAILABLE, "overloaded", message);
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static(after_secs));
+    r
+}
+
 /// A bus error as an HTTP response, with a JSON body `{"error": kind, "message": text}`:
 ///
 /// | error | status | `Retry-After` |

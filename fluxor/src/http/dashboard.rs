@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::Path;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -16,7 +16,7 @@ use futures_util::stream::{self, Stream};
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
-use super::bus::error_response;
+use super::bus::{error_response, overloaded};
 use super::server::HttpStats;
 use crate::ids::DeploymentId;
 use crate::runtime::WeakFluxor;
@@ -90,14 +90,7 @@ fn asset(body: &'static str, kind: &'static str) -> Response {
 /// `lifecycle` as events happen; `skipped` when lifecycle events were missed.
 async fn events(dash: Dashboard) -> Response {
     let Some(client) = Client::enter(&dash.stats) else {
-        let mut r = error_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "overloaded",
-            "too many dashboard pages open; retry shortly",
-        );
-        r.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-        return r;
+        return overloaded("too many dashboard pages open; retry shortly", "5");
     };
     let Some(runtime) = dash.runtime.upgrade() else {
         return StatusCode::SERVICE_UNAVAILABLE.into_response();

@@ -10,11 +10,11 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use axum::extract::Request;
-use axum::http::{header, HeaderName, HeaderValue, StatusCode};
+use axum::http::{HeaderName, HeaderValue};
 use axum::response::Response;
 use axum::Router;
 
-use super::bus::error_response;
+use super::bus::overloaded;
 use super::server::HttpStats;
 use crate::bus::EventBus;
 
@@ -42,7 +42,10 @@ impl tower::Service<Request> for Front {
     fn call(&mut self, mut req: Request) -> Self::Future {
         let Some(admitted) = InFlight::enter(&self.stats, self.max_in_flight) else {
             self.stats.shed.fetch_add(1, Ordering::Relaxed);
-            return Box::pin(std::future::ready(Ok(overloaded())));
+            return Box::pin(std::future::ready(Ok(overloaded(
+                "too many requests in flight; retry shortly",
+                "1",
+            ))));
         };
         let id = match req.headers().get(&X_REQUEST_ID) {
             Some(id) => id.clone(),
@@ -104,15 +107,4 @@ impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
-}
-
-fn overloaded() -> Response {
-    let mut r = error_response(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "overloaded",
-        "too many requests in flight; retry shortly",
-    );
-    r.headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-    r
 }

@@ -305,23 +305,26 @@ impl<T> Mailbox<T> {
         timeout: std::time::Duration,
         make: impl FnOnce() -> T,
     ) -> Result<(), PushError> {
-        match self.push_now(make) {
-            Ok(()) => Ok(()),
-            Err((PushError::Closed, _)) => Err(PushError::Closed),
-            Err((PushError::Full, make)) => {
-                self.push_waiting(Some(Instant::now() + timeout), make)
-                    .await
-            }
-        }
+        self.push_or_wait(|| Some(Instant::now() + timeout), make)
+            .await
     }
 
     /// Waits for a free slot as long as it takes, then fills it with `make()`; when there is
     /// room at once it registers no waiter.
     pub(crate) async fn push_wait(&self, make: impl FnOnce() -> T) -> Result<(), PushError> {
+        self.push_or_wait(|| None, make).await
+    }
+
+    /// Pushes at once when there is room; otherwise waits until `deadline()`.
+    async fn push_or_wait(
+        &self,
+        deadline: impl FnOnce() -> Option<Instant>,
+        make: impl FnOnce() -> T,
+    ) -> Result<(), PushError> {
         match self.push_now(make) {
             Ok(()) => Ok(()),
             Err((PushError::Closed, _)) => Err(PushError::Closed),
-            Err((PushError::Full, make)) => self.push_waiting(None, make).await,
+            Err((PushError::Full, make)) => self.push_waiting(deadline(), make).await,
         }
     }
 

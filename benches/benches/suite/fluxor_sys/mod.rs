@@ -304,10 +304,16 @@ fn main_thread() -> tokio::runtime::Runtime {
 }
 
 fn runtime() -> fluxor::Fluxor {
+    runtime_with(Duration::from_secs(60))
+}
+
+/// The runtime every Fluxor workload uses (2 reactors, mailboxes of 1024), with requests
+/// timing out after `request_timeout`.
+fn runtime_with(request_timeout: Duration) -> fluxor::Fluxor {
     fluxor::Fluxor::builder()
         .reactors(2)
         .mailbox_capacity(1024)
-        .request_timeout(Duration::from_secs(60))
+        .request_timeout(request_timeout)
         .build()
         .expect("a fluxor runtime")
 }
@@ -563,6 +569,7 @@ impl System for Fluxor {
                     size: leaves,
                     parent: None,
                     report: Some(tx),
+                    placement: fluxor_tests::TreePlacement::Subtrees,
                 })
                 .ok()?;
             let sum = rx.await.ok()?;

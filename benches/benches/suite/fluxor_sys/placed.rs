@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fluxor::prelude::*;
-use fluxor::BoxError;
 use tokio::sync::oneshot;
 
 use super::{main_thread, Num, Tiny};
@@ -14,12 +13,7 @@ use crate::{rss_bytes, Placement};
 
 /// A runtime as the other workloads use, with room for a long W9 run in one request.
 fn runtime() -> fluxor::Fluxor {
-    fluxor::Fluxor::builder()
-        .reactors(2)
-        .mailbox_capacity(1024)
-        .request_timeout(Duration::from_secs(600))
-        .build()
-        .expect("a fluxor runtime")
+    super::runtime_with(Duration::from_secs(600))
 }
 
 /// Options for a deployment made from a handler on `reactor`: pinned there, or placed by
@@ -155,100 +149,25 @@ pub(super) fn one_by_one(placement: Placement, n: u64, shared: bool) -> Figures 
     })
 }
 
-/// Grows a subtree, as `fluxor_tests::Grow`, with the placement of every deployment in it.
-#[derive(Message)]
-struct Branch {
-    num: u64,
-    size: u64,
-    pin: bool,
-    parent: Option<ActorRef<Node>>,
-    report: Option<oneshot::Sender<u64>>,
-}
-
-/// A child's subtree sum.
-#[derive(Message)]
-struct Sum(u64);
-
-/// A skynet node as `fluxor_tests::Skynet`, whose children are pinned to its reactor or placed
-/// by default, at every level.
-#[component]
-#[derive(Default)]
-struct Node {
-    sum: u64,
-    waiting: u64,
-    parent: Option<ActorRef<Node>>,
-    report: Option<oneshot::Sender<u64>>,
-    children: Option<DeploymentId>,
-}
-
-#[component]
-impl Node {
-    #[handler]
-    async fn branch(&mut self, b: Branch, ctx: &mut Context<Self>) -> Result<(), BoxError> {
-        self.parent = b.parent;
-        self.report = b.report;
-        if b.size <= 1 {
-            self.waiting = 1;
-            return self.sum(Sum(b.num), ctx).await;
-        }
-        let fanout = crate::FANOUT;
-        let options = options(b.pin, ctx.reactor()).instances(fanout as usize);
-        let children = ctx.deploy(Node::default, options).await?;
-        self.children = Some(children);
-        self.waiting = fanout;
-        let size = b.size / fanout;
-        for i in 0..fanout {
-            let child = ctx
-                .actor_ref::<Node>(children, i as usize)
-                .ok_or("a child instance is missing")?;
-            child
-                .send(Branch {
-                    num: b.num + i * size,
-                    size,
-                    pin: b.pin,
-                    parent: Some(ctx.myself().clone()),
-                    report: None,
-                })
-                .map_err(|e| e.error)?;
-        }
-        Ok(())
-    }
-
-    #[handler]
-    async fn sum(&mut self, Sum(n): Sum, ctx: &mut Context<Self>) -> Result<(), BoxError> {
-        self.sum += n;
-        self.waiting -= 1;
-        if self.waiting > 0 {
-            return Ok(());
-        }
-        if let Some(children) = self.children.take() {
-            ctx.undeploy(children).await?;
-        }
-        if let Some(parent) = &self.parent {
-            parent.send(Sum(self.sum)).map_err(|e| e.error)?;
-        }
-        if let Some(report) = self.report.take() {
-            let _ = report.send(self.sum);
-        }
-        Ok(())
-    }
-}
-
 /// W7 with every node on reactor 0 (`Same`) or every deployment placed by default.
 pub(super) fn skynet(placement: Placement, leaves: u64) -> Option<Duration> {
-    let pin = placement == Placement::Same;
+    use fluxor_tests::{Grow, Skynet, TreePlacement};
+    let (pin, placement) = match placement {
+        Placement::Same => (true, TreePlacement::OneReactor),
+        _ => (false, TreePlacement::Default),
+    };
     main_thread().block_on(async {
         let rt = runtime();
         let start = Instant::now();
-        let root = rt.deploy(Node::default, options(pin, 0)).await.ok()?;
+        let root = rt.deploy(Skynet::default, options(pin, 0)).await.ok()?;
         let (tx, rx) = oneshot::channel();
-        rt.actor_ref::<Node>(root, 0)?
-            .send(Branch {
+        rt.actor_ref::<Skynet>(root, 0)?
+            .send(Grow {
                 num: 0,
                 size: leaves,
-                pin,
                 parent: None,
                 report: Some(tx),
+                placement,
             })
             .ok()?;
         let sum = rx.await.ok()?;
