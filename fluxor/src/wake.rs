@@ -184,9 +184,16 @@ impl Wakeups {
     }
 }
 
+#[cfg(not(loom))]
 thread_local! {
     /// The wake-up queue of the reactor running on this thread, if any.
     static CURRENT: RefCell<Option<Arc<Wakeups>>> = const { RefCell::new(None) };
+}
+
+// loom runs its threads on one thread of the process: each needs its own slot.
+#[cfg(loom)]
+loom::thread_local! {
+    static CURRENT: RefCell<Option<Arc<Wakeups>>> = RefCell::new(None);
 }
 
 /// Marks this thread as the reactor owning `wakeups`.

@@ -6,7 +6,9 @@
 //! loom's atomics and mutex instead, whose every operation is a point where loom may switch
 //! threads, and loom-aware stand-ins for the types whose own atomics loom cannot see: `Notify`
 //! (the mailbox's senders waiting for room), `SegQueue` (a reactor's wake-up queue) and
-//! `OnceLock` (where a reactor hangs its doorbell and its spinner's waker). The models
+//! `OnceLock` (where a reactor hangs its doorbell and its spinner's waker). `cell::UnsafeCell`
+//! (the mailbox's lane) is loom's in a model build, which fails a model where two threads
+//! reach its contents at once, and a thin wrapper of `std`'s otherwise. The models
 //! themselves live beside the code they check, in `loom_tests.rs` files.
 //!
 //! Reference counts are no part of these protocols, so `Arc` stays `std`'s (loom's cannot
@@ -44,6 +46,29 @@ pub(crate) use once_lock::OnceLock;
 
 #[cfg(not(loom))]
 pub(crate) use crossbeam_queue::SegQueue;
+
+#[cfg(loom)]
+pub(crate) use ::loom::cell;
+
+/// `std`'s `UnsafeCell` behind loom's interface, whose model build checks that no two threads
+/// reach the contents at once.
+#[cfg(not(loom))]
+pub(crate) mod cell {
+    #[derive(Debug, Default)]
+    pub(crate) struct UnsafeCell<T>(std::cell::UnsafeCell<T>);
+
+    impl<T> UnsafeCell<T> {
+        pub(crate) const fn new(value: T) -> Self {
+            UnsafeCell(std::cell::UnsafeCell::new(value))
+        }
+
+        /// Runs `f` with a pointer to the contents.
+        #[inline]
+        pub(crate) fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
+            f(self.0.get())
+        }
+    }
+}
 
 #[cfg(loom)]
 pub(crate) use seg_queue::SegQueue;

@@ -146,3 +146,67 @@ fn a_push_racing_close_is_refused_or_received() {
         assert_eq!(got, expected);
     });
 }
+
+/// A mailbox whose owner (the lane's thread) is the calling loom thread.
+fn owned_here(capacity: usize) -> (Mailbox<u32>, super::Receiver<u32>) {
+    let wakeups = std::sync::Arc::new(crate::wake::Wakeups::default());
+    crate::wake::enter(wakeups.clone());
+    Mailbox::bounded_on(capacity, Some(wakeups))
+}
+
+/// Takes what is queued, waiting (by yielding) until `n` messages came.
+fn take(rx: &mut super::Receiver<u32>, n: usize) -> Vec<u32> {
+    let mut got = Vec::new();
+    while got.len() < n {
+        match rx.try_recv() {
+            Ok(v) => got.push(v),
+            Err(_) => thread::yield_now(),
+        }
+    }
+    got
+}
+
+/// One slot left: the owner thread pushes into its lane while another thread pushes into the
+/// shared queue. They never both get in, and whatever got in is received.
+#[test]
+fn the_lane_and_the_shared_queue_never_both_take_the_last_slot() {
+    loom::model(|| {
+        let (tx, mut rx) = owned_here(1);
+        let other = thread::spawn({
+            let tx = tx.clone();
+            move || tx.try_push(|| 2).is_ok()
+        });
+        let here = tx.try_push(|| 1).is_ok();
+        let there = other.join().unwrap();
+        assert!(!(here && there), "the bound of one was passed");
+        let mut expected = Vec::new();
+        if here {
+            expected.push(1);
+        }
+        if there {
+            expected.push(2);
+        }
+        let mut got = take(&mut rx, expected.len());
+        got.sort_unstable();
+        assert_eq!(got, expected);
+        assert!(rx.try_recv().is_err());
+    });
+}
+
+/// Another thread waits for room while the owner thread pushes into its lane: a slot the
+/// owner took and withdrew, or freed by receiving, always reaches the waiting sender.
+#[test]
+fn a_sender_waiting_beside_the_lane_gets_in() {
+    loom::model(|| {
+        let (tx, mut rx) = owned_here(1);
+        let other = thread::spawn({
+            let tx = tx.clone();
+            move || block_on(tx.push_wait(|| 2))
+        });
+        let here = tx.try_push(|| 1).is_ok();
+        let mut got = take(&mut rx, if here { 2 } else { 1 });
+        assert_eq!(other.join().unwrap(), Ok(()));
+        got.sort_unstable();
+        assert_eq!(got, if here { vec![1, 2] } else { vec![2] });
+    });
+}

@@ -21,11 +21,16 @@
 //! other: no waiting sender misses the room. Senders waiting for room wait on a `Notify`; each pop signals one of them
 //! while any wait, and `close` signals all.
 //!
+//! A sender on the receiver's own reactor thread skips the lock: its message goes into the
+//! lane (`lane.rs`), a queue only that thread reaches, which the receiver takes as a batch of
+//! its own; the bound covers the lane and the shared queue together.
+//!
 //! Not everything happens under the lock: the waiting-sender handshake above (`waiting` against
 //! `taken`), and two hints the receiver reads without locking (`shared_len`, whether anything
 //! is queued; `signalled`, whether a stop or control signal waits) are lock-free protocols.
 //! The models in `loom_tests.rs` check the queue core with loom: pushes against batch takes,
-//! waiting senders against freed slots, and close (not the signals, nor deadlines); the tests
+//! waiting senders against freed slots, close, and the lane against the shared queue for the
+//! last slot (not the signals, nor deadlines); the tests
 //! in `tests.rs` cover full, closed, waiting senders, signals and order on real threads.
 //!
 //! The mailbox also carries its instance's signals ([`Signals`]): a stop request and a short,
@@ -33,14 +38,17 @@
 //! instance's cancellation token, made on first use. An instance thus needs no channel besides
 //! its mailbox, which keeps an idle one small.
 
+mod lane;
 #[cfg(all(test, loom))]
 mod loom_tests;
 mod queue;
+mod receiver;
 mod signals;
 mod stats;
 #[cfg(test)]
 mod tests;
 
-pub(crate) use queue::{Mailbox, Next, PushError, Receiver};
+pub(crate) use queue::{Mailbox, Next, PushError};
+pub(crate) use receiver::Receiver;
 pub(crate) use signals::{mailbox_of, Control, Signals, StopRequest};
 pub(crate) use stats::InstanceStats;

@@ -1,13 +1,14 @@
 //! The queue core: a bounded, growable MPSC queue behind one lock, with batched receives.
 
 use std::collections::VecDeque;
-use std::future::poll_fn;
 use std::sync::Arc;
-use std::task::{Poll, Waker};
+use std::task::Waker;
 
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::lane::{Lane, Owner};
+use super::receiver::Receiver;
 use super::signals::{Control, Signals, StopRequest};
 use super::stats::InstanceStats;
 use crate::loom::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
@@ -22,7 +23,7 @@ pub(crate) enum PushError {
 }
 
 /// Storage above this many slots is given back when the queue drains.
-const KEEP_SLOTS: usize = 64;
+pub(super) const KEEP_SLOTS: usize = 64;
 
 pub(super) struct State<T> {
     pub(super) queue: VecDeque<T>,
@@ -44,13 +45,18 @@ pub(super) struct Chan<T> {
     pub(super) room: Notify,
     /// Senders waiting for room.
     pub(super) waiting: AtomicUsize,
-    /// Messages the receiver has taken but not handled yet (they still count against the
-    /// bound); written by the receiver only.
+    /// Messages the receiver's thread holds: taken by the receiver but not handled yet, or
+    /// queued in the lane (both count against the bound). Written on that thread only.
     pub(super) taken: AtomicUsize,
-    /// Messages in the shared queue, written under the lock: lets the receiver skip the lock
-    /// when there is nothing to take (a stale zero only sends it the slower way, through
-    /// `recv`, which looks under the lock).
+    /// Messages in the shared queue, written under the lock. Besides the bound (see
+    /// `lane.rs`), it lets the receiver skip the lock when there is nothing to take (a stale
+    /// zero only sends it the slower way, which looks under the lock).
     pub(super) shared_len: AtomicUsize,
+    /// Messages pushed on the receiver's own thread, outside the lock; it also knows the
+    /// receiving reactor's wake-up queue, through which wakes from other threads go.
+    pub(super) lane: Lane<T>,
+    /// `State::closed`, readable without the lock (by pushes into the lane).
+    pub(super) closed: AtomicBool,
     /// A stop request or a control signal is waiting (written under the lock): lets the
     /// receiver hand out buffered messages without the lock while there is none.
     pub(super) signalled: AtomicBool,
@@ -60,8 +66,6 @@ pub(super) struct Chan<T> {
     pub(super) cancelled: AtomicBool,
     /// The instance's counters.
     pub(super) stats: InstanceStats,
-    /// The receiving reactor's wake-up queue: wakes from other threads go through it.
-    pub(super) wake: Option<Arc<Wakeups>>,
 }
 
 /// Counts a waiting sender until dropped (also when its future is dropped).
@@ -82,9 +86,61 @@ impl Drop for Waiting<'_> {
     }
 }
 
+/// Stores `value`, ordered before the loads that follow it (sequentially consistent): one
+/// `xchg` on x86. loom reads a SeqCst store as a release store only, so its models check the
+/// equivalent fence form.
+#[inline]
+pub(super) fn publish(count: &AtomicUsize, value: usize) {
+    #[cfg(not(loom))]
+    count.store(value, Ordering::SeqCst);
+    #[cfg(loom)]
+    {
+        count.store(value, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+    }
+}
+
 impl<T> Chan<T> {
     pub(super) fn lock(&self) -> MutexGuard<'_, State<T>> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The receiving reactor's wake-up queue.
+    pub(super) fn wakeups(&self) -> Option<&Wakeups> {
+        self.lane.wakeups()
+    }
+
+    /// Pushes `make()` into the lane if there is room.
+    fn push_lane<F: FnOnce() -> T>(
+        &self,
+        lane: Owner<'_, T>,
+        make: F,
+    ) -> Result<(), (PushError, F)> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err((PushError::Closed, make));
+        }
+        // Only this thread writes `taken`; the shared queue was empty a moment ago.
+        let owned = self.taken.load(Ordering::Relaxed);
+        if owned >= self.capacity {
+            return Err((PushError::Full, make));
+        }
+        // The slot is published before the other threads' count is read again.
+        publish(&self.taken, owned + 1);
+        if owned + 1 + self.shared_len.load(Ordering::SeqCst) > self.capacity {
+            publish(&self.taken, owned);
+            self.withdrew();
+            return Err((PushError::Full, make));
+        }
+        lane.push(make());
+        Ok(())
+    }
+
+    /// A pusher withdrew a slot it had published (`publish` just before): a sender that saw
+    /// it taken and waits for room is let in again.
+    fn withdrew(&self) {
+        if self.waiting.load(Ordering::SeqCst) > 0 {
+            self.room.notify_one();
+        }
     }
 
     pub(super) fn len(&self) -> usize {
@@ -110,7 +166,7 @@ impl<T> Chan<T> {
 
 impl<T> State<T> {
     /// The receiver waits: the next push or signal wakes `waker`.
-    fn register(&mut self, waker: &Waker) {
+    pub(super) fn register(&mut self, waker: &Waker) {
         match &self.receiver {
             Some(w) if w.will_wake(waker) => {}
             _ => self.receiver = Some(waker.clone()),
@@ -157,22 +213,6 @@ impl<T> Clone for Mailbox<T> {
     }
 }
 
-/// The receiving side of a mailbox. Dropping it closes the mailbox.
-///
-/// It takes messages from the shared queue a batch at a time (swapping buffers under one
-/// lock), so a busy receiver locks once per batch rather than once per message.
-pub(crate) struct Receiver<T> {
-    chan: Arc<Chan<T>>,
-    pub(super) local: VecDeque<T>,
-}
-
-/// Why `try_recv` returned nothing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum TryRecvError {
-    Empty,
-    Closed,
-}
-
 impl<T> Mailbox<T> {
     /// A mailbox of `capacity` messages and its receiving side.
     #[cfg(test)]
@@ -195,29 +235,49 @@ impl<T> Mailbox<T> {
             waiting: AtomicUsize::new(0),
             taken: AtomicUsize::new(0),
             shared_len: AtomicUsize::new(0),
+            lane: Lane::new(wake),
+            closed: AtomicBool::new(false),
             signalled: AtomicBool::new(false),
             token: std::sync::OnceLock::new(),
             cancelled: AtomicBool::new(false),
             stats: InstanceStats::default(),
-            wake,
         });
         (
             Mailbox { chan: chan.clone() },
             Receiver {
                 chan,
                 local: VecDeque::new(),
+                woken: 0,
             },
         )
     }
 
-    /// Pushes `make()` if there is room; `make` is not called otherwise.
+    /// Pushes `make()` if there is room; `make` is not called otherwise. On the receiver's
+    /// own thread the message goes into the lane while the shared queue is empty, otherwise
+    /// into the shared queue.
     fn push_now<F: FnOnce() -> T>(&self, make: F) -> Result<(), (PushError, F)> {
+        let chan = &*self.chan;
+        if let Some(lane) = chan.lane.owner() {
+            // Only while the shared queue is empty, which keeps the order (see `lane.rs`).
+            if chan.shared_len.load(Ordering::Relaxed) == 0 {
+                return chan.push_lane(lane, make);
+            }
+        }
         let waker = {
-            let mut st = self.chan.lock();
+            let mut st = chan.lock();
             if st.closed {
                 return Err((PushError::Closed, make));
             }
-            if st.queue.len() + self.chan.taken.load(Ordering::SeqCst) >= self.chan.capacity {
+            let queued = st.queue.len();
+            if queued + chan.taken.load(Ordering::SeqCst) >= chan.capacity {
+                return Err((PushError::Full, make));
+            }
+            // The slot is published before the owner thread's count is read again.
+            publish(&chan.shared_len, queued + 1);
+            if queued + 1 + chan.taken.load(Ordering::SeqCst) > chan.capacity {
+                publish(&chan.shared_len, queued);
+                drop(st);
+                chan.withdrew();
                 return Err((PushError::Full, make));
             }
             if st.queue.capacity() == 0 {
@@ -226,13 +286,10 @@ impl<T> Mailbox<T> {
                 st.queue.reserve_exact(1);
             }
             st.queue.push_back(make());
-            self.chan
-                .shared_len
-                .store(st.queue.len(), Ordering::Release);
             st.receiver.take()
         };
         if let Some(w) = waker {
-            wake_on(self.chan.wake.as_deref(), w);
+            wake_on(chan.wakeups(), w);
         }
         Ok(())
     }
@@ -350,174 +407,5 @@ impl<T> Mailbox<T> {
         T: Send + 'static,
     {
         self.chan.clone()
-    }
-}
-
-impl<T> Receiver<T> {
-    /// The next signal or message, signals first; waits for one. A closed mailbox with
-    /// nothing queued reads as a stop due now (only the instance closes its own mailbox).
-    /// A plain future holding only the receiver, so an idle instance waiting on it stays small.
-    pub(crate) fn next(&mut self) -> impl std::future::Future<Output = Next<T>> + '_ {
-        poll_fn(move |cx| self.poll_next(cx))
-    }
-
-    fn poll_next(&mut self, cx: &mut std::task::Context<'_>) -> Poll<Next<T>> {
-        if !self.chan.signalled.load(Ordering::Acquire) {
-            if let Some(v) = self.take_local() {
-                return Poll::Ready(Next::Message(v));
-            }
-        }
-        let chan = &*self.chan;
-        let mut st = chan.lock();
-        if let Some(stop) = st.stop.take() {
-            st.flag(chan);
-            return Poll::Ready(Next::Stop(stop));
-        }
-        if let Some(signal) = st.control.as_mut().and_then(|c| c.pop_front()) {
-            st.flag(chan);
-            return Poll::Ready(Next::Control(signal));
-        }
-        if self.local.is_empty() && !refill(&mut self.local, chan, &mut st) {
-            if st.closed {
-                return Poll::Ready(Next::Stop(StopRequest::now()));
-            }
-            st.register(cx.waker());
-            return Poll::Pending;
-        }
-        drop(st);
-        match self.take_local() {
-            Some(v) => Poll::Ready(Next::Message(v)),
-            None => {
-                cx.waker().wake_by_ref();
-                Poll::Pending
-            }
-        }
-    }
-
-    /// Waits until the runtime asks the instance to stop; returns the deadline.
-    pub(crate) async fn stop_requested(&mut self) -> StopRequest {
-        poll_fn(|cx| {
-            let mut st = self.chan.lock();
-            if let Some(stop) = st.stop.take() {
-                st.flag(&self.chan);
-                return Poll::Ready(stop);
-            }
-            st.register(cx.waker());
-            Poll::Pending
-        })
-        .await
-    }
-
-    /// The next message; `None` once the mailbox is closed and empty.
-    #[cfg(test)]
-    pub(crate) async fn recv(&mut self) -> Option<T> {
-        if let Some(v) = self.take_local() {
-            return Some(v);
-        }
-        poll_fn(|cx| {
-            let mut st = self.chan.lock();
-            if refill(&mut self.local, &self.chan, &mut st) {
-                drop(st);
-                return Poll::Ready(self.take_local());
-            }
-            if st.closed {
-                return Poll::Ready(None);
-            }
-            st.register(cx.waker());
-            Poll::Pending
-        })
-        .await
-    }
-
-    /// The next message, if one is waiting.
-    pub(crate) fn try_recv(&mut self) -> Result<T, TryRecvError> {
-        if let Some(v) = self.take_local() {
-            return Ok(v);
-        }
-        if self.chan.shared_len.load(Ordering::Acquire) == 0 {
-            return Err(TryRecvError::Empty);
-        }
-        let mut st = self.chan.lock();
-        if refill(&mut self.local, &self.chan, &mut st) {
-            drop(st);
-            return self.take_local().ok_or(TryRecvError::Empty);
-        }
-        if st.closed {
-            Err(TryRecvError::Closed)
-        } else {
-            Err(TryRecvError::Empty)
-        }
-    }
-
-    fn take_local(&mut self) -> Option<T> {
-        let v = self.local.pop_front()?;
-        let left = self.local.len();
-        if left > 0 {
-            // Within a batch the freed slot is published with a plain store, and a sender
-            // seen waiting is woken; one that starts waiting meanwhile and is not seen here is
-            // seen when the batch ends, below (a sender only sleeps while slots are taken, so
-            // the batch's end comes).
-            self.chan.taken.store(left, Ordering::Release);
-            if self.chan.waiting.load(Ordering::Relaxed) > 0 {
-                self.chan.room.notify_one();
-            }
-            return Some(v);
-        }
-        // The batch's end. This store and the `waiting` read below are ordered like a
-        // sender's `waiting` increment and its `taken` read (sequentially consistent on both
-        // sides): either a waiting sender sees the freed slots, or this side sees the sender
-        // waiting and wakes it. A SeqCst store does it in one `xchg` on x86; loom reads a
-        // SeqCst store as a release store only, so its models check the equivalent fence form.
-        #[cfg(not(loom))]
-        self.chan.taken.store(0, Ordering::SeqCst);
-        #[cfg(loom)]
-        {
-            self.chan.taken.store(0, Ordering::Relaxed);
-            fence(Ordering::SeqCst);
-        }
-        if self.local.capacity() > KEEP_SLOTS {
-            self.local = VecDeque::new();
-        }
-        if self.chan.waiting.load(Ordering::SeqCst) > 0 {
-            self.chan.room.notify_one();
-        }
-        Some(v)
-    }
-
-    /// Cancels the instance's work (its cancellation token).
-    pub(crate) fn cancel_work(&self) {
-        self.chan.cancel_work();
-    }
-
-    /// The instance's counters.
-    pub(crate) fn stats(&self) -> &InstanceStats {
-        &self.chan.stats
-    }
-
-    /// Refuses further messages; those already queued can still be received.
-    pub(crate) fn close(&mut self) {
-        self.chan.lock().closed = true;
-        self.chan.room.notify_waiters();
-    }
-}
-
-/// Moves every queued message to the receiver's (empty) local buffer; `false` if there were
-/// none. The buffers swap, so neither side allocates in steady state.
-fn refill<T>(local: &mut VecDeque<T>, chan: &Chan<T>, st: &mut State<T>) -> bool {
-    if st.queue.is_empty() {
-        return false;
-    }
-    std::mem::swap(local, &mut st.queue);
-    chan.shared_len.store(0, Ordering::Release);
-    chan.taken.store(local.len(), Ordering::SeqCst);
-    if st.queue.capacity() > KEEP_SLOTS {
-        st.queue = VecDeque::new();
-    }
-    true
-}
-
-impl<T> Drop for Receiver<T> {
-    fn drop(&mut self) {
-        self.close();
     }
 }

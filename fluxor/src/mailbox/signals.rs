@@ -107,7 +107,7 @@ impl<T: Send + 'static> Signals for Chan<T> {
             st.receiver.take()
         };
         if let Some(w) = waker {
-            wake_on(self.wake.as_deref(), w);
+            wake_on(self.wakeups(), w);
         }
     }
 
@@ -126,7 +126,7 @@ impl<T: Send + 'static> Signals for Chan<T> {
             st.receiver.take()
         };
         if let Some(w) = waker {
-            wake_on(self.wake.as_deref(), w);
+            wake_on(self.wakeups(), w);
         }
         Ok(())
     }

@@ -223,3 +223,78 @@ async fn a_stop_deadline_is_kept_as_time_left_across_clocks() {
     );
     assert_eq!(StopRequest::now().deadline(), Instant::now());
 }
+
+/// Senders on the receiver's own thread go through the lane, one on another thread through
+/// the shared queue: both keep their order, all get through, and the two queues together
+/// never hold more than the bound.
+#[test]
+fn the_lane_and_the_shared_queue_share_one_bound() {
+    const EACH: u32 = 3000;
+    let wakeups = std::sync::Arc::new(crate::wake::Wakeups::default());
+    let (mb, mut rx) = Mailbox::<(u32, u32)>::bounded_on(4, Some(wakeups.clone()));
+    let far = std::thread::spawn({
+        let mb = mb.clone();
+        move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                for i in 0..EACH {
+                    mb.push_wait(|| (1, i)).await.unwrap();
+                }
+            });
+        }
+    });
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        crate::wake::enter(wakeups);
+        let near = tokio::spawn({
+            let mb = mb.clone();
+            async move {
+                for i in 0..EACH {
+                    mb.push_wait(|| (0, i)).await.unwrap();
+                }
+            }
+        });
+        let mut next = [0u32; 2];
+        while next != [EACH, EACH] {
+            assert!(mb.len() <= 4, "the bound holds across both queues");
+            match rx.try_recv() {
+                Ok((s, i)) => {
+                    assert_eq!(i, next[s as usize], "per-sender order");
+                    next[s as usize] += 1;
+                }
+                Err(_) => tokio::task::yield_now().await,
+            }
+        }
+        near.await.unwrap();
+    });
+    far.join().unwrap();
+    assert_eq!(mb.stats().rejected.load(Ordering::Relaxed), 0);
+}
+
+/// A message sent after another (the second sender knew of the first) is received after it,
+/// whichever of the lane and the shared queue each took.
+#[test]
+fn the_lane_keeps_the_order_of_messages_sent_one_after_another() {
+    let wakeups = std::sync::Arc::new(crate::wake::Wakeups::default());
+    let (mb, mut rx) = Mailbox::<u32>::bounded_on(8, Some(wakeups.clone()));
+    crate::wake::enter(wakeups);
+    let far = |v: u32| {
+        let mb = mb.clone();
+        std::thread::spawn(move || mb.try_push(|| v).unwrap())
+            .join()
+            .unwrap();
+    };
+    // Here (the lane), then from another thread (the shared queue).
+    mb.try_push(|| 1).unwrap();
+    far(2);
+    // From another thread, then here: the shared queue is not empty, so it is joined.
+    far(3);
+    mb.try_push(|| 4).unwrap();
+    let got: Vec<u32> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
+    assert_eq!(got, [1, 2, 3, 4]);
+    assert_eq!(mb.len(), 0);
+}

@@ -1,0 +1,234 @@
+//! The receiving side: batches taken from the lane and the shared queue, signals first.
+
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::sync::Arc;
+use std::task::{Poll, Waker};
+
+use super::queue::{publish, Chan, Next, State, KEEP_SLOTS};
+use super::signals::StopRequest;
+use super::stats::InstanceStats;
+use crate::loom::atomic::Ordering;
+
+/// The receiving side of a mailbox. Dropping it closes the mailbox.
+///
+/// It takes messages from the shared queue a batch at a time (swapping buffers under one
+/// lock), so a busy receiver locks once per batch rather than once per message.
+pub(crate) struct Receiver<T> {
+    pub(super) chan: Arc<Chan<T>>,
+    pub(super) local: VecDeque<T>,
+    /// Waiting senders woken since the batch began (each is woken once per batch before its
+    /// end: a woken sender takes the room it finds, and the batch's end wakes the next).
+    pub(super) woken: usize,
+}
+
+/// Why `try_recv` returned nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TryRecvError {
+    Empty,
+    Closed,
+}
+
+impl<T> Receiver<T> {
+    /// The next signal or message, signals first; waits for one. A closed mailbox with
+    /// nothing queued reads as a stop due now (only the instance closes its own mailbox).
+    /// A plain future holding only the receiver, so an idle instance waiting on it stays small.
+    pub(crate) fn next(&mut self) -> impl std::future::Future<Output = Next<T>> + '_ {
+        poll_fn(move |cx| self.poll_next(cx))
+    }
+
+    fn poll_next(&mut self, cx: &mut std::task::Context<'_>) -> Poll<Next<T>> {
+        if !self.chan.signalled.load(Ordering::Acquire) {
+            if let Some(v) = self.take_local() {
+                return Poll::Ready(Next::Message(v));
+            }
+            // Only the lane has messages (a pipeline on one reactor): no lock.
+            if self.chan.shared_len.load(Ordering::Acquire) == 0 && self.take_lane() {
+                if let Some(v) = self.take_local() {
+                    return Poll::Ready(Next::Message(v));
+                }
+            }
+        }
+        let chan = &*self.chan;
+        let mut st = chan.lock();
+        if let Some(stop) = st.stop.take() {
+            st.flag(chan);
+            return Poll::Ready(Next::Stop(stop));
+        }
+        if let Some(signal) = st.control.as_mut().and_then(|c| c.pop_front()) {
+            st.flag(chan);
+            return Poll::Ready(Next::Control(signal));
+        }
+        if self.local.is_empty() && !refill(&mut self.local, chan, &mut st) {
+            if st.closed {
+                return Poll::Ready(Next::Stop(StopRequest::now()));
+            }
+            st.register(cx.waker());
+            register_lane(chan, cx.waker());
+            return Poll::Pending;
+        }
+        drop(st);
+        match self.take_local() {
+            Some(v) => Poll::Ready(Next::Message(v)),
+            None => {
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+        }
+    }
+
+    /// Waits until the runtime asks the instance to stop; returns the deadline.
+    pub(crate) async fn stop_requested(&mut self) -> StopRequest {
+        poll_fn(|cx| {
+            let mut st = self.chan.lock();
+            if let Some(stop) = st.stop.take() {
+                st.flag(&self.chan);
+                return Poll::Ready(stop);
+            }
+            st.register(cx.waker());
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// The next message; `None` once the mailbox is closed and empty.
+    #[cfg(test)]
+    pub(crate) async fn recv(&mut self) -> Option<T> {
+        if let Some(v) = self.take_local() {
+            return Some(v);
+        }
+        poll_fn(|cx| {
+            let mut st = self.chan.lock();
+            if refill(&mut self.local, &self.chan, &mut st) {
+                drop(st);
+                return Poll::Ready(self.take_local());
+            }
+            if st.closed {
+                return Poll::Ready(None);
+            }
+            st.register(cx.waker());
+            register_lane(&self.chan, cx.waker());
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// The next message, if one is waiting.
+    pub(crate) fn try_recv(&mut self) -> Result<T, TryRecvError> {
+        if let Some(v) = self.take_local() {
+            return Ok(v);
+        }
+        if self.chan.shared_len.load(Ordering::Acquire) == 0 {
+            if self.take_lane() {
+                return self.take_local().ok_or(TryRecvError::Empty);
+            }
+            return Err(TryRecvError::Empty);
+        }
+        let mut st = self.chan.lock();
+        if refill(&mut self.local, &self.chan, &mut st) {
+            drop(st);
+            return self.take_local().ok_or(TryRecvError::Empty);
+        }
+        if st.closed {
+            Err(TryRecvError::Closed)
+        } else {
+            Err(TryRecvError::Empty)
+        }
+    }
+
+    fn take_local(&mut self) -> Option<T> {
+        let v = self.local.pop_front()?;
+        let chan = &*self.chan;
+        // Only this thread writes `taken` (the lane's pushes run on it too).
+        let owned = chan.taken.load(Ordering::Relaxed) - 1;
+        if !self.local.is_empty() {
+            // Within a batch the freed slot is published with a plain store, and a sender
+            // seen waiting is woken (once per batch: see `woken`); one that starts waiting
+            // meanwhile and is not seen here is seen when the batch ends, below (a sender only
+            // sleeps while slots are taken, so the batch's end comes).
+            chan.taken.store(owned, Ordering::Release);
+            if chan.waiting.load(Ordering::Relaxed) > self.woken {
+                self.woken += 1;
+                chan.room.notify_one();
+            }
+            return Some(v);
+        }
+        // The batch's end. This store and the `waiting` read below are ordered like a
+        // sender's `waiting` increment and its `taken` read (sequentially consistent on both
+        // sides): either a waiting sender sees the freed slots, or this side sees the sender
+        // waiting and wakes it.
+        publish(&chan.taken, owned);
+        self.woken = 0;
+        if self.local.capacity() > KEEP_SLOTS {
+            self.local = VecDeque::new();
+        }
+        if chan.waiting.load(Ordering::SeqCst) > 0 {
+            chan.room.notify_one();
+        }
+        Some(v)
+    }
+
+    /// Takes the lane's messages as the next batch, without the lock; `false` if there are
+    /// none or this is not the owner thread. They were counted in `taken` when pushed.
+    fn take_lane(&mut self) -> bool {
+        self.chan
+            .lane
+            .owner()
+            .is_some_and(|lane| lane.take_into(&mut self.local))
+    }
+
+    /// Cancels the instance's work (its cancellation token).
+    pub(crate) fn cancel_work(&self) {
+        self.chan.cancel_work();
+    }
+
+    /// The instance's counters.
+    pub(crate) fn stats(&self) -> &InstanceStats {
+        &self.chan.stats
+    }
+
+    /// Refuses further messages; those already queued can still be received.
+    pub(crate) fn close(&mut self) {
+        self.chan.lock().closed = true;
+        self.chan.closed.store(true, Ordering::Release);
+        self.chan.room.notify_waiters();
+    }
+}
+
+/// Moves every queued message to the receiver's (empty) local buffer: on the owner thread
+/// the lane's first (which keeps the order: see `lane.rs`), then the shared queue's; `false`
+/// if there were none. Buffers swap where they can, so neither side allocates in steady state.
+fn refill<T>(local: &mut VecDeque<T>, chan: &Chan<T>, st: &mut State<T>) -> bool {
+    let lane = chan.lane.owner().is_some_and(|lane| lane.take_into(local));
+    if st.queue.is_empty() {
+        return lane;
+    }
+    let shared = st.queue.len();
+    if local.is_empty() {
+        std::mem::swap(local, &mut st.queue);
+    } else {
+        local.extend(st.queue.drain(..));
+    }
+    // Counted as the owner thread's before the shared count drops (a pusher reading the two
+    // sees them at least once).
+    let owned = chan.taken.load(Ordering::Relaxed) + shared;
+    chan.taken.store(owned, Ordering::SeqCst);
+    chan.shared_len.store(0, Ordering::Release);
+    if st.queue.capacity() > KEEP_SLOTS {
+        st.queue = VecDeque::new();
+    }
+    true
+}
+
+/// The receiver is about to wait: on the owner thread, the lane's next push wakes it too.
+fn register_lane<T>(chan: &Chan<T>, waker: &Waker) {
+    if let Some(lane) = chan.lane.owner() {
+        lane.register(waker);
+    }
+}
+
+impl<T> Drop for Receiver<T> {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
