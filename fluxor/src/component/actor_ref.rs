@@ -90,9 +90,15 @@ impl<C: Component> ActorRef<C> {
         let meta = self.bus.root_meta();
         let mut slot = Some(msg);
         let make = || C::wrap(Envelope::new(slot.take().expect("filled"), None, meta));
-        let pushed = match timeout {
-            Some(timeout) => self.mailbox.push_within(timeout, make).await,
-            None => self.mailbox.push_wait(make).await,
+        // The attempt at once comes first, in place: no waiting future is made (nor a clock
+        // read) when there is room.
+        let pushed = match self.mailbox.push_or_return(make) {
+            Ok(()) => Ok(()),
+            Err((PushError::Full, make)) => {
+                let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+                self.mailbox.push_waiting(deadline, make).await
+            }
+            Err((e, _)) => Err(e),
         };
         match pushed {
             Ok(()) => Ok(()),

@@ -5,7 +5,7 @@
 //! a deadlock. Covered: a push against a batch take and the receiver's waker registration;
 //! a sender waiting for room (`push_wait`) against the receiver freeing a slot (the `waiting`
 //! / `taken` hand-shake); `close` against waiting senders and pushes. Not covered: deadlines
-//! (`push_waiting`, `push_within` once full: tokio timers), the stop and control signals, the
+//! (`push_waiting` with a deadline once full: tokio timers), the stop and control signals, the
 //! cancellation token, and storage given back above `KEEP_SLOTS`. Senders wait on the shim's
 //! stand-in for tokio's `Notify`, which keeps its contract but not its code.
 

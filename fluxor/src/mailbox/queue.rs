@@ -355,15 +355,11 @@ impl<T> Mailbox<T> {
         }
     }
 
-    /// Like [`push_waiting`](Self::push_waiting) with a relative timeout; when there is room at
-    /// once it reads no clock and arms no timer.
-    pub(crate) async fn push_within(
-        &self,
-        timeout: std::time::Duration,
-        make: impl FnOnce() -> T,
-    ) -> Result<(), PushError> {
-        self.push_or_wait(|| Some(Instant::now() + timeout), make)
-            .await
+    /// Pushes `make()` if there is room, uncounted; hands `make` back with the refusal (for a
+    /// sender that then waits with [`push_waiting`](Self::push_waiting)).
+    #[inline]
+    pub(crate) fn push_or_return<F: FnOnce() -> T>(&self, make: F) -> Result<(), (PushError, F)> {
+        self.push_now(make)
     }
 
     /// Waits for a free slot as long as it takes, then fills it with `make()`; when there is
