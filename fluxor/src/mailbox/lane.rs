@@ -6,13 +6,13 @@
 //! the message in the lane, a plain queue only the owner thread reads and writes, and wakes
 //! the receiver directly when it waits (its waker is kept in the lane too).
 //!
-//! The bound still covers both queues. `Chan::taken` counts what the owner thread holds (the
-//! receiver's batch and the lane) and `Chan::shared_len` what other threads queued under the
-//! lock. Each pusher publishes its own count before it reads the other's (sequentially
-//! consistent on both sides) and withdraws when the sum went past the bound, so the two never
-//! both take the last slot. They may both withdraw: a push racing another thread's push for
-//! the last slot may then be refused although one of them would have fit. A withdrawal wakes
-//! a sender waiting for room (it may have seen the slot taken for that moment).
+//! The bound still covers both queues. `Chan::taken` counts what the owner thread holds: the
+//! receiver's batch, the lane, and slots reserved for the lane. A sender on the owner thread
+//! reserves slots under the mailbox lock, several at once (a 32nd of the bound), where the
+//! other threads' pushes count them, and its next pushes use them without the lock or any
+//! shared write. Nothing goes past the bound; another thread's push may find up to that many
+//! slots reserved and not used yet, and they are given back when the receiver's batch ends
+//! while a sender waits for room.
 //!
 //! Order. A push goes into the lane only while the shared queue is empty, and the receiver
 //! takes the lane before the shared queue. So when one push happened before another (the

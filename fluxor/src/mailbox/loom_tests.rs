@@ -193,8 +193,8 @@ fn the_lane_and_the_shared_queue_never_both_take_the_last_slot() {
     });
 }
 
-/// Another thread waits for room while the owner thread pushes into its lane: a slot the
-/// owner took and withdrew, or freed by receiving, always reaches the waiting sender.
+/// Another thread waits for room while the owner thread pushes into its lane: the slot freed
+/// by receiving always reaches the waiting sender.
 #[test]
 fn a_sender_waiting_beside_the_lane_gets_in() {
     loom::model(|| {
@@ -208,5 +208,25 @@ fn a_sender_waiting_beside_the_lane_gets_in() {
         assert_eq!(other.join().unwrap(), Ok(()));
         got.sort_unstable();
         assert_eq!(got, if here { vec![1, 2] } else { vec![2] });
+    });
+}
+
+/// The owner's push reserves what is free of the bound of two (model builds reserve it all)
+/// and uses one slot, while another thread's sender pushes or waits: the sender gets in once
+/// the receiver frees slots and gives the spare one back.
+#[test]
+fn a_sender_waiting_beside_reserved_slots_gets_in() {
+    loom::model(|| {
+        let (tx, mut rx) = owned_here(2);
+        let other = thread::spawn({
+            let tx = tx.clone();
+            move || block_on(tx.push_wait(|| 2))
+        });
+        let here = tx.try_push(|| 1).is_ok();
+        let mut got = take(&mut rx, if here { 2 } else { 1 });
+        assert_eq!(other.join().unwrap(), Ok(()));
+        got.sort_unstable();
+        assert_eq!(got, if here { vec![1, 2] } else { vec![2] });
+        assert_eq!(tx.len(), 0);
     });
 }

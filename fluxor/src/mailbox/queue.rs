@@ -38,32 +38,42 @@ pub(super) struct State<T> {
     pub(super) control: Option<Box<VecDeque<Control>>>,
 }
 
+/// The fields are laid out in this order (`repr(C)`): first what other threads' pushes write
+/// (the locked state, the shared count), last what the receiver writes for every message
+/// (`taken`, the counters), so the two sides do not write one cache line.
+#[repr(C)]
 pub(super) struct Chan<T> {
     pub(super) state: Mutex<State<T>>,
-    pub(super) capacity: usize,
-    /// Signalled when a pop makes room while senders wait, and on close.
-    pub(super) room: Notify,
-    /// Senders waiting for room.
-    pub(super) waiting: AtomicUsize,
-    /// Messages the receiver's thread holds: taken by the receiver but not handled yet, or
-    /// queued in the lane (both count against the bound). Written on that thread only.
-    pub(super) taken: AtomicUsize,
     /// Messages in the shared queue, written under the lock. Besides the bound (see
     /// `lane.rs`), it lets the receiver skip the lock when there is nothing to take (a stale
     /// zero only sends it the slower way, which looks under the lock).
     pub(super) shared_len: AtomicUsize,
-    /// Messages pushed on the receiver's own thread, outside the lock; it also knows the
-    /// receiving reactor's wake-up queue, through which wakes from other threads go.
-    pub(super) lane: Lane<T>,
+    /// Signalled when a pop makes room while senders wait, and on close.
+    pub(super) room: Notify,
+    /// Senders waiting for room.
+    pub(super) waiting: AtomicUsize,
+    pub(super) capacity: usize,
     /// `State::closed`, readable without the lock (by pushes into the lane).
     pub(super) closed: AtomicBool,
     /// A stop request or a control signal is waiting (written under the lock): lets the
     /// receiver hand out buffered messages without the lock while there is none.
     pub(super) signalled: AtomicBool,
-    /// The instance's cancellation token, made on first use (most instances never need one).
-    pub(super) token: std::sync::OnceLock<CancellationToken>,
     /// The instance's work is cancelled (its token, made or not, counts as cancelled).
     pub(super) cancelled: AtomicBool,
+    /// Messages pushed on the receiver's own thread, outside the lock; it also knows the
+    /// receiving reactor's wake-up queue, through which wakes from other threads go.
+    pub(super) lane: Lane<T>,
+    /// The instance's cancellation token, made on first use (most instances never need one).
+    pub(super) token: std::sync::OnceLock<CancellationToken>,
+    /// Messages the receiver's thread holds: taken by the receiver but not handled yet, or
+    /// queued in the lane (both count against the bound). Written on that thread only.
+    pub(super) taken: AtomicUsize,
+    /// Slots counted in `taken` for the lane's next pushes and not used yet: a sender on the
+    /// receiver's thread reserves several at once under the lock (see `credit_chunk`), so
+    /// most of its pushes take no lock and write no shared count. Given back when the
+    /// receiver's batch ends while a sender waits for room; written on the receiver's thread
+    /// only.
+    pub(super) credit: AtomicUsize,
     /// The instance's counters.
     pub(super) stats: InstanceStats,
 }
@@ -86,17 +96,17 @@ impl Drop for Waiting<'_> {
     }
 }
 
-/// Stores `value`, ordered before the loads that follow it (sequentially consistent): one
-/// `xchg` on x86. loom reads a SeqCst store as a release store only, so its models check the
-/// equivalent fence form.
-#[inline]
-pub(super) fn publish(count: &AtomicUsize, value: usize) {
-    #[cfg(not(loom))]
-    count.store(value, Ordering::SeqCst);
-    #[cfg(loom)]
-    {
-        count.store(value, Ordering::Relaxed);
-        fence(Ordering::SeqCst);
+/// How many slots a sender on the receiver's thread reserves at once: a 32nd of the bound, so
+/// other threads' pushes may find at most that many slots reserved and not yet used (a small
+/// mailbox reserves one at a time). Model builds reserve the whole bound, so that their small
+/// mailboxes go through the reservation.
+const fn credit_chunk(capacity: usize) -> usize {
+    if cfg!(loom) {
+        capacity
+    } else if capacity >= 64 {
+        capacity / 32
+    } else {
+        1
     }
 }
 
@@ -119,32 +129,43 @@ impl<T> Chan<T> {
         if self.closed.load(Ordering::Acquire) {
             return Err((PushError::Closed, make));
         }
-        // Only this thread writes `taken`; the shared queue was empty a moment ago.
-        let owned = self.taken.load(Ordering::Relaxed);
-        if owned >= self.capacity {
-            return Err((PushError::Full, make));
+        // Only this thread writes `taken` and `credit`.
+        let mut credit = self.credit.load(Ordering::Relaxed);
+        if credit == 0 {
+            // Slots are reserved under the lock, where the other threads' pushes count them.
+            let st = self.lock();
+            if st.closed {
+                return Err((PushError::Closed, make));
+            }
+            let owned = self.taken.load(Ordering::Relaxed);
+            let free = self.capacity.saturating_sub(st.queue.len() + owned);
+            if free == 0 {
+                return Err((PushError::Full, make));
+            }
+            credit = free.min(credit_chunk(self.capacity));
+            self.taken.store(owned + credit, Ordering::Relaxed);
         }
-        // The slot is published before the other threads' count is read again.
-        publish(&self.taken, owned + 1);
-        if owned + 1 + self.shared_len.load(Ordering::SeqCst) > self.capacity {
-            publish(&self.taken, owned);
-            self.withdrew();
-            return Err((PushError::Full, make));
-        }
+        self.credit.store(credit - 1, Ordering::Relaxed);
         lane.push(make());
         Ok(())
     }
 
-    /// A pusher withdrew a slot it had published (`publish` just before): a sender that saw
-    /// it taken and waits for room is let in again.
-    fn withdrew(&self) {
-        if self.waiting.load(Ordering::SeqCst) > 0 {
-            self.room.notify_one();
+    /// Gives back the slots reserved for the lane and not used (when the receiver's batch
+    /// ends while a sender waits for room); returns how many.
+    pub(super) fn return_credit(&self) -> usize {
+        let credit = self.credit.load(Ordering::Relaxed);
+        if credit > 0 {
+            self.credit.store(0, Ordering::Relaxed);
         }
+        credit
     }
 
     pub(super) fn len(&self) -> usize {
-        self.lock().queue.len() + self.taken.load(Ordering::Relaxed)
+        let owned = self
+            .taken
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.credit.load(Ordering::Relaxed));
+        self.lock().queue.len() + owned
     }
 
     fn token(&self, parent: &CancellationToken) -> &CancellationToken {
@@ -235,6 +256,7 @@ impl<T> Mailbox<T> {
             waiting: AtomicUsize::new(0),
             taken: AtomicUsize::new(0),
             shared_len: AtomicUsize::new(0),
+            credit: AtomicUsize::new(0),
             lane: Lane::new(wake),
             closed: AtomicBool::new(false),
             signalled: AtomicBool::new(false),
@@ -247,7 +269,7 @@ impl<T> Mailbox<T> {
             Receiver {
                 chan,
                 local: VecDeque::new(),
-                woken: 0,
+                freed: 0,
             },
         )
     }
@@ -268,16 +290,7 @@ impl<T> Mailbox<T> {
             if st.closed {
                 return Err((PushError::Closed, make));
             }
-            let queued = st.queue.len();
-            if queued + chan.taken.load(Ordering::SeqCst) >= chan.capacity {
-                return Err((PushError::Full, make));
-            }
-            // The slot is published before the owner thread's count is read again.
-            publish(&chan.shared_len, queued + 1);
-            if queued + 1 + chan.taken.load(Ordering::SeqCst) > chan.capacity {
-                publish(&chan.shared_len, queued);
-                drop(st);
-                chan.withdrew();
+            if st.queue.len() + chan.taken.load(Ordering::SeqCst) >= chan.capacity {
                 return Err((PushError::Full, make));
             }
             if st.queue.capacity() == 0 {
@@ -286,6 +299,7 @@ impl<T> Mailbox<T> {
                 st.queue.reserve_exact(1);
             }
             st.queue.push_back(make());
+            chan.shared_len.store(st.queue.len(), Ordering::Release);
             st.receiver.take()
         };
         if let Some(w) = waker {

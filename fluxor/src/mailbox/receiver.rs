@@ -5,10 +5,15 @@ use std::future::poll_fn;
 use std::sync::Arc;
 use std::task::{Poll, Waker};
 
-use super::queue::{publish, Chan, Next, State, KEEP_SLOTS};
+use super::queue::{Chan, Next, State, KEEP_SLOTS};
 use super::signals::StopRequest;
 use super::stats::InstanceStats;
-use crate::loom::atomic::Ordering;
+#[cfg(loom)]
+use crate::loom::atomic::fence;
+use crate::loom::atomic::{AtomicUsize, Ordering};
+
+/// Within a batch, a waiting sender is woken once per this many freed slots.
+const NOTIFY_EVERY: usize = 16;
 
 /// The receiving side of a mailbox. Dropping it closes the mailbox.
 ///
@@ -17,9 +22,10 @@ use crate::loom::atomic::Ordering;
 pub(crate) struct Receiver<T> {
     pub(super) chan: Arc<Chan<T>>,
     pub(super) local: VecDeque<T>,
-    /// Waiting senders woken since the batch began (each is woken once per batch before its
-    /// end: a woken sender takes the room it finds, and the batch's end wakes the next).
-    pub(super) woken: usize,
+    /// Slots freed since a waiting sender was last woken, within a batch: the first freed
+    /// slot wakes one, and then every `NOTIFY_EVERY`th (a woken sender takes all the room it
+    /// finds; the batch's end wakes one in any case).
+    pub(super) freed: usize,
 }
 
 /// Why `try_recv` returned nothing.
@@ -143,22 +149,31 @@ impl<T> Receiver<T> {
         let owned = chan.taken.load(Ordering::Relaxed) - 1;
         if !self.local.is_empty() {
             // Within a batch the freed slot is published with a plain store, and a sender
-            // seen waiting is woken (once per batch: see `woken`); one that starts waiting
+            // seen waiting is woken (not for every slot: see `freed`); one that starts waiting
             // meanwhile and is not seen here is seen when the batch ends, below (a sender only
             // sleeps while slots are taken, so the batch's end comes).
             chan.taken.store(owned, Ordering::Release);
-            if chan.waiting.load(Ordering::Relaxed) > self.woken {
-                self.woken += 1;
-                chan.room.notify_one();
+            if chan.waiting.load(Ordering::Relaxed) > 0 {
+                if self.freed == 0 {
+                    chan.room.notify_one();
+                }
+                self.freed = (self.freed + 1) % NOTIFY_EVERY;
             }
             return Some(v);
         }
         // The batch's end. This store and the `waiting` read below are ordered like a
         // sender's `waiting` increment and its `taken` read (sequentially consistent on both
         // sides): either a waiting sender sees the freed slots, or this side sees the sender
-        // waiting and wakes it.
-        publish(&chan.taken, owned);
-        self.woken = 0;
+        // waiting and wakes it. Slots reserved for the lane and not used are given back when
+        // a sender waits (one that starts waiting after this look finds them at the next
+        // batch's end: it only waits while the mailbox holds messages besides them).
+        let spare = if chan.waiting.load(Ordering::Relaxed) > 0 {
+            chan.return_credit()
+        } else {
+            0
+        };
+        publish(&chan.taken, owned - spare);
+        self.freed = 0;
         if self.local.capacity() > KEEP_SLOTS {
             self.local = VecDeque::new();
         }
@@ -230,5 +245,19 @@ fn register_lane<T>(chan: &Chan<T>, waker: &Waker) {
 impl<T> Drop for Receiver<T> {
     fn drop(&mut self) {
         self.close();
+    }
+}
+
+/// Stores `value`, ordered before the loads that follow it (sequentially consistent): one
+/// `xchg` on x86. loom reads a SeqCst store as a release store only, so its models check the
+/// equivalent fence form.
+#[inline]
+fn publish(count: &AtomicUsize, value: usize) {
+    #[cfg(not(loom))]
+    count.store(value, Ordering::SeqCst);
+    #[cfg(loom)]
+    {
+        count.store(value, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
     }
 }

@@ -298,3 +298,42 @@ fn the_lane_keeps_the_order_of_messages_sent_one_after_another() {
     assert_eq!(got, [1, 2, 3, 4]);
     assert_eq!(mb.len(), 0);
 }
+
+/// A sender on the receiver's thread reserves slots in advance (two of a bound of 64). Others
+/// find at most those taken when they are not used; a sender that waits for room gets them
+/// back when the receiver's batch ends.
+#[test]
+fn slots_reserved_for_the_lane_come_back_to_a_waiting_sender() {
+    let wakeups = std::sync::Arc::new(crate::wake::Wakeups::default());
+    let (mb, mut rx) = Mailbox::<u32>::bounded_on(64, Some(wakeups.clone()));
+    crate::wake::enter(wakeups);
+    mb.try_push(|| 0).unwrap();
+    assert_eq!(mb.len(), 1, "reserved slots are not counted as queued");
+    assert_eq!(rx.try_recv().ok(), Some(0));
+    let far = mb.clone();
+    let pushed =
+        std::thread::spawn(move || (1..=64).filter(|&i| far.try_push(|| i).is_ok()).count())
+            .join()
+            .unwrap();
+    assert_eq!(pushed, 63, "one slot is still reserved");
+    let far = mb.clone();
+    let waiter = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        rt.block_on(far.push_wait(|| 100))
+    });
+    while mb.chan.waiting.load(Ordering::SeqCst) == 0 {
+        std::thread::yield_now();
+    }
+    let mut got = Vec::new();
+    while got.len() < 64 {
+        match rx.try_recv() {
+            Ok(v) => got.push(v),
+            Err(_) => std::thread::yield_now(),
+        }
+    }
+    assert_eq!(waiter.join().unwrap(), Ok(()));
+    assert_eq!(got.last(), Some(&100));
+}
