@@ -62,6 +62,7 @@ impl IdGen {
         }
     }
 
+    #[inline]
     pub(crate) fn next(&self) -> Uuid {
         let n = ID_CACHE.with(|cache| {
             let (key, next, end) = cache.get();

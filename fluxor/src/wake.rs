@@ -175,6 +175,7 @@ impl Wakeups {
     }
 
     /// Whether this thread is the reactor owning this queue.
+    #[inline]
     pub(crate) fn is_current(&self) -> bool {
         CURRENT.with(|c| {
             c.borrow()

@@ -164,6 +164,7 @@ impl Stamp {
     }
 
     /// The running handler's topic.
+    #[inline]
     pub(crate) fn topic(&self, topic: Option<&Arc<str>>) {
         let addr = topic.map_or(0, |t| Arc::as_ptr(t) as *const u8 as usize);
         if self.gauge.topic_addr.load(Ordering::Relaxed) == addr {

@@ -267,11 +267,13 @@ impl EventBus {
         self.inner.ids.next()
     }
 
+    #[inline]
     pub(crate) fn root_meta(&self) -> Meta {
         super::traced(Meta::root(&self.inner.ids))
     }
 
     /// The metadata of an envelope sent while handling request `request_id`.
+    #[inline]
     pub(crate) fn child_meta(&self, request_id: Uuid) -> Meta {
         super::traced(Meta::child(&self.inner.ids, request_id))
     }

@@ -26,6 +26,7 @@ pub(crate) struct InstanceStats {
 
 impl InstanceStats {
     /// Counts for a counter many threads write (e.g. `rejected`, bumped by senders).
+    #[inline]
     pub(crate) fn bump(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
     }
@@ -39,6 +40,7 @@ impl InstanceStats {
 
     /// Counts for a counter only the instance itself writes: a load and a store, no
     /// read-modify-write on the hot path.
+    #[inline]
     pub(crate) fn bump_own(counter: &AtomicU64) {
         counter.store(counter.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
     }

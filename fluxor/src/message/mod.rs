@@ -142,6 +142,7 @@ pub(crate) struct Meta {
 
 impl Meta {
     /// A fresh chain: the request id is the envelope's own correlation id.
+    #[inline]
     pub(crate) fn root(ids: &IdGen) -> Self {
         let id = ids.next();
         Meta {
@@ -153,6 +154,7 @@ impl Meta {
     }
 
     /// An envelope sent while handling `parent`: same request id, new correlation id.
+    #[inline]
     pub(crate) fn child(ids: &IdGen, request_id: Uuid) -> Self {
         Meta {
             correlation_id: ids.next(),
