@@ -324,7 +324,7 @@ pub(crate) struct Supervisor {
     pub(crate) restarts: AtomicU64,
     pub(crate) failed: AtomicBool,
     /// Each instance's mailbox, by instance index: where group signals go.
-    pub(crate) peers: Box<[std::sync::Arc<dyn crate::mailbox::Signals>]>,
+    pub(crate) peers: crate::util::Few<std::sync::Arc<dyn crate::mailbox::Signals>>,
 }
 
 /// The verdict on one crash.
@@ -342,7 +342,7 @@ pub(crate) enum Verdict {
 impl Supervisor {
     pub(crate) fn new(
         policy: Supervision,
-        peers: Box<[std::sync::Arc<dyn crate::mailbox::Signals>]>,
+        peers: crate::util::Few<std::sync::Arc<dyn crate::mailbox::Signals>>,
     ) -> Self {
         Supervisor {
             policy,

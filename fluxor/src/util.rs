@@ -1,5 +1,5 @@
-//! Small pieces used across layers: catching a future's panics, naming a panic, and a future
-//! that is one of two.
+//! Small pieces used across layers: catching a future's panics, naming a panic, a future
+//! that is one of two, and a short list that keeps one item inline.
 
 use std::any::Any;
 use std::future::Future;
@@ -119,5 +119,68 @@ impl<T> Named<T> {
     /// `f` of each name and value, in order (the lock is held meanwhile: keep `f` quick).
     pub(crate) fn map<R>(&self, mut f: impl FnMut(&str, &T) -> R) -> Vec<R> {
         self.lock().iter().map(|(n, v)| f(n, v)).collect()
+    }
+}
+
+/// A short list that keeps one item inline and boxes more: most deployments have a single
+/// instance, and their per-instance lists then cost no allocation of their own.
+#[derive(Debug)]
+pub(crate) enum Few<T> {
+    One([T; 1]),
+    Many(Box<[T]>),
+}
+
+impl<T> std::ops::Deref for Few<T> {
+    type Target = [T];
+
+    fn deref(&self) -> &[T] {
+        match self {
+            Few::One(one) => one,
+            Few::Many(many) => many,
+        }
+    }
+}
+
+impl<T> From<Vec<T>> for Few<T> {
+    fn from(mut items: Vec<T>) -> Self {
+        match (items.len(), items.pop()) {
+            (1, Some(only)) => Few::One([only]),
+            (_, last) => {
+                items.extend(last);
+                Few::Many(items.into_boxed_slice())
+            }
+        }
+    }
+}
+
+impl<T> FromIterator<T> for Few<T> {
+    fn from_iter<I: IntoIterator<Item = T>>(items: I) -> Self {
+        Few::from(items.into_iter().collect::<Vec<T>>())
+    }
+}
+
+impl<'a, T> IntoIterator for &'a Few<T> {
+    type Item = &'a T;
+    type IntoIter = std::slice::Iter<'a, T>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+#[cfg(test)]
+mod few_tests {
+    use super::Few;
+
+    #[test]
+    fn a_few_keeps_its_items_in_order_and_one_inline() {
+        assert!(matches!(Few::from(vec![7]), Few::One([7])));
+        for n in [0usize, 2, 5] {
+            let few: Few<usize> = (0..n).collect();
+            assert!(matches!(few, Few::Many(_)));
+            assert_eq!(&*few, (0..n).collect::<Vec<_>>().as_slice());
+        }
+        let few: Few<u32> = Few::from(vec![3]);
+        assert_eq!(few.iter().copied().collect::<Vec<_>>(), [3]);
     }
 }

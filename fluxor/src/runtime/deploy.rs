@@ -235,13 +235,13 @@ impl Fluxor {
             type_id: std::any::TypeId::of::<C>(),
             supervisor: shared.supervisor.clone(),
             reports: reports.clone(),
-            reactors: reactors.into_boxed_slice(),
+            reactors: reactors.into(),
             mailbox_capacity,
             worker: worker.is_some(),
             config_keys,
             watch: None,
             bound: false,
-            reconfigure: reconfigurer(shared.clone()),
+            reconfigure: shared.clone(),
         };
         async move {
             let inner = &this.inner;
@@ -372,13 +372,12 @@ pub(super) fn parse_config<C: Component>(
 }
 
 /// Swaps a deployment's config for a new value, once it parsed.
-fn reconfigurer<C: Component>(shared: Arc<Shared<C>>) -> super::table::Reconfigure {
-    Arc::new(move |value| {
+impl<C: Component> super::table::Reconfig for Shared<C> {
+    fn reconfigure(&self, value: serde_json::Value) -> Result<(), DeployError> {
         let config = parse_config::<C>(Some(Ok(value)))?;
-        shared.config.store(Arc::new(config));
-        shared
-            .config_generation
+        self.config.store(Arc::new(config));
+        self.config_generation
             .fetch_add(1, std::sync::atomic::Ordering::Release);
         Ok(())
-    })
+    }
 }

@@ -53,7 +53,7 @@ impl Fluxor {
             .map(|d| d.reconfigure.clone())
             .ok_or(ReconfigureError::Unknown(id))?;
         // Parsed and swapped outside the table's lock (a config may be large).
-        swap(value).map_err(ReconfigureError::Invalid)?;
+        swap.reconfigure(value).map_err(ReconfigureError::Invalid)?;
         if let Some(d) = self.lock().get_mut(id) {
             d.config_keys = keys;
         }

@@ -79,7 +79,7 @@ pub(super) struct Deployment {
     /// Where its instances report their start and stop.
     pub(super) reports: Arc<Reports>,
     /// Each instance's reactor, by index.
-    pub(super) reactors: Box<[u32]>,
+    pub(super) reactors: crate::util::Few<u32>,
     pub(super) mailbox_capacity: usize,
     pub(super) worker: bool,
     pub(super) config_keys: Vec<String>,
@@ -91,9 +91,15 @@ pub(super) struct Deployment {
     pub(super) reconfigure: Reconfigure,
 }
 
-/// Parses a new config value for a deployment and swaps it in.
-pub(super) type Reconfigure =
-    Arc<dyn Fn(serde_json::Value) -> Result<(), crate::error::DeployError> + Send + Sync>;
+/// Parses a new config value for a deployment and swaps it in: the deployment's `Shared`,
+/// seen without its component type (no allocation of its own).
+pub(super) type Reconfigure = Arc<dyn Reconfig>;
+
+/// What `Fluxor::reconfigure` needs of a deployment whose component type it does not know.
+pub(super) trait Reconfig: Send + Sync {
+    /// Parses `value` as the deployment's config and swaps it in.
+    fn reconfigure(&self, value: serde_json::Value) -> Result<(), crate::error::DeployError>;
+}
 
 impl Deployment {
     /// Its instances' mailboxes, by index.
