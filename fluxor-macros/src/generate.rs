@@ -232,6 +232,7 @@ pub(crate) fn component_impl(krate: &TokenStream, item: &ItemImpl, model: &Model
         quote_spanned! {site=>
             #[doc(hidden)]
             #[allow(non_snake_case)]
+            #[inline]
             fn #name(
                 &mut self,
                 envelope: #krate::Envelope<#m>,
@@ -250,6 +251,7 @@ pub(crate) fn component_impl(krate: &TokenStream, item: &ItemImpl, model: &Model
     });
     let handle_now = (model.handlers.iter().any(|h| !h.is_async)).then(|| {
         quote_spanned! {site=>
+            #[inline]
             fn handle_now(
                 &mut self,
                 msg: Self::Msg,

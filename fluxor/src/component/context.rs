@@ -417,6 +417,7 @@ impl<C: Component> Context<C> {
 
     /// Unpacks an envelope for its handler: records its ids and headers in the context and
     /// returns the message with the [`Responder`] that answers its requester.
+    #[inline]
     pub fn accept<M: Message>(&mut self, envelope: Envelope<M>) -> (M, Responder<M::Reply>) {
         self.adopt_config();
         let Envelope { msg, reply, meta } = envelope;

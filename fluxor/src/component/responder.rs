@@ -77,6 +77,7 @@ impl<R: Send + 'static> Responder<R> {
     ///
     /// A request whose requester has gone is not handled: the handler is not called and the
     /// outcome is [`Outcome::Abandoned`].
+    #[inline]
     pub fn run_now<T: IntoReply<R>>(self, handler: impl FnOnce() -> T) -> Outcome {
         if self.reply.abandoned() {
             return Outcome::Abandoned;
@@ -108,6 +109,7 @@ impl<R: Send + 'static> Responder<R> {
     }
 
     /// Answers the requester with what the handler produced, and says how it went.
+    #[inline]
     fn answer<T: IntoReply<R>>(self, result: Result<T, Box<dyn Any + Send>>) -> Outcome {
         let (reply, outcome) = match result {
             Ok(value) => match value.into_reply() {

@@ -298,6 +298,7 @@ pub(super) async fn batch<C: Component, E: Exec<C>>(
 /// Handles `msg` in place if its handler is a plain method (see [`Exec::dispatch_now`]),
 /// with the counters and logs of a handled message: `Ok(Some(reason))` if it panicked.
 /// Hands the message back otherwise.
+#[inline]
 pub(super) fn handle_now<C: Component, E: Exec<C>>(
     exec: &mut E,
     msg: C::Msg,

@@ -48,6 +48,7 @@ impl<C: Component> Exec<C> for Inline<C> {
         }
     }
 
+    #[inline]
     fn dispatch_now(&mut self, msg: C::Msg) -> Result<Outcome, C::Msg> {
         self.ctx.stamp().begin(self.ctx.key);
         let (component, ctx) = (&mut self.component, &mut self.ctx);
