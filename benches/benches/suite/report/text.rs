@@ -84,17 +84,28 @@ pub(super) const NOTES: &str = r#"
   - *Skynet* (W7): the tree is built breadth first (a reactor runs its queue first in, first
     out), so the whole tree is alive at its peak: 1.4 GB resident against xtra's 0.34 GB. Per
     node that is the instance's task (384 bytes; a component of up to 72 bytes fits), its
-    mailbox (248 bytes), the one-message slot it keeps (128 bytes) and a tenth of its
+    mailbox (~300 bytes), the one-message slot it keeps (128 bytes) and a tenth of its
     deployment. glibc grows a thread's arena page by page (`mprotect`, 12% of the
     samples) and page faults take another 13%.
   - *Idle memory* (W6): the instance's tokio task is 384 bytes (tokio aligns task cells to
     128 bytes; the future is the component, its `Context` and the mailbox's receiving side,
-    ~280 bytes for a component of up to 72 bytes) and the mailbox's shared state ~250 bytes;
+    ~280 bytes for a component of up to 72 bytes) and the mailbox's shared state ~300 bytes;
     the rest is the allocator's rounding and the runtime's per-instance mailbox pointer and
     reactor index. glibc places 128-byte aligned blocks with gaps around them.
-  - *Ping-pong and tell* (W1, W4): plain handlers run in place (no future per message); what
-    is left is the mailbox hand-shake (a lock per push and per take, a waker per wake-up) and
-    the envelope's metadata (ids, topic, span). actix's handlers are called in place too.
+  - *Ping-pong and tell* (W1, W4): plain handlers run in place (no future per message, the
+    path from mailbox to handler inlined), and a sender on the receiver's reactor pushes into
+    the mailbox's lane without the lock, using slots reserved a 32nd of the bound at a time.
+    What is left per message is the envelope (ids and metadata) moved from sender to handler,
+    the instance's counters and the blocked-reactor checker's stamps, and, when the receiver
+    has to wait, a task wake-up and the lock that registers its waker again (a ping-pong pays
+    that for every message). actix's handlers are called in place too.
+  - *Tell across reactors* (W1): the lane's first form cost these rows ~35% (4.1–4.5M against
+    6.3–7.3M msgs/s in alternating runs of `--only W1` with the two builds): every push from
+    another thread made a sequentially consistent hand-shake with the lane's count. Slots
+    reserved under the lock took that out and inlining the in-place path helped; in the same
+    kind of runs 1 → 1 is now at 5.0–6.3M, still below the build before the lane. `perf stat`
+    shows ~25% more doorbell `write`s: the faster receiver runs out of work more often. Not
+    explained further.
   - Idle reactors spin up to 50 µs before parking (`Builder::spin_before_park`); on 2 cores the
     spinning competes with other threads, e.g. the driver of W6.
 "#;
