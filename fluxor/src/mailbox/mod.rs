@@ -13,17 +13,19 @@
 //! unlocking, and a receiver that finds the queue empty registers its waker before unlocking,
 //! so no wake-up can fall between the check and the registration. The receiver takes the whole
 //! queue at once into a local buffer; messages taken but not handled still count against the
-//! bound (a counter only the receiver writes; a sender may see a slot as taken a moment longer
-//! than it is). A sender about to wait counts itself before its last look, and the receiver
+//! bound (a counter only the receiver's thread writes; a sender may see a slot as taken a
+//! moment longer than it is). A sender about to wait counts itself before its last look, and the receiver
 //! checks that count after each slot it frees, each side sequentially consistent between its
 //! write and its read (the sender: a SeqCst increment and fence; the receiver: a SeqCst store,
 //! which loom's models check in the equivalent fence form), so one of them always sees the
-//! other: no waiting sender misses the room. Senders waiting for room wait on a `Notify`; each pop signals one of them
-//! while any wait, and `close` signals all.
+//! other: no waiting sender misses the room. Senders waiting for room wait on a `Notify`: while
+//! any wait, the first slot freed in a batch signals one of them, then every 16th, and the
+//! batch's end signals one; `close` signals all.
 //!
 //! A sender on the receiver's own reactor thread skips the lock: its message goes into the
-//! lane (`lane.rs`), a queue only that thread reaches, which the receiver takes as a batch of
-//! its own; the bound covers the lane and the shared queue together.
+//! lane (`lane.rs`), a queue only that thread reaches, which the receiver takes before the
+//! shared queue. Its slots are reserved under the lock a 32nd of the bound at a time and
+//! counted with the receiver's, so the bound covers the lane and the shared queue together.
 //!
 //! Not everything happens under the lock: the waiting-sender handshake above (`waiting` against
 //! `taken`), and two hints the receiver reads without locking (`shared_len`, whether anything

@@ -1,4 +1,5 @@
-//! The queue core: a bounded, growable MPSC queue behind one lock, with batched receives.
+//! The queue core: a bounded, growable MPSC queue behind one lock (and, for senders on the
+//! receiver's thread, the lane beside it), with batched receives.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
