@@ -146,6 +146,16 @@ impl<T> Owner<'_, T> {
         })
     }
 
+    /// The receiver is about to wait again with the waker it registered last: the next push
+    /// wakes it. `false` (and nothing changed) if `waker` is another one.
+    pub(super) fn rearm(&self, waker: &Waker) -> bool {
+        self.with(|o| {
+            let known = o.waker.as_ref().is_some_and(|w| w.will_wake(waker));
+            o.idle |= known;
+            known
+        })
+    }
+
     /// The receiver is about to wait: the next push wakes `waker`.
     pub(super) fn register(&self, waker: &Waker) {
         let known = self.with(|o| {

@@ -223,3 +223,89 @@ fn a_sender_waiting_beside_the_lane_gets_in() {
 fn a_sender_waiting_beside_reserved_slots_gets_in() {
     a_sender_waiting_beside_the_lane(2);
 }
+
+/// The receiver waits on the owner thread while another thread pushes twice, the second time
+/// only once the first was received; between its waits the owner pushes into its lane, which
+/// wakes it without taking the waker registered for other threads. The receiver waits again
+/// without the lock only while that waker is still registered: the first push took it, so the
+/// wait after it registers again and the second push is not lost. The pusher plays the
+/// reactor too, waking what its wake-ups queued.
+#[test]
+fn a_receiver_waiting_without_the_lock_is_woken_by_the_next_push() {
+    use loom::sync::atomic::{AtomicBool, Ordering::SeqCst};
+    loom::model(|| {
+        let wakeups = std::sync::Arc::new(crate::wake::Wakeups::default());
+        crate::wake::enter(wakeups.clone());
+        let (tx, mut rx) = Mailbox::<u32>::bounded_on(3, Some(wakeups.clone()));
+        let seen = Arc::new(AtomicBool::new(false));
+        let noop = futures_noop_waker();
+        let pusher = thread::spawn({
+            let (tx, seen) = (tx.clone(), seen.clone());
+            move || {
+                // The owner's lane push may have reserved every free slot (model builds
+                // reserve all): wait for them to come back.
+                block_on(tx.push_wait(|| 2)).unwrap();
+                wakeups.answer(&noop);
+                while !seen.load(SeqCst) {
+                    thread::yield_now();
+                }
+                block_on(tx.push_wait(|| 3)).unwrap();
+                wakeups.answer(&noop);
+            }
+        });
+        // One task throughout, so its waker stays the same, as a reactor's task's does.
+        let mut got = block_on_one_waker(async {
+            let mut got = Vec::new();
+            let first = {
+                let mut next = Box::pin(rx.next());
+                std::future::poll_fn(|cx| {
+                    std::task::Poll::Ready(std::future::Future::poll(next.as_mut(), cx))
+                })
+                .await
+            };
+            if let std::task::Poll::Ready(next) = first {
+                got.push(message(next).expect("a message"));
+            }
+            tx.try_push(|| 1).unwrap();
+            while got.len() < 3 {
+                if got.contains(&2) {
+                    seen.store(true, SeqCst);
+                }
+                got.push(message(rx.next().await).expect("a message"));
+            }
+            got
+        });
+        pusher.join().unwrap();
+        got.sort_unstable();
+        assert_eq!(got, [1, 2, 3]);
+    });
+}
+
+/// Runs `fut` to completion on this loom thread with one waker throughout (loom's own
+/// `block_on` makes a new one for every poll), parking between polls.
+fn block_on_one_waker<F: std::future::Future>(fut: F) -> F::Output {
+    struct Unpark(loom::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = std::task::Waker::from(std::sync::Arc::new(Unpark(thread::current())));
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut fut = std::pin::pin!(fut);
+    loop {
+        if let std::task::Poll::Ready(out) = fut.as_mut().poll(&mut cx) {
+            return out;
+        }
+        thread::park();
+    }
+}
+
+/// A waker that does nothing: the doorbell the pusher answers with.
+fn futures_noop_waker() -> std::task::Waker {
+    struct Noop;
+    impl std::task::Wake for Noop {
+        fn wake(self: std::sync::Arc<Self>) {}
+    }
+    std::task::Waker::from(std::sync::Arc::new(Noop))
+}

@@ -26,13 +26,17 @@
 //! lane (`lane.rs`), a queue only that thread reaches, which the receiver takes before the
 //! shared queue. Its slots are reserved under the lock a 32nd of the bound at a time and
 //! counted with the receiver's, so the bound covers the lane and the shared queue together.
+//! A receiver about to wait again on its own thread, with the waker it registered last and
+//! which no push or signal has taken since (`armed`), waits without the lock: the next push or
+//! signal takes that waker and wakes it.
 //!
 //! Not everything happens under the lock: the waiting-sender handshake above (`waiting` against
-//! `taken`), and two hints the receiver reads without locking (`shared_len`, whether anything
+//! `taken`), the receiver's wait without the lock (`armed`), and two hints the receiver reads without locking (`shared_len`, whether anything
 //! is queued; `signalled`, whether a stop or control signal waits) are lock-free protocols.
 //! The models in `loom_tests.rs` check the queue core with loom: pushes against batch takes,
-//! waiting senders against freed slots, close, and the lane against the shared queue for the
-//! last slot (not the signals, nor deadlines); the tests
+//! waiting senders against freed slots, close, the lane against the shared queue for the
+//! last slot, and a wait without the lock against another thread's pushes (not the signals,
+//! nor deadlines); the tests
 //! in `tests.rs` cover full, closed, waiting senders, signals and order on real threads.
 //!
 //! The mailbox also carries its instance's signals ([`Signals`]): a stop request and a short,

@@ -56,6 +56,10 @@ pub(super) struct Chan<T> {
     pub(super) capacity: usize,
     /// `State::closed`, readable without the lock (by pushes into the lane).
     pub(super) closed: AtomicBool,
+    /// `State::receiver` holds the waker the receiver registered when it last waited in
+    /// `next` (set with it, cleared when a push or a signal takes it): the receiver may then
+    /// wait again without the lock, as the next push or signal will take and wake that waker.
+    pub(super) armed: AtomicBool,
     /// A stop request or a control signal is waiting (written under the lock): lets the
     /// receiver hand out buffered messages without the lock while there is none.
     pub(super) signalled: AtomicBool,
@@ -114,6 +118,12 @@ const fn credit_chunk(capacity: usize) -> usize {
 impl<T> Chan<T> {
     pub(super) fn lock(&self) -> MutexGuard<'_, State<T>> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes the receiver's waker, to wake it after unlocking.
+    pub(super) fn take_receiver(&self, st: &mut State<T>) -> Option<Waker> {
+        self.armed.store(false, Ordering::Relaxed);
+        st.receiver.take()
     }
 
     /// The receiving reactor's wake-up queue.
@@ -260,6 +270,7 @@ impl<T> Mailbox<T> {
             credit: AtomicUsize::new(0),
             lane: Lane::new(wake),
             closed: AtomicBool::new(false),
+            armed: AtomicBool::new(false),
             signalled: AtomicBool::new(false),
             token: std::sync::OnceLock::new(),
             cancelled: AtomicBool::new(false),
@@ -301,7 +312,7 @@ impl<T> Mailbox<T> {
             }
             st.queue.push_back(make());
             chan.shared_len.store(st.queue.len(), Ordering::Release);
-            st.receiver.take()
+            chan.take_receiver(&mut st)
         };
         if let Some(w) = waker {
             wake_on(chan.wakeups(), w);

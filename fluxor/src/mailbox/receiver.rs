@@ -48,10 +48,17 @@ impl<T> Receiver<T> {
             if let Some(v) = self.take_local() {
                 return Poll::Ready(Next::Message(v));
             }
-            // Only the lane has messages (a pipeline on one reactor): no lock.
-            if self.chan.shared_len.load(Ordering::Acquire) == 0 && self.take_lane() {
-                if let Some(v) = self.take_local() {
-                    return Poll::Ready(Next::Message(v));
+            if self.chan.shared_len.load(Ordering::Acquire) == 0 {
+                // Only the lane has messages (a pipeline on one reactor): no lock.
+                if self.take_lane() {
+                    if let Some(v) = self.take_local() {
+                        return Poll::Ready(Next::Message(v));
+                    }
+                }
+                // Nothing queued, and no push or signal took this task's waker since it was
+                // registered: the next one will take and wake it, so waiting needs no lock.
+                if self.wait_unlocked(cx) {
+                    return Poll::Pending;
                 }
             }
         }
@@ -70,6 +77,7 @@ impl<T> Receiver<T> {
                 return Poll::Ready(Next::Stop(StopRequest::now()));
             }
             st.register(cx.waker());
+            chan.armed.store(true, Ordering::Relaxed);
             register_lane(chan, cx.waker());
             return Poll::Pending;
         }
@@ -92,6 +100,8 @@ impl<T> Receiver<T> {
                 return Poll::Ready(stop);
             }
             st.register(cx.waker());
+            // Not necessarily the waker `next` waits with.
+            self.chan.armed.store(false, Ordering::Relaxed);
             Poll::Pending
         })
         .await
@@ -113,6 +123,7 @@ impl<T> Receiver<T> {
                 return Poll::Ready(None);
             }
             st.register(cx.waker());
+            self.chan.armed.store(false, Ordering::Relaxed);
             register_lane(&self.chan, cx.waker());
             Poll::Pending
         })
@@ -181,6 +192,15 @@ impl<T> Receiver<T> {
             chan.room.notify_one();
         }
         Some(v)
+    }
+
+    /// Waits without the lock if it may (see `Chan::armed`): on the owner thread, the mailbox
+    /// open, and the waker the same as at the last registration.
+    fn wait_unlocked(&self, cx: &std::task::Context<'_>) -> bool {
+        let chan = &*self.chan;
+        chan.armed.load(Ordering::Acquire)
+            && !chan.closed.load(Ordering::Relaxed)
+            && chan.lane.owner().is_some_and(|lane| lane.rearm(cx.waker()))
     }
 
     /// Takes the lane's messages as the next batch, without the lock; `false` if there are

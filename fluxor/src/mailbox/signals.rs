@@ -104,7 +104,7 @@ impl<T: Send + 'static> Signals for Chan<T> {
             }
             st.stop = Some(request);
             st.flag(self);
-            st.receiver.take()
+            self.take_receiver(&mut st)
         };
         if let Some(w) = waker {
             wake_on(self.wakeups(), w);
@@ -123,7 +123,7 @@ impl<T: Send + 'static> Signals for Chan<T> {
             }
             control.push_back(signal);
             st.flag(self);
-            st.receiver.take()
+            self.take_receiver(&mut st)
         };
         if let Some(w) = waker {
             wake_on(self.wakeups(), w);

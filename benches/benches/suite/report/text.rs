@@ -97,8 +97,9 @@ pub(super) const NOTES: &str = r#"
     the mailbox's lane without the lock, using slots reserved a 32nd of the bound at a time.
     What is left per message is the envelope (ids and metadata) moved from sender to handler,
     the instance's counters and the blocked-reactor checker's stamps, and, when the receiver
-    has to wait, a task wake-up and the lock that registers its waker again (a ping-pong pays
-    that for every message). actix's handlers are called in place too.
+    has to wait, a task wake-up (a ping-pong pays that for every message; the receiver waits
+    again without the lock while no other thread's push took its waker). actix's handlers are
+    called in place too.
   - *Tell across reactors* (W1): the lane's first form cost these rows ~35% (4.1–4.5M against
     6.3–7.3M msgs/s in alternating runs of `--only W1` with the two builds): every push from
     another thread made a sequentially consistent hand-shake with the lane's count. Slots
