@@ -142,13 +142,10 @@ impl<T> std::ops::Deref for Few<T> {
 }
 
 impl<T> From<Vec<T>> for Few<T> {
-    fn from(mut items: Vec<T>) -> Self {
-        match (items.len(), items.pop()) {
-            (1, Some(only)) => Few::One([only]),
-            (_, last) => {
-                items.extend(last);
-                Few::Many(items.into_boxed_slice())
-            }
+    fn from(items: Vec<T>) -> Self {
+        match <[T; 1]>::try_from(items) {
+            Ok(one) => Few::One(one),
+            Err(items) => Few::Many(items.into_boxed_slice()),
         }
     }
 }

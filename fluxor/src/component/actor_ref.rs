@@ -92,7 +92,7 @@ impl<C: Component> ActorRef<C> {
         let make = || C::wrap(Envelope::new(slot.take().expect("filled"), None, meta));
         // The attempt at once comes first, in place: no waiting future is made (nor a clock
         // read) when there is room.
-        let pushed = match self.mailbox.push_or_return(make) {
+        let pushed = match self.mailbox.push_now(make) {
             Ok(()) => Ok(()),
             Err((PushError::Full, make)) => {
                 let deadline = timeout.map(|t| tokio::time::Instant::now() + t);

@@ -158,13 +158,12 @@ impl<T> Owner<'_, T> {
 
     /// The receiver is about to wait: the next push wakes `waker`.
     pub(super) fn register(&self, waker: &Waker) {
-        let known = self.with(|o| {
-            o.idle = true;
-            o.waker.as_ref().is_some_and(|w| w.will_wake(waker))
-        });
-        if !known {
+        if !self.rearm(waker) {
             let fresh = waker.clone();
-            let old = self.with(|o| o.waker.replace(fresh));
+            let old = self.with(|o| {
+                o.idle = true;
+                o.waker.replace(fresh)
+            });
             drop(old);
         }
     }

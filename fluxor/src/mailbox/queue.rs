@@ -28,7 +28,6 @@ pub(super) const KEEP_SLOTS: usize = 64;
 
 pub(super) struct State<T> {
     pub(super) queue: VecDeque<T>,
-    pub(super) closed: bool,
     pub(super) receiver: Option<Waker>,
     /// The runtime asked the instance to stop by this deadline (not yet seen by it).
     pub(super) stop: Option<StopRequest>,
@@ -54,7 +53,8 @@ pub(super) struct Chan<T> {
     /// Senders waiting for room.
     pub(super) waiting: AtomicUsize,
     pub(super) capacity: usize,
-    /// `State::closed`, readable without the lock (by pushes into the lane).
+    /// The mailbox refuses further messages. Set under the lock (so pushes there see it in
+    /// order) and read without it by pushes into the lane.
     pub(super) closed: AtomicBool,
     /// `State::receiver` holds the waker the receiver registered when it last waited in
     /// `next` (set with it, cleared when a push or a signal takes it): the receiver may then
@@ -145,7 +145,7 @@ impl<T> Chan<T> {
         if credit == 0 {
             // Slots are reserved under the lock, where the other threads' pushes count them.
             let st = self.lock();
-            if st.closed {
+            if self.closed.load(Ordering::Relaxed) {
                 return Err((PushError::Closed, make));
             }
             let owned = self.taken.load(Ordering::Relaxed);
@@ -257,7 +257,6 @@ impl<T> Mailbox<T> {
         let chan = Arc::new(Chan {
             state: Mutex::new(State {
                 queue: VecDeque::new(),
-                closed: false,
                 receiver: None,
                 stop: None,
                 control: None,
@@ -286,10 +285,11 @@ impl<T> Mailbox<T> {
         )
     }
 
-    /// Pushes `make()` if there is room; `make` is not called otherwise. On the receiver's
-    /// own thread the message goes into the lane while the shared queue is empty, otherwise
-    /// into the shared queue.
-    fn push_now<F: FnOnce() -> T>(&self, make: F) -> Result<(), (PushError, F)> {
+    /// Pushes `make()` if there is room, uncounted; `make` is not called otherwise and is
+    /// handed back with the refusal (for a sender that then waits with
+    /// [`push_waiting`](Self::push_waiting)). On the receiver's own thread the message goes
+    /// into the lane while the shared queue is empty, otherwise into the shared queue.
+    pub(crate) fn push_now<F: FnOnce() -> T>(&self, make: F) -> Result<(), (PushError, F)> {
         let chan = &*self.chan;
         if let Some(lane) = chan.lane.owner() {
             // Only while the shared queue is empty, which keeps the order (see `lane.rs`).
@@ -299,7 +299,7 @@ impl<T> Mailbox<T> {
         }
         let waker = {
             let mut st = chan.lock();
-            if st.closed {
+            if chan.closed.load(Ordering::Relaxed) {
                 return Err((PushError::Closed, make));
             }
             if st.queue.len() + chan.taken.load(Ordering::SeqCst) >= chan.capacity {
@@ -381,29 +381,13 @@ impl<T> Mailbox<T> {
         }
     }
 
-    /// Pushes `make()` if there is room, uncounted; hands `make` back with the refusal (for a
-    /// sender that then waits with [`push_waiting`](Self::push_waiting)).
-    #[inline]
-    pub(crate) fn push_or_return<F: FnOnce() -> T>(&self, make: F) -> Result<(), (PushError, F)> {
-        self.push_now(make)
-    }
-
     /// Waits for a free slot as long as it takes, then fills it with `make()`; when there is
     /// room at once it registers no waiter.
     pub(crate) async fn push_wait(&self, make: impl FnOnce() -> T) -> Result<(), PushError> {
-        self.push_or_wait(|| None, make).await
-    }
-
-    /// Pushes at once when there is room; otherwise waits until `deadline()`.
-    async fn push_or_wait(
-        &self,
-        deadline: impl FnOnce() -> Option<Instant>,
-        make: impl FnOnce() -> T,
-    ) -> Result<(), PushError> {
         match self.push_now(make) {
             Ok(()) => Ok(()),
             Err((PushError::Closed, _)) => Err(PushError::Closed),
-            Err((PushError::Full, make)) => self.push_waiting(deadline(), make).await,
+            Err((PushError::Full, make)) => self.push_waiting(None, make).await,
         }
     }
 

@@ -17,8 +17,8 @@ const NOTIFY_EVERY: usize = 16;
 
 /// The receiving side of a mailbox. Dropping it closes the mailbox.
 ///
-/// It takes messages from the shared queue a batch at a time (swapping buffers under one
-/// lock), so a busy receiver locks once per batch rather than once per message.
+/// It takes messages a batch at a time: the lane's without the lock, the shared queue's by
+/// swapping buffers under one lock, so a busy receiver locks once per batch at most.
 pub(crate) struct Receiver<T> {
     pub(super) chan: Arc<Chan<T>>,
     pub(super) local: VecDeque<T>,
@@ -73,12 +73,10 @@ impl<T> Receiver<T> {
             return Poll::Ready(Next::Control(signal));
         }
         if self.local.is_empty() && !refill(&mut self.local, chan, &mut st) {
-            if st.closed {
+            if chan.closed.load(Ordering::Relaxed) {
                 return Poll::Ready(Next::Stop(StopRequest::now()));
             }
-            st.register(cx.waker());
-            chan.armed.store(true, Ordering::Relaxed);
-            register_lane(chan, cx.waker());
+            wait_for_messages(chan, &mut st, cx.waker());
             return Poll::Pending;
         }
         drop(st);
@@ -119,12 +117,10 @@ impl<T> Receiver<T> {
                 drop(st);
                 return Poll::Ready(self.take_local());
             }
-            if st.closed {
+            if self.chan.closed.load(Ordering::Relaxed) {
                 return Poll::Ready(None);
             }
-            st.register(cx.waker());
-            self.chan.armed.store(false, Ordering::Relaxed);
-            register_lane(&self.chan, cx.waker());
+            wait_for_messages(&self.chan, &mut st, cx.waker());
             Poll::Pending
         })
         .await
@@ -146,7 +142,7 @@ impl<T> Receiver<T> {
             drop(st);
             return self.take_local().ok_or(TryRecvError::Empty);
         }
-        if st.closed {
+        if self.chan.closed.load(Ordering::Relaxed) {
             Err(TryRecvError::Closed)
         } else {
             Err(TryRecvError::Empty)
@@ -175,20 +171,20 @@ impl<T> Receiver<T> {
         // The batch's end. This store and the `waiting` read below are ordered like a
         // sender's `waiting` increment and its `taken` read (sequentially consistent on both
         // sides): either a waiting sender sees the freed slots, or this side sees the sender
-        // waiting and wakes it. Slots reserved for the lane and not used are given back when
-        // a sender waits (one that starts waiting after this look finds them at the next
-        // batch's end: it only waits while the mailbox holds messages besides them).
-        let spare = if chan.waiting.load(Ordering::Relaxed) > 0 {
-            chan.return_credit()
-        } else {
-            0
-        };
-        publish(&chan.taken, owned - spare);
+        // waiting and wakes it.
+        publish(&chan.taken, owned);
         self.freed = 0;
         if self.local.capacity() > KEEP_SLOTS {
             self.local = VecDeque::new();
         }
         if chan.waiting.load(Ordering::SeqCst) > 0 {
+            // Slots reserved for the lane and not used go back to the waiting senders (one
+            // that starts waiting after this look finds them at the next batch's end: it only
+            // waits while the mailbox holds messages besides them).
+            let spare = chan.return_credit();
+            if spare > 0 {
+                chan.taken.store(owned - spare, Ordering::Release);
+            }
             chan.room.notify_one();
         }
         Some(v)
@@ -224,8 +220,10 @@ impl<T> Receiver<T> {
 
     /// Refuses further messages; those already queued can still be received.
     pub(crate) fn close(&mut self) {
-        self.chan.lock().closed = true;
-        self.chan.closed.store(true, Ordering::Release);
+        {
+            let _st = self.chan.lock();
+            self.chan.closed.store(true, Ordering::Release);
+        }
         self.chan.room.notify_waiters();
     }
 }
@@ -255,8 +253,13 @@ fn refill<T>(local: &mut VecDeque<T>, chan: &Chan<T>, st: &mut State<T>) -> bool
     true
 }
 
-/// The receiver is about to wait: on the owner thread, the lane's next push wakes it too.
-fn register_lane<T>(chan: &Chan<T>, waker: &Waker) {
+/// The receiver is about to wait for a message (under the lock): the next push or signal
+/// wakes `waker`, and on the owner thread so does the lane's next push. The two hold the same
+/// waker, so the receiver may wait again without the lock until a push or signal takes it
+/// (`Chan::armed`).
+fn wait_for_messages<T>(chan: &Chan<T>, st: &mut State<T>, waker: &Waker) {
+    st.register(waker);
+    chan.armed.store(true, Ordering::Relaxed);
     if let Some(lane) = chan.lane.owner() {
         lane.register(waker);
     }

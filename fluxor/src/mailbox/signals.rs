@@ -114,7 +114,7 @@ impl<T: Send + 'static> Signals for Chan<T> {
     fn control(&self, signal: Control) -> Result<(), Control> {
         let waker = {
             let mut st = self.lock();
-            if st.closed {
+            if self.closed.load(crate::loom::atomic::Ordering::Relaxed) {
                 return Err(signal);
             }
             let control = st.control.get_or_insert_with(Box::default);
