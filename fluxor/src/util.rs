@@ -151,8 +151,56 @@ impl<T> From<Vec<T>> for Few<T> {
 }
 
 impl<T> FromIterator<T> for Few<T> {
+    /// One item is kept inline without a detour through a `Vec`.
     fn from_iter<I: IntoIterator<Item = T>>(items: I) -> Self {
-        Few::from(items.into_iter().collect::<Vec<T>>())
+        let mut items = items.into_iter();
+        let Some(first) = items.next() else {
+            return Few::Many(Box::default());
+        };
+        let Some(second) = items.next() else {
+            return Few::One([first]);
+        };
+        let mut all = Vec::with_capacity(2 + items.size_hint().0);
+        all.push(first);
+        all.push(second);
+        all.extend(items);
+        Few::Many(all.into_boxed_slice())
+    }
+}
+
+impl<T> IntoIterator for Few<T> {
+    type Item = T;
+    type IntoIter = FewIter<T>;
+
+    fn into_iter(self) -> FewIter<T> {
+        match self {
+            Few::One(one) => FewIter::One(one.into_iter()),
+            Few::Many(many) => FewIter::Many(many.into_vec().into_iter()),
+        }
+    }
+}
+
+/// The items of a [`Few`], by value.
+pub(crate) enum FewIter<T> {
+    One(std::array::IntoIter<T, 1>),
+    Many(std::vec::IntoIter<T>),
+}
+
+impl<T> Iterator for FewIter<T> {
+    type Item = T;
+
+    fn next(&mut self) -> Option<T> {
+        match self {
+            FewIter::One(one) => one.next(),
+            FewIter::Many(many) => many.next(),
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        match self {
+            FewIter::One(one) => one.size_hint(),
+            FewIter::Many(many) => many.size_hint(),
+        }
     }
 }
 
@@ -179,5 +227,14 @@ mod few_tests {
         }
         let few: Few<u32> = Few::from(vec![3]);
         assert_eq!(few.iter().copied().collect::<Vec<_>>(), [3]);
+        assert!(matches!(
+            std::iter::once(4).collect::<Few<_>>(),
+            Few::One([4])
+        ));
+        for n in [0usize, 1, 2, 5] {
+            let few: Few<String> = (0..n).map(|i| i.to_string()).collect();
+            let back: Vec<String> = few.into_iter().collect();
+            assert_eq!(back, (0..n).map(|i| i.to_string()).collect::<Vec<_>>());
+        }
     }
 }

@@ -49,7 +49,8 @@ pub(crate) struct ReactorGauge {
 #[derive(Debug)]
 pub(crate) struct Shared {
     now_ms: AtomicU64,
-    labels: Mutex<HashMap<u64, Label>>,
+    /// Hashed with a fast seeded hasher: the keys are the runtime's own.
+    labels: Mutex<HashMap<u64, Label, foldhash::fast::RandomState>>,
     /// The labels of the last deployments that went away: a handler may outlive its
     /// deployment's registration (a stop deadline passed while it ran), and a report about it
     /// should still name it.
@@ -346,7 +347,7 @@ mod tests {
     fn a_registration_is_removed_when_dropped() {
         let shared = Arc::new(Shared {
             now_ms: AtomicU64::new(0),
-            labels: Mutex::new(HashMap::new()),
+            labels: Mutex::default(),
             retired: Mutex::default(),
             next_key: AtomicU64::new(0),
         });

@@ -10,7 +10,6 @@ use tokio::time::Instant;
 use super::actor_loop::InstanceTask;
 use super::handle::Fluxor;
 use super::options::DeployOptions;
-use super::reactor::Reactor;
 use super::reports::{ReportGuard, Reports};
 use super::shared::{publish_event, Shared};
 use super::table::{Deployment, Plan};
@@ -20,40 +19,48 @@ use crate::error::DeployError;
 use crate::ids::DeploymentId;
 use crate::mailbox::Mailbox;
 use crate::supervision::{InstanceState, LifecycleKind, Supervisor};
+use crate::util::Few;
 use crate::watchdog::Label;
 
-/// Sends a batch of instances to `reactor`, which creates each (so its component is made on
-/// its reactor) and spawns its life there; `false` if the reactor has stopped. A caller on
-/// that very reactor (a handler deploying next to itself) does it at once, without the trip
-/// through the reactor's job queue.
-pub(super) async fn spawn_on<C: Component>(
-    reactor: &Reactor,
-    here: bool,
-    tasks: Vec<InstanceTask<C>>,
+/// Creates each instance of a batch (so its component is made on its reactor) and spawns
+/// its life there; runs on the instances' reactor.
+fn start_here<C: Component>(
+    tasks: Few<InstanceTask<C>>,
     worker: Option<crate::component::RunErased>,
-) -> bool {
-    let job = move || {
-        // A factory that panicked has reported so and leaves nothing to run.
-        for task in tasks {
-            match worker {
-                Some(run) => {
-                    if let Some(life) = run(Box::new(task)) {
-                        tokio::task::spawn_local(life);
-                    }
+) {
+    // A factory that panicked has reported so and leaves nothing to run.
+    for task in tasks {
+        match worker {
+            Some(run) => {
+                if let Some(life) = run(Box::new(task)) {
+                    tokio::task::spawn_local(life);
                 }
-                None => {
-                    if let Some(life) = task.run() {
-                        tokio::task::spawn_local(life);
-                    }
+            }
+            None => {
+                if let Some(life) = task.run() {
+                    tokio::task::spawn_local(life);
                 }
             }
         }
-    };
-    if here {
-        job();
-        return true;
     }
-    reactor.run(Box::new(job)).await
+}
+
+/// Starts a batch of instances on reactor `index`: at once when the caller runs on that
+/// reactor (a handler deploying next to itself, `None`), or through the reactor's job queue,
+/// a trip the returned future makes (`false` if the reactor has stopped). Boxed, so a deploy
+/// that starts its instances where it runs carries no room for it.
+fn spawn_on<'a, C: Component>(
+    inner: &'a super::handle::Inner,
+    index: usize,
+    tasks: Few<InstanceTask<C>>,
+    worker: Option<crate::component::RunErased>,
+) -> Option<std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + 'a>>> {
+    if inner.wakeups[index].is_current() {
+        start_here(tasks, worker);
+        return None;
+    }
+    let job = move || start_here(tasks, worker);
+    Some(Box::pin(inner.reactors[index].run(Box::new(job))))
 }
 
 /// Instances sent to a reactor in one job when a deployment starts: large deployments start
@@ -161,25 +168,22 @@ impl Fluxor {
 
         let id = DeploymentId(inner.deployment_ids.next());
         // The mailboxes come first: the supervisor signals them, the runtime stops them.
-        let mut reactors = Vec::with_capacity(instances);
-        let mut channels = Vec::with_capacity(instances);
-        for _ in 0..instances {
-            let reactor = options.reactor.unwrap_or_else(|| {
-                inner.next_reactor.fetch_add(1, Ordering::Relaxed) % inner.reactors.len()
-            });
-            reactors.push(reactor as u32);
-            channels.push(Mailbox::bounded_on(
-                capacity,
-                Some(inner.wakeups[reactor].clone()),
-            ));
-        }
+        let reactors: Few<u32> = (0..instances)
+            .map(|_| {
+                let reactor = options.reactor.unwrap_or_else(|| {
+                    inner.next_reactor.fetch_add(1, Ordering::Relaxed) % inner.reactors.len()
+                });
+                reactor as u32
+            })
+            .collect();
+        let channels: Few<_> = reactors
+            .iter()
+            .map(|&r| Mailbox::bounded_on(capacity, Some(inner.wakeups[r as usize].clone())))
+            .collect();
         let peers = channels.iter().map(|(mb, _)| mb.signals()).collect();
-        let supervisor = Arc::new(Supervisor::new(
-            options.supervision.unwrap_or_else(C::supervision),
-            peers,
-        ));
+        let supervisor = Supervisor::new(options.supervision.unwrap_or_else(C::supervision), peers);
         let shared = Arc::new(Shared {
-            reports: Arc::new(Reports::new(C::name(), instances)),
+            reports: Reports::new(C::name(), instances),
             factory: Box::new(factory),
             config: arc_swap::ArcSwap::new(config),
             config_generation: std::sync::atomic::AtomicU64::new(0),
@@ -228,20 +232,18 @@ impl Fluxor {
         } = plan;
         let id = shared.deployment;
         let instances = channels.len();
-        let reports = shared.reports.clone();
         let mut deployment = Deployment {
             id,
+            order: 0,
             component: C::name(),
             type_id: std::any::TypeId::of::<C>(),
-            supervisor: shared.supervisor.clone(),
-            reports: reports.clone(),
-            reactors: reactors.into(),
+            reactors,
             mailbox_capacity,
             worker: worker.is_some(),
             config_keys,
             watch: None,
             bound: false,
-            reconfigure: shared.clone(),
+            shared: shared.clone(),
         };
         async move {
             let inner = &this.inner;
@@ -254,44 +256,62 @@ impl Fluxor {
             });
             let watch = deployment.watch.insert(watch);
             let mut failure: Option<(usize, String)> = None;
-            // Instances go to their reactors in batches: one job per reactor and batch.
-            let mut per_reactor = vec![0usize; inner.reactors.len()];
-            for &r in &deployment.reactors {
-                per_reactor[r as usize] += 1;
-            }
-            let mut batches: Vec<Vec<InstanceTask<C>>> = per_reactor
-                .iter()
-                .map(|&n| Vec::with_capacity(n.min(SPAWN_BATCH)))
-                .collect();
-            for (index, (mailbox, rx)) in channels.into_iter().enumerate() {
-                let reactor = deployment.reactors[index];
-                let key = watch.key(index);
+            let reactors = &deployment.reactors;
+            let mut tasks = channels.into_iter().enumerate().map(|(index, channel)| {
+                let reactor = reactors[index];
                 let task = InstanceTask::new(
-                    (reactor, key),
-                    (mailbox, rx),
+                    (reactor, watch.key(index)),
+                    channel,
                     ReportGuard::new(shared.clone(), index as u32),
                 );
-                let batch = &mut batches[reactor as usize];
-                batch.push(task);
-                if batch.len() == SPAWN_BATCH {
-                    let tasks = std::mem::replace(batch, Vec::with_capacity(SPAWN_BATCH));
-                    let here = inner.wakeups[reactor as usize].is_current();
-                    if !spawn_on(&inner.reactors[reactor as usize], here, tasks, worker).await {
-                        failure.get_or_insert((index, "its reactor has stopped".into()));
+                (reactor as usize, task)
+            });
+            let stopped = || "its reactor has stopped".to_string();
+            if instances == 1 {
+                // The common case: no batches to sort the instance into.
+                if let Some((reactor, task)) = tasks.next() {
+                    if let Some(trip) = spawn_on(inner, reactor, Few::One([task]), worker) {
+                        if !trip.await {
+                            failure = Some((0, stopped()));
+                        }
                     }
                 }
-            }
-            for (reactor, tasks) in batches.into_iter().enumerate() {
-                let here = inner.wakeups[reactor].is_current();
-                if !tasks.is_empty()
-                    && !spawn_on(&inner.reactors[reactor], here, tasks, worker).await
-                {
-                    failure.get_or_insert((instances - 1, "its reactor has stopped".into()));
+            } else {
+                // Instances go to their reactors in batches: one job per reactor and batch.
+                let mut per_reactor = vec![0usize; inner.reactors.len()];
+                for &r in reactors {
+                    per_reactor[r as usize] += 1;
+                }
+                let mut batches: Vec<Vec<InstanceTask<C>>> = per_reactor
+                    .iter()
+                    .map(|&n| Vec::with_capacity(n.min(SPAWN_BATCH)))
+                    .collect();
+                for (index, (reactor, task)) in tasks.enumerate() {
+                    let batch = &mut batches[reactor];
+                    batch.push(task);
+                    if batch.len() == SPAWN_BATCH {
+                        let full = std::mem::replace(batch, Vec::with_capacity(SPAWN_BATCH));
+                        if let Some(trip) = spawn_on(inner, reactor, full.into(), worker) {
+                            if !trip.await {
+                                failure.get_or_insert((index, stopped()));
+                            }
+                        }
+                    }
+                }
+                for (reactor, batch) in batches.into_iter().enumerate() {
+                    if batch.is_empty() {
+                        continue;
+                    }
+                    if let Some(trip) = spawn_on(inner, reactor, batch.into(), worker) {
+                        if !trip.await {
+                            failure.get_or_insert((instances - 1, stopped()));
+                        }
+                    }
                 }
             }
             if failure.is_none() {
                 let deadline = Instant::now() + start_timeout;
-                if let Err(failed) = reports.started.wait(deadline).await {
+                if let Err(failed) = shared.reports.started.wait(deadline).await {
                     failure = Some(failed.unwrap_or_else(|| {
                         let index = deployment
                             .instances()
@@ -316,7 +336,8 @@ impl Fluxor {
             if let Some((instance, reason)) = failure {
                 let deadline = Instant::now() + inner.shutdown_timeout;
                 // Rare: boxed, so the deploy future keeps no room for it.
-                let rollback = Box::pin(reports.stop_all(deployment.instances(), deadline)).await;
+                let rollback =
+                    Box::pin(shared.reports.stop_all(deployment.instances(), deadline)).await;
                 return Err(DeployError::StartFailed {
                     component: C::name(),
                     instance,
@@ -371,8 +392,16 @@ pub(super) fn parse_config<C: Component>(
     }
 }
 
-/// Swaps a deployment's config for a new value, once it parsed.
-impl<C: Component> super::table::Reconfig for Shared<C> {
+impl<C: Component> super::table::Live for Shared<C> {
+    fn supervisor(&self) -> &Supervisor {
+        &self.supervisor
+    }
+
+    fn reports(&self) -> &Reports {
+        &self.reports
+    }
+
+    /// Swaps the deployment's config for a new value, once it parsed.
     fn reconfigure(&self, value: serde_json::Value) -> Result<(), DeployError> {
         let config = parse_config::<C>(Some(Ok(value)))?;
         self.config.store(Arc::new(config));

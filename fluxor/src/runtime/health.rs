@@ -58,8 +58,8 @@ impl Fluxor {
             Vec::new()
         };
         let (mut failed, mut full) = (Vec::new(), Vec::new());
-        for d in self.lock().iter() {
-            if d.supervisor.failed.load(Ordering::Acquire) {
+        for d in self.lock().in_order() {
+            if d.supervisor().failed.load(Ordering::Acquire) {
                 failed.push(format!("`{}` ({}) has failed", d.component, d.id));
             }
             let capacity = d.mailbox_capacity.max(1);

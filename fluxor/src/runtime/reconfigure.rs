@@ -50,7 +50,7 @@ impl Fluxor {
         let swap = self
             .lock()
             .get(id)
-            .map(|d| d.reconfigure.clone())
+            .map(|d| d.shared.clone())
             .ok_or(ReconfigureError::Unknown(id))?;
         // Parsed and swapped outside the table's lock (a config may be large).
         swap.reconfigure(value).map_err(ReconfigureError::Invalid)?;

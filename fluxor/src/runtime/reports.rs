@@ -14,7 +14,8 @@ use crate::mailbox::{Signals, StopRequest};
 /// Extra time a stopper waits, past the deadline, for an instance to report on itself.
 pub(super) const REPORT_GRACE: Duration = Duration::from_millis(100);
 
-/// Counts reports down to zero; waiters are woken by the last one.
+/// Counts reports down to zero; its one waiter (the deploy, or the undeploy) is woken by the
+/// last report.
 #[derive(Debug, Default)]
 pub(super) struct Countdown {
     remaining: std::sync::atomic::AtomicUsize,
@@ -35,7 +36,8 @@ impl Countdown {
             .fetch_sub(1, std::sync::atomic::Ordering::AcqRel)
             == 1
         {
-            self.zero.notify_waiters();
+            // With nobody waiting yet, this leaves a permit for the wait to come.
+            self.zero.notify_one();
         }
     }
 
@@ -43,19 +45,18 @@ impl Countdown {
         self.remaining.load(std::sync::atomic::Ordering::Acquire) == 0
     }
 
-    /// Waits until the count is zero or `deadline` passes; `true` if it reached zero.
+    /// Waits until the count is zero or `deadline` passes; `true` if it reached zero. One
+    /// waiter at a time.
     pub(super) async fn wait(&self, deadline: Instant) -> bool {
-        loop {
-            let zero = self.zero.notified();
-            tokio::pin!(zero);
-            zero.as_mut().enable();
-            if self.is_zero() {
-                return true;
-            }
-            if tokio::time::timeout_at(deadline, zero).await.is_err() {
+        while !self.is_zero() {
+            if tokio::time::timeout_at(deadline, self.zero.notified())
+                .await
+                .is_err()
+            {
                 return self.is_zero();
             }
         }
+        true
     }
 }
 
@@ -115,7 +116,7 @@ pub(crate) struct StopLatch {
     /// Instances that have not reported yet.
     pub(super) count: Countdown,
     /// One bit per instance: it has reported.
-    pub(super) reported: Box<[std::sync::atomic::AtomicU64]>,
+    pub(super) reported: crate::util::Few<std::sync::atomic::AtomicU64>,
     pub(super) errors: std::sync::Mutex<Vec<StopError>>,
 }
 

@@ -15,7 +15,7 @@ use crate::worker::WorkerPool;
 /// What every instance of a deployment shares.
 pub(crate) struct Shared<C: Component> {
     /// Where the deployment's instances report their start and stop.
-    pub(crate) reports: Arc<Reports>,
+    pub(crate) reports: Reports,
     pub(crate) factory: Box<dyn Fn() -> C + Send + Sync>,
     /// The deployment's config; [`Fluxor::reconfigure`](crate::Fluxor::reconfigure) swaps it.
     pub(crate) config: arc_swap::ArcSwap<C::Config>,
@@ -24,7 +24,7 @@ pub(crate) struct Shared<C: Component> {
     pub(crate) deployment: DeploymentId,
     pub(crate) bus: EventBus,
     pub(crate) workers: WorkerPool,
-    pub(crate) supervisor: Arc<Supervisor>,
+    pub(crate) supervisor: Supervisor,
     pub(crate) escalation: Arc<EscalationCtl>,
     /// Publishes no lifecycle events.
     pub(crate) quiet: bool,

@@ -51,7 +51,7 @@ impl Fluxor {
             .checks
             .retain(|(owner, _)| *owner != Some(deployment.id));
         let errors = deployment
-            .reports
+            .reports()
             .stop_all(deployment.instances(), deadline)
             .await;
         tracing::debug!(component = deployment.component, deployment = %deployment.id, errors = errors.len(), "undeployed");
@@ -80,19 +80,26 @@ impl Fluxor {
         }
         let deadline = Instant::now() + deadline;
         let mut errors = Vec::new();
+        // A deployment stays in the table, where others can still reach it, until its turn;
+        // one whose deploy finishes meanwhile is stopped in another round.
         loop {
-            let next = self.lock().pop();
-            let Some(deployment) = next else { break };
-            let id = deployment.id;
-            errors.extend(
-                self.stop_deployment(deployment, deadline)
-                    .await
-                    .into_iter()
-                    .map(|error| ShutdownIssue::Stop {
-                        deployment: id,
-                        error,
-                    }),
-            );
+            let ids = self.lock().latest_first();
+            if ids.is_empty() {
+                break;
+            }
+            for id in ids {
+                let next = self.lock().remove(id);
+                let Some(deployment) = next else { continue };
+                errors.extend(
+                    self.stop_deployment(deployment, deadline)
+                        .await
+                        .into_iter()
+                        .map(|error| ShutdownIssue::Stop {
+                            deployment: id,
+                            error,
+                        }),
+                );
+            }
         }
         self.inner.bus.close();
         self.inner.cancel.cancel();

@@ -112,16 +112,17 @@ impl Fluxor {
     /// The live deployments, in deploy order, with per-instance counters.
     pub fn deployments(&self) -> Vec<DeploymentInfo> {
         self.lock()
-            .iter()
+            .in_order()
+            .into_iter()
             .map(|d| DeploymentInfo {
                 id: d.id,
                 component: d.component,
-                state: if d.supervisor.failed.load(Ordering::Acquire) {
+                state: if d.supervisor().failed.load(Ordering::Acquire) {
                     DeploymentState::Failed
                 } else {
                     DeploymentState::Running
                 },
-                restarts: d.supervisor.restarts.load(Ordering::Relaxed),
+                restarts: d.supervisor().restarts.load(Ordering::Relaxed),
                 worker: d.worker,
                 config_keys: d.config_keys.clone(),
                 instances: d

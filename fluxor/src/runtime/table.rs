@@ -11,47 +11,56 @@ use super::shared::Shared;
 use crate::mailbox::{Mailbox, Signals, StopRequest};
 use crate::supervision::Supervisor;
 
-/// The live deployments, by id and in deploy order.
+/// The live deployments, by id; each knows its place in deploy order.
 #[derive(Default)]
 pub(super) struct Table {
-    pub(super) order: std::collections::BTreeMap<u64, Deployment>,
     /// Hashed with a fast seeded hasher: the ids are the runtime's own, not a caller's.
-    pub(super) by_id: std::collections::HashMap<DeploymentId, u64, foldhash::fast::RandomState>,
-    pub(super) next: u64,
+    by_id: std::collections::HashMap<DeploymentId, Deployment, foldhash::fast::RandomState>,
+    /// The place the next deployment takes in deploy order.
+    next: u64,
 }
 
 impl Table {
-    pub(super) fn push(&mut self, d: Deployment) {
+    pub(super) fn push(&mut self, mut d: Deployment) {
         self.next += 1;
-        self.by_id.insert(d.id, self.next);
-        self.order.insert(self.next, d);
+        d.order = self.next;
+        self.by_id.insert(d.id, d);
     }
 
     pub(super) fn get(&self, id: DeploymentId) -> Option<&Deployment> {
-        self.order.get(self.by_id.get(&id)?)
+        self.by_id.get(&id)
     }
 
     pub(super) fn get_mut(&mut self, id: DeploymentId) -> Option<&mut Deployment> {
-        self.order.get_mut(self.by_id.get(&id)?)
+        self.by_id.get_mut(&id)
     }
 
     pub(super) fn remove(&mut self, id: DeploymentId) -> Option<Deployment> {
-        self.order.remove(&self.by_id.remove(&id)?)
+        self.by_id.remove(&id)
     }
 
-    /// The latest deployment, taken out.
-    pub(super) fn pop(&mut self) -> Option<Deployment> {
-        let (_, d) = self.order.pop_last()?;
-        self.by_id.remove(&d.id);
-        Some(d)
+    /// The live deployments' ids, the latest first (the order shutdown stops them in).
+    pub(super) fn latest_first(&self) -> Vec<DeploymentId> {
+        let mut ids: Vec<(u64, DeploymentId)> =
+            self.by_id.values().map(|d| (d.order, d.id)).collect();
+        ids.sort_unstable_by_key(|&(order, _)| std::cmp::Reverse(order));
+        ids.into_iter().map(|(_, id)| id).collect()
     }
 
+    /// The live deployments, in no particular order.
     pub(super) fn iter(&self) -> impl Iterator<Item = &Deployment> {
-        self.order.values()
+        self.by_id.values()
+    }
+
+    /// The live deployments, in deploy order.
+    pub(super) fn in_order(&self) -> Vec<&Deployment> {
+        let mut all: Vec<&Deployment> = self.by_id.values().collect();
+        all.sort_unstable_by_key(|d| d.order);
+        all
     }
 
     pub(super) fn len(&self) -> usize {
-        self.order.len()
+        self.by_id.len()
     }
 }
 
@@ -62,8 +71,8 @@ pub(super) struct Plan<C: Component> {
     pub(super) shared: Arc<Shared<C>>,
     pub(super) bindings: Vec<crate::component::Binding<C>>,
     /// Each instance's mailbox and its receiving side.
-    pub(super) channels: Vec<Channel<C::Msg>>,
-    pub(super) reactors: Vec<u32>,
+    pub(super) channels: crate::util::Few<Channel<C::Msg>>,
+    pub(super) reactors: crate::util::Few<u32>,
     pub(super) worker: Option<crate::component::RunErased>,
     pub(super) config_keys: Vec<String>,
     pub(super) mailbox_capacity: usize,
@@ -72,12 +81,10 @@ pub(super) struct Plan<C: Component> {
 
 pub(super) struct Deployment {
     pub(super) id: DeploymentId,
+    /// Its place in deploy order (set when it goes into the table).
+    pub(super) order: u64,
     pub(super) component: &'static str,
     pub(super) type_id: std::any::TypeId,
-    /// Its supervision state, and its instances' mailboxes (`peers`, by index).
-    pub(super) supervisor: Arc<Supervisor>,
-    /// Where its instances report their start and stop.
-    pub(super) reports: Arc<Reports>,
     /// Each instance's reactor, by index.
     pub(super) reactors: crate::util::Few<u32>,
     pub(super) mailbox_capacity: usize,
@@ -87,16 +94,18 @@ pub(super) struct Deployment {
     pub(super) watch: Option<crate::watchdog::Registration>,
     /// It has bindings on the bus.
     pub(super) bound: bool,
-    /// Parses a new config and swaps it in (see `Fluxor::reconfigure`).
-    pub(super) reconfigure: Reconfigure,
+    /// What its instances share (supervision state, reports, config), seen without its
+    /// component type.
+    pub(super) shared: Arc<dyn Live>,
 }
 
-/// Parses a new config value for a deployment and swaps it in: the deployment's `Shared`,
-/// seen without its component type (no allocation of its own).
-pub(super) type Reconfigure = Arc<dyn Reconfig>;
-
-/// What `Fluxor::reconfigure` needs of a deployment whose component type it does not know.
-pub(super) trait Reconfig: Send + Sync {
+/// What the runtime needs of a deployment's shared state when it does not know its component
+/// type: implemented by `Shared<C>`, so the table entry costs no allocation of its own.
+pub(super) trait Live: Send + Sync {
+    /// Its supervision state, and its instances' mailboxes (`peers`, by index).
+    fn supervisor(&self) -> &Supervisor;
+    /// Where its instances report their start and stop.
+    fn reports(&self) -> &Reports;
     /// Parses `value` as the deployment's config and swaps it in.
     fn reconfigure(&self, value: serde_json::Value) -> Result<(), crate::error::DeployError>;
 }
@@ -104,7 +113,15 @@ pub(super) trait Reconfig: Send + Sync {
 impl Deployment {
     /// Its instances' mailboxes, by index.
     pub(super) fn instances(&self) -> &[Arc<dyn Signals>] {
-        &self.supervisor.peers
+        &self.shared.supervisor().peers
+    }
+
+    pub(super) fn supervisor(&self) -> &Supervisor {
+        self.shared.supervisor()
+    }
+
+    pub(super) fn reports(&self) -> &Reports {
+        self.shared.reports()
     }
 }
 
@@ -112,7 +129,7 @@ impl Drop for Deployment {
     /// Instances whose deployment goes without a stop request stop at once (a request made
     /// earlier stands); so do instances still starting, e.g. when a deploy is cancelled.
     fn drop(&mut self) {
-        self.reports.started.abandon();
+        self.reports().started.abandon();
         for instance in self.instances() {
             instance.stop(StopRequest::now());
         }

@@ -60,7 +60,7 @@ impl Fluxor {
     /// otherwise what is still busy.
     pub(crate) fn busy_report(&self) -> Option<String> {
         let mut busy = Vec::new();
-        for d in self.lock().iter() {
+        for d in self.lock().in_order() {
             for (index, h) in d.instances().iter().enumerate() {
                 let queued = h.queued();
                 if queued > 0 || h.stats().busy.load(Ordering::Relaxed) {
