@@ -354,6 +354,7 @@ pub(crate) fn component_impl(krate: &TokenStream, item: &ItemImpl, model: &Model
         });
 
     let start = hook_fn(krate, site, quote!(start), model.on_start.as_ref());
+    let start_at_once = model.on_start.as_ref().is_none_or(|hook| !hook.is_async);
     let stop = hook_fn(krate, site, quote!(stop), model.on_stop.as_ref());
     let component_header =
         quote_spanned!(site=> impl #impl_g #krate::Component for #self_ty #full_where);
@@ -381,6 +382,7 @@ pub(crate) fn component_impl(krate: &TokenStream, item: &ItemImpl, model: &Model
             #component_header {
                 type Msg = #msg_enum;
                 type Config = #declared::Config;
+                const START_AT_ONCE: bool = #start_at_once;
 
                 fn name() -> &'static str {
                     #declared::NAME

@@ -89,7 +89,7 @@ impl<C: Component> Context<C> {
             .load(std::sync::atomic::Ordering::Acquire);
         if generation != self.config_generation {
             self.config_generation = generation;
-            self.config = self.shared.config.load_full();
+            self.config = self.shared.config();
             self.config_changed = true;
             crate::runtime::publish_event(
                 &self.shared,

@@ -99,6 +99,13 @@ pub trait Component: Sized + 'static {
         let _ = bindings;
     }
 
+    /// Whether [`start`](Self::start) finishes at its first poll (no `#[on_start]`, or a plain
+    /// method): the runtime then runs it while it makes the instance, and a deploy need not
+    /// wait for the instance's first turn on its reactor. `#[component]` sets it; an
+    /// implementation by hand keeps the default.
+    #[doc(hidden)]
+    const START_AT_ONCE: bool = false;
+
     /// Runs on the component's reactor before any message. An error fails the deployment.
     fn start(&mut self, ctx: &mut Context<Self>) -> impl Future<Output = Result<(), BoxError>> {
         let _ = ctx;

@@ -85,17 +85,42 @@ impl<C: Component> InstanceTask<C> {
             config_generation: shared
                 .config_generation
                 .load(std::sync::atomic::Ordering::Acquire),
-            config: shared.config.load_full(),
+            config: shared.config(),
             config_changed: false,
         };
-        Some((component, ctx, LoopInputs { rx, duty }))
+        Some((
+            component,
+            ctx,
+            LoopInputs {
+                rx,
+                duty,
+                started: None,
+            },
+        ))
     }
 
     /// Creates the component (on its reactor) and returns the rest of its supervised there;
     /// `None` if the factory panicked (reported as a failed start).
     pub(crate) fn run(self) -> Option<impl Future<Output = ()>> {
-        let (component, ctx, rest) = self.create()?;
-        Some(actor_loop(Inline { component, ctx }, rest))
+        let (component, ctx, mut rest) = self.create()?;
+        let mut exec = Inline { component, ctx };
+        if C::START_AT_ONCE {
+            // Started here, so the deploy finds the report made and does not wait for the
+            // instance's first turn.
+            let result = match poll_once(exec.start()) {
+                Poll::Ready(result) => result,
+                Poll::Pending => {
+                    Err("its start did not finish at once, as its component says it does".into())
+                }
+            };
+            let ok = result.is_ok();
+            let delivered = rest.duty.started(result);
+            if ok && delivered {
+                InstanceState::Running.store(&rest.rx.stats().state);
+            }
+            rest.started = Some((ok, delivered));
+        }
+        Some(actor_loop(exec, rest))
     }
 
     /// The instance's whole supervised as a worker component: it waits for messages on its reactor
@@ -120,6 +145,14 @@ pub(super) struct LoopInputs<C: Component> {
     rx: Receiver<C::Msg>,
     /// Also holds the deployment's shared state.
     duty: ReportGuard<Shared<C>>,
+    /// How the start went (it started, the deployment still wants it), when it already ran.
+    started: Option<(bool, bool)>,
+}
+
+/// Polls `fut` once, with a waker that does nothing.
+fn poll_once<F: Future>(fut: F) -> Poll<F::Output> {
+    let fut = std::pin::pin!(fut);
+    fut.poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
 }
 
 /// Why the message loop ended.
@@ -139,31 +172,17 @@ pub(super) fn actor_loop<C: Component, E: Exec<C>>(
     rest: LoopInputs<C>,
 ) -> impl Future<Output = ()> {
     // Taken apart here, not in the async block, so the task holds each part once.
-    let LoopInputs { mut rx, mut duty } = rest;
+    let LoopInputs {
+        mut rx,
+        mut duty,
+        started,
+    } = rest;
     async move {
         // Rare, one-off and large steps are boxed, and so is each batch of messages (which holds
         // the handler's future), so an idle instance's task stays small.
-        // A stop request during the start (its deploy timed out, failed elsewhere or was
-        // dropped) cuts the start short: the deploy does not wait for it. Boxed as a whole, so
-        // the idle task keeps no room for the start or the watch on stop requests.
-        let started = Box::pin(async {
-            tokio::select! {
-                biased;
-                result = exec.start() => Some(result),
-                _ = rx.stop_requested() => None,
-            }
-        })
-        .await;
         let (ok, delivered) = match started {
-            Some(start) => {
-                let ok = start.is_ok();
-                (ok, duty.started(start))
-            }
-            None => {
-                duty.started(Err("its start was cut short by a stop request".into()));
-                // Like a start that finished too late: the stop hook runs.
-                (true, false)
-            }
+            Some(reported) => reported,
+            None => start(&mut exec, &mut rx, &mut duty).await,
         };
         if !ok || !delivered {
             // The deployment gave up on this instance (timed out, or its start was cut short)
@@ -228,6 +247,36 @@ pub(super) fn actor_loop<C: Component, E: Exec<C>>(
         let supervised = Supervised::new(&duty.owner, duty.index());
         let errors = Box::pin(finish(&mut exec, &mut rx, end, supervised)).await;
         duty.stopped(errors);
+    }
+}
+
+/// Runs the instance's start and reports it: whether it started, and whether the deployment
+/// still wants it. A stop request during the start (its deploy timed out, failed elsewhere or
+/// was dropped) cuts the start short: the deploy does not wait for it. Boxed as a whole, so
+/// the idle task keeps no room for the start or the watch on stop requests.
+async fn start<C: Component, E: Exec<C>>(
+    exec: &mut E,
+    rx: &mut Receiver<C::Msg>,
+    duty: &mut ReportGuard<Shared<C>>,
+) -> (bool, bool) {
+    let started = Box::pin(async {
+        tokio::select! {
+            biased;
+            result = exec.start() => Some(result),
+            _ = rx.stop_requested() => None,
+        }
+    })
+    .await;
+    match started {
+        Some(start) => {
+            let ok = start.is_ok();
+            (ok, duty.started(start))
+        }
+        None => {
+            duty.started(Err("its start was cut short by a stop request".into()));
+            // Like a start that finished too late: the stop hook runs.
+            (true, false)
+        }
     }
 }
 

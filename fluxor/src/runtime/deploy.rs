@@ -185,7 +185,7 @@ impl Fluxor {
         let shared = Arc::new(Shared {
             reports: Reports::new(C::name(), instances),
             factory: Box::new(factory),
-            config: arc_swap::ArcSwap::new(config),
+            config: std::sync::Mutex::new(config),
             config_generation: std::sync::atomic::AtomicU64::new(0),
             deployment: id,
             bus: inner.bus.clone(),
@@ -404,9 +404,7 @@ impl<C: Component> super::table::Live for Shared<C> {
     /// Swaps the deployment's config for a new value, once it parsed.
     fn reconfigure(&self, value: serde_json::Value) -> Result<(), DeployError> {
         let config = parse_config::<C>(Some(Ok(value)))?;
-        self.config.store(Arc::new(config));
-        self.config_generation
-            .fetch_add(1, std::sync::atomic::Ordering::Release);
+        self.set_config(config);
         Ok(())
     }
 }

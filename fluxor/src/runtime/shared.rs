@@ -18,7 +18,9 @@ pub(crate) struct Shared<C: Component> {
     pub(crate) reports: Reports,
     pub(crate) factory: Box<dyn Fn() -> C + Send + Sync>,
     /// The deployment's config; [`Fluxor::reconfigure`](crate::Fluxor::reconfigure) swaps it.
-    pub(crate) config: arc_swap::ArcSwap<C::Config>,
+    /// Read when an instance is made and after a swap (a context keeps its own `Arc`), so a
+    /// lock is enough.
+    pub(super) config: std::sync::Mutex<Arc<C::Config>>,
     /// Grows with every swap: an instance compares it with the one it adopted last.
     pub(crate) config_generation: std::sync::atomic::AtomicU64,
     pub(crate) deployment: DeploymentId,
@@ -38,6 +40,23 @@ pub(crate) struct Shared<C: Component> {
     pub(crate) stamps: Arc<[Stamp]>,
     /// The runtime's copy of lifecycle events, for in-process watchers.
     pub(crate) lifecycle: tokio::sync::broadcast::Sender<LifecycleEvent>,
+}
+
+impl<C: Component> Shared<C> {
+    /// The deployment's current config.
+    pub(crate) fn config(&self) -> Arc<C::Config> {
+        self.config
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Swaps in a new config; instances adopt it by its generation.
+    pub(crate) fn set_config(&self, config: C::Config) {
+        *self.config.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(config);
+        self.config_generation
+            .fetch_add(1, std::sync::atomic::Ordering::Release);
+    }
 }
 
 /// The runtime's escalation policy and the signal it raises, and a record of crashes.
