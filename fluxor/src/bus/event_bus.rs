@@ -259,6 +259,12 @@ impl EventBus {
 
     // ----- crate-internal core, shared by the bus, `Context` and `ActorRef` -----
 
+    /// Whether some consumer on this node may take a runtime event (a topic under
+    /// `fluxor.`); when none can, the runtime does not build its events.
+    pub(crate) fn reserved_consumers(&self) -> bool {
+        self.inner.local.registry.reserved_consumers()
+    }
+
     /// The metadata of an envelope that starts a request chain; with feature `otel` its
     /// headers carry the trace context of the span it is made in.
     /// A fresh id from the bus's generator (no system call: a prefix and a counter).

@@ -35,6 +35,13 @@ pub(crate) use transport::{
 /// The prefix of the runtime's own topics.
 pub(crate) const RESERVED: &str = "fluxor.";
 
+/// Whether `pattern` can match a topic under [`RESERVED`]: its first token is the prefix's,
+/// or a wildcard.
+pub(crate) fn may_match_reserved(pattern: &str) -> bool {
+    let first = pattern.split('.').next().unwrap_or_default();
+    first == RESERVED.trim_end_matches('.') || first == "*" || first == ">"
+}
+
 /// Writes the current span's trace context into a new envelope's headers (feature `otel`).
 #[inline]
 #[cfg_attr(not(feature = "otel"), allow(unused_mut))]

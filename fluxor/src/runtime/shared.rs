@@ -108,7 +108,9 @@ pub(crate) fn publish_event<C: Component>(
     instance: usize,
     reason: Option<String>,
 ) {
-    if shared.quiet {
+    let to_bus = shared.bus.reserved_consumers();
+    let to_watchers = shared.lifecycle.receiver_count() > 0;
+    if shared.quiet || !(to_bus || to_watchers) {
         return;
     }
     let event = LifecycleEvent {
@@ -122,9 +124,12 @@ pub(crate) fn publish_event<C: Component>(
             .restarts
             .load(std::sync::atomic::Ordering::Relaxed),
     };
-    if shared.lifecycle.receiver_count() > 0 {
+    if to_watchers {
         // Fails only when every watcher has gone since: nothing to do then.
         let _ = shared.lifecycle.send(event.clone());
+    }
+    if !to_bus {
+        return;
     }
     if let Err(e) = shared
         .bus
