@@ -257,7 +257,7 @@ impl Fluxor {
             let watch = deployment.watch.insert(watch);
             let mut failure: Option<(usize, String)> = None;
             let reactors = &deployment.reactors;
-            let mut tasks = channels.into_iter().enumerate().map(|(index, channel)| {
+            let tasks = channels.into_iter().enumerate().map(|(index, channel)| {
                 let reactor = reactors[index];
                 let task = InstanceTask::new(
                     (reactor, watch.key(index)),
@@ -267,13 +267,14 @@ impl Fluxor {
                 (reactor as usize, task)
             });
             let stopped = || "its reactor has stopped".to_string();
-            if instances == 1 {
-                // The common case: no batches to sort the instance into.
-                if let Some((reactor, task)) = tasks.next() {
-                    if let Some(trip) = spawn_on(inner, reactor, Few::One([task]), worker) {
-                        if !trip.await {
-                            failure = Some((0, stopped()));
-                        }
+            let first = reactors[0];
+            if instances <= SPAWN_BATCH && reactors.iter().all(|&r| r == first) {
+                // The common case (one instance, or a deployment pinned to a reactor): one
+                // batch, no sorting.
+                let batch: Few<InstanceTask<C>> = tasks.map(|(_, task)| task).collect();
+                if let Some(trip) = spawn_on(inner, first as usize, batch, worker) {
+                    if !trip.await {
+                        failure = Some((instances - 1, stopped()));
                     }
                 }
             } else {
