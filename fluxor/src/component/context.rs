@@ -103,7 +103,9 @@ impl<C: Component> Context<C> {
     /// Cancelled when this instance is being stopped and its deadline has passed, or the runtime
     /// is dropped. Long-running handler work should watch it.
     pub fn cancellation(&self) -> &CancellationToken {
-        self.myself.mailbox.cancellation(&self.shared.cancel)
+        self.myself
+            .mailbox
+            .cancellation(&self.shared.services.cancel)
     }
 
     /// A handle to this instance, e.g. to hand to another component or a spawned task.
@@ -325,7 +327,7 @@ impl<C: Component> Context<C> {
 
     /// The runtime of this instance's reactor, where its timers run.
     pub(super) fn reactor_handle(&self) -> &tokio::runtime::Handle {
-        &self.shared.reactors[self.reactor as usize]
+        &self.shared.services.reactors[self.reactor as usize]
     }
 
     /// Forgets what belonged to the previous component, before a restarted one starts.
@@ -337,7 +339,7 @@ impl<C: Component> Context<C> {
 
     /// The runtime's worker pool.
     pub fn workers(&self) -> &WorkerPool {
-        &self.shared.workers
+        &self.shared.services.workers
     }
 
     /// Runs blocking `f` on the worker pool and resolves to its result, while this reactor goes
@@ -366,6 +368,7 @@ impl<C: Component> Context<C> {
         F: FnOnce() -> T + Send + 'static,
     {
         self.shared
+            .services
             .workers
             .try_submit_with(self.cancellation().clone(), None, move |_| f())
             .unwrap_or_else(BlockingTask::failed)
@@ -379,6 +382,7 @@ impl<C: Component> Context<C> {
         F: FnOnce(&CancellationToken) -> T + Send + 'static,
     {
         self.shared
+            .services
             .workers
             .try_submit_with(self.cancellation().clone(), None, f)
             .unwrap_or_else(BlockingTask::failed)
@@ -392,6 +396,7 @@ impl<C: Component> Context<C> {
         F: FnOnce() -> T + Send + 'static,
     {
         self.shared
+            .services
             .workers
             .try_submit_with(self.cancellation().clone(), Some(&self.lane), move |_| f())
             .unwrap_or_else(BlockingTask::failed)

@@ -51,7 +51,7 @@ impl<C: Component> Context<C> {
     /// The runtime this instance belongs to, held weakly (the runtime owns its deployments):
     /// to deploy, reconfigure or inspect from a handler.
     pub fn runtime(&self) -> crate::runtime::WeakFluxor {
-        self.shared.runtime.clone()
+        self.shared.services.runtime.clone()
     }
 
     /// A snapshot of the whole runtime, as [`Fluxor::inspect`](crate::Fluxor::inspect) takes

@@ -130,7 +130,7 @@ impl<C: Component> InstanceTask<C> {
         C: Send,
     {
         let (component, ctx, rest) = self.create()?;
-        let pool = ctx.shared.workers.clone();
+        let pool = ctx.shared.services.workers.clone();
         let exec = OnWorkers {
             slot: Some((component, ctx)),
             pool,
@@ -375,7 +375,11 @@ pub(super) async fn crashed<C: Component, E: Exec<C>>(
     rx: &mut Receiver<C::Msg>,
     supervised: Supervised<'_, C>,
 ) -> Option<LoopExit> {
-    supervised.shared.escalation.note_crash(C::name(), &reason);
+    supervised
+        .shared
+        .services
+        .escalation
+        .note_crash(C::name(), &reason);
     supervised.event(LifecycleKind::Crashed, Some(reason.clone()));
     supervised.supervise(exec, &reason, rx).await.err()
 }

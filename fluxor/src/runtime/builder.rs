@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::handle::{Fluxor, Inner};
+use super::handle::{Fluxor, Inner, WeakFluxor};
 use super::reactor::Reactor;
-use super::shared::EscalationCtl;
+use super::shared::{EscalationCtl, Services};
 use crate::bus::EventBus;
 use crate::error::BuildError;
 use crate::health::Thresholds;
@@ -199,30 +199,32 @@ impl Builder {
                 Reactor::spawn(i, &reactor_name, self.paused, w, self.spin_before_park)
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let reactor_handles = reactors.iter().map(|r| r.handle.clone()).collect();
         let stamps = (0..n).map(|i| watchdog.stamp(i)).collect();
         let runtime = Fluxor {
-            inner: Arc::new(Inner {
+            inner: Arc::new_cyclic(|inner| Inner {
                 bus: EventBus::new(self.request_timeout),
                 extras: Named::default(),
-                workers,
+                services: Arc::new(Services {
+                    workers,
+                    escalation: EscalationCtl::new(self.escalation),
+                    runtime: WeakFluxor(inner.clone()),
+                    cancel: CancellationToken::new(),
+                    reactors: reactors.iter().map(|r| r.handle.clone()).collect(),
+                    lifecycle: tokio::sync::broadcast::Sender::new(super::LIFECYCLE_RING),
+                }),
                 wakeups,
-                reactor_handles,
                 stamps,
                 watchdog,
-                escalation: Arc::new(EscalationCtl::new(self.escalation)),
                 reactors,
                 deployments: Mutex::default(),
                 deployment_ids: crate::ids::IdGen::new(),
                 shutting_down: AtomicBool::new(false),
                 next_reactor: AtomicUsize::new(0),
-                cancel: CancellationToken::new(),
                 mailbox_capacity: self.mailbox_capacity,
                 shutdown_timeout: self.shutdown_timeout,
                 probes: self.probes,
                 checks: Named::default(),
                 blocked_threshold: self.blocked_threshold,
-                lifecycle: tokio::sync::broadcast::Sender::new(super::LIFECYCLE_RING),
             }),
         };
         for extension in &self.extensions {

@@ -189,15 +189,10 @@ impl Fluxor {
             config_generation: std::sync::atomic::AtomicU64::new(0),
             deployment: id,
             bus: inner.bus.clone(),
-            workers: inner.workers.clone(),
             supervisor,
-            escalation: inner.escalation.clone(),
             quiet: options.quiet,
-            runtime: self.downgrade(),
-            cancel: inner.cancel.clone(),
-            reactors: inner.reactor_handles.clone(),
             stamps: inner.stamps.clone(),
-            lifecycle: inner.lifecycle.clone(),
+            services: inner.services.clone(),
         });
         Ok(Plan {
             shared,

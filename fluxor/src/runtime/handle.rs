@@ -5,11 +5,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio_util::sync::CancellationToken;
-
 use super::builder::Builder;
 use super::reactor::Reactor;
-use super::shared::EscalationCtl;
 use super::table::Table;
 use crate::bus::EventBus;
 use crate::component::Component;
@@ -42,20 +39,18 @@ pub(crate) struct Inner {
     /// Deployment ids: a random per-runtime prefix and a counter (no system call per deploy).
     pub(super) deployment_ids: crate::ids::IdGen,
     pub(super) extras: crate::util::Named<super::snapshot::Extra>,
-    pub(super) workers: WorkerPool,
+    /// What deployments use of the runtime (worker pool, reactors' runtimes, cancellation,
+    /// escalation, lifecycle watchers), one pointer in each.
+    pub(super) services: Arc<super::shared::Services>,
     /// Per reactor: the queue through which other threads wake its tasks.
     pub(super) wakeups: Vec<Arc<Wakeups>>,
-    /// Per reactor: its tokio runtime.
-    pub(super) reactor_handles: Arc<[tokio::runtime::Handle]>,
     /// Per reactor: its mark for the blocked-reactor checker.
     pub(super) stamps: Arc<[crate::watchdog::Stamp]>,
     pub(super) watchdog: Watchdog,
-    pub(super) escalation: Arc<EscalationCtl>,
     pub(super) reactors: Vec<Reactor>,
     pub(super) deployments: Mutex<Table>,
     pub(super) shutting_down: AtomicBool,
     pub(super) next_reactor: AtomicUsize,
-    pub(super) cancel: CancellationToken,
     pub(super) mailbox_capacity: usize,
     pub(super) shutdown_timeout: Duration,
     /// When the probes fail.
@@ -65,14 +60,11 @@ pub(crate) struct Inner {
         crate::util::Named<(Option<DeploymentId>, Arc<crate::health::ReadinessCheck>)>,
     /// How long one handler may hold a reactor before it counts as blocking it.
     pub(super) blocked_threshold: Duration,
-    /// A copy of every lifecycle event, for in-process watchers (the HTTP adapter's
-    /// dashboard): a bounded ring, where a slow receiver skips what it missed.
-    pub(super) lifecycle: tokio::sync::broadcast::Sender<crate::supervision::LifecycleEvent>,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        self.cancel.cancel();
+        self.services.cancel.cancel();
         self.bus.close();
         for r in &self.reactors {
             r.signal_stop();
@@ -106,13 +98,13 @@ impl Fluxor {
 
     /// The worker pool for blocking work.
     pub fn workers(&self) -> &WorkerPool {
-        &self.inner.workers
+        &self.inner.services.workers
     }
 
     /// The tokio runtime of reactor `index`, for features that run tasks of their own there.
     #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
     pub(crate) fn reactor_handle(&self, index: usize) -> Option<tokio::runtime::Handle> {
-        self.inner.reactor_handles.get(index).cloned()
+        self.inner.services.reactors.get(index).cloned()
     }
 
     /// Number of reactor threads.

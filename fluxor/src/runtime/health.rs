@@ -89,7 +89,7 @@ impl Fluxor {
                 )
             })
             .collect();
-        let w = inner.workers.stats();
+        let w = inner.services.workers.stats();
         let workers = if w.queued as f64 > thresholds.worker_queue_fill * w.capacity.max(1) as f64 {
             vec![format!(
                 "{} of {} worker queue slots taken",

@@ -93,7 +93,7 @@ impl Fluxor {
             signal(SignalKind::hangup())?
         };
         let runtime = self.downgrade();
-        let stop = self.inner.cancel.clone();
+        let stop = self.inner.services.cancel.clone();
         reactor.spawn(async move {
             loop {
                 tokio::select! {

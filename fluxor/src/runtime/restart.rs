@@ -61,6 +61,7 @@ impl<C: Component> Supervised<'_, C> {
         sup.fail_group();
         self.event(LifecycleKind::Failed, Some(reason.to_owned()));
         self.shared
+            .services
             .escalation
             .escalate(C::name(), self.shared.deployment, reason);
     }
@@ -107,7 +108,10 @@ impl<C: Component> Supervised<'_, C> {
                     }
                     Err(panic) => format!("the factory {}", panic_message(&*panic)),
                 };
-            self.shared.escalation.note_crash(C::name(), &reason);
+            self.shared
+                .services
+                .escalation
+                .note_crash(C::name(), &reason);
             self.event(LifecycleKind::Crashed, Some(reason.clone()));
             match self.shared.supervisor.on_crash(self.index) {
                 Verdict::Restart { delay: next } => {

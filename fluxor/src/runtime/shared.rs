@@ -25,20 +25,29 @@ pub(crate) struct Shared<C: Component> {
     pub(crate) config_generation: std::sync::atomic::AtomicU64,
     pub(crate) deployment: DeploymentId,
     pub(crate) bus: EventBus,
-    pub(crate) workers: WorkerPool,
     pub(crate) supervisor: Supervisor,
-    pub(crate) escalation: Arc<EscalationCtl>,
     /// Publishes no lifecycle events.
     pub(crate) quiet: bool,
+    /// Each reactor's mark for the blocked-reactor checker, by index (read for every
+    /// message, so kept here rather than behind `services`).
+    pub(crate) stamps: Arc<[Stamp]>,
+    /// What every deployment of the runtime uses.
+    pub(crate) services: Arc<Services>,
+}
+
+/// What every deployment of a runtime uses of it, shared by all of them: one pointer in each
+/// deployment instead of a handle to each.
+pub(crate) struct Services {
+    pub(crate) workers: WorkerPool,
+    pub(crate) escalation: EscalationCtl,
     /// The runtime, for `Context::inspect` (weak: the runtime owns its deployments).
     pub(crate) runtime: super::WeakFluxor,
     /// The runtime's cancellation token, parent of each instance's.
     pub(crate) cancel: CancellationToken,
     /// Each reactor's tokio runtime, by index: where instances' timers run.
-    pub(crate) reactors: Arc<[tokio::runtime::Handle]>,
-    /// Each reactor's mark for the blocked-reactor checker, by index.
-    pub(crate) stamps: Arc<[Stamp]>,
-    /// The runtime's copy of lifecycle events, for in-process watchers.
+    pub(crate) reactors: Box<[tokio::runtime::Handle]>,
+    /// A copy of every lifecycle event, for in-process watchers (the HTTP adapter's
+    /// dashboard): a bounded ring, where a slow receiver skips what it missed.
     pub(crate) lifecycle: tokio::sync::broadcast::Sender<LifecycleEvent>,
 }
 
@@ -109,7 +118,7 @@ pub(crate) fn publish_event<C: Component>(
     reason: Option<String>,
 ) {
     let to_bus = shared.bus.reserved_consumers();
-    let to_watchers = shared.lifecycle.receiver_count() > 0;
+    let to_watchers = shared.services.lifecycle.receiver_count() > 0;
     if shared.quiet || !(to_bus || to_watchers) {
         return;
     }
@@ -126,7 +135,7 @@ pub(crate) fn publish_event<C: Component>(
     };
     if to_watchers {
         // Fails only when every watcher has gone since: nothing to do then.
-        let _ = shared.lifecycle.send(event.clone());
+        let _ = shared.services.lifecycle.send(event.clone());
     }
     if !to_bus {
         return;

@@ -102,8 +102,8 @@ impl Fluxor {
             }
         }
         self.inner.bus.close();
-        self.inner.cancel.cancel();
-        let busy = self.inner.workers.shutdown(deadline).await;
+        self.inner.services.cancel.cancel();
+        let busy = self.inner.services.workers.shutdown(deadline).await;
         if busy > 0 {
             errors.push(ShutdownIssue::WorkersBusy(busy));
         }
@@ -135,8 +135,9 @@ impl Fluxor {
     /// [`run`](Self::run) waits for it too; programs with their own main loop can select on
     /// it and call [`shutdown`](Self::shutdown).
     pub async fn escalated(&self) -> String {
-        self.inner.escalation.raised.cancelled().await;
+        self.inner.services.escalation.raised.cancelled().await;
         self.inner
+            .services
             .escalation
             .reason
             .lock()

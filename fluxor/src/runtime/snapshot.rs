@@ -52,7 +52,7 @@ impl Fluxor {
     pub(crate) fn lifecycle_events(
         &self,
     ) -> tokio::sync::broadcast::Receiver<crate::supervision::LifecycleEvent> {
-        self.inner.lifecycle.subscribe()
+        self.inner.services.lifecycle.subscribe()
     }
 }
 
@@ -78,7 +78,7 @@ fn snapshot(inner: &Arc<Inner>) -> Snapshot {
             topics: to_info(topics),
             patterns: to_info(patterns),
         },
-        workers: inner.workers.stats(),
+        workers: inner.services.workers.stats(),
         extras,
     }
 }

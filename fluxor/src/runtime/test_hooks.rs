@@ -74,7 +74,7 @@ impl Fluxor {
                 }
             }
         }
-        let w = self.inner.workers.stats();
+        let w = self.inner.services.workers.stats();
         if w.busy > 0 || w.queued > 0 {
             busy.push(format!(
                 "worker pool ({} running, {} queued)",
@@ -119,7 +119,7 @@ impl Fluxor {
 
     /// How many handler panics and failed restarts happened, and the first few of them.
     pub(crate) fn crash_report(&self) -> (u64, Vec<String>) {
-        let e = &self.inner.escalation;
+        let e = &self.inner.services.escalation;
         (
             e.crashes.load(Ordering::Relaxed),
             e.first_crashes
