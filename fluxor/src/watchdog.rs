@@ -6,7 +6,6 @@
 //! its reactor longer than the threshold is reported once per episode with a `tracing`
 //! warning (and again every five thresholds while it lasts) and counted.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -45,44 +44,59 @@ pub(crate) struct ReactorGauge {
     pub(crate) busy_ms: AtomicU64,
 }
 
-/// The coarse clock every reactor reads, and the instance labels.
-#[derive(Debug)]
+/// Finds the label of a live deployment by its key: the runtime looks through its deployments
+/// (only when a report needs a label), so a deploy registers nothing here.
+pub(crate) type Resolver = Box<dyn Fn(u64) -> Option<Label> + Send + Sync>;
+
+/// The coarse clock every reactor reads, and how instance keys are named.
 pub(crate) struct Shared {
     now_ms: AtomicU64,
-    /// Hashed with a fast seeded hasher: the keys are the runtime's own.
-    labels: Mutex<HashMap<u64, Label, foldhash::fast::RandomState>>,
-    /// The labels of the last deployments that went away: a handler may outlive its
-    /// deployment's registration (a stop deadline passed while it ran), and a report about it
-    /// should still name it.
+    /// Set once by the runtime.
+    resolver: std::sync::OnceLock<Resolver>,
+    /// The labels of deployments that went away while a handler of theirs still ran (a stop
+    /// deadline passed): a report about it should still name it.
     retired: Mutex<std::collections::VecDeque<(u64, Label)>>,
     next_key: AtomicU64,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("now_ms", &self.now_ms)
+            .field("next_key", &self.next_key)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Labels kept after their deployments went away.
 const RETIRED_LABELS: usize = 64;
 
 impl Shared {
-    /// Registers a deployment until the returned registration is dropped.
-    pub(crate) fn register(self: &Arc<Self>, label: Label) -> Registration {
+    fn new() -> Self {
+        Shared {
+            now_ms: AtomicU64::new(0),
+            resolver: std::sync::OnceLock::new(),
+            retired: Mutex::default(),
+            next_key: AtomicU64::new(1),
+        }
+    }
+
+    /// A key for a new deployment.
+    pub(crate) fn register(self: &Arc<Self>) -> Registration {
         let key = self.next_key.fetch_add(1, Ordering::Relaxed);
-        self.labels
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(key, label);
         Registration {
             shared: self.clone(),
             key: key << INSTANCE_BITS,
         }
     }
 
-    /// Deployments registered.
-    #[cfg(test)]
-    pub(crate) fn registered(&self) -> usize {
-        self.labels.lock().unwrap_or_else(|e| e.into_inner()).len()
+    /// How the labels of live deployments are found; the first call sets it.
+    pub(crate) fn resolve_with(&self, resolver: Resolver) {
+        let _ = self.resolver.set(resolver);
     }
 }
 
-/// A deployment's label with the checker; removed when dropped.
+/// A deployment's key with the checker.
 #[derive(Debug)]
 pub(crate) struct Registration {
     shared: Arc<Shared>,
@@ -94,40 +108,31 @@ impl Registration {
     pub(crate) fn key(&self, index: usize) -> u64 {
         self.key + index as u64
     }
-}
 
-impl Drop for Registration {
-    fn drop(&mut self) {
-        let key = self.key >> INSTANCE_BITS;
-        let label = self
+    /// The deployment's own key, as a [`Resolver`] is asked for it.
+    pub(crate) fn deployment_key(&self) -> u64 {
+        self.key >> INSTANCE_BITS
+    }
+
+    /// Keeps the deployment's label for reports after it went away, while a handler of it
+    /// still runs.
+    pub(crate) fn retire(&self, label: Label) {
+        let mut retired = self
             .shared
-            .labels
+            .retired
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&key);
-        if let Some(label) = label {
-            let mut retired = self
-                .shared
-                .retired
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            if retired.len() == RETIRED_LABELS {
-                retired.pop_front();
-            }
-            retired.push_back((key, label));
+            .unwrap_or_else(|e| e.into_inner());
+        if retired.len() == RETIRED_LABELS {
+            retired.pop_front();
         }
+        retired.push_back((self.deployment_key(), label));
     }
 }
 
 impl Shared {
     /// The label of a deployment key, live or recently gone.
     fn label(&self, key: u64) -> Option<Label> {
-        let live = self
-            .labels
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&key)
-            .cloned();
+        let live = self.resolver.get().and_then(|resolve| resolve(key));
         live.or_else(|| {
             self.retired
                 .lock()
@@ -187,12 +192,7 @@ pub(crate) struct Watchdog {
 
 impl Watchdog {
     pub(crate) fn start(reactors: usize, threshold: Duration, name: &str) -> std::io::Result<Self> {
-        let shared = Arc::new(Shared {
-            now_ms: AtomicU64::new(0),
-            labels: Mutex::default(),
-            retired: Mutex::default(),
-            next_key: AtomicU64::new(1),
-        });
+        let shared = Arc::new(Shared::new());
         let gauges: Vec<Arc<ReactorGauge>> = (0..reactors).map(|_| Arc::default()).collect();
         let stop = Arc::new(AtomicBool::new(false));
         let tick = (threshold / 10).clamp(Duration::from_millis(1), Duration::from_millis(100));
@@ -307,12 +307,7 @@ fn watch(
             }
             reported[index] = Some((since, now + 5 * threshold_ms));
             let who = gauge.who.load(Ordering::Relaxed);
-            let label = shared
-                .labels
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(&(who >> INSTANCE_BITS))
-                .cloned();
+            let label = shared.label(who >> INSTANCE_BITS);
             let topic = gauge
                 .topic
                 .lock()
@@ -344,25 +339,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_registration_is_removed_when_dropped() {
-        let shared = Arc::new(Shared {
-            now_ms: AtomicU64::new(0),
-            labels: Mutex::default(),
-            retired: Mutex::default(),
-            next_key: AtomicU64::new(0),
-        });
-        let label = || Label {
-            component: "Gauged",
+    fn labels_come_from_the_resolver_then_from_the_retired() {
+        let shared = Arc::new(Shared::new());
+        let label = |component| Label {
+            component,
             deployment: crate::ids::DeploymentId(uuid::Uuid::nil()),
         };
-        let first = shared.register(label());
-        let second = shared.register(label());
+        let first = shared.register();
+        let second = shared.register();
         assert_ne!(first.key(0), second.key(0));
         assert_eq!(first.key(3), first.key(0) + 3);
-        assert_eq!(shared.registered(), 2);
-        drop(first);
-        assert_eq!(shared.registered(), 1);
-        drop(second);
-        assert_eq!(shared.registered(), 0);
+        assert_eq!(first.key(3) >> INSTANCE_BITS, first.deployment_key());
+        // Without a resolver nothing is named.
+        assert!(shared.label(first.deployment_key()).is_none());
+        let live = first.deployment_key();
+        shared.resolve_with(Box::new(move |key| (key == live).then(|| label("Live"))));
+        assert_eq!(
+            shared.label(first.deployment_key()).unwrap().component,
+            "Live"
+        );
+        assert!(shared.label(second.deployment_key()).is_none());
+        // A retired label is found once the resolver no longer knows the deployment; only the
+        // last `RETIRED_LABELS` are kept.
+        second.retire(label("Gone"));
+        assert_eq!(
+            shared.label(second.deployment_key()).unwrap().component,
+            "Gone"
+        );
+        for _ in 0..RETIRED_LABELS {
+            shared.register().retire(label("Other"));
+        }
+        assert!(shared.label(second.deployment_key()).is_none());
     }
 }

@@ -2,7 +2,7 @@
 //! settings.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use super::handle::{Fluxor, Inner, WeakFluxor};
 use super::reactor::Reactor;
 use super::shared::{EscalationCtl, Services};
+use super::table::Table;
 use crate::bus::EventBus;
 use crate::error::BuildError;
 use crate::health::Thresholds;
@@ -216,7 +217,7 @@ impl Builder {
                 stamps,
                 watchdog,
                 reactors,
-                deployments: Mutex::default(),
+                deployments: Arc::default(),
                 deployment_ids: crate::ids::IdGen::new(),
                 shutting_down: AtomicBool::new(false),
                 next_reactor: AtomicUsize::new(0),
@@ -227,6 +228,11 @@ impl Builder {
                 blocked_threshold: self.blocked_threshold,
             }),
         };
+        runtime
+            .inner
+            .watchdog
+            .shared
+            .resolve_with(Table::resolver(&runtime.inner.deployments));
         for extension in &self.extensions {
             extension.install(&runtime)?;
         }

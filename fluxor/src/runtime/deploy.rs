@@ -20,7 +20,6 @@ use crate::ids::DeploymentId;
 use crate::mailbox::Mailbox;
 use crate::supervision::{InstanceState, LifecycleKind, Supervisor};
 use crate::util::Few;
-use crate::watchdog::Label;
 
 /// Creates each instance of a batch (so its component is made on its reactor) and spawns
 /// its life there; runs on the instances' reactor.
@@ -245,10 +244,7 @@ impl Fluxor {
             if inner.shutting_down.load(Ordering::Acquire) {
                 return Err(DeployError::ShuttingDown);
             }
-            let watch = inner.watchdog.shared.register(Label {
-                component: C::name(),
-                deployment: id,
-            });
+            let watch = inner.watchdog.shared.register();
             let watch = deployment.watch.insert(watch);
             let mut failure: Option<(usize, String)> = None;
             let reactors = &deployment.reactors;

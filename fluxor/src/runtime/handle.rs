@@ -48,7 +48,8 @@ pub(crate) struct Inner {
     pub(super) stamps: Arc<[crate::watchdog::Stamp]>,
     pub(super) watchdog: Watchdog,
     pub(super) reactors: Vec<Reactor>,
-    pub(super) deployments: Mutex<Table>,
+    /// Shared with the blocked-reactor checker, which looks up labels there (weakly).
+    pub(super) deployments: Arc<Mutex<Table>>,
     pub(super) shutting_down: AtomicBool,
     pub(super) next_reactor: AtomicUsize,
     pub(super) mailbox_capacity: usize,

@@ -62,6 +62,22 @@ impl Table {
     pub(super) fn len(&self) -> usize {
         self.by_id.len()
     }
+
+    /// How the blocked-reactor checker names a deployment by its key: it looks through the
+    /// live deployments (only when it reports). Holds the table weakly, so the checker's
+    /// thread does not keep it alive.
+    pub(super) fn resolver(table: &Arc<std::sync::Mutex<Table>>) -> crate::watchdog::Resolver {
+        let table = Arc::downgrade(table);
+        Box::new(move |key| {
+            let table = table.upgrade()?;
+            let deployments = table.lock().unwrap_or_else(|e| e.into_inner());
+            let label = deployments
+                .iter()
+                .find(|d| d.watch.as_ref().is_some_and(|w| w.deployment_key() == key))
+                .map(Deployment::label);
+            label
+        })
+    }
 }
 
 pub(super) type Channel<T> = (Mailbox<T>, crate::mailbox::Receiver<T>);
@@ -111,6 +127,14 @@ pub(super) trait Live: Send + Sync {
 }
 
 impl Deployment {
+    /// How the blocked-reactor checker names it.
+    fn label(&self) -> crate::watchdog::Label {
+        crate::watchdog::Label {
+            component: self.component,
+            deployment: self.id,
+        }
+    }
+
     /// Its instances' mailboxes, by index.
     pub(super) fn instances(&self) -> &[Arc<dyn Signals>] {
         &self.shared.supervisor().peers
@@ -129,7 +153,20 @@ impl Drop for Deployment {
     /// Instances whose deployment goes without a stop request stop at once (a request made
     /// earlier stands); so do instances still starting, e.g. when a deploy is cancelled.
     fn drop(&mut self) {
-        self.reports().started.abandon();
+        if let Some(watch) = &self.watch {
+            let busy =
+                |i: &Arc<dyn Signals>| i.stats().busy.load(std::sync::atomic::Ordering::Relaxed);
+            if self.instances().iter().any(busy) {
+                // A handler outlives the deployment: a report about it should still name it.
+                watch.retire(self.label());
+            }
+        }
+        let reports = self.reports();
+        reports.started.abandon();
+        if reports.stopped.count.is_zero() {
+            // Every instance has stopped (an undeploy waited for them): nothing to signal.
+            return;
+        }
         for instance in self.instances() {
             instance.stop(StopRequest::now());
         }

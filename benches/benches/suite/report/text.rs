@@ -87,6 +87,17 @@ pub(super) const NOTES: &str = r#"
     mailbox (~300 bytes), the one-message slot it keeps (128 bytes) and a tenth of its
     deployment. glibc grows a thread's arena page by page (`mprotect`, 12% of the
     samples) and page faults take another 13%.
+  - *Single-instance deployments* (W9; `valgrind --tool=callgrind` of `--deploy-probe
+    <system> same 20000`): a deploy, its message and its undeploy take ~14.6k instructions
+    against ~6.5k for single-thread actix's start, message and stop (2.2×); in time the gap is
+    wider. What a deployment has that an actor has not: its entry in the runtime's table (how
+    `actor_ref`, `undeploy` and the inspector find it), its shared state (supervision state,
+    start and stop reports, config: ~490 bytes), the blocked-reactor checker's label, and an
+    undeploy that waits for the instance to drain and run `stop` (a task switch there and
+    back, and a timer for the deadline) where actix's row drops every address at once and
+    then awaits all the stops. The instance's tokio task costs both the same (`spawn_local`,
+    ~1.3k instructions). An instance whose start finishes at once (no `#[on_start]`, or a
+    plain-method one) starts while it is made, so the deploy waits for nothing.
   - *Idle memory* (W6): the instance's tokio task is 384 bytes (tokio aligns task cells to
     128 bytes; the future is the component, its `Context` and the mailbox's receiving side,
     ~280 bytes for a component of up to 72 bytes) and the mailbox's shared state ~300 bytes;
