@@ -2,6 +2,7 @@
 //! deployment, and the guard each instance holds until it has reported.
 
 use std::sync::Arc;
+use std::task::{Poll, Waker};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -10,23 +11,26 @@ use super::shared::Shared;
 use crate::component::Component;
 use crate::error::StopError;
 use crate::mailbox::{Signals, StopRequest};
+use crate::wake::Wakeups;
 
 /// Extra time a stopper waits, past the deadline, for an instance to report on itself.
 pub(super) const REPORT_GRACE: Duration = Duration::from_millis(100);
 
 /// Counts reports down to zero; its one waiter (the deploy, or the undeploy) is woken by the
-/// last report.
+/// last report, through its reactor's wake-up queue when it runs on one (no system call when
+/// that reactor is about to look for work anyway).
 #[derive(Debug, Default)]
 pub(super) struct Countdown {
     remaining: std::sync::atomic::AtomicUsize,
-    zero: tokio::sync::Notify,
+    /// The waiter's waker and its reactor's wake-up queue, while it waits.
+    waiter: std::sync::Mutex<Option<(Waker, Option<Arc<Wakeups>>)>>,
 }
 
 impl Countdown {
     pub(super) fn new(n: usize) -> Self {
         Countdown {
             remaining: std::sync::atomic::AtomicUsize::new(n),
-            zero: tokio::sync::Notify::new(),
+            waiter: std::sync::Mutex::new(None),
         }
     }
 
@@ -36,8 +40,10 @@ impl Countdown {
             .fetch_sub(1, std::sync::atomic::Ordering::AcqRel)
             == 1
         {
-            // With nobody waiting yet, this leaves a permit for the wait to come.
-            self.zero.notify_one();
+            let waiter = self.waiter.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some((waker, reactor)) = waiter {
+                crate::wake::wake_on(reactor.as_deref(), waker);
+            }
         }
     }
 
@@ -48,15 +54,30 @@ impl Countdown {
     /// Waits until the count is zero or `deadline` passes; `true` if it reached zero. One
     /// waiter at a time.
     pub(super) async fn wait(&self, deadline: Instant) -> bool {
-        while !self.is_zero() {
-            if tokio::time::timeout_at(deadline, self.zero.notified())
-                .await
-                .is_err()
-            {
-                return self.is_zero();
-            }
+        if self.is_zero() {
+            // Every report is in (an instance that started at once): no timer, no waker.
+            return true;
         }
-        true
+        let zero = std::future::poll_fn(|cx| {
+            if self.is_zero() {
+                return Poll::Ready(());
+            }
+            let mut waiter = self.waiter.lock().unwrap_or_else(|e| e.into_inner());
+            // Looked at again under the lock: the last report takes the waker after its
+            // count, so either it finds this waker or this look finds the count at zero.
+            if self.is_zero() {
+                return Poll::Ready(());
+            }
+            match &mut *waiter {
+                Some((known, _)) if known.will_wake(cx.waker()) => {}
+                slot => *slot = Some((cx.waker().clone(), crate::wake::current())),
+            }
+            Poll::Pending
+        });
+        let reached = tokio::time::timeout_at(deadline, zero).await.is_ok();
+        // A waiter that gave up leaves no waker behind.
+        self.waiter.lock().unwrap_or_else(|e| e.into_inner()).take();
+        reached || self.is_zero()
     }
 }
 
