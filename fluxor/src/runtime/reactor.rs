@@ -3,7 +3,7 @@
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::task::Poll;
+use std::task::{Context as TaskContext, Poll, Waker};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -18,6 +18,49 @@ pub(crate) type Job = Box<dyn FnOnce() + Send>;
 
 /// How many pending jobs (instance spawns) a reactor accepts before `deploy` waits.
 const JOB_QUEUE: usize = 256;
+
+/// Runs the jobs other threads send to a reactor, as one of its tasks. A sender wakes it
+/// through the reactor's wake-up queue (see [`Bell`]), so a job for a spinning reactor costs
+/// no system call. When every sender has gone, the reactor stops.
+async fn run_jobs(mut rx: mpsc::Receiver<Job>, wakeups: Arc<Wakeups>, stop: CancellationToken) {
+    let mut bell: Option<Waker> = None;
+    std::future::poll_fn(|cx| {
+        let bell = match &bell {
+            Some(bell) => bell,
+            None => bell.insert(Waker::from(Arc::new(Bell {
+                wakeups: wakeups.clone(),
+                task: cx.waker().clone(),
+            }))),
+        };
+        let mut cx = TaskContext::from_waker(bell);
+        loop {
+            match rx.poll_recv(&mut cx) {
+                Poll::Ready(Some(job)) => job(),
+                Poll::Ready(None) => return Poll::Ready(()),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    })
+    .await;
+    stop.cancel();
+}
+
+/// Wakes the job task of a reactor through its wake-up queue (directly on its own thread).
+struct Bell {
+    wakeups: Arc<Wakeups>,
+    /// The job task's waker (any clone of it wakes the task).
+    task: Waker,
+}
+
+impl std::task::Wake for Bell {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.wakeups.wake(self.task.clone());
+    }
+}
 
 pub(crate) struct Reactor {
     pub(crate) index: usize,
@@ -37,7 +80,7 @@ impl Reactor {
         wakeups: Arc<Wakeups>,
         spin: Duration,
     ) -> Result<Self, BuildError> {
-        let (jobs, mut rx) = mpsc::channel::<Job>(JOB_QUEUE);
+        let (jobs, rx) = mpsc::channel::<Job>(JOB_QUEUE);
         let stop = CancellationToken::new();
         let (exited_tx, exited) = oneshot::channel();
         // A local runtime belongs to the thread that builds it: the reactor thread builds its
@@ -73,20 +116,12 @@ impl Reactor {
                     if !spin.is_zero() && !paused {
                         tokio::task::spawn_local(Spinner::new(wakeups.clone(), spin));
                     }
+                    tokio::task::spawn_local(run_jobs(rx, wakeups.clone(), token.clone()));
                     let cancelled = token.cancelled();
                     let mut cancelled = std::pin::pin!(cancelled);
                     std::future::poll_fn(|cx| {
                         wakeups.answer(cx.waker());
-                        if cancelled.as_mut().poll(cx).is_ready() {
-                            return Poll::Ready(());
-                        }
-                        loop {
-                            match rx.poll_recv(cx) {
-                                Poll::Ready(Some(job)) => job(),
-                                Poll::Ready(None) => return Poll::Ready(()),
-                                Poll::Pending => return Poll::Pending,
-                            }
-                        }
+                        cancelled.as_mut().poll(cx)
                     })
                     .await;
                 });
