@@ -88,7 +88,7 @@ pub(super) const NOTES: &str = r#"
     deployment. glibc grows a thread's arena page by page (`mprotect`, 12% of the
     samples) and page faults take another 13%.
   - *Single-instance deployments* (W9; `valgrind --tool=callgrind` of `--deploy-probe
-    <system> same 20000`): a deploy, its message and its undeploy take ~14.6k instructions
+    <system> same 20000`): a deploy, its message and its undeploy take ~14.1k instructions
     against ~6.5k for single-thread actix's start, message and stop (2.2×); in time the gap is
     wider. What a deployment has that an actor has not: its entry in the runtime's table (how
     `actor_ref`, `undeploy` and the inspector find it), its shared state (supervision state,
