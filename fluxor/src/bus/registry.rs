@@ -423,6 +423,7 @@ impl Resolved<'_> {
         }
     }
 
+    #[inline]
     pub(crate) fn get(&self, i: usize) -> &Entry {
         match self {
             Resolved::None => unreachable!("no consumer to index"),
