@@ -320,7 +320,10 @@ impl InstanceState {
 #[derive(Debug)]
 pub(crate) struct Supervisor {
     pub(crate) policy: Supervision,
-    restarts_in_window: Mutex<VecDeque<Instant>>,
+    /// When the restarts of the current window happened; boxed on the first crash, so a
+    /// deployment that never crashes keeps one pointer for it, not a whole `VecDeque`.
+    #[allow(clippy::box_collection)]
+    restarts_in_window: Mutex<Option<Box<VecDeque<Instant>>>>,
     pub(crate) restarts: AtomicU64,
     pub(crate) failed: AtomicBool,
     /// Each instance's mailbox, by instance index: where group signals go.
@@ -378,6 +381,7 @@ impl Supervisor {
                 .restarts_in_window
                 .lock()
                 .unwrap_or_else(|e| e.into_inner());
+            let window = window.get_or_insert_with(Box::default);
             while window
                 .front()
                 .is_some_and(|t| now.duration_since(*t) > r.within)
@@ -385,7 +389,6 @@ impl Supervisor {
                 window.pop_front();
             }
             if window.len() >= r.max_restarts as usize {
-                drop(window);
                 return if self.failed.swap(true, Ordering::AcqRel) {
                     Verdict::Stop
                 } else {

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use crate::ids::DeploymentId;
 
 /// Which deployment a key stands for, for the warning. An instance's key is its deployment's
-/// key plus its index, so a deployment registers one label however many instances it has.
+/// key plus its index, so one label names every instance of a deployment.
 #[derive(Debug, Clone)]
 pub(crate) struct Label {
     pub(crate) component: &'static str,
@@ -53,9 +53,11 @@ pub(crate) struct Shared {
     now_ms: AtomicU64,
     /// Set once by the runtime.
     resolver: std::sync::OnceLock<Resolver>,
-    /// The labels of deployments that went away while a handler of theirs still ran (a stop
-    /// deadline passed): a report about it should still name it.
-    retired: Mutex<std::collections::VecDeque<(u64, Label)>>,
+    /// The labels of the last deployments seen outside the runtime's table: deploying (a
+    /// handler may run before the deploy is done) or stopping (draining, or a handler that
+    /// outlives its deployment because a stop deadline passed). A report should still name
+    /// them.
+    outside: Mutex<std::collections::VecDeque<(u64, Label)>>,
     next_key: AtomicU64,
 }
 
@@ -68,15 +70,15 @@ impl std::fmt::Debug for Shared {
     }
 }
 
-/// Labels kept after their deployments went away.
-const RETIRED_LABELS: usize = 64;
+/// Labels kept for deployments outside the table.
+const OUTSIDE_LABELS: usize = 64;
 
 impl Shared {
     fn new() -> Self {
         Shared {
             now_ms: AtomicU64::new(0),
             resolver: std::sync::OnceLock::new(),
-            retired: Mutex::default(),
+            outside: Mutex::default(),
             next_key: AtomicU64::new(1),
         }
     }
@@ -114,18 +116,18 @@ impl Registration {
         self.key >> INSTANCE_BITS
     }
 
-    /// Keeps the deployment's label for reports after it went away, while a handler of it
-    /// still runs.
-    pub(crate) fn retire(&self, label: Label) {
-        let mut retired = self
+    /// Keeps the deployment's label where the checker finds it while the deployment is not
+    /// in the runtime's table (deploying, stopping, or gone with a handler still running).
+    pub(crate) fn remember(&self, label: Label) {
+        let mut outside = self
             .shared
-            .retired
+            .outside
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        if retired.len() == RETIRED_LABELS {
-            retired.pop_front();
+        if outside.len() == OUTSIDE_LABELS {
+            outside.pop_front();
         }
-        retired.push_back((self.deployment_key(), label));
+        outside.push_back((self.deployment_key(), label));
     }
 }
 
@@ -134,7 +136,7 @@ impl Shared {
     fn label(&self, key: u64) -> Option<Label> {
         let live = self.resolver.get().and_then(|resolve| resolve(key));
         live.or_else(|| {
-            self.retired
+            self.outside
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .iter()
@@ -339,7 +341,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn labels_come_from_the_resolver_then_from_the_retired() {
+    fn labels_come_from_the_resolver_then_from_those_outside_the_table() {
         let shared = Arc::new(Shared::new());
         let label = |component| Label {
             component,
@@ -359,15 +361,15 @@ mod tests {
             "Live"
         );
         assert!(shared.label(second.deployment_key()).is_none());
-        // A retired label is found once the resolver no longer knows the deployment; only the
-        // last `RETIRED_LABELS` are kept.
-        second.retire(label("Gone"));
+        // A label kept outside the table is found when the resolver does not know the
+        // deployment; only the last `OUTSIDE_LABELS` are kept.
+        second.remember(label("Gone"));
         assert_eq!(
             shared.label(second.deployment_key()).unwrap().component,
             "Gone"
         );
-        for _ in 0..RETIRED_LABELS {
-            shared.register().retire(label("Other"));
+        for _ in 0..OUTSIDE_LABELS {
+            shared.register().remember(label("Other"));
         }
         assert!(shared.label(second.deployment_key()).is_none());
     }

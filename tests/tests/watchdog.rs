@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use fluxor::prelude::*;
-use fluxor_tests::{eventually, Add, Block, Fields, Probe};
+use fluxor_tests::{eventually, Add, Block, Fields, Probe, Skynet};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::layer::{Context as LayerContext, SubscriberExt};
 use tracing_subscriber::Layer;
@@ -92,5 +92,29 @@ async fn a_handler_that_blocks_its_reactor_is_reported_once_and_counted() {
     assert_eq!(stats[1].blocked_episodes, 1);
     assert_eq!(stats[0].blocked_episodes, 0);
     assert_eq!(stats[1].handled, 51);
+
+    // A handler that blocks while its deployment is being undeployed (out of the runtime's
+    // table already) is still named.
+    // Deployments made since then push its label out of the checker's memory of deployments
+    // outside the table (it keeps 64); the undeploy puts it back.
+    for _ in 0..70 {
+        rt.deploy(Skynet::default, DeployOptions::new().reactor(0))
+            .await
+            .unwrap();
+    }
+    events.lock().unwrap().clear();
+    rt.bus()
+        .send("t.block", Block(Duration::from_millis(400)))
+        .unwrap();
+    rt.undeploy(id).await.unwrap();
+    eventually(
+        "the warning about the undeployed deployment's handler",
+        Duration::from_secs(5),
+        || !events.lock().unwrap().is_empty(),
+    )
+    .await;
+    let w = events.lock().unwrap()[0].clone();
+    assert_eq!(w["component"], "Probe", "{w:?}");
+    assert_eq!(w["deployment"], id.to_string());
     rt.shutdown(Duration::from_secs(5)).await.unwrap();
 }

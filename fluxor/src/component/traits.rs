@@ -100,9 +100,11 @@ pub trait Component: Sized + 'static {
     }
 
     /// Whether [`start`](Self::start) finishes at its first poll (no `#[on_start]`, or a plain
-    /// method): the runtime then runs it while it makes the instance, and a deploy need not
-    /// wait for the instance's first turn on its reactor. `#[component]` sets it; an
-    /// implementation by hand keeps the default.
+    /// method): the runtime then runs it while it makes the instance (for a deploy from a
+    /// handler on the instance's reactor, inside that handler's turn), and the deploy need not
+    /// wait for the instance's first turn on its reactor. Worker components start on the
+    /// worker pool whatever it says. `#[component]` sets it; an implementation by hand keeps
+    /// the default.
     #[doc(hidden)]
     const START_AT_ONCE: bool = false;
 

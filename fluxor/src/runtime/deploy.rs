@@ -248,6 +248,19 @@ impl Fluxor {
             let watch = deployment.watch.insert(watch);
             let mut failure: Option<(usize, String)> = None;
             let reactors = &deployment.reactors;
+            let at_once = C::START_AT_ONCE
+                && worker.is_none()
+                && reactors
+                    .iter()
+                    .all(|&r| inner.wakeups[r as usize].is_current());
+            if !at_once {
+                // Its handlers may run before it is in the table: the blocked-reactor checker
+                // still names them.
+                watch.remember(crate::watchdog::Label {
+                    component: C::name(),
+                    deployment: id,
+                });
+            }
             let tasks = channels.into_iter().enumerate().map(|(index, channel)| {
                 let reactor = reactors[index];
                 let task = InstanceTask::new(

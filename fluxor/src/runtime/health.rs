@@ -10,6 +10,13 @@ use crate::health::{Check, Health, ReadinessCheck};
 use crate::ids::DeploymentId;
 use crate::util::{catch_unwind, panic_message};
 
+/// The values of `found`, sorted by their keys (a deployment's place in deploy order, and
+/// maybe an instance): listings sort after letting go of the table.
+pub(super) fn in_deploy_order<K: Ord, T>(mut found: Vec<(K, T)>) -> Vec<T> {
+    found.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    found.into_iter().map(|(_, value)| value).collect()
+}
+
 impl Fluxor {
     /// Is every reactor turning? Fails for a reactor whose thread has ended while the runtime
     /// runs, or that one handler has held longer than
@@ -57,22 +64,28 @@ impl Fluxor {
         } else {
             Vec::new()
         };
+        // Each finding with its deployment's place, sorted once the table is let go.
         let (mut failed, mut full) = (Vec::new(), Vec::new());
-        for d in self.lock().in_order() {
+        for d in self.lock().iter() {
             if d.supervisor().failed.load(Ordering::Acquire) {
-                failed.push(format!("`{}` ({}) has failed", d.component, d.id));
+                failed.push((d.order, format!("`{}` ({}) has failed", d.component, d.id)));
             }
             let capacity = d.mailbox_capacity.max(1);
             for (index, instance) in d.instances().iter().enumerate() {
                 let queued = instance.queued();
                 if queued as f64 > thresholds.mailbox_fill * capacity as f64 {
-                    full.push(format!(
-                        "`{}` instance {index}: {queued} of {capacity} queued",
-                        d.component
+                    full.push((
+                        (d.order, index),
+                        format!(
+                            "`{}` instance {index}: {queued} of {capacity} queued",
+                            d.component
+                        ),
                     ));
                 }
             }
         }
+        let failed = in_deploy_order(failed);
+        let full = in_deploy_order(full);
         let blocked = inner
             .reactors
             .iter()

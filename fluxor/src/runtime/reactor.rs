@@ -21,8 +21,10 @@ const JOB_QUEUE: usize = 256;
 
 /// Runs the jobs other threads send to a reactor, as one of its tasks. A sender wakes it
 /// through the reactor's wake-up queue (see [`Bell`]), so a job for a spinning reactor costs
-/// no system call. When every sender has gone, the reactor stops.
-async fn run_jobs(mut rx: mpsc::Receiver<Job>, wakeups: Arc<Wakeups>, stop: CancellationToken) {
+/// no system call. When every sender has gone, the reactor stops; when a job panics, the
+/// reactor fails, as it would with the panic on its own thread.
+async fn run_jobs(mut rx: mpsc::Receiver<Job>, wakeups: Arc<Wakeups>, exit: JobsExit) {
+    let mut exit = exit;
     let mut bell: Option<Waker> = None;
     std::future::poll_fn(|cx| {
         let bell = match &bell {
@@ -42,7 +44,25 @@ async fn run_jobs(mut rx: mpsc::Receiver<Job>, wakeups: Arc<Wakeups>, stop: Canc
         }
     })
     .await;
-    stop.cancel();
+    exit.clean = true;
+}
+
+/// Stops the reactor when its job task ends, and marks it failed unless the task ended
+/// cleanly (a job panicked: tokio drops the task's future after catching the panic).
+struct JobsExit {
+    stop: CancellationToken,
+    failed: Arc<std::sync::atomic::AtomicBool>,
+    clean: bool,
+}
+
+impl Drop for JobsExit {
+    fn drop(&mut self) {
+        if !self.clean {
+            self.failed
+                .store(true, std::sync::atomic::Ordering::Release);
+        }
+        self.stop.cancel();
+    }
 }
 
 /// Wakes the job task of a reactor through its wake-up queue (directly on its own thread).
@@ -116,7 +136,13 @@ impl Reactor {
                     if !spin.is_zero() && !paused {
                         tokio::task::spawn_local(Spinner::new(wakeups.clone(), spin));
                     }
-                    tokio::task::spawn_local(run_jobs(rx, wakeups.clone(), token.clone()));
+                    let failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                    let exit = JobsExit {
+                        stop: token.clone(),
+                        failed: failed.clone(),
+                        clean: false,
+                    };
+                    tokio::task::spawn_local(run_jobs(rx, wakeups.clone(), exit));
                     let cancelled = token.cancelled();
                     let mut cancelled = std::pin::pin!(cancelled);
                     std::future::poll_fn(|cx| {
@@ -124,6 +150,13 @@ impl Reactor {
                         cancelled.as_mut().poll(cx)
                     })
                     .await;
+                    if failed.load(std::sync::atomic::Ordering::Acquire) {
+                        // A job panicked (its message is out already): the reactor's thread
+                        // fails, so joining it reports the panic.
+                        std::panic::resume_unwind(Box::new(format!(
+                            "a job panicked on reactor {index}"
+                        )));
+                    }
                 });
                 // Dropping the runtime drops every component still on this reactor.
                 drop(rt);

@@ -74,10 +74,23 @@ impl Countdown {
             }
             Poll::Pending
         });
+        // A waiter that gives up (or is dropped) leaves no waker behind.
+        let _forget = Forget(self);
         let reached = tokio::time::timeout_at(deadline, zero).await.is_ok();
-        // A waiter that gave up leaves no waker behind.
-        self.waiter.lock().unwrap_or_else(|e| e.into_inner()).take();
         reached || self.is_zero()
+    }
+}
+
+/// Takes the waiter's waker out of its countdown when dropped.
+struct Forget<'a>(&'a Countdown);
+
+impl Drop for Forget<'_> {
+    fn drop(&mut self) {
+        self.0
+            .waiter
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
     }
 }
 

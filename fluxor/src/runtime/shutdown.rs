@@ -44,6 +44,10 @@ impl Fluxor {
     }
 
     async fn stop_deployment(&self, deployment: Deployment, deadline: Instant) -> Vec<StopError> {
+        // Out of the table from now on: the blocked-reactor checker still names its handlers.
+        if let Some(watch) = &deployment.watch {
+            watch.remember(deployment.label());
+        }
         if deployment.bound {
             self.inner.bus.unregister(deployment.id);
         }

@@ -111,42 +111,48 @@ impl Fluxor {
 
     /// The live deployments, in deploy order, with per-instance counters.
     pub fn deployments(&self) -> Vec<DeploymentInfo> {
-        self.lock()
-            .in_order()
-            .into_iter()
-            .map(|d| DeploymentInfo {
-                id: d.id,
-                component: d.component,
-                state: if d.supervisor().failed.load(Ordering::Acquire) {
-                    DeploymentState::Failed
-                } else {
-                    DeploymentState::Running
-                },
-                restarts: d.supervisor().restarts.load(Ordering::Relaxed),
-                worker: d.worker,
-                config_keys: d.config_keys.clone(),
-                instances: d
-                    .instances()
-                    .iter()
-                    .zip(d.reactors.iter())
-                    .enumerate()
-                    .map(|(index, (h, &reactor))| InstanceInfo {
-                        index,
-                        reactor: reactor as usize,
-                        state: InstanceState::load(&h.stats().state),
-                        restarts: h.stats().restarts.load(Ordering::Relaxed),
-                        mailbox_len: h.queued(),
-                        mailbox_capacity: d.mailbox_capacity,
-                        handled: h.stats().handled.load(Ordering::Relaxed),
-                        failed: h.stats().failed.load(Ordering::Relaxed),
-                        panicked: h.stats().panicked.load(Ordering::Relaxed),
-                        abandoned: h.stats().abandoned.load(Ordering::Relaxed),
-                        undelivered: h.stats().undelivered.load(Ordering::Relaxed).into(),
-                        interrupted: h.stats().interrupted.load(Ordering::Relaxed).into(),
-                        rejected: h.stats().rejected.load(Ordering::Relaxed),
-                    })
-                    .collect(),
+        let found: Vec<(u64, DeploymentInfo)> = self
+            .lock()
+            .iter()
+            .map(|d| {
+                (
+                    d.order,
+                    DeploymentInfo {
+                        id: d.id,
+                        component: d.component,
+                        state: if d.supervisor().failed.load(Ordering::Acquire) {
+                            DeploymentState::Failed
+                        } else {
+                            DeploymentState::Running
+                        },
+                        restarts: d.supervisor().restarts.load(Ordering::Relaxed),
+                        worker: d.worker,
+                        config_keys: d.config_keys.clone(),
+                        instances: d
+                            .instances()
+                            .iter()
+                            .zip(d.reactors.iter())
+                            .enumerate()
+                            .map(|(index, (h, &reactor))| InstanceInfo {
+                                index,
+                                reactor: reactor as usize,
+                                state: InstanceState::load(&h.stats().state),
+                                restarts: h.stats().restarts.load(Ordering::Relaxed),
+                                mailbox_len: h.queued(),
+                                mailbox_capacity: d.mailbox_capacity,
+                                handled: h.stats().handled.load(Ordering::Relaxed),
+                                failed: h.stats().failed.load(Ordering::Relaxed),
+                                panicked: h.stats().panicked.load(Ordering::Relaxed),
+                                abandoned: h.stats().abandoned.load(Ordering::Relaxed),
+                                undelivered: h.stats().undelivered.load(Ordering::Relaxed).into(),
+                                interrupted: h.stats().interrupted.load(Ordering::Relaxed).into(),
+                                rejected: h.stats().rejected.load(Ordering::Relaxed),
+                            })
+                            .collect(),
+                    },
+                )
             })
-            .collect()
+            .collect();
+        super::health::in_deploy_order(found)
     }
 }

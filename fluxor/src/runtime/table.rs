@@ -47,16 +47,10 @@ impl Table {
         ids.into_iter().map(|(_, id)| id).collect()
     }
 
-    /// The live deployments, in no particular order.
+    /// The live deployments, in no particular order (each knows its place in deploy order:
+    /// callers that list them sort after letting go of the table).
     pub(super) fn iter(&self) -> impl Iterator<Item = &Deployment> {
         self.by_id.values()
-    }
-
-    /// The live deployments, in deploy order.
-    pub(super) fn in_order(&self) -> Vec<&Deployment> {
-        let mut all: Vec<&Deployment> = self.by_id.values().collect();
-        all.sort_unstable_by_key(|d| d.order);
-        all
     }
 
     pub(super) fn len(&self) -> usize {
@@ -128,7 +122,7 @@ pub(super) trait Live: Send + Sync {
 
 impl Deployment {
     /// How the blocked-reactor checker names it.
-    fn label(&self) -> crate::watchdog::Label {
+    pub(super) fn label(&self) -> crate::watchdog::Label {
         crate::watchdog::Label {
             component: self.component,
             deployment: self.id,
@@ -153,14 +147,6 @@ impl Drop for Deployment {
     /// Instances whose deployment goes without a stop request stop at once (a request made
     /// earlier stands); so do instances still starting, e.g. when a deploy is cancelled.
     fn drop(&mut self) {
-        if let Some(watch) = &self.watch {
-            let busy =
-                |i: &Arc<dyn Signals>| i.stats().busy.load(std::sync::atomic::Ordering::Relaxed);
-            if self.instances().iter().any(busy) {
-                // A handler outlives the deployment: a report about it should still name it.
-                watch.retire(self.label());
-            }
-        }
         let reports = self.reports();
         reports.started.abandon();
         if reports.stopped.count.is_zero() {

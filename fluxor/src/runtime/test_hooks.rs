@@ -59,21 +59,25 @@ impl Fluxor {
     /// `None` when every mailbox is empty, no handler runs and the worker pool is idle;
     /// otherwise what is still busy.
     pub(crate) fn busy_report(&self) -> Option<String> {
-        let mut busy = Vec::new();
-        for d in self.lock().in_order() {
+        let mut found = Vec::new();
+        for d in self.lock().iter() {
             for (index, h) in d.instances().iter().enumerate() {
                 let queued = h.queued();
                 if queued > 0 || h.stats().busy.load(Ordering::Relaxed) {
-                    busy.push(format!(
-                        "`{}` instance {} ({} queued, handling: {})",
-                        d.component,
-                        index,
-                        queued,
-                        h.stats().busy.load(Ordering::Relaxed)
+                    found.push((
+                        (d.order, index),
+                        format!(
+                            "`{}` instance {} ({} queued, handling: {})",
+                            d.component,
+                            index,
+                            queued,
+                            h.stats().busy.load(Ordering::Relaxed)
+                        ),
                     ));
                 }
             }
         }
+        let mut busy = super::health::in_deploy_order(found);
         let w = self.inner.services.workers.stats();
         if w.busy > 0 || w.queued > 0 {
             busy.push(format!(
