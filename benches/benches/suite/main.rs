@@ -111,6 +111,12 @@ pub(crate) trait System {
     fn deploy_one_by_one_shared(&self, _n: u64) -> Option<(Duration, f64, Duration)> {
         None
     }
+
+    /// W9 on the caller's reactor, the deployments undeployed together at the end (every
+    /// `undeploy` started, then all awaited), as the peers' rows drop every address at once.
+    fn deploy_one_by_one_together(&self, _n: u64) -> Option<(Duration, f64, Duration)> {
+        None
+    }
 }
 
 /// The state of a sink actor: counts what it receives and signals `done` at the `want`th.
@@ -350,6 +356,7 @@ fn probe_figures<S: System>(s: &S, what: &str, n: u64) -> Option<(Duration, f64,
         "same" => s.deploy_one_by_one(Placement::Same, n),
         "default" => s.deploy_one_by_one(Placement::Default, n),
         "shared" => s.deploy_one_by_one_shared(n),
+        "together" => s.deploy_one_by_one_together(n),
         _ => None,
     }
 }

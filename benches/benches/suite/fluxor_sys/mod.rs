@@ -589,10 +589,14 @@ impl System for Fluxor {
     }
 
     fn deploy_one_by_one(&self, placement: Placement, n: u64) -> Option<(Duration, f64, Duration)> {
-        placed::one_by_one(placement, n, false)
+        placed::one_by_one(placement, n, false, false)
     }
 
     fn deploy_one_by_one_shared(&self, n: u64) -> Option<(Duration, f64, Duration)> {
-        placed::one_by_one(Placement::Same, n, true)
+        placed::one_by_one(Placement::Same, n, true, false)
+    }
+
+    fn deploy_one_by_one_together(&self, n: u64) -> Option<(Duration, f64, Duration)> {
+        placed::one_by_one(Placement::Same, n, false, true)
     }
 }

@@ -38,6 +38,8 @@ struct OneByOne {
     /// Each deployment also binds one topic they all share (a broadcast topic every session
     /// listens on).
     shared: bool,
+    /// The undeploys are started together, then all awaited.
+    together: bool,
 }
 
 /// A broadcast to every [`Listener`].
@@ -65,8 +67,9 @@ impl Listener {
 /// W9's loop for deployments of `C`, made by `make` from the shared counter.
 async fn deploy_each<C, F>(
     ctx: &Context<Deployer>,
-    n: u64,
-    pin: bool,
+    OneByOne {
+        n, pin, together, ..
+    }: OneByOne,
     make: impl Fn(Arc<AtomicU64>) -> F,
 ) -> Figures
 where
@@ -90,8 +93,13 @@ where
     }
     crate::until_handled(&handled, n).await;
     let stop = Instant::now();
-    for id in ids {
-        ctx.undeploy(id).await.ok()?;
+    if together {
+        let all = futures_util::future::join_all(ids.into_iter().map(|id| ctx.undeploy(id))).await;
+        all.into_iter().collect::<Result<Vec<()>, _>>().ok()?;
+    } else {
+        for id in ids {
+            ctx.undeploy(id).await.ok()?;
+        }
     }
     Some((deployed, per_deployment, stop.elapsed()))
 }
@@ -103,20 +111,16 @@ struct Deployer;
 #[component]
 impl Deployer {
     #[handler]
-    async fn one_by_one(
-        &mut self,
-        OneByOne { n, pin, shared }: OneByOne,
-        ctx: &mut Context<Self>,
-    ) -> Figures {
-        if shared {
-            deploy_each(ctx, n, pin, |handled| {
+    async fn one_by_one(&mut self, run: OneByOne, ctx: &mut Context<Self>) -> Figures {
+        if run.shared {
+            deploy_each(ctx, run, |handled| {
                 move || Listener {
                     handled: handled.clone(),
                 }
             })
             .await
         } else {
-            deploy_each(ctx, n, pin, |handled| {
+            deploy_each(ctx, run, |handled| {
                 move || Tiny {
                     handled: handled.clone(),
                 }
@@ -127,8 +131,9 @@ impl Deployer {
 }
 
 /// W9: the deployer on reactor 0; its deployments pinned to its reactor (`Same`) or placed by
-/// default; with `shared`, each also binds one topic they all share.
-pub(super) fn one_by_one(placement: Placement, n: u64, shared: bool) -> Figures {
+/// default; with `shared`, each also binds one topic they all share; with `together`, the
+/// undeploys are started together.
+pub(super) fn one_by_one(placement: Placement, n: u64, shared: bool, together: bool) -> Figures {
     main_thread().block_on(async {
         let rt = runtime();
         let id = rt
@@ -141,6 +146,7 @@ pub(super) fn one_by_one(placement: Placement, n: u64, shared: bool) -> Figures 
                 n,
                 pin: placement == Placement::Same,
                 shared,
+                together,
             })
             .await
             .ok()?;

@@ -349,6 +349,7 @@ impl Report {
                 ("same", "same reactor"),
                 ("default", "default placement"),
                 ("shared", "same reactor, one topic all bind"),
+                ("together", "same reactor, undeployed together"),
             ] {
                 eprintln!("   W9 {n} one by one, {where_}");
                 let Some((deployed, bytes, torn_down)) =

@@ -61,6 +61,9 @@ pub(super) const NOTES: &str = r#"
   stop awaited; the floor's is tasks and channels. xtra's bytes per actor are the memory goal.
   The *one topic all bind* rows (`shared`, Fluxor only) add a handler on `w9.all` to each
   deployment, so every deploy and undeploy changes one topic's list of up to 100k consumers.
+  The *undeployed together* row (Fluxor; the same-thread peers' figures are their W9 again)
+  starts every `undeploy` and then awaits them all (`join_all`), as the peers' rows drop
+  every address and then await all the stops.
 * **W7**: each Fluxor node deploys its ten children with `Context::deploy` (a deployment with
   its supervisor, start hand-shake and undeploy) where the peers spawn bare actors. The root
   spreads its children over both reactors; below it, a node deploys its children on its own
@@ -95,7 +98,8 @@ pub(super) const NOTES: &str = r#"
     start and stop reports, config: ~490 bytes), the blocked-reactor checker's label, and an
     undeploy that waits for the instance to drain and run `stop` (a task switch there and
     back, and a timer for the deadline) where actix's row drops every address at once and
-    then awaits all the stops. The instance's tokio task costs both the same (`spawn_local`,
+    then awaits all the stops. Undeploying together is no faster (the *undeployed together*
+    row): the cost is each undeploy's own work, not the wait between them. The instance's tokio task costs both the same (`spawn_local`,
     ~1.3k instructions). An instance whose start finishes at once (no `#[on_start]`, or a
     plain-method one) starts while it is made, so the deploy waits for nothing.
   - *Idle memory* (W6): the instance's tokio task is 384 bytes (tokio aligns task cells to
