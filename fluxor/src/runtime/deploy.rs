@@ -53,13 +53,25 @@ fn spawn_on<'a, C: Component>(
     index: usize,
     tasks: Few<InstanceTask<C>>,
     worker: Option<crate::component::RunErased>,
-) -> Option<std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + 'a>>> {
+) -> Trip<'a> {
     if inner.wakeups[index].is_current() {
         start_here(tasks, worker);
         return None;
     }
     let job = move || start_here(tasks, worker);
     Some(Box::pin(inner.reactors[index].run(Box::new(job))))
+}
+
+/// A trip through a reactor's job queue, if [`spawn_on`] needed one.
+type Trip<'a> = Option<std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + 'a>>>;
+
+/// Whether the instances [`spawn_on`] sent reached their reactor (at once when no trip was
+/// needed); `false` if the reactor has stopped.
+async fn arrived(trip: Trip<'_>) -> bool {
+    match trip {
+        Some(trip) => trip.await,
+        None => true,
+    }
 }
 
 /// Instances sent to a reactor in one job when a deployment starts: large deployments start
@@ -248,11 +260,12 @@ impl Fluxor {
             let watch = deployment.watch.insert(watch);
             let mut failure: Option<(usize, String)> = None;
             let reactors = &deployment.reactors;
+            let first = reactors[0] as usize;
+            let one_reactor = reactors.iter().all(|&r| r as usize == first);
             let at_once = C::START_AT_ONCE
                 && worker.is_none()
-                && reactors
-                    .iter()
-                    .all(|&r| inner.wakeups[r as usize].is_current());
+                && one_reactor
+                && inner.wakeups[first].is_current();
             if !at_once {
                 // Its handlers may run before it is in the table: the blocked-reactor checker
                 // still names them.
@@ -271,15 +284,12 @@ impl Fluxor {
                 (reactor as usize, task)
             });
             let stopped = || "its reactor has stopped".to_string();
-            let first = reactors[0];
-            if instances <= SPAWN_BATCH && reactors.iter().all(|&r| r == first) {
+            if instances <= SPAWN_BATCH && one_reactor {
                 // The common case (one instance, or a deployment pinned to a reactor): one
                 // batch, no sorting.
                 let batch: Few<InstanceTask<C>> = tasks.map(|(_, task)| task).collect();
-                if let Some(trip) = spawn_on(inner, first as usize, batch, worker) {
-                    if !trip.await {
-                        failure = Some((instances - 1, stopped()));
-                    }
+                if !arrived(spawn_on(inner, first, batch, worker)).await {
+                    failure = Some((instances - 1, stopped()));
                 }
             } else {
                 // Instances go to their reactors in batches: one job per reactor and batch.
@@ -296,21 +306,16 @@ impl Fluxor {
                     batch.push(task);
                     if batch.len() == SPAWN_BATCH {
                         let full = std::mem::replace(batch, Vec::with_capacity(SPAWN_BATCH));
-                        if let Some(trip) = spawn_on(inner, reactor, full.into(), worker) {
-                            if !trip.await {
-                                failure.get_or_insert((index, stopped()));
-                            }
+                        if !arrived(spawn_on(inner, reactor, full.into(), worker)).await {
+                            failure.get_or_insert((index, stopped()));
                         }
                     }
                 }
                 for (reactor, batch) in batches.into_iter().enumerate() {
-                    if batch.is_empty() {
-                        continue;
-                    }
-                    if let Some(trip) = spawn_on(inner, reactor, batch.into(), worker) {
-                        if !trip.await {
-                            failure.get_or_insert((instances - 1, stopped()));
-                        }
+                    if !batch.is_empty()
+                        && !arrived(spawn_on(inner, reactor, batch.into(), worker)).await
+                    {
+                        failure.get_or_insert((instances - 1, stopped()));
                     }
                 }
             }

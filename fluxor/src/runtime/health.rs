@@ -6,16 +6,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::handle::Fluxor;
+use super::table::in_deploy_order;
 use crate::health::{Check, Health, ReadinessCheck};
 use crate::ids::DeploymentId;
 use crate::util::{catch_unwind, panic_message};
-
-/// The values of `found`, sorted by their keys (a deployment's place in deploy order, and
-/// maybe an instance): listings sort after letting go of the table.
-pub(super) fn in_deploy_order<K: Ord, T>(mut found: Vec<(K, T)>) -> Vec<T> {
-    found.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    found.into_iter().map(|(_, value)| value).collect()
-}
 
 impl Fluxor {
     /// Is every reactor turning? Fails for a reactor whose thread has ended while the runtime

@@ -117,9 +117,12 @@ pub(crate) fn publish_event<C: Component>(
     instance: usize,
     reason: Option<String>,
 ) {
+    if shared.quiet {
+        return;
+    }
     let to_bus = shared.bus.reserved_consumers();
     let to_watchers = shared.services.lifecycle.receiver_count() > 0;
-    if shared.quiet || !(to_bus || to_watchers) {
+    if !(to_bus || to_watchers) {
         return;
     }
     let event = LifecycleEvent {

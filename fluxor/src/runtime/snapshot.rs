@@ -153,6 +153,6 @@ impl Fluxor {
                 )
             })
             .collect();
-        super::health::in_deploy_order(found)
+        super::table::in_deploy_order(found)
     }
 }

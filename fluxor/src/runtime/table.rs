@@ -74,6 +74,13 @@ impl Table {
     }
 }
 
+/// The values of `found`, sorted by their keys (a deployment's place in deploy order, and
+/// maybe an instance): listings sort after letting go of the table.
+pub(super) fn in_deploy_order<K: Ord, T>(mut found: Vec<(K, T)>) -> Vec<T> {
+    found.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    found.into_iter().map(|(_, value)| value).collect()
+}
+
 pub(super) type Channel<T> = (Mailbox<T>, crate::mailbox::Receiver<T>);
 
 /// A deployment checked and built, not started yet.

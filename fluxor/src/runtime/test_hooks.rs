@@ -77,7 +77,7 @@ impl Fluxor {
                 }
             }
         }
-        let mut busy = super::health::in_deploy_order(found);
+        let mut busy = super::table::in_deploy_order(found);
         let w = self.inner.services.workers.stats();
         if w.busy > 0 || w.queued > 0 {
             busy.push(format!(
