@@ -1,5 +1,6 @@
 //! Small pieces used across layers: catching a future's panics, naming a panic, a future
-//! that is one of two, and a short list that keeps one item inline.
+//! that is one of two, a short list that keeps one item inline, and a clock reading that
+//! fits in an atomic.
 
 use std::any::Any;
 use std::future::Future;
@@ -211,6 +212,23 @@ impl<'a, T> IntoIterator for &'a Few<T> {
     fn into_iter(self) -> Self::IntoIter {
         self.iter()
     }
+}
+
+/// The real-time origin of [`monotonic_nanos`].
+static ORIGIN: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+
+/// Nanoseconds of the monotonic clock since the process first read it here, plus one (so
+/// never zero): a time that fits in an atomic and means the same on every thread.
+pub(crate) fn monotonic_nanos() -> std::num::NonZeroU64 {
+    monotonic_nanos_at(std::time::Instant::now())
+}
+
+/// [`monotonic_nanos`] of `at`.
+pub(crate) fn monotonic_nanos_at(at: std::time::Instant) -> std::num::NonZeroU64 {
+    let origin = *ORIGIN.get_or_init(std::time::Instant::now);
+    let nanos =
+        u64::try_from(at.saturating_duration_since(origin).as_nanos()).unwrap_or(u64::MAX - 1);
+    std::num::NonZeroU64::MIN.saturating_add(nanos)
 }
 
 #[cfg(test)]

@@ -12,7 +12,8 @@
 //!   each time waking what the queue holds. A wake-up queued meanwhile costs its sender no
 //!   system call, and the reactor neither parks nor turns its driver to pick it up (waking a
 //!   parked thread costs tens of microseconds on some machines: a virtual CPU that halted must
-//!   be rescheduled).
+//!   be rescheduled). How long it spins adapts to the traffic (see [`Spinner`]): a reactor whose
+//!   wake-ups come further apart than the spin burns a sixteenth of it each time, not all.
 //! * Otherwise the sender rings the reactor's doorbell (its main future's waker), once until the
 //!   reactor answers: a busy reactor takes a whole batch of wake-ups for one ring.
 //!
@@ -22,13 +23,15 @@
 
 use std::cell::RefCell;
 use std::future::Future;
+use std::num::NonZeroU64;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use crate::loom::atomic::{fence, AtomicBool, Ordering::SeqCst};
+use crate::loom::atomic::{fence, AtomicBool, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
 use crate::loom::{OnceLock, SegQueue};
+use crate::util::{monotonic_nanos, monotonic_nanos_at};
 
 /// One reactor's queue of wake-ups handed to it by other threads.
 #[derive(Debug, Default)]
@@ -44,34 +47,65 @@ pub(crate) struct Wakeups {
     spinner: OnceLock<Waker>,
     /// The spinner gave up since the reactor last ran out of work.
     rested: AtomicBool,
+    /// When a sender last rang the doorbell ([`monotonic_nanos`]; zero: not since the spinner
+    /// last gave up): how long after giving up the spinner would have caught its wake-up.
+    rang_at: AtomicU64,
 }
 
-/// A reactor's spinner: a task that, while its reactor has had wake-ups from other threads in
-/// the last `spin`, runs again after whatever else is ready, each time waking what the queue
-/// holds. Other threads need not ring a reactor whose spinner runs, and the reactor never
-/// parks (and so never turns its driver) between two hand-offs. It gives up after `spin`
+/// A reactor's spinner: a task that, while its reactor has had wake-ups from other threads
+/// lately, runs again after whatever else is ready, each time waking what the queue holds.
+/// Other threads need not ring a reactor whose spinner runs, and the reactor never parks (and
+/// so never turns its driver) between two hand-offs. It gives up after its budget passes
 /// without a wake-up; the reactor starts it again the next time it runs out of work.
+///
+/// The budget adapts, so that spinning is paid for only where it saves a park: it starts at
+/// `spin` (the most), goes back to `spin` when, once it gave up, another thread rang for a
+/// wake-up within `spin` after the last one (the whole spin would have caught it), and halves,
+/// down to a sixteenth of `spin`, when nothing came within `spin`. Hand-offs that follow each other
+/// closely keep the spinner going whatever its budget; a reactor whose wake-ups come further
+/// apart than `spin` (a request every millisecond, a timer) spins a sixteenth of `spin` each
+/// time it runs out of work, where a fixed spin would burn all of it.
 pub(crate) struct Spinner {
     wakeups: Arc<Wakeups>,
+    /// The longest budget (`Builder::spin_before_park`).
     spin: Duration,
+    /// How long it spins now without a wake-up before it gives up.
+    budget: Duration,
     /// When the queue last held a wake-up (or the spinner started).
     last: Instant,
     /// Polls since `last` was read; the clock is read every `CLOCK_EVERY` polls.
     turns: u32,
     active: bool,
+    /// It gave up, and has not started again since: its `last` then ([`monotonic_nanos`]).
+    gave_up: Option<NonZeroU64>,
 }
 
 // Every poll in a model-checking build, where a few polls must be enough to see it rest.
 const CLOCK_EVERY: u32 = if cfg!(loom) { 1 } else { 32 };
+
+/// The shortest budget is `spin` divided by this.
+const SHORTEST: u32 = 16;
+
+/// The next budget, after the spinner gave up at `budget`: `late` is how long after the last
+/// wake-up it saw another thread rang for the next one (`None`: none rang before the reactor
+/// ran out of work again).
+fn adapt(budget: Duration, spin: Duration, late: Option<Duration>) -> Duration {
+    match late {
+        Some(late) if late < spin => spin,
+        _ => (budget / 2).max(spin / SHORTEST),
+    }
+}
 
 impl Spinner {
     pub(crate) fn new(wakeups: Arc<Wakeups>, spin: Duration) -> Self {
         Spinner {
             wakeups,
             spin,
+            budget: spin,
             last: Instant::now(),
             turns: 0,
             active: false,
+            gave_up: None,
         }
     }
 }
@@ -90,6 +124,14 @@ impl Future for Spinner {
             this.active = true;
             this.last = Instant::now();
             this.turns = 0;
+            if let Some(gave_up) = this.gave_up.take() {
+                // Whether another thread's wake-up came since it gave up, and how long after
+                // the last one it saw.
+                let rang = w.rang_at.swap(0, Relaxed);
+                let late =
+                    (rang != 0).then(|| Duration::from_nanos(rang.saturating_sub(gave_up.get())));
+                this.budget = adapt(this.budget, this.spin, late);
+            }
             w.watching.store(true, SeqCst);
         }
         if w.wake_queued() > 0 {
@@ -97,11 +139,13 @@ impl Future for Spinner {
             this.turns = 0;
         } else {
             this.turns += 1;
-            if this.turns % CLOCK_EVERY == 0 && this.last.elapsed() >= this.spin {
+            if this.turns % CLOCK_EVERY == 0 && this.last.elapsed() >= this.budget {
                 w.watching.store(false, SeqCst);
                 fence(SeqCst);
                 if w.wake_queued() == 0 {
                     this.active = false;
+                    this.gave_up = Some(monotonic_nanos_at(this.last));
+                    w.rang_at.store(0, Relaxed);
                     w.rested.store(true, SeqCst);
                     return Poll::Pending;
                 }
@@ -127,6 +171,8 @@ impl Wakeups {
         fence(SeqCst);
         // A load first: a rung doorbell is not rung again, and its cache line is left alone.
         if !self.watching.load(SeqCst) && !self.rung.load(SeqCst) && !self.rung.swap(true, SeqCst) {
+            // A system call is on its way: a clock reading is cheap beside it.
+            self.rang_at.store(monotonic_nanos().get(), Relaxed);
             // No doorbell yet means the reactor has not polled its main future: its first poll
             // hangs the doorbell, clears `rung` and then empties the queue.
             if let Some(doorbell) = self.doorbell.get() {
@@ -317,6 +363,71 @@ mod tests {
         w.before_park();
         assert_eq!(again.0.load(SeqCst), woken + 1);
         assert!(w.watching.load(SeqCst));
+    }
+
+    #[test]
+    fn the_budget_is_whole_again_after_a_near_miss_and_halves_when_nothing_comes() {
+        let spin = Duration::from_micros(64);
+        let us = Duration::from_micros;
+        assert_eq!(adapt(us(8), spin, Some(us(20))), spin);
+        assert_eq!(adapt(us(48), spin, Some(us(60))), spin);
+        assert_eq!(adapt(us(16), spin, None), us(8));
+        assert_eq!(
+            adapt(us(16), spin, Some(us(64))),
+            us(8),
+            "too late to catch"
+        );
+        assert_eq!(adapt(us(4), spin, None), us(4), "never below a sixteenth");
+    }
+
+    /// Polls `spinner` until it gives up.
+    fn spin_until_it_rests(spinner: &mut Spinner, cx: &mut TaskContext<'_>, again: &Count) {
+        let rested = (0..100_000_000).any(|_| {
+            let before = again.0.load(SeqCst);
+            let _ = Pin::new(&mut *spinner).poll(cx);
+            again.0.load(SeqCst) == before
+        });
+        assert!(
+            rested,
+            "the spinner rests after its budget without wake-ups"
+        );
+    }
+
+    #[test]
+    fn the_spinner_spins_less_when_nothing_comes_and_more_when_it_would_have_caught_it() {
+        let w = Arc::new(Wakeups::default());
+        let (_bell, doorbell) = counter();
+        w.answer(&doorbell);
+        let spin = Duration::from_millis(4);
+        let mut spinner = Spinner::new(w.clone(), spin);
+        let (again, spinner_waker) = counter();
+        let mut cx = TaskContext::from_waker(&spinner_waker);
+        spin_until_it_rests(&mut spinner, &mut cx, &again);
+        assert_eq!(spinner.budget, spin, "it starts with the whole spin");
+        // The reactor parks, wakes for something of its own and runs out of work again.
+        w.before_park();
+        w.before_park();
+        spin_until_it_rests(&mut spinner, &mut cx, &again);
+        assert_eq!(spinner.budget, spin / 2, "nothing came from another thread");
+        // It parks; another thread rings for a wake-up right away.
+        w.before_park();
+        let (task, waker) = counter();
+        w.wake(waker);
+        w.answer(&doorbell);
+        assert_eq!(task.0.load(SeqCst), 1);
+        w.before_park();
+        let _ = Pin::new(&mut spinner).poll(&mut cx);
+        assert_eq!(spinner.budget, spin, "a longer spin would have caught it");
+        // It gives up again; a ring comes only after twice the whole spin.
+        spin_until_it_rests(&mut spinner, &mut cx, &again);
+        w.before_park();
+        std::thread::sleep(2 * spin);
+        let (_, waker) = counter();
+        w.wake(waker);
+        w.answer(&doorbell);
+        w.before_park();
+        let _ = Pin::new(&mut spinner).poll(&mut cx);
+        assert_eq!(spinner.budget, spin / 2, "no spin would have caught it");
     }
 
     #[test]

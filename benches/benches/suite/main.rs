@@ -56,6 +56,8 @@ pub(crate) struct Sizes {
     pub(crate) skynet: u64,
     pub(crate) jobs: u64,
     pub(crate) one_by_one: u64,
+    /// W3 asks with a millisecond between them.
+    pub(crate) paced_asks: u64,
 }
 
 /// What one system measures.
@@ -222,8 +224,13 @@ pub(crate) fn process_cpu_ns() -> u64 {
 /// and of whatever the runtimes spin or poll meanwhile.
 pub(crate) static CPU_PER_ASK: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
-/// Runs `warmup` asks, then records the latency of each of `n` more, one at a time (and the
-/// process CPU they took, in [`CPU_PER_ASK`]).
+/// The pause before each measured ask of [`latencies`], in microseconds (0: none). Paced
+/// asks leave the runtimes idle in between, so their process CPU per ask shows what a
+/// runtime burns while it waits for work (spinning, polling) at a moderate load.
+pub(crate) static ASK_PACE_US: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Runs `warmup` asks, then records the latency of each of `n` more, one at a time, each after
+/// the pause [`ASK_PACE_US`] sets (and the process CPU they took, in [`CPU_PER_ASK`]).
 pub(crate) async fn latencies<F, Fut>(warmup: u64, n: u64, mut ask: F) -> Histogram<u64>
 where
     F: FnMut(u64) -> Fut,
@@ -233,8 +240,12 @@ where
         ask(i).await;
     }
     let mut h = histogram();
+    let pace = Duration::from_micros(ASK_PACE_US.load(std::sync::atomic::Ordering::Relaxed));
     let cpu = process_cpu_ns();
     for i in 0..n {
+        if !pace.is_zero() {
+            tokio::time::sleep(pace).await;
+        }
         let t = std::time::Instant::now();
         ask(i).await;
         let _ = h.record(t.elapsed().as_nanos() as u64);
@@ -400,6 +411,7 @@ fn main() {
         tell: 1_000_000 / scale,
         ask_warmup: 10_000 / scale,
         ask: 100_000 / scale,
+        paced_asks: 1_000 / scale,
         bounces: 100_000 / scale,
         publishes: 10_000 / scale,
         spawn: 100_000 / scale,

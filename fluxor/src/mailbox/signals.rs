@@ -1,7 +1,7 @@
 //! Signals to an instance outside its message order: stop requests and control signals.
 
 use std::num::NonZeroU64;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -58,22 +58,13 @@ pub(crate) struct StopRequest {
     made: NonZeroU64,
 }
 
-/// The real-time origin of [`StopRequest`] timestamps.
-static ORIGIN: OnceLock<std::time::Instant> = OnceLock::new();
-
-fn since_origin() -> NonZeroU64 {
-    let origin = *ORIGIN.get_or_init(std::time::Instant::now);
-    let nanos = u64::try_from(origin.elapsed().as_nanos()).unwrap_or(u64::MAX - 1);
-    NonZeroU64::MIN.saturating_add(nanos)
-}
-
 impl StopRequest {
     /// A request to stop by `deadline` (on the caller's clock).
     pub(crate) fn by(deadline: Instant) -> Self {
         let left = deadline.saturating_duration_since(Instant::now());
         StopRequest {
             remaining: u64::try_from(left.as_nanos()).unwrap_or(u64::MAX),
-            made: since_origin(),
+            made: crate::util::monotonic_nanos(),
         }
     }
 
@@ -90,7 +81,9 @@ impl StopRequest {
         if self.remaining == 0 {
             return Instant::now();
         }
-        let passed = since_origin().get().saturating_sub(self.made.get());
+        let passed = crate::util::monotonic_nanos()
+            .get()
+            .saturating_sub(self.made.get());
         Instant::now() + Duration::from_nanos(self.remaining.saturating_sub(passed))
     }
 }

@@ -128,8 +128,10 @@ impl Builder {
     /// How long an idle reactor spins, watching for work handed to it from another thread,
     /// before it parks its thread. Waking a parked thread costs from a few to tens of
     /// microseconds (more on virtual machines); spinning trades that latency for a little CPU
-    /// each time a reactor runs out of work. Zero turns it off; reactors whose clock starts
-    /// paused never spin. Default 50 µs.
+    /// each time a reactor runs out of work. This is the longest spin: a reactor whose
+    /// wake-ups from other threads come further apart spins less, down to a sixteenth of it,
+    /// and spins the whole again once a wake-up comes within it. Zero turns it off; reactors
+    /// whose clock starts paused never spin. Default 50 µs.
     pub fn spin_before_park(mut self, spin: Duration) -> Self {
         self.spin_before_park = spin;
         self

@@ -185,6 +185,42 @@ impl Report {
                     );
                 }
             }
+            // A moderate load: the runtimes are idle between asks, and what they burn
+            // meanwhile (spinning, polling) counts in the CPU per ask.
+            crate::ASK_PACE_US.store(1_000, std::sync::atomic::Ordering::Relaxed);
+            for (placement, where_) in [
+                (Placement::Same, "same reactor"),
+                (Placement::Cross, "across threads"),
+            ] {
+                eprintln!("   W3 ask {where_}, one per millisecond");
+                crate::CPU_PER_ASK.store(0, std::sync::atomic::Ordering::Relaxed);
+                let Some(h) = s.ask(placement, z.ask_warmup / 100, z.paced_asks) else {
+                    continue;
+                };
+                let cpu = crate::CPU_PER_ASK.load(std::sync::atomic::Ordering::Relaxed);
+                // Only asks made through `latencies` are paced.
+                if cpu == 0 {
+                    continue;
+                }
+                let label = format!("{where_}, one ask per ms");
+                self.put(
+                    W3,
+                    format!("{label}, p50"),
+                    "ns",
+                    name,
+                    Some(h.value_at_quantile(0.5) as f64),
+                    false,
+                );
+                self.put(
+                    W3,
+                    format!("{label}, process CPU per ask"),
+                    "ns",
+                    name,
+                    Some(cpu as f64),
+                    false,
+                );
+            }
+            crate::ASK_PACE_US.store(0, std::sync::atomic::Ordering::Relaxed);
             eprintln!("   W3 64 outstanding");
             let d = s.ask_pipelined(z.ask);
             self.put(
