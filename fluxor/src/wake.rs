@@ -47,8 +47,9 @@ pub(crate) struct Wakeups {
     spinner: OnceLock<Waker>,
     /// The spinner gave up since the reactor last ran out of work.
     rested: AtomicBool,
-    /// When a sender last rang the doorbell ([`monotonic_nanos`]; zero: not since the spinner
-    /// last gave up): how long after giving up the spinner would have caught its wake-up.
+    /// When a sender first rang the doorbell since the spinner last gave up
+    /// ([`monotonic_nanos`]; zero: none has): how long after the last wake-up it saw the
+    /// spinner would have had to keep going to catch the next.
     rang_at: AtomicU64,
 }
 
@@ -140,12 +141,13 @@ impl Future for Spinner {
         } else {
             this.turns += 1;
             if this.turns % CLOCK_EVERY == 0 && this.last.elapsed() >= this.budget {
+                // Cleared before senders may ring: a ring from now on is stamped.
+                w.rang_at.store(0, Relaxed);
                 w.watching.store(false, SeqCst);
                 fence(SeqCst);
                 if w.wake_queued() == 0 {
                     this.active = false;
                     this.gave_up = Some(monotonic_nanos_at(this.last));
-                    w.rang_at.store(0, Relaxed);
                     w.rested.store(true, SeqCst);
                     return Poll::Pending;
                 }
@@ -171,8 +173,12 @@ impl Wakeups {
         fence(SeqCst);
         // A load first: a rung doorbell is not rung again, and its cache line is left alone.
         if !self.watching.load(SeqCst) && !self.rung.load(SeqCst) && !self.rung.swap(true, SeqCst) {
-            // A system call is on its way: a clock reading is cheap beside it.
-            self.rang_at.store(monotonic_nanos().get(), Relaxed);
+            // A system call is on its way: a clock reading is cheap beside it. The first ring
+            // since the spinner gave up is the one a longer spin would have caught.
+            if self.rang_at.load(Relaxed) == 0 {
+                let now = monotonic_nanos().get();
+                let _ = self.rang_at.compare_exchange(0, now, Relaxed, Relaxed);
+            }
             // No doorbell yet means the reactor has not polled its main future: its first poll
             // hangs the doorbell, clears `rung` and then empties the queue.
             if let Some(doorbell) = self.doorbell.get() {
@@ -398,7 +404,8 @@ mod tests {
         let w = Arc::new(Wakeups::default());
         let (_bell, doorbell) = counter();
         w.answer(&doorbell);
-        let spin = Duration::from_millis(4);
+        // Long enough that a preempted test thread still rings "right away".
+        let spin = Duration::from_millis(40);
         let mut spinner = Spinner::new(w.clone(), spin);
         let (again, spinner_waker) = counter();
         let mut cx = TaskContext::from_waker(&spinner_waker);

@@ -129,8 +129,9 @@ impl Builder {
     /// before it parks its thread. Waking a parked thread costs from a few to tens of
     /// microseconds (more on virtual machines); spinning trades that latency for a little CPU
     /// each time a reactor runs out of work. This is the longest spin: a reactor whose
-    /// wake-ups from other threads come further apart spins less, down to a sixteenth of it,
-    /// and spins the whole again once a wake-up comes within it. Zero turns it off; reactors
+    /// wake-ups from other threads come further apart than that (or that wakes only for its
+    /// own timers and I/O) spins less, down to a sixteenth of it, and spins the whole again
+    /// once another thread's wake-up comes within it. Zero turns it off; reactors
     /// whose clock starts paused never spin. Default 50 µs.
     pub fn spin_before_park(mut self, spin: Duration) -> Self {
         self.spin_before_park = spin;

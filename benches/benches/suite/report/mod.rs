@@ -192,7 +192,7 @@ impl Report {
                 (Placement::Same, "same reactor"),
                 (Placement::Cross, "across threads"),
             ] {
-                eprintln!("   W3 ask {where_}, one per millisecond");
+                eprintln!("   W3 ask {where_}, asks ≥ 1 ms apart");
                 crate::CPU_PER_ASK.store(0, std::sync::atomic::Ordering::Relaxed);
                 let Some(h) = s.ask(placement, z.ask_warmup / 100, z.paced_asks) else {
                     continue;
@@ -202,7 +202,7 @@ impl Report {
                 if cpu == 0 {
                     continue;
                 }
-                let label = format!("{where_}, one ask per ms");
+                let label = format!("{where_}, asks ≥ 1 ms apart");
                 self.put(
                     W3,
                     format!("{label}, p50"),
