@@ -1,6 +1,7 @@
 //! How a deployment's instances report their start and their stop: latches shared by the
 //! deployment, and the guard each instance holds until it has reported.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::task::{Poll, Waker};
 use std::time::Duration;
@@ -76,6 +77,23 @@ impl Countdown {
         });
         // A waiter that gives up (or is dropped) leaves no waker behind.
         let _forget = Forget(self);
+        let mut zero = std::pin::pin!(zero);
+        // One turn of the reactor first, without a timer: instances of this reactor that were
+        // just signalled run before this task comes back, and most report then. Registering
+        // a timer and removing it again was a sixth of an undeploy's own work.
+        let mut turned = false;
+        let at_once = std::future::poll_fn(|cx| match zero.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(true),
+            Poll::Pending if !std::mem::replace(&mut turned, true) => {
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+            Poll::Pending => Poll::Ready(false),
+        })
+        .await;
+        if at_once {
+            return true;
+        }
         let reached = tokio::time::timeout_at(deadline, zero).await.is_ok();
         reached || self.is_zero()
     }
