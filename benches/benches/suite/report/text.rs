@@ -123,5 +123,10 @@ pub(super) const NOTES: &str = r#"
     shows ~25% more doorbell `write`s: the faster receiver runs out of work more often. Not
     explained further.
   - Idle reactors spin up to 50 µs before parking (`Builder::spin_before_park`); on 2 cores the
-    spinning competes with other threads, e.g. the driver of W6.
+    spinning competes with other threads, e.g. the driver of W6. The spin shrinks, down to a
+    sixteenth, while wake-ups from other threads come later than the whole spin, so the W3 rows
+    with asks at least 1 ms apart burn about half the CPU per ask a fixed spin did (alternating
+    runs of `--only W3 --systems fluxor`: 37–50 against 87–93 µs on one reactor, 83–95 against
+    182–223 µs across reactors); what is left across reactors is mostly both threads parking
+    and being woken for every ask.
 "#;
