@@ -323,6 +323,27 @@ pub(crate) fn one_by_one_isolated(
     isolated(system, &["--deploy-probe", system, variant, &n.to_string()])
 }
 
+/// W7 in a fresh process: `--skynet-probe <system> <plain|same|default> <leaves>`; the elapsed
+/// time and the peak resident memory the process grew by, so a tree is measured without the
+/// memory earlier workloads left behind.
+pub(crate) fn skynet_isolated(system: &str, variant: &str, leaves: u64) -> Option<(Duration, f64)> {
+    isolated(
+        system,
+        &["--skynet-probe", system, variant, &leaves.to_string()],
+    )
+    .map(|(elapsed, peak, _)| (elapsed, peak))
+}
+
+/// Peak resident memory of this process so far (`VmHWM`), in bytes.
+fn peak_rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kib| kib * 1024)
+}
+
 /// Runs this binary with `args` and reads the three figures it prints (`none`: the system has
 /// no such workload).
 fn isolated(system: &str, args: &[&str]) -> Option<(Duration, f64, Duration)> {
@@ -368,12 +389,24 @@ fn probe_figures<S: System>(s: &S, what: &str, n: u64) -> Option<(Duration, f64,
         "default" => s.deploy_one_by_one(Placement::Default, n),
         "shared" => s.deploy_one_by_one_shared(n),
         "together" => s.deploy_one_by_one_together(n),
+        "skynet-plain" | "skynet-same" | "skynet-default" => {
+            // Grown by the workload from what the process held before it: the peak resident
+            // memory, when every node is alive.
+            let before = rss_bytes();
+            let elapsed = match what {
+                "skynet-plain" => s.skynet(n),
+                "skynet-same" => s.skynet_placed(Placement::Same, n),
+                _ => s.skynet_placed(Placement::Default, n),
+            }?;
+            let peak = peak_rss_bytes().saturating_sub(before);
+            Some((elapsed, peak as f64, Duration::ZERO))
+        }
         _ => None,
     }
 }
 
-/// The child side of [`spawn_isolated`] and [`one_by_one_isolated`]: runs one workload for one
-/// system and prints its figures, or `none`.
+/// The child side of [`spawn_isolated`], [`one_by_one_isolated`] and [`skynet_isolated`]: runs
+/// one workload for one system and prints its figures, or `none`.
 fn probe(system: &str, what: &str, n: u64) {
     let figures = match system {
         fluxor_sys::Fluxor::NAME => probe_figures(&fluxor_sys::Fluxor, what, n),
@@ -399,6 +432,11 @@ fn main() {
     let arg = |i: usize| args.get(i).map_or("", String::as_str);
     if let Some(i) = args.iter().position(|a| a == "--spawn-probe") {
         probe(arg(i + 1), "spawn", arg(i + 2).parse().unwrap_or(0));
+        return;
+    }
+    if let Some(i) = args.iter().position(|a| a == "--skynet-probe") {
+        let variant = format!("skynet-{}", arg(i + 2));
+        probe(arg(i + 1), &variant, arg(i + 3).parse().unwrap_or(0));
         return;
     }
     if let Some(i) = args.iter().position(|a| a == "--deploy-probe") {

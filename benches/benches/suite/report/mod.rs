@@ -344,35 +344,42 @@ impl Report {
 
         const W7: &str = "W7 skynet (10-ary tree of actors spawned from handlers, sums replied up)";
         if self.wants("W7") {
-            eprintln!("   W7 skynet {}", z.skynet);
-            let d = s.skynet(z.skynet);
+            // Each tree in a fresh process, for its peak memory.
             let leaves = format!("{} leaves", fmt(z.skynet as f64));
-            self.put(
-                W7,
-                leaves.clone(),
-                "ms",
-                name,
-                d.map(|d| d.as_secs_f64() * 1e3),
-                false,
-            );
-            for (placement, where_) in [
-                (Placement::Same, "same reactor"),
-                (Placement::Default, "default placement"),
+            for (variant, where_) in [
+                ("plain", None),
+                ("same", Some("same reactor")),
+                ("default", Some("default placement")),
             ] {
-                eprintln!("   W7 skynet {} {where_}", z.skynet);
-                let d = s.skynet_placed(placement, z.skynet);
-                let label = format!("{leaves}, {where_}");
+                eprintln!("   W7 skynet {} {}", z.skynet, where_.unwrap_or(""));
+                let label = match where_ {
+                    Some(w) => format!("{leaves}, {w}"),
+                    None => leaves.clone(),
+                };
+                let Some((elapsed, peak)) = crate::skynet_isolated(name, variant, z.skynet) else {
+                    continue;
+                };
+                let memory = format!("{label}: peak memory");
                 self.put(
                     W7,
                     label.clone(),
                     "ms",
                     name,
-                    d.map(|d| d.as_secs_f64() * 1e3),
+                    Some(elapsed.as_secs_f64() * 1e3),
                     false,
                 );
-                if placement == Placement::Default {
-                    // The peers place their trees by default: their figures are on the plain row.
+                self.put(
+                    W7,
+                    memory.clone(),
+                    "MiB",
+                    name,
+                    Some(peak / (1 << 20) as f64),
+                    false,
+                );
+                if variant == "default" {
+                    // The peers place their trees by default: their figures are on the plain rows.
                     self.link(W7, label, leaves.clone());
+                    self.link(W7, memory, format!("{leaves}: peak memory"));
                 }
             }
         }

@@ -69,6 +69,9 @@ pub(super) const NOTES: &str = r#"
   spreads its children over both reactors; below it, a node deploys its children on its own
   reactor (`DeployOptions::reactor(ctx.reactor())`), so each subtree stays on one thread, as a
   task the peers' runtimes spawn stays on its worker until another steals it.
+  Each tree grows in a fresh process (as W6 and W9 do), and its *peak memory* row is how much
+  the process's peak resident memory (`VmHWM`) grew from before the runtime was built: the
+  memory goal is xtra's figure.
 * **Cross-reactor wake-ups.** A message or reply for another reactor queues its waker there
   instead of waking it through tokio's driver. A reactor that runs out of work keeps a spinner
   task going for up to 50 µs (`Builder::spin_before_park`) that empties that queue between its
@@ -85,19 +88,22 @@ pub(super) const NOTES: &str = r#"
     message, the waker and the task's state between the cores' caches; the peers' "across"
     asks mostly stay on one worker, a same-thread hand-off.
   - *Skynet* (W7): the tree is built breadth first (a reactor runs its queue first in, first
-    out), so the whole tree is alive at its peak: 1.4 GB resident against xtra's 0.34 GB. Per
+    out), so the whole tree is alive at its peak (see the *peak memory* rows; single-thread actix,
+    which runs its queue in order too, holds its whole tree as well, and the tokio floor needs
+    3.4× more memory on one thread than on two workers, where a spawned task mostly runs next). Per
     node that is the instance's task (384 bytes; a component of up to 72 bytes fits), its
     mailbox (~300 bytes), the one-message slot it keeps (128 bytes) and a tenth of its
     deployment. glibc grows a thread's arena page by page (`mprotect`, 12% of the
     samples) and page faults take another 13%.
   - *Single-instance deployments* (W9; `valgrind --tool=callgrind` of `--deploy-probe
-    <system> same 20000`): a deploy, its message and its undeploy take ~14.1k instructions
-    against ~6.5k for single-thread actix's start, message and stop (2.2×); in time the gap is
+    <system> same 20000`): a deploy, its message and its undeploy take ~13.7k instructions
+    against ~6.5k for single-thread actix's start, message and stop (2.1×); in time the gap is
     wider. What a deployment has that an actor has not: its entry in the runtime's table (how
     `actor_ref`, `undeploy` and the inspector find it), its shared state (supervision state,
     start and stop reports, config: ~490 bytes), the blocked-reactor checker's label, and an
     undeploy that waits for the instance to drain and run `stop` (a task switch there and
-    back, and a timer for the deadline) where actix's row drops every address at once and
+    back; a timer for the deadline only when the instance has not stopped after one turn of
+    its reactor) where actix's row drops every address at once and
     then awaits all the stops. Undeploying together is no faster (the *undeployed together*
     row): the cost is each undeploy's own work, not the wait between them. The instance's tokio task costs both the same (`spawn_local`,
     ~1.3k instructions). An instance whose start finishes at once (no `#[on_start]`, or a
