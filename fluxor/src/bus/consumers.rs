@@ -7,15 +7,19 @@ use std::sync::Arc;
 
 use super::registry::{Entry, Owner};
 
-/// Entries per chunk, and chunks per group.
-const CHUNK: usize = 64;
+/// Entries per chunk: a change copies the chunk it touches (and drops the copy it replaced,
+/// once no reader holds that snapshot), so chunks are small; an entry is ~70 bytes and three
+/// reference counts.
+const CHUNK: usize = 16;
+/// Chunks per group: a change copies one group's chunk pointers.
+const CHUNKS: usize = 64;
 /// Entries per group.
-const GROUP: usize = CHUNK * CHUNK;
+const GROUP: usize = CHUNK * CHUNKS;
 
 type Chunk = Arc<Vec<Entry>>;
 type Group = Arc<Vec<Chunk>>;
 
-/// A topic's consumers, in chunks of [`CHUNK`] entries and groups of [`CHUNK`] chunks: every
+/// A topic's consumers, in chunks of [`CHUNK`] entries and groups of [`CHUNKS`] chunks: every
 /// chunk and every group is full but the last, so the `i`-th consumer is found by division.
 /// Cloning copies one pointer.
 #[derive(Clone, Default)]

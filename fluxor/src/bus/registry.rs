@@ -145,18 +145,22 @@ pub(crate) struct Registry {
 /// One consumer's instance and its position in its topic's consumer list.
 type Spot = (usize, usize);
 
+/// The writers' bookkeeping maps: keys are topics and deployment ids the runtime made, so a
+/// fast seeded hasher rather than SipHash.
+type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 /// For each exact topic, where each deployment's consumers sit in its consumer list: an
 /// undeploy goes straight to them instead of looking through the list.
 #[derive(Default)]
 struct Places {
     /// Topic → deployment → where each of its consumers sits there.
-    by_topic: HashMap<Arc<str>, HashMap<DeploymentId, Vec<Spot>>>,
+    by_topic: Map<Arc<str>, Map<DeploymentId, Vec<Spot>>>,
     /// Deployment → the exact topics it registered under.
-    topics: HashMap<DeploymentId, Vec<Arc<str>>>,
+    topics: Map<DeploymentId, Vec<Arc<str>>>,
     /// The patterns (exact topics included) of remote-enabled consumers, with how many use
     /// each: what a transport to other nodes subscribes to, kept up to date here rather than
     /// gathered from every entry on each change.
-    remote: HashMap<Arc<str>, usize>,
+    remote: Map<Arc<str>, usize>,
     /// Exact topics under [`RESERVED`](super::RESERVED) with consumers.
     reserved_topics: usize,
 }
@@ -211,7 +215,7 @@ impl Registry {
         }
         let mut next = Routes::clone(&self.current.load());
         let mut patterns: Option<Vec<Entry>> = None;
-        let mut grouped: HashMap<Arc<str>, Vec<Entry>> = HashMap::new();
+        let mut grouped: Map<Arc<str>, Vec<Entry>> = Map::default();
         for e in entries {
             if address::is_pattern(&e.pattern) {
                 patterns
