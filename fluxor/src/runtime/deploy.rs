@@ -262,10 +262,9 @@ impl Fluxor {
             let reactors = &deployment.reactors;
             let first = reactors[0] as usize;
             let one_reactor = reactors.iter().all(|&r| r as usize == first);
-            let at_once = C::START_AT_ONCE
-                && worker.is_none()
-                && one_reactor
-                && inner.wakeups[first].is_current();
+            // Every instance starts on the reactor this deploy runs on.
+            let here = one_reactor && inner.wakeups[first].is_current();
+            let at_once = C::START_AT_ONCE && worker.is_none() && here;
             if !at_once {
                 // Its handlers may run before it is in the table: the blocked-reactor checker
                 // still names them.
@@ -321,7 +320,7 @@ impl Fluxor {
             }
             if failure.is_none() {
                 let deadline = Instant::now() + start_timeout;
-                if let Err(failed) = shared.reports.started.wait(deadline).await {
+                if let Err(failed) = shared.reports.started.wait(deadline, here).await {
                     failure = Some(failed.unwrap_or_else(|| {
                         let index = deployment
                             .instances()
@@ -346,8 +345,12 @@ impl Fluxor {
             if let Some((instance, reason)) = failure {
                 let deadline = Instant::now() + inner.shutdown_timeout;
                 // Rare: boxed, so the deploy future keeps no room for it.
-                let rollback =
-                    Box::pin(shared.reports.stop_all(deployment.instances(), deadline)).await;
+                let rollback = Box::pin(shared.reports.stop_all(
+                    deployment.instances(),
+                    deadline,
+                    here,
+                ))
+                .await;
                 return Err(DeployError::StartFailed {
                     component: C::name(),
                     instance,

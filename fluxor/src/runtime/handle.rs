@@ -120,6 +120,13 @@ impl Fluxor {
             .unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Whether every one of `reactors` is the one this thread runs.
+    pub(super) fn all_here(&self, reactors: &[u32]) -> bool {
+        reactors
+            .iter()
+            .all(|&r| self.inner.wakeups[r as usize].is_current())
+    }
+
     /// A handle to instance `instance` of a deployment, to send it messages directly (through
     /// its topic-less handlers) without a topic lookup. `None` if the deployment is unknown,
     /// has no such instance, or runs another component type than `C`.

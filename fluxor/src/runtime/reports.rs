@@ -53,8 +53,9 @@ impl Countdown {
     }
 
     /// Waits until the count is zero or `deadline` passes; `true` if it reached zero. One
-    /// waiter at a time.
-    pub(super) async fn wait(&self, deadline: Instant) -> bool {
+    /// waiter at a time. `nearby`: every instance that may report runs on the waiter's
+    /// reactor.
+    pub(super) async fn wait(&self, deadline: Instant, nearby: bool) -> bool {
         if self.is_zero() {
             // Every report is in (an instance that started at once): no timer, no waker.
             return true;
@@ -78,10 +79,11 @@ impl Countdown {
         // A waiter that gives up (or is dropped) leaves no waker behind.
         let _forget = Forget(self);
         let mut zero = std::pin::pin!(zero);
-        // One turn of the reactor first, without a timer: instances of this reactor that were
+        // Nearby instances get one turn of the reactor first, without a timer: those that were
         // just signalled run before this task comes back, and most report then. Registering
-        // a timer and removing it again was a sixth of an undeploy's own work.
-        let mut turned = false;
+        // a timer and removing it again was a sixth of an undeploy's own work. (Instances on
+        // other reactors are rarely that quick: their waiter gets its timer at once.)
+        let mut turned = !nearby;
         let at_once = std::future::poll_fn(|cx| match zero.as_mut().poll(cx) {
             Poll::Ready(()) => Poll::Ready(true),
             Poll::Pending if !std::mem::replace(&mut turned, true) => {
@@ -146,8 +148,12 @@ impl StartLatch {
 
     /// Waits until every instance has reported or `deadline` passes. `Err(Some(..))` holds the
     /// first failure, `Err(None)` means some instance did not report in time.
-    pub(crate) async fn wait(&self, deadline: Instant) -> Result<(), Option<(usize, String)>> {
-        let all_reported = self.count.wait(deadline).await;
+    pub(crate) async fn wait(
+        &self,
+        deadline: Instant,
+        nearby: bool,
+    ) -> Result<(), Option<(usize, String)>> {
+        let all_reported = self.count.wait(deadline, nearby).await;
         let failure = self
             .failure
             .lock()
@@ -218,17 +224,23 @@ impl Reports {
 
     /// Asks each instance (`peers`, by index) to drain and stop by `deadline` and collects
     /// what went wrong, ordered by instance. An instance that has not reported shortly after
-    /// the deadline has its work cancelled and is reported as late.
+    /// the deadline has its work cancelled and is reported as late. `nearby`: every instance
+    /// runs on the caller's reactor.
     pub(crate) async fn stop_all(
         &self,
         peers: &[Arc<dyn Signals>],
         deadline: Instant,
+        nearby: bool,
     ) -> Vec<StopError> {
         let request = StopRequest::by(deadline);
         for peer in peers {
             peer.stop(request);
         }
-        let all = self.stopped.count.wait(deadline + REPORT_GRACE).await;
+        let all = self
+            .stopped
+            .count
+            .wait(deadline + REPORT_GRACE, nearby)
+            .await;
         let mut errors = std::mem::take(
             &mut *self
                 .stopped
@@ -356,7 +368,7 @@ mod tests {
             duty.stopped(errors);
         }
         let started = Instant::now();
-        let errors = reports.stop_all(&peers, Instant::now()).await;
+        let errors = reports.stop_all(&peers, Instant::now(), false).await;
         assert_eq!(
             started.elapsed(),
             Duration::ZERO,
@@ -380,14 +392,14 @@ mod tests {
         assert_eq!(
             reports
                 .started
-                .wait(Instant::now() + Duration::from_secs(1))
+                .wait(Instant::now() + Duration::from_secs(1), false)
                 .await
                 .unwrap_err()
                 .map(|(i, reason)| (i, reason.contains("reactor"))),
             Some((1, true))
         );
         let deadline = Instant::now() + Duration::from_secs(1);
-        let errors = reports.stop_all(&peers, deadline).await;
+        let errors = reports.stop_all(&peers, deadline, false).await;
         assert!(Instant::now() >= deadline + REPORT_GRACE);
         assert!(
             matches!(

@@ -54,9 +54,10 @@ impl Fluxor {
         self.inner
             .checks
             .retain(|(owner, _)| *owner != Some(deployment.id));
+        let nearby = self.all_here(&deployment.reactors);
         let errors = deployment
             .reports()
-            .stop_all(deployment.instances(), deadline)
+            .stop_all(deployment.instances(), deadline, nearby)
             .await;
         tracing::debug!(component = deployment.component, deployment = %deployment.id, errors = errors.len(), "undeployed");
         errors
