@@ -334,14 +334,19 @@ pub(crate) fn skynet_isolated(system: &str, variant: &str, leaves: u64) -> Optio
     .map(|(elapsed, peak, _)| (elapsed, peak))
 }
 
-/// Peak resident memory of this process so far (`VmHWM`), in bytes.
-fn peak_rss_bytes() -> u64 {
+/// Peak resident memory of this process so far (`VmHWM`), in bytes; `None` (and why, on
+/// stderr) where `/proc/self/status` does not say.
+fn peak_rss_bytes() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
+    let peak = status
         .lines()
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map_or(0, |kib| kib * 1024)
+        .map(|kib| kib * 1024);
+    if peak.is_none() {
+        eprintln!("no VmHWM line in /proc/self/status: the peak memory is not known");
+    }
+    peak
 }
 
 /// Runs this binary with `args` and reads the three figures it prints (`none`: the system has
@@ -353,6 +358,11 @@ fn isolated(system: &str, args: &[&str]) -> Option<(Duration, f64, Duration)> {
         .ok()?;
     let text = String::from_utf8(out.stdout).ok()?;
     if text.trim() == "none" {
+        // No such workload, or it failed (a wrong result, a failed deploy): then it said why.
+        let why = String::from_utf8_lossy(&out.stderr);
+        if !why.trim().is_empty() {
+            eprintln!("   {system}: {}", why.trim());
+        }
         return None;
     }
     let mut fields = text.split_whitespace().map(str::parse::<f64>);
@@ -398,7 +408,7 @@ fn probe_figures<S: System>(s: &S, what: &str, n: u64) -> Option<(Duration, f64,
                 "skynet-same" => s.skynet_placed(Placement::Same, n),
                 _ => s.skynet_placed(Placement::Default, n),
             }?;
-            let peak = peak_rss_bytes().saturating_sub(before);
+            let peak = peak_rss_bytes()?.saturating_sub(before);
             Some((elapsed, peak as f64, Duration::ZERO))
         }
         _ => None,

@@ -145,8 +145,8 @@ pub(crate) struct Registry {
 /// One consumer's instance and its position in its topic's consumer list.
 type Spot = (usize, usize);
 
-/// The writers' bookkeeping maps: keys are topics and deployment ids the runtime made, so a
-/// fast seeded hasher rather than SipHash.
+/// The writers' bookkeeping maps: keys are the topics deployments bind and their ids, not
+/// anything a sender chooses, so a fast seeded hasher rather than SipHash.
 type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// For each exact topic, where each deployment's consumers sit in its consumer list: an

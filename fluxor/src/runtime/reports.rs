@@ -53,8 +53,8 @@ impl Countdown {
     }
 
     /// Waits until the count is zero or `deadline` passes; `true` if it reached zero. One
-    /// waiter at a time. `nearby`: every instance that may report runs on the waiter's
-    /// reactor.
+    /// waiter at a time. `nearby`: every instance that may report has its task on the
+    /// waiter's reactor.
     pub(super) async fn wait(&self, deadline: Instant, nearby: bool) -> bool {
         if self.is_zero() {
             // Every report is in (an instance that started at once): no timer, no waker.
@@ -83,18 +83,20 @@ impl Countdown {
         // just signalled run before this task comes back, and most report then. Registering
         // a timer and removing it again was a sixth of an undeploy's own work. (Instances on
         // other reactors are rarely that quick: their waiter gets its timer at once.)
-        let mut turned = !nearby;
-        let at_once = std::future::poll_fn(|cx| match zero.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(true),
-            Poll::Pending if !std::mem::replace(&mut turned, true) => {
-                cx.waker().wake_by_ref();
-                Poll::Pending
+        if nearby {
+            let mut turned = false;
+            let at_once = std::future::poll_fn(|cx| match zero.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(true),
+                Poll::Pending if !std::mem::replace(&mut turned, true) => {
+                    cx.waker().wake_by_ref();
+                    Poll::Pending
+                }
+                Poll::Pending => Poll::Ready(false),
+            })
+            .await;
+            if at_once {
+                return true;
             }
-            Poll::Pending => Poll::Ready(false),
-        })
-        .await;
-        if at_once {
-            return true;
         }
         let reached = tokio::time::timeout_at(deadline, zero).await.is_ok();
         reached || self.is_zero()
@@ -225,7 +227,7 @@ impl Reports {
     /// Asks each instance (`peers`, by index) to drain and stop by `deadline` and collects
     /// what went wrong, ordered by instance. An instance that has not reported shortly after
     /// the deadline has its work cancelled and is reported as late. `nearby`: every instance
-    /// runs on the caller's reactor.
+    /// has its task on the caller's reactor.
     pub(crate) async fn stop_all(
         &self,
         peers: &[Arc<dyn Signals>],
@@ -415,5 +417,20 @@ mod tests {
             ),
             "{errors:?}"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_nearby_wait_takes_a_report_made_in_its_turn_and_still_keeps_its_deadline() {
+        let count = Arc::new(Countdown::new(1));
+        let reporter = count.clone();
+        // Runs when the waiting task lets this thread's scheduler run something else.
+        tokio::spawn(async move { reporter.count_down() });
+        let deadline = Instant::now() + Duration::from_secs(1);
+        assert!(count.wait(deadline, true).await);
+        // Nobody reports: after the turn, the deadline ends the wait.
+        let count = Countdown::new(1);
+        let start = Instant::now();
+        assert!(!count.wait(start + Duration::from_secs(1), true).await);
+        assert!(start.elapsed() >= Duration::from_secs(1));
     }
 }

@@ -33,7 +33,7 @@ On a *same reactor* row the peer is the single-thread configuration, actix (1 th
 floor tokio current_thread, both from that row. On any other row the peers are kameo, ractor, \
 xtra and actix and the floor is tokio mpsc (for W7 *default placement*, their figures on the \
 plain W7 row, where they place by default). Above 1 is better for rates, below 1 is better for \
-times. The machine is shared and noisy: compare ratios within one run, not absolute figures \
+times and memory. The machine is shared and noisy: compare ratios within one run, not absolute figures \
 across runs.
 ";
 
@@ -90,7 +90,8 @@ pub(super) const NOTES: &str = r#"
   - *Skynet* (W7): the tree is built breadth first (a reactor runs its queue first in, first
     out), so the whole tree is alive at its peak (see the *peak memory* rows; single-thread actix,
     which runs its queue in order too, holds its whole tree as well, and the tokio floor needs
-    3.4× more memory on one thread than on two workers, where a spawned task mostly runs next). Per
+    3.4× more memory on one thread than on two workers, where a spawned task mostly runs next;
+    Fluxor's tree with default placement peaks at about half, not investigated). Per
     node that is the instance's task (384 bytes; a component of up to 72 bytes fits), its
     mailbox (~300 bytes), the one-message slot it keeps (128 bytes) and a tenth of its
     deployment. glibc grows a thread's arena page by page (`mprotect`, 12% of the
@@ -102,8 +103,8 @@ pub(super) const NOTES: &str = r#"
     `actor_ref`, `undeploy` and the inspector find it), its shared state (supervision state,
     start and stop reports, config: ~490 bytes), the blocked-reactor checker's label, and an
     undeploy that waits for the instance to drain and run `stop` (a task switch there and
-    back; a timer for the deadline only when the instance has not stopped after one turn of
-    its reactor) where actix's row drops every address at once and
+    back; when the instance runs on the caller's reactor, a timer for the deadline only if it
+    has not stopped after one turn of that reactor) where actix's row drops every address at once and
     then awaits all the stops. Undeploying together is no faster (the *undeployed together*
     row): the cost is each undeploy's own work, not the wait between them. The instance's tokio task costs both the same (`spawn_local`,
     ~1.3k instructions). An instance whose start finishes at once (no `#[on_start]`, or a
