@@ -1,7 +1,6 @@
 //! How a deployment's instances report their start and their stop: latches shared by the
 //! deployment, and the guard each instance holds until it has reported.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::task::{Poll, Waker};
 use std::time::Duration;
@@ -78,23 +77,21 @@ impl Countdown {
         });
         // A waiter that gives up (or is dropped) leaves no waker behind.
         let _forget = Forget(self);
-        let mut zero = std::pin::pin!(zero);
         // Nearby instances get one turn of the reactor first, without a timer: those that were
         // just signalled run before this task comes back, and most report then. Registering
         // a timer and removing it again was a sixth of an undeploy's own work. (Instances on
         // other reactors are rarely that quick: their waiter gets its timer at once.)
         if nearby {
             let mut turned = false;
-            let at_once = std::future::poll_fn(|cx| match zero.as_mut().poll(cx) {
-                Poll::Ready(()) => Poll::Ready(true),
-                Poll::Pending if !std::mem::replace(&mut turned, true) => {
-                    cx.waker().wake_by_ref();
-                    Poll::Pending
+            std::future::poll_fn(|cx| {
+                if std::mem::replace(&mut turned, true) {
+                    return Poll::Ready(());
                 }
-                Poll::Pending => Poll::Ready(false),
+                cx.waker().wake_by_ref();
+                Poll::Pending
             })
             .await;
-            if at_once {
+            if self.is_zero() {
                 return true;
             }
         }

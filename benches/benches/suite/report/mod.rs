@@ -153,8 +153,7 @@ impl Report {
                 (Placement::Cross, "across threads"),
             ] {
                 eprintln!("   W3 ask {where_}");
-                crate::CPU_PER_ASK.store(0, std::sync::atomic::Ordering::Relaxed);
-                if let Some(h) = s.ask(placement, z.ask_warmup, z.ask) {
+                if let Some((h, cpu)) = asks(s, placement, z.ask_warmup, z.ask, 0) {
                     for (q, label) in [(0.5, "p50"), (0.99, "p99"), (0.999, "p99.9")] {
                         self.put(
                             W3,
@@ -174,7 +173,6 @@ impl Report {
                         false,
                     );
                     // Systems whose asks do not go through `latencies` measure no CPU.
-                    let cpu = crate::CPU_PER_ASK.load(std::sync::atomic::Ordering::Relaxed);
                     self.put(
                         W3,
                         format!("{where_}, process CPU per ask"),
@@ -187,17 +185,15 @@ impl Report {
             }
             // A moderate load: the runtimes are idle between asks, and what they burn
             // meanwhile (spinning, polling) counts in the CPU per ask.
-            crate::ASK_PACE_US.store(1_000, std::sync::atomic::Ordering::Relaxed);
             for (placement, where_) in [
                 (Placement::Same, "same reactor"),
                 (Placement::Cross, "across threads"),
             ] {
                 eprintln!("   W3 ask {where_}, asks ≥ 1 ms apart");
-                crate::CPU_PER_ASK.store(0, std::sync::atomic::Ordering::Relaxed);
-                let Some(h) = s.ask(placement, z.ask_warmup / 100, z.paced_asks) else {
+                let Some((h, cpu)) = asks(s, placement, z.ask_warmup / 100, z.paced_asks, 1_000)
+                else {
                     continue;
                 };
-                let cpu = crate::CPU_PER_ASK.load(std::sync::atomic::Ordering::Relaxed);
                 // Only asks made through `latencies` are paced.
                 if cpu == 0 {
                     continue;
@@ -220,7 +216,6 @@ impl Report {
                     false,
                 );
             }
-            crate::ASK_PACE_US.store(0, std::sync::atomic::Ordering::Relaxed);
             eprintln!("   W3 64 outstanding");
             let d = s.ask_pipelined(z.ask);
             self.put(
@@ -566,4 +561,22 @@ fn today() -> String {
         .and_then(|o| String::from_utf8(o.stdout).ok())
         .map(|s| s.trim().to_owned())
         .unwrap_or_default()
+}
+
+/// W3's asks of `s`, each after a pause of `pace_us` microseconds (see
+/// [`ASK_PACE_US`](crate::ASK_PACE_US)): their latencies and the process CPU per ask (0 for a
+/// system whose asks do not go through [`latencies`](crate::latencies)).
+fn asks<S: System>(
+    s: &S,
+    placement: Placement,
+    warmup: u64,
+    n: u64,
+    pace_us: u64,
+) -> Option<(hdrhistogram::Histogram<u64>, u64)> {
+    use std::sync::atomic::Ordering::Relaxed;
+    crate::ASK_PACE_US.store(pace_us, Relaxed);
+    crate::CPU_PER_ASK.store(0, Relaxed);
+    let h = s.ask(placement, warmup, n);
+    crate::ASK_PACE_US.store(0, Relaxed);
+    h.map(|h| (h, crate::CPU_PER_ASK.load(Relaxed)))
 }
