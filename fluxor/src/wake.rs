@@ -33,6 +33,9 @@ use crate::loom::atomic::{fence, AtomicBool, AtomicU64, Ordering::Relaxed, Order
 use crate::loom::{OnceLock, SegQueue};
 use crate::util::{monotonic_nanos, monotonic_nanos_at};
 
+mod awaited;
+pub(crate) use awaited::AwaitedReply;
+
 /// One reactor's queue of wake-ups handed to it by other threads.
 #[derive(Debug, Default)]
 pub(crate) struct Wakeups {
@@ -66,6 +69,13 @@ pub(crate) struct Wakeups {
 /// closely keep the spinner going whatever its budget; a reactor whose wake-ups come further
 /// apart than `spin` (a request every millisecond, a timer) spins a sixteenth of `spin` each
 /// time it runs out of work, where a fixed spin would burn all of it.
+///
+/// A reply is the one wake-up a reactor knows is coming: while one of its tasks waits for a
+/// reply it asked for (an [`AwaitedReply`] lives), the spinner keeps going up to the whole
+/// `spin`, whatever its budget, so a request answered within the spin costs its requester
+/// no park; once the reply is in, the budget applies again, so the reactor does not spin on
+/// after it for longer than its traffic pays for. A request waits so at most once: when the
+/// spinner gives up, the replies awaited until then no longer count.
 pub(crate) struct Spinner {
     wakeups: Arc<Wakeups>,
     /// The longest budget (`Builder::spin_before_park`).
@@ -111,6 +121,18 @@ impl Spinner {
     }
 }
 
+impl Spinner {
+    /// How long it spins without a wake-up: the whole spin while a task of this reactor waits
+    /// for a reply it asked for since the spinner last gave up, its budget otherwise.
+    fn limit(&self) -> Duration {
+        if awaited::any() {
+            self.spin
+        } else {
+            self.budget
+        }
+    }
+}
+
 impl Future for Spinner {
     type Output = ();
 
@@ -140,13 +162,14 @@ impl Future for Spinner {
             this.turns = 0;
         } else {
             this.turns += 1;
-            if this.turns % CLOCK_EVERY == 0 && this.last.elapsed() >= this.budget {
+            if this.turns % CLOCK_EVERY == 0 && this.last.elapsed() >= this.limit() {
                 // Cleared before senders may ring: a ring from now on is stamped.
                 w.rang_at.store(0, Relaxed);
                 w.watching.store(false, SeqCst);
                 fence(SeqCst);
                 if w.wake_queued() == 0 {
                     this.active = false;
+                    awaited::gave_up();
                     this.gave_up = Some(monotonic_nanos_at(this.last));
                     w.rested.store(true, SeqCst);
                     return Poll::Pending;
@@ -430,6 +453,42 @@ mod tests {
         w.before_park();
         let _ = Pin::new(&mut spinner).poll(&mut cx);
         assert_eq!(spinner.budget, spin / 2, "no spin would have caught it");
+    }
+
+    #[test]
+    fn an_awaited_reply_keeps_the_spinner_going_for_the_whole_spin_once() {
+        let w = Arc::new(Wakeups::default());
+        let (_bell, doorbell) = counter();
+        w.answer(&doorbell);
+        let spin = Duration::from_millis(2);
+        let mut spinner = Spinner::new(w.clone(), spin);
+        spinner.budget = spin / SHORTEST;
+        assert_eq!(spinner.limit(), spin / SHORTEST);
+        let awaited = AwaitedReply::new();
+        assert_eq!(spinner.limit(), spin, "a reply is on its way");
+        drop(awaited);
+        assert_eq!(spinner.limit(), spin / SHORTEST, "the reply is in");
+
+        let (again, spinner_waker) = counter();
+        let mut cx = TaskContext::from_waker(&spinner_waker);
+        let awaited = AwaitedReply::new();
+        let started = Instant::now();
+        spin_until_it_rests(&mut spinner, &mut cx, &again);
+        assert!(
+            started.elapsed() >= spin,
+            "it spun the whole spin for the reply"
+        );
+        assert_eq!(
+            spinner.limit(),
+            spinner.budget,
+            "a reply keeps it going once: after it gave up, the budget applies"
+        );
+        // The reply comes late: its wait belonged to the round that ended.
+        drop(awaited);
+        let next = AwaitedReply::new();
+        assert_eq!(spinner.limit(), spin, "a reply asked for since counts");
+        drop(next);
+        assert_eq!(spinner.limit(), spinner.budget);
     }
 
     #[test]

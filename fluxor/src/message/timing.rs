@@ -9,6 +9,7 @@ use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
 use super::reply::{Exchange, Reply, ReplyResult, Slot};
+use crate::wake::AwaitedReply;
 
 impl<R: 'static> Reply<R> {
     /// The reply, or `Err(Elapsed)` once `after` has passed.
@@ -23,6 +24,7 @@ impl<R: 'static> Reply<R> {
             },
             reply: self,
             sleep: None,
+            awaited: None,
         }
     }
 }
@@ -46,6 +48,9 @@ pub(crate) struct Within<R> {
     deadline: tokio::time::Instant,
     stage: Stage,
     sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Keeps this reactor's spinner going while the reply is on its way (until it is in, or
+    /// this wait is dropped).
+    awaited: Option<AwaitedReply>,
 }
 
 enum Stage {
@@ -63,10 +68,12 @@ impl<R: 'static> Future for Within<R> {
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         if let Poll::Ready(reply) = Pin::new(&mut this.reply).poll(cx) {
+            this.awaited = None;
             return Poll::Ready(Ok(reply));
         }
         match this.stage {
             Stage::Fresh => {
+                this.awaited = Some(AwaitedReply::new());
                 let slot: Weak<dyn Arm> = Arc::downgrade(&this.reply.slot) as Weak<dyn Arm>;
                 if untimed::join(slot) {
                     this.stage = Stage::Untimed;
@@ -86,7 +93,10 @@ impl<R: 'static> Future for Within<R> {
             .sleep
             .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
         match sleep.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Err(Elapsed)),
+            Poll::Ready(()) => {
+                this.awaited = None;
+                Poll::Ready(Err(Elapsed))
+            }
             Poll::Pending => Poll::Pending,
         }
     }
