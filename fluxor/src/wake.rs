@@ -84,7 +84,8 @@ pub(crate) struct Spinner {
     budget: Duration,
     /// When the queue last held a wake-up (or the spinner started).
     last: Instant,
-    /// Polls since `last` was read; the clock is read every `CLOCK_EVERY` polls.
+    /// Polls since `last` was read; the clock is read every `CLOCK_EVERY` polls (each poll
+    /// watches the queue for a while, see [`Wakeups::watch_briefly`]).
     turns: u32,
     active: bool,
     /// It gave up, and has not started again since: its `last` then ([`monotonic_nanos`]).
@@ -92,7 +93,11 @@ pub(crate) struct Spinner {
 }
 
 // Every poll in a model-checking build, where a few polls must be enough to see it rest.
-const CLOCK_EVERY: u32 = if cfg!(loom) { 1 } else { 32 };
+const CLOCK_EVERY: u32 = if cfg!(loom) { 1 } else { 2 };
+
+/// How many times a spinner's poll looks at the queue before it lets the reactor's other work
+/// run (once in a model-checking build).
+const WATCH_TURNS: u32 = if cfg!(loom) { 1 } else { 16 };
 
 /// The shortest budget is `spin` divided by this.
 const SHORTEST: u32 = 16;
@@ -157,7 +162,7 @@ impl Future for Spinner {
             }
             w.watching.store(true, SeqCst);
         }
-        if w.wake_queued() > 0 {
+        if w.wake_queued() > 0 || w.watch_briefly() {
             this.last = Instant::now();
             this.turns = 0;
         } else {
@@ -237,6 +242,19 @@ impl Wakeups {
         let _ = self.rung.swap(false, SeqCst);
         fence(SeqCst);
         self.wake_queued();
+    }
+
+    /// Watches the queue for a few hundred cycles without leaving the spinner's poll, and wakes
+    /// what comes meanwhile: a wake-up that comes while the spinner is being polled is taken
+    /// at once, not a scheduler turn later. Whether one came.
+    fn watch_briefly(&self) -> bool {
+        for _ in 0..WATCH_TURNS {
+            std::hint::spin_loop();
+            if !self.queue.is_empty() {
+                return self.wake_queued() > 0;
+            }
+        }
+        false
     }
 
     /// Wakes what the queue holds; how many.
