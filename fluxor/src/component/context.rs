@@ -28,14 +28,15 @@ pub struct Context<C: Component> {
     pub(crate) instance: u32,
     pub(crate) reactor: u32,
     pub(crate) myself: ActorRef<C>,
-    pub(crate) current: Option<Meta>,
+    /// The metadata of the message being handled, when `handling` (a flag, not an `Option`,
+    /// so that it shares the small fields' word: every instance's task holds a context).
+    pub(crate) current: Meta,
+    pub(crate) handling: bool,
     pub(crate) lane: Lane,
     pub(crate) timers: Timers,
-    /// This instance's key with the blocked-reactor checker.
-    pub(crate) key: u64,
     /// The config this instance runs with, and the generation it was swapped in at.
     pub(crate) config: Arc<C::Config>,
-    pub(crate) config_generation: u64,
+    pub(crate) config_generation: u32,
     /// A new config was adopted and the `#[on_config]` hook has not seen it yet.
     pub(crate) config_changed: bool,
 }
@@ -115,23 +116,24 @@ impl<C: Component> Context<C> {
 
     /// The request id of the message being handled (`None` in `start` / `stop`).
     pub fn request_id(&self) -> Option<Uuid> {
-        self.current.as_ref().map(|m| m.request_id)
+        self.handling.then_some(self.current.request_id)
     }
 
     /// The correlation id of the envelope being handled.
     pub fn correlation_id(&self) -> Option<Uuid> {
-        self.current.as_ref().map(|m| m.correlation_id)
+        self.handling.then_some(self.current.correlation_id)
     }
 
     /// The topic the message being handled was sent to (`None` for a direct message).
     pub fn topic(&self) -> Option<&str> {
-        self.current.as_ref().and_then(|m| m.topic.as_deref())
+        // Cleared between messages.
+        self.current.topic.as_deref()
     }
 
     /// The headers of the envelope being handled.
     pub fn headers(&self) -> &Headers {
-        const EMPTY: &Headers = &Headers::new();
-        self.current.as_ref().map_or(EMPTY, |m| &m.headers)
+        // Cleared between messages.
+        &self.current.headers
     }
 
     /// This instance, as the maker of a request from its handler.
@@ -143,9 +145,10 @@ impl<C: Component> Context<C> {
     }
 
     fn meta(&self) -> Meta {
-        match &self.current {
-            Some(m) => self.shared.bus.child_meta(m.request_id),
-            None => self.shared.bus.root_meta(),
+        if self.handling {
+            self.shared.bus.child_meta(self.current.request_id)
+        } else {
+            self.shared.bus.root_meta()
         }
     }
 
@@ -334,7 +337,21 @@ impl<C: Component> Context<C> {
     pub(crate) fn reset(&mut self) {
         self.timers.cancel_all();
         self.lane = Lane::default();
-        self.current = None;
+        self.forget_message();
+    }
+
+    /// Forgets the metadata of the message that was handled.
+    #[inline]
+    pub(crate) fn forget_message(&mut self) {
+        self.handling = false;
+        self.current.topic = None;
+        self.current.headers = Headers::new();
+    }
+
+    /// This instance's key with the blocked-reactor checker.
+    #[inline]
+    pub(crate) fn key(&self) -> u64 {
+        self.shared.watch_key + u64::from(self.instance)
     }
 
     /// The runtime's worker pool.
@@ -437,7 +454,8 @@ impl<C: Component> Context<C> {
             parent: crate::otel::extract(&meta.headers),
         };
         self.stamp().topic(meta.topic.as_ref());
-        self.current = Some(meta);
+        self.current = meta;
+        self.handling = true;
         (msg, responder)
     }
 }

@@ -79,6 +79,11 @@ pub(super) struct Chan<T> {
     /// receiver's batch ends while a sender waits for room; written on the receiver's thread
     /// only.
     pub(super) credit: AtomicUsize,
+    /// Slots freed since a waiting sender was last woken, within the receiver's batch: the
+    /// first freed slot wakes one, and then every 16th (a woken sender takes all the room it
+    /// finds; the batch's end wakes one in any case). Written on the receiver's thread only;
+    /// kept here rather than in the `Receiver`, which every instance's task holds.
+    pub(super) freed: AtomicUsize,
     /// The instance's counters.
     pub(super) stats: InstanceStats,
 }
@@ -267,6 +272,7 @@ impl<T> Mailbox<T> {
             taken: AtomicUsize::new(0),
             shared_len: AtomicUsize::new(0),
             credit: AtomicUsize::new(0),
+            freed: AtomicUsize::new(0),
             lane: Lane::new(wake),
             closed: AtomicBool::new(false),
             armed: AtomicBool::new(false),
@@ -280,7 +286,6 @@ impl<T> Mailbox<T> {
             Receiver {
                 chan,
                 local: VecDeque::new(),
-                freed: 0,
             },
         )
     }

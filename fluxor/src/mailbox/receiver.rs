@@ -22,10 +22,6 @@ const NOTIFY_EVERY: usize = 16;
 pub(crate) struct Receiver<T> {
     pub(super) chan: Arc<Chan<T>>,
     pub(super) local: VecDeque<T>,
-    /// Slots freed since a waiting sender was last woken, within a batch: the first freed
-    /// slot wakes one, and then every `NOTIFY_EVERY`th (a woken sender takes all the room it
-    /// finds; the batch's end wakes one in any case).
-    pub(super) freed: usize,
 }
 
 /// Why `try_recv` returned nothing.
@@ -156,15 +152,17 @@ impl<T> Receiver<T> {
         let owned = chan.taken.load(Ordering::Relaxed) - 1;
         if !self.local.is_empty() {
             // Within a batch the freed slot is published with a plain store, and a sender
-            // seen waiting is woken (not for every slot: see `freed`); one that starts waiting
+            // seen waiting is woken (not for every slot: see `Chan::freed`); one that starts waiting
             // meanwhile and is not seen here is seen when the batch ends, below (a sender only
             // sleeps while slots are taken, so the batch's end comes).
             chan.taken.store(owned, Ordering::Release);
             if chan.waiting.load(Ordering::Relaxed) > 0 {
-                if self.freed == 0 {
+                let freed = chan.freed.load(Ordering::Relaxed);
+                if freed == 0 {
                     chan.room.notify_one();
                 }
-                self.freed = (self.freed + 1) % NOTIFY_EVERY;
+                chan.freed
+                    .store((freed + 1) % NOTIFY_EVERY, Ordering::Relaxed);
             }
             return Some(v);
         }
@@ -173,7 +171,7 @@ impl<T> Receiver<T> {
         // sides): either a waiting sender sees the freed slots, or this side sees the sender
         // waiting and wakes it.
         publish(&chan.taken, owned);
-        self.freed = 0;
+        chan.freed.store(0, Ordering::Relaxed);
         if self.local.capacity() > KEEP_SLOTS {
             self.local = VecDeque::new();
         }

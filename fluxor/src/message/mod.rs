@@ -141,6 +141,14 @@ pub(crate) struct Meta {
 }
 
 impl Meta {
+    /// No message: nil ids, no topic, no headers.
+    pub(crate) const NONE: Meta = Meta {
+        correlation_id: Uuid::nil(),
+        request_id: Uuid::nil(),
+        topic: None,
+        headers: Headers::new(),
+    };
+
     /// A fresh chain: the request id is the envelope's own correlation id.
     #[inline]
     pub(crate) fn root(ids: &IdGen) -> Self {

@@ -26,7 +26,6 @@ pub(super) const BATCH: usize = 64;
 /// What a new instance starts with; it runs on its reactor.
 pub(crate) struct InstanceTask<C: Component> {
     reactor: u32,
-    key: u64,
     mailbox: Mailbox<C::Msg>,
     rx: Receiver<C::Msg>,
     /// Also says which instance this is, and holds the deployment's shared state.
@@ -35,13 +34,12 @@ pub(crate) struct InstanceTask<C: Component> {
 
 impl<C: Component> InstanceTask<C> {
     pub(crate) fn new(
-        (reactor, key): (u32, u64),
+        reactor: u32,
         (mailbox, rx): (Mailbox<C::Msg>, Receiver<C::Msg>),
         duty: ReportGuard<Shared<C>>,
     ) -> Self {
         InstanceTask {
             reactor,
-            key,
             mailbox,
             rx,
             duty,
@@ -55,7 +53,6 @@ impl<C: Component> InstanceTask<C> {
     fn create(self) -> Option<(C, Context<C>, LoopInputs<C>)> {
         let InstanceTask {
             reactor,
-            key,
             mailbox,
             rx,
             mut duty,
@@ -77,10 +74,10 @@ impl<C: Component> InstanceTask<C> {
                 mailbox: mailbox.clone(),
                 bus: shared.bus.clone(),
             },
-            current: None,
+            current: crate::message::Meta::NONE,
+            handling: false,
             lane: Lane::default(),
             timers: Timers::default(),
-            key,
             // The generation first: a swap in between is adopted again at the next message.
             config_generation: shared
                 .config_generation
@@ -88,15 +85,7 @@ impl<C: Component> InstanceTask<C> {
             config: shared.config(),
             config_changed: false,
         };
-        Some((
-            component,
-            ctx,
-            LoopInputs {
-                rx,
-                duty,
-                started: None,
-            },
-        ))
+        Some((component, ctx, LoopInputs { rx, duty }))
     }
 
     /// Creates the component (on its reactor) and returns the rest of its supervised there;
@@ -118,7 +107,7 @@ impl<C: Component> InstanceTask<C> {
             if ok && delivered {
                 InstanceState::Running.store(&rest.rx.stats().state);
             }
-            rest.started = Some((ok, delivered));
+            rest.duty.started_early = Some((ok, delivered));
         }
         Some(actor_loop(exec, rest))
     }
@@ -143,10 +132,8 @@ impl<C: Component> InstanceTask<C> {
 /// What the lifecycle loop needs besides the component.
 pub(super) struct LoopInputs<C: Component> {
     rx: Receiver<C::Msg>,
-    /// Also holds the deployment's shared state.
+    /// Also holds the deployment's shared state, and how the start went if it already ran.
     duty: ReportGuard<Shared<C>>,
-    /// How the start went (it started, the deployment still wants it), when it already ran.
-    started: Option<(bool, bool)>,
 }
 
 /// Polls `fut` once, with a waker that does nothing.
@@ -172,17 +159,13 @@ pub(super) fn actor_loop<C: Component, E: Exec<C>>(
     rest: LoopInputs<C>,
 ) -> impl Future<Output = ()> {
     // Taken apart here, not in the async block, so the task holds each part once.
-    let LoopInputs {
-        mut rx,
-        mut duty,
-        started,
-    } = rest;
+    let LoopInputs { mut rx, mut duty } = rest;
     async move {
         // Rare, one-off and large steps are boxed, and so is each batch of messages (which holds
         // the handler's future), so an idle instance's task stays small.
-        let (ok, delivered) = match started {
+        let (ok, delivered) = match duty.started_early {
             Some(reported) => reported,
-            None => start(&mut exec, &mut rx, &mut duty).await,
+            None => Box::pin(start(&mut exec, &mut rx, &mut duty)).await,
         };
         if !ok || !delivered {
             // The deployment gave up on this instance (timed out, or its start was cut short)
@@ -252,21 +235,18 @@ pub(super) fn actor_loop<C: Component, E: Exec<C>>(
 
 /// Runs the instance's start and reports it: whether it started, and whether the deployment
 /// still wants it. A stop request during the start (its deploy timed out, failed elsewhere or
-/// was dropped) cuts the start short: the deploy does not wait for it. Boxed as a whole, so
-/// the idle task keeps no room for the start or the watch on stop requests.
+/// was dropped) cuts the start short: the deploy does not wait for it. The caller boxes it,
+/// so the idle task keeps no room for the start or the watch on stop requests.
 async fn start<C: Component, E: Exec<C>>(
     exec: &mut E,
     rx: &mut Receiver<C::Msg>,
     duty: &mut ReportGuard<Shared<C>>,
 ) -> (bool, bool) {
-    let started = Box::pin(async {
-        tokio::select! {
-            biased;
-            result = exec.start() => Some(result),
-            _ = rx.stop_requested() => None,
-        }
-    })
-    .await;
+    let started = tokio::select! {
+        biased;
+        result = exec.start() => Some(result),
+        _ = rx.stop_requested() => None,
+    };
     match started {
         Some(start) => {
             let ok = start.is_ok();
@@ -482,5 +462,39 @@ pub(super) async fn within<F: Future>(
         Poll::Pending => tokio::time::timeout_at(deadline(), fut)
             .await
             .map_err(|_| ()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::component::Outcome;
+
+    /// A component with 64 bytes of state.
+    struct Small {
+        _state: [u64; 8],
+    }
+
+    impl Component for Small {
+        type Msg = u64;
+        type Config = ();
+
+        async fn handle(&mut self, _: u64, _: &mut Context<Self>) -> Outcome {
+            Outcome::Handled
+        }
+    }
+
+    /// The size of what `f` returns.
+    fn returned<A, B, R>(_: fn(A, B) -> R) -> usize {
+        std::mem::size_of::<R>()
+    }
+
+    #[test]
+    fn an_idle_instance_of_a_small_component_fits_a_384_byte_task() {
+        // tokio keeps a task in a 128-byte aligned cell of 104 bytes besides the future (and
+        // its stage's tag): a future of up to 280 bytes makes a 384-byte cell, 288 a 512-byte one.
+        let size = returned(actor_loop::<Small, Inline<Small>>);
+        println!("actor loop of a 64-byte component: {size} bytes");
+        assert!(size <= 280, "the actor loop's future grew to {size} bytes");
     }
 }

@@ -193,12 +193,14 @@ impl Fluxor {
             .collect();
         let peers = channels.iter().map(|(mb, _)| mb.signals()).collect();
         let supervisor = Supervisor::new(options.supervision.unwrap_or_else(C::supervision), peers);
+        let watch = inner.watchdog.shared.register();
         let shared = Arc::new(Shared {
             reports: Reports::new(C::name(), instances),
             factory: Box::new(factory),
             config: std::sync::Mutex::new(config),
-            config_generation: std::sync::atomic::AtomicU64::new(0),
+            config_generation: std::sync::atomic::AtomicU32::new(0),
             deployment: id,
+            watch_key: watch.key(0),
             bus: inner.bus.clone(),
             supervisor,
             quiet: options.quiet,
@@ -207,6 +209,7 @@ impl Fluxor {
         });
         Ok(Plan {
             shared,
+            watch,
             bindings,
             channels,
             reactors,
@@ -228,6 +231,7 @@ impl Fluxor {
         // Taken apart here, not in the async block, so its future holds each part once.
         let Plan {
             shared,
+            watch,
             bindings,
             channels,
             reactors,
@@ -256,7 +260,6 @@ impl Fluxor {
             if inner.shutting_down.load(Ordering::Acquire) {
                 return Err(DeployError::ShuttingDown);
             }
-            let watch = inner.watchdog.shared.register();
             let watch = deployment.watch.insert(watch);
             let mut failure: Option<(usize, String)> = None;
             let reactors = &deployment.reactors;
@@ -276,7 +279,7 @@ impl Fluxor {
             let tasks = channels.into_iter().enumerate().map(|(index, channel)| {
                 let reactor = reactors[index];
                 let task = InstanceTask::new(
-                    (reactor, watch.key(index)),
+                    reactor,
                     channel,
                     ReportGuard::new(shared.clone(), index as u32),
                 );

@@ -42,7 +42,7 @@ impl<C: Component> Exec<C> for Inline<C> {
     }
 
     fn dispatch(&mut self, msg: C::Msg) -> impl Future<Output = Option<Outcome>> {
-        self.ctx.stamp().begin(self.ctx.key);
+        self.ctx.stamp().begin(self.ctx.key());
         Guarded {
             inner: catch_unwind(self.component.handle(msg, &mut self.ctx)),
         }
@@ -50,7 +50,7 @@ impl<C: Component> Exec<C> for Inline<C> {
 
     #[inline]
     fn dispatch_now(&mut self, msg: C::Msg) -> Result<Outcome, C::Msg> {
-        self.ctx.stamp().begin(self.ctx.key);
+        self.ctx.stamp().begin(self.ctx.key());
         let (component, ctx) = (&mut self.component, &mut self.ctx);
         // `Responder::run_now` catches handler panics; this catches panics in hand-written
         // dispatch code around it.
@@ -64,7 +64,7 @@ impl<C: Component> Exec<C> for Inline<C> {
     }
 
     async fn stop(&mut self) -> Result<(), String> {
-        self.ctx.current = None;
+        self.ctx.forget_message();
         stop_outcome(catch_unwind(self.component.stop(&mut self.ctx)).await)
     }
 
@@ -147,7 +147,7 @@ impl<C: Component + Send> Exec<C> for OnWorkers<C> {
     async fn stop(&mut self) -> Result<(), String> {
         self.ship(Box::new(|c, ctx| {
             Box::pin(async move {
-                ctx.current = None;
+                ctx.forget_message();
                 stop_outcome(catch_unwind(c.stop(ctx)).await)
             })
         }))
@@ -221,7 +221,7 @@ impl<F: Future<Output = Outcome>> Future for Guarded<F> {
 
 /// Counts and logs how a message went, and forgets the message's metadata.
 pub(super) fn settle<C: Component>(ctx: &mut Context<C>, outcome: &Outcome, stats: &InstanceStats) {
-    ctx.current = None;
+    ctx.forget_message();
     match outcome {
         Outcome::Handled => InstanceStats::bump_own(&stats.handled),
         Outcome::Failed(reason) => {

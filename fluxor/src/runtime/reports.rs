@@ -275,6 +275,10 @@ pub(crate) struct ReportGuard<O: HoldsReports> {
     pub(super) index: u32,
     pub(super) start_pending: bool,
     pub(super) stop_pending: bool,
+    /// How the start went (it started, the deployment still wants it), when it ran before
+    /// the instance's loop (kept here, in the guard's spare bytes, rather than beside it in
+    /// every instance's task).
+    pub(super) started_early: Option<(bool, bool)>,
 }
 
 /// Holds a deployment's [`Reports`].
@@ -301,6 +305,7 @@ impl<O: HoldsReports> ReportGuard<O> {
             index,
             start_pending: true,
             stop_pending: true,
+            started_early: None,
         }
     }
 

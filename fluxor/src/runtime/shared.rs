@@ -21,9 +21,13 @@ pub(crate) struct Shared<C: Component> {
     /// Read when an instance is made and after a swap (a context keeps its own `Arc`), so a
     /// lock is enough.
     pub(super) config: std::sync::Mutex<Arc<C::Config>>,
-    /// Grows with every swap: an instance compares it with the one it adopted last.
-    pub(crate) config_generation: std::sync::atomic::AtomicU64,
+    /// Grows with every swap (wrapping): an instance compares it with the one it adopted
+    /// last. 32 bits, so that a context keeps it beside its other small fields.
+    pub(crate) config_generation: std::sync::atomic::AtomicU32,
     pub(crate) deployment: DeploymentId,
+    /// The key of its instance 0 with the blocked-reactor checker (instance `i` has this
+    /// plus `i`).
+    pub(crate) watch_key: u64,
     pub(crate) bus: EventBus,
     pub(crate) supervisor: Supervisor,
     /// Publishes no lifecycle events.

@@ -86,6 +86,8 @@ pub(super) type Channel<T> = (Mailbox<T>, crate::mailbox::Receiver<T>);
 /// A deployment checked and built, not started yet.
 pub(super) struct Plan<C: Component> {
     pub(super) shared: Arc<Shared<C>>,
+    /// Its key with the blocked-reactor checker.
+    pub(super) watch: crate::watchdog::Registration,
     pub(super) bindings: Vec<crate::component::Binding<C>>,
     /// Each instance's mailbox and its receiving side.
     pub(super) channels: crate::util::Few<Channel<C::Msg>>,

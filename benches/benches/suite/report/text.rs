@@ -92,7 +92,8 @@ pub(super) const NOTES: &str = r#"
     which runs its queue in order too, holds its whole tree as well, and the tokio floor needs
     3.4× more memory on one thread than on two workers, where a spawned task mostly runs next;
     Fluxor's tree with default placement peaks at about half, not investigated). Per
-    node that is the instance's task (384 bytes; a component of up to 72 bytes fits), its
+    node that is the instance's task (384 bytes; a component of up to 64 bytes fits, as the
+    skynet node does since its context and receiving side shrank: 512 bytes before), its
     mailbox (~300 bytes), the one-message slot it keeps (128 bytes) and a tenth of its
     deployment. glibc grows a thread's arena page by page (`mprotect`, 12% of the
     samples) and page faults take another 13%.
@@ -111,7 +112,8 @@ pub(super) const NOTES: &str = r#"
     plain-method one) starts while it is made, so the deploy waits for nothing.
   - *Idle memory* (W6): the instance's tokio task is 384 bytes (tokio aligns task cells to
     128 bytes; the future is the component, its `Context` and the mailbox's receiving side,
-    ~280 bytes for a component of up to 72 bytes) and the mailbox's shared state ~300 bytes;
+    ~210 bytes for a small component, at most 280 for one of 64 bytes, which a unit test
+    checks) and the mailbox's shared state ~300 bytes;
     the rest is the allocator's rounding and the runtime's per-instance mailbox pointer and
     reactor index. glibc places 128-byte aligned blocks with gaps around them.
   - *Ping-pong and tell* (W1, W4): plain handlers run in place (no future per message, the
