@@ -75,16 +75,32 @@ impl IdGen {
                 start
             }
         });
-        uuid::Builder::from_bytes(Uuid::from_u64_pair(self.prefix, n).into_bytes())
-            .with_variant(uuid::Variant::RFC4122)
-            .with_version(uuid::Version::Custom)
-            .into_uuid()
+        // The version (8, custom: the high nibble of byte 6) and the RFC 4122 variant (the top
+        // bits 10 of byte 8), set on the two halves: whole-word stores, where setting bytes of
+        // the finished id would make the next 16-byte read of it wait for them.
+        let high = (self.prefix & !0xF000) | 0x8000;
+        let low = (n & !(0xC0 << 56)) | (0x80 << 56);
+        Uuid::from_u64_pair(high, low)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_carry_the_custom_version_and_the_rfc_4122_variant() {
+        let ids = IdGen::new();
+        for _ in 0..3 {
+            let id = ids.next();
+            let built = uuid::Builder::from_bytes(id.into_bytes())
+                .with_variant(uuid::Variant::RFC4122)
+                .with_version(uuid::Version::Custom)
+                .into_uuid();
+            assert_eq!(id, built, "setting them again changes nothing");
+            assert_eq!(id.get_variant(), uuid::Variant::RFC4122);
+        }
+    }
 
     #[test]
     fn ids_are_unique_and_share_a_prefix() {

@@ -43,7 +43,7 @@ impl<C: Component> ActorRef<C> {
     where
         C: Handles<M>,
     {
-        self.send_meta(msg, self.bus.root_meta())
+        self.send_meta(msg, || self.bus.root_meta())
     }
 
     /// Like [`send`](Self::send), but waits up to `timeout` for room in a full mailbox.
@@ -87,9 +87,17 @@ impl<C: Component> ActorRef<C> {
     where
         C: Handles<M>,
     {
-        let meta = self.bus.root_meta();
         let mut slot = Some(msg);
-        let make = || C::wrap(Envelope::new(slot.take().expect("filled"), None, meta));
+        let bus = &self.bus;
+        // Two pointers: the envelope (and its ids) is made where it is stored, not copied
+        // through the push.
+        let make = || {
+            C::wrap(Envelope::new(
+                slot.take().expect("filled"),
+                None,
+                bus.root_meta(),
+            ))
+        };
         // The attempt at once comes first, in place: no waiting future is made (nor a clock
         // read) when there is room.
         let pushed = match self.mailbox.push_now(make) {
@@ -117,7 +125,7 @@ impl<C: Component> ActorRef<C> {
     where
         C: Handles<M>,
     {
-        self.request_meta(msg, self.bus.root_meta(), None).await
+        self.request_meta(msg, || self.bus.root_meta(), None).await
     }
 
     /// Messages waiting in the instance's mailbox.
@@ -125,14 +133,20 @@ impl<C: Component> ActorRef<C> {
         self.mailbox.len()
     }
 
-    pub(crate) fn send_meta<M: Message>(&self, msg: M, meta: Meta) -> Result<(), SendError<M>>
+    /// Sends `msg` with the metadata `meta` makes: called where the envelope is stored, so
+    /// neither is copied through the push (see `send_waiting`).
+    pub(crate) fn send_meta<M: Message>(
+        &self,
+        msg: M,
+        meta: impl FnOnce() -> Meta,
+    ) -> Result<(), SendError<M>>
     where
         C: Handles<M>,
     {
         let mut slot = Some(msg);
         match self
             .mailbox
-            .try_push(|| C::wrap(Envelope::new(slot.take().expect("filled"), None, meta)))
+            .try_push(|| C::wrap(Envelope::new(slot.take().expect("filled"), None, meta())))
         {
             Ok(()) => Ok(()),
             Err(e) => Err(SendError {
@@ -145,7 +159,7 @@ impl<C: Component> ActorRef<C> {
     pub(crate) async fn request_meta<M: Message>(
         &self,
         msg: M,
-        meta: Meta,
+        meta: impl FnOnce() -> Meta,
         timeout: Option<std::time::Duration>,
     ) -> Result<M::Reply, BusError>
     where
@@ -153,7 +167,7 @@ impl<C: Component> ActorRef<C> {
     {
         let (reply, rx) = ReplyTo::channel();
         self.mailbox
-            .try_push(|| C::wrap(Envelope::new(msg, Some(reply), meta)))
+            .try_push(|| C::wrap(Envelope::new(msg, Some(reply), meta())))
             .map_err(direct_error::<C>)?;
         self.bus
             .await_reply(rx, timeout, || C::name().to_owned())

@@ -234,7 +234,7 @@ impl<C: Component> Context<C> {
         to: &ActorRef<T>,
         msg: M,
     ) -> Result<(), SendError<M>> {
-        to.send_meta(msg, self.meta())
+        to.send_meta(msg, || self.meta())
     }
 
     /// Requests directly from another instance, carrying the current request id.
@@ -253,7 +253,7 @@ impl<C: Component> Context<C> {
                 component: C::name(),
             });
         }
-        to.request_meta(msg, self.meta(), None).await
+        to.request_meta(msg, || self.meta(), None).await
     }
 
     /// Delivers `msg` to this instance once, after `delay`, through its topic-less

@@ -145,16 +145,19 @@ impl<T> Receiver<T> {
         }
     }
 
+    /// The next message of the receiver's batch, with the bookkeeping of a freed slot. The
+    /// message is taken last, so that it goes straight to where the caller wants it (a copy
+    /// kept across the bookkeeping made the next read of it wait for the copy).
     fn take_local(&mut self) -> Option<T> {
-        let v = self.local.pop_front()?;
+        let left = self.local.len().checked_sub(1)?;
         let chan = &*self.chan;
         // Only this thread writes `taken` (the lane's pushes run on it too).
         let owned = chan.taken.load(Ordering::Relaxed) - 1;
-        if !self.local.is_empty() {
+        if left > 0 {
             // Within a batch the freed slot is published with a plain store, and a sender
-            // seen waiting is woken (not for every slot: see `Chan::freed`); one that starts waiting
-            // meanwhile and is not seen here is seen when the batch ends, below (a sender only
-            // sleeps while slots are taken, so the batch's end comes).
+            // seen waiting is woken (not for every slot: see `Chan::freed`); one that starts
+            // waiting meanwhile and is not seen here is seen when the batch ends, below (a
+            // sender only sleeps while slots are taken, so the batch's end comes).
             chan.taken.store(owned, Ordering::Release);
             if chan.waiting.load(Ordering::Relaxed) > 0 {
                 let freed = chan.freed.load(Ordering::Relaxed);
@@ -164,7 +167,7 @@ impl<T> Receiver<T> {
                 chan.freed
                     .store((freed + 1) % NOTIFY_EVERY, Ordering::Relaxed);
             }
-            return Some(v);
+            return self.local.pop_front();
         }
         // The batch's end. This store and the `waiting` read below are ordered like a
         // sender's `waiting` increment and its `taken` read (sequentially consistent on both
@@ -172,9 +175,6 @@ impl<T> Receiver<T> {
         // waiting and wakes it.
         publish(&chan.taken, owned);
         chan.freed.store(0, Ordering::Relaxed);
-        if self.local.capacity() > KEEP_SLOTS {
-            self.local = VecDeque::new();
-        }
         if chan.waiting.load(Ordering::SeqCst) > 0 {
             // Slots reserved for the lane and not used go back to the waiting senders (one
             // that starts waiting after this look finds them at the next batch's end: it only
@@ -185,7 +185,12 @@ impl<T> Receiver<T> {
             }
             chan.room.notify_one();
         }
-        Some(v)
+        if self.local.capacity() > KEEP_SLOTS {
+            let last = self.local.pop_front();
+            self.local = VecDeque::new();
+            return last;
+        }
+        self.local.pop_front()
     }
 
     /// Waits without the lock if it may (see `Chan::armed`): on the owner thread, the mailbox
