@@ -71,17 +71,26 @@ pub(crate) struct Wakeups {
 /// time it runs out of work, where a fixed spin would burn all of it.
 ///
 /// A reply is the one wake-up a reactor knows is coming: while one of its tasks waits for a
-/// reply it asked for (an [`AwaitedReply`] lives), the spinner keeps going up to the whole
-/// `spin`, whatever its budget, so a request answered within the spin costs its requester
-/// no park; once the reply is in, the budget applies again, so the reactor does not spin on
-/// after it for longer than its traffic pays for. A request waits so at most once: when the
-/// spinner gives up, the replies awaited until then no longer count.
+/// reply it asked for (an [`AwaitedReply`] lives), the spinner keeps going up to its budget
+/// for replies, whatever its other budget, so a request answered within the spin costs its
+/// requester no park; once the reply is in, the other budget applies again, so the reactor
+/// does not spin on after it for longer than its traffic pays for. A request waits so at
+/// most once: when the spinner gives up, the replies awaited until then no longer count. The
+/// budget for replies adapts like the other one, by what came after the spinner gave up
+/// with a reply still awaited: whole again when a wake-up came within `spin` of the last one
+/// (or was caught while a reply was awaited), halved, down to a sixteenth, when none did. A
+/// reactor whose requests go to something slow (another node, a database behind a worker)
+/// does not burn a whole spin for each.
 pub(crate) struct Spinner {
     wakeups: Arc<Wakeups>,
     /// The longest budget (`Builder::spin_before_park`).
     spin: Duration,
     /// How long it spins now without a wake-up before it gives up.
     budget: Duration,
+    /// How long it spins without a wake-up while a reply is awaited.
+    for_replies: Duration,
+    /// It gave up with a reply still awaited.
+    missed_reply: bool,
     /// When the queue last held a wake-up (or the spinner started).
     last: Instant,
     /// Polls since `last` was read; the clock is read every `CLOCK_EVERY` polls (each poll
@@ -118,6 +127,8 @@ impl Spinner {
             wakeups,
             spin,
             budget: spin,
+            for_replies: spin,
+            missed_reply: false,
             last: Instant::now(),
             turns: 0,
             active: false,
@@ -127,11 +138,12 @@ impl Spinner {
 }
 
 impl Spinner {
-    /// How long it spins without a wake-up: the whole spin while a task of this reactor waits
-    /// for a reply it asked for since the spinner last gave up, its budget otherwise.
+    /// How long it spins without a wake-up: while a task of this reactor waits for a reply it
+    /// asked for since the spinner last gave up, its budget for replies (if longer), its
+    /// budget otherwise.
     fn limit(&self) -> Duration {
         if awaited::any() {
-            self.spin
+            self.for_replies.max(self.budget)
         } else {
             self.budget
         }
@@ -159,10 +171,17 @@ impl Future for Spinner {
                 let late =
                     (rang != 0).then(|| Duration::from_nanos(rang.saturating_sub(gave_up.get())));
                 this.budget = adapt(this.budget, this.spin, late);
+                if std::mem::take(&mut this.missed_reply) {
+                    this.for_replies = adapt(this.for_replies, this.spin, late);
+                }
             }
             w.watching.store(true, SeqCst);
         }
         if w.wake_queued() > 0 || w.watch_briefly() {
+            if awaited::any() {
+                // Caught while a reply is on its way: the whole spin pays for replies.
+                this.for_replies = this.spin;
+            }
             this.last = Instant::now();
             this.turns = 0;
         } else {
@@ -174,6 +193,9 @@ impl Future for Spinner {
                 fence(SeqCst);
                 if w.wake_queued() == 0 {
                     this.active = false;
+                    // A reply did not come within the spin: how late it comes says how long
+                    // to wait for the next.
+                    this.missed_reply = awaited::any();
                     awaited::gave_up();
                     this.gave_up = Some(monotonic_nanos_at(this.last));
                     w.rested.store(true, SeqCst);
@@ -244,7 +266,8 @@ impl Wakeups {
         self.wake_queued();
     }
 
-    /// Watches the queue for a few hundred cycles without leaving the spinner's poll, and wakes
+    /// Watches the queue for sixteen pause instructions (about a thousand cycles or more)
+    /// without leaving the spinner's poll, and wakes
     /// what comes meanwhile: a wake-up that comes while the spinner is being polled is taken
     /// at once, not a scheduler turn later. Whether one came.
     fn watch_briefly(&self) -> bool {
@@ -473,14 +496,20 @@ mod tests {
         assert_eq!(spinner.budget, spin / 2, "no spin would have caught it");
     }
 
-    #[test]
-    fn an_awaited_reply_keeps_the_spinner_going_for_the_whole_spin_once() {
+    /// A spinner of the reactor of `w`, whose budget is at its shortest.
+    fn short_spinner(spin: Duration) -> (Arc<Wakeups>, Spinner) {
         let w = Arc::new(Wakeups::default());
         let (_bell, doorbell) = counter();
         w.answer(&doorbell);
-        let spin = Duration::from_millis(2);
         let mut spinner = Spinner::new(w.clone(), spin);
         spinner.budget = spin / SHORTEST;
+        (w, spinner)
+    }
+
+    #[test]
+    fn an_awaited_reply_keeps_the_spinner_going_for_the_whole_spin_once() {
+        let spin = Duration::from_millis(2);
+        let (w, mut spinner) = short_spinner(spin);
         assert_eq!(spinner.limit(), spin / SHORTEST);
         let awaited = AwaitedReply::new();
         assert_eq!(spinner.limit(), spin, "a reply is on its way");
@@ -507,6 +536,40 @@ mod tests {
         assert_eq!(spinner.limit(), spin, "a reply asked for since counts");
         drop(next);
         assert_eq!(spinner.limit(), spinner.budget);
+        // It starts again with nothing rung since: the missed reply halves the budget for
+        // replies.
+        w.before_park();
+        w.before_park();
+        assert!(Pin::new(&mut spinner).poll(&mut cx).is_pending());
+        let later = AwaitedReply::new();
+        assert_eq!(
+            spinner.limit(),
+            spin / 2,
+            "the last reply did not come within the spin"
+        );
+        drop(later);
+    }
+
+    #[test]
+    fn the_budget_for_replies_is_whole_again_when_a_wake_up_comes_while_one_is_awaited() {
+        let spin = Duration::from_millis(2);
+        let (w, mut spinner) = short_spinner(spin);
+        spinner.for_replies = spin / SHORTEST;
+        let awaited = AwaitedReply::new();
+        assert_eq!(spinner.limit(), spin / SHORTEST);
+        let (again, spinner_waker) = counter();
+        let mut cx = TaskContext::from_waker(&spinner_waker);
+        assert!(Pin::new(&mut spinner).poll(&mut cx).is_pending());
+        // Another thread's wake-up (the reply, say) comes while it spins.
+        let (task, waker) = counter();
+        std::thread::scope(|s| {
+            s.spawn(|| w.wake(waker));
+        });
+        assert!(Pin::new(&mut spinner).poll(&mut cx).is_pending());
+        assert_eq!(task.0.load(SeqCst), 1);
+        assert_eq!(spinner.limit(), spin, "replies come within the spin");
+        drop(awaited);
+        assert_eq!(again.0.load(SeqCst), 2);
     }
 
     #[test]

@@ -278,6 +278,13 @@ impl EventBus {
         super::traced(Meta::root(&self.inner.ids))
     }
 
+    /// [`root_meta`](Self::root_meta), made where the envelope is stored (see
+    /// `bus::meta_later`).
+    #[inline]
+    pub(crate) fn root_meta_later(&self) -> impl FnOnce() -> Meta + '_ {
+        super::meta_later(move || self.root_meta())
+    }
+
     /// The metadata of an envelope sent while handling request `request_id`.
     #[inline]
     pub(crate) fn child_meta(&self, request_id: Uuid) -> Meta {

@@ -42,6 +42,23 @@ pub(crate) fn may_match_reserved(pattern: &str) -> bool {
     first == RESERVED.trim_end_matches('.') || first == "*" || first == ">"
 }
 
+/// The metadata `make` makes, for a push that makes its envelope where it stores it (possibly
+/// under the mailbox's lock): made there when it holds only ids; made now when it carries
+/// trace context (feature `otel`), whose injection runs the tracing subscriber.
+#[inline]
+pub(crate) fn meta_later<'a>(
+    make: impl FnOnce() -> crate::message::Meta + 'a,
+) -> impl FnOnce() -> crate::message::Meta + 'a {
+    #[cfg(feature = "otel")]
+    let made = {
+        let meta = make();
+        move || meta
+    };
+    #[cfg(not(feature = "otel"))]
+    let made = make;
+    made
+}
+
 /// Writes the current span's trace context into a new envelope's headers (feature `otel`).
 #[inline]
 #[cfg_attr(not(feature = "otel"), allow(unused_mut))]

@@ -43,7 +43,7 @@ impl<C: Component> ActorRef<C> {
     where
         C: Handles<M>,
     {
-        self.send_meta(msg, || self.bus.root_meta())
+        self.send_meta(msg, self.bus.root_meta_later())
     }
 
     /// Like [`send`](Self::send), but waits up to `timeout` for room in a full mailbox.
@@ -88,16 +88,10 @@ impl<C: Component> ActorRef<C> {
         C: Handles<M>,
     {
         let mut slot = Some(msg);
-        let bus = &self.bus;
-        // Two pointers: the envelope (and its ids) is made where it is stored, not copied
-        // through the push.
-        let make = || {
-            C::wrap(Envelope::new(
-                slot.take().expect("filled"),
-                None,
-                bus.root_meta(),
-            ))
-        };
+        let meta = self.bus.root_meta_later();
+        // A closure of two pointers (without trace context): the envelope and its ids are made
+        // where they are stored, not copied through the push.
+        let make = || C::wrap(Envelope::new(slot.take().expect("filled"), None, meta()));
         // The attempt at once comes first, in place: no waiting future is made (nor a clock
         // read) when there is room.
         let pushed = match self.mailbox.push_now(make) {
@@ -125,7 +119,8 @@ impl<C: Component> ActorRef<C> {
     where
         C: Handles<M>,
     {
-        self.request_meta(msg, || self.bus.root_meta(), None).await
+        self.request_meta(msg, self.bus.root_meta_later(), None)
+            .await
     }
 
     /// Messages waiting in the instance's mailbox.

@@ -144,6 +144,11 @@ impl<C: Component> Context<C> {
         }
     }
 
+    /// [`meta`](Self::meta), made where the envelope is stored (see `bus::meta_later`).
+    fn meta_later(&self) -> impl FnOnce() -> Meta + '_ {
+        crate::bus::meta_later(move || self.meta())
+    }
+
     fn meta(&self) -> Meta {
         if self.handling {
             self.shared.bus.child_meta(self.current.request_id)
@@ -234,7 +239,7 @@ impl<C: Component> Context<C> {
         to: &ActorRef<T>,
         msg: M,
     ) -> Result<(), SendError<M>> {
-        to.send_meta(msg, || self.meta())
+        to.send_meta(msg, self.meta_later())
     }
 
     /// Requests directly from another instance, carrying the current request id.
@@ -253,7 +258,7 @@ impl<C: Component> Context<C> {
                 component: C::name(),
             });
         }
-        to.request_meta(msg, || self.meta(), None).await
+        to.request_meta(msg, self.meta_later(), None).await
     }
 
     /// Delivers `msg` to this instance once, after `delay`, through its topic-less

@@ -7,19 +7,25 @@ use std::cell::Cell;
 /// A reply that a task on this thread waits for, counted from when it is asked for until it
 /// is in (or the wait is dropped), unless the thread's spinner gives up in between; see
 /// [`Spinner`](super::Spinner). Off a reactor it is counted too, and nothing reads the count.
+/// A wait that ends on another thread than the one it began on (a task moved between the
+/// workers of a multi-threaded runtime; a reactor's tasks stay on it) leaves the other
+/// thread's count alone; its own thread forgets it when its round ends.
 pub(crate) struct AwaitedReply {
     round: u32,
+    /// The thread whose count has it (the address of that thread's count).
+    home: usize,
 }
 
 impl AwaitedReply {
     pub(crate) fn new() -> Self {
-        AwaitedReply { round: asked() }
+        let (round, home) = asked();
+        AwaitedReply { round, home }
     }
 }
 
 impl Drop for AwaitedReply {
     fn drop(&mut self) {
-        answered(self.round);
+        answered(self.round, self.home);
     }
 }
 
@@ -39,18 +45,18 @@ loom::thread_local! {
     static AWAITED: Awaited = Awaited::default();
 }
 
-/// Counts a reply asked for; returns the round it counts in.
-fn asked() -> u32 {
+/// Counts a reply asked for; returns the round it counts in and the thread's count's address.
+fn asked() -> (u32, usize) {
     AWAITED.with(|a| {
         a.count.set(a.count.get().saturating_add(1));
-        a.round.get()
+        (a.round.get(), std::ptr::from_ref(a) as usize)
     })
 }
 
-/// A reply counted in `round` is in, or no longer awaited.
-fn answered(round: u32) {
+/// A reply counted in `round` on the thread of `home` is in, or no longer awaited.
+fn answered(round: u32, home: usize) {
     AWAITED.with(|a| {
-        if a.round.get() == round {
+        if std::ptr::from_ref(a) as usize == home && a.round.get() == round {
             a.count.set(a.count.get().saturating_sub(1));
         }
     });
