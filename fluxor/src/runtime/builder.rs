@@ -132,8 +132,9 @@ impl Builder {
     /// wake-ups from other threads come further apart than that (or that wakes only for its
     /// own timers and I/O) spins less, down to a sixteenth of it, and spins the whole again
     /// once another thread's wake-up comes within it. While one of its tasks waits for a
-    /// reply it asked for, a reactor spins the whole of it (once per request). Zero turns it
-    /// off; reactors whose clock starts paused never spin. Default 50 µs.
+    /// reply it asked for, a reactor spins the whole of it (once per request; less while
+    /// replies keep coming later than that). Zero turns it off; reactors whose clock starts
+    /// paused never spin. Default 50 µs.
     pub fn spin_before_park(mut self, spin: Duration) -> Self {
         self.spin_before_park = spin;
         self

@@ -123,7 +123,14 @@ pub(super) const NOTES: &str = r#"
     the instance's counters and the blocked-reactor checker's stamps, and, when the receiver
     has to wait, a task wake-up (a ping-pong pays that for every message; the receiver waits
     again without the lock while no other thread's push took its waker). actix's handlers are
-    called in place too.
+    called in place too. On a host where single-thread actix and the `current_thread` floor
+    ran twice as fast as on the day before (W1 20M against 8.8M msgs/s) Fluxor's one-reactor
+    rows moved little (9.8M), which `perf` put on copies of the envelope through the stack,
+    each read back wider than it was written (a store-forwarding stall): the send now makes the
+    envelope's metadata where the envelope is stored, the lane's push is inlined, and the
+    receiver takes the message after its bookkeeping, which took 1 → 1 on one reactor from
+    9.5–9.8M to 12.9–13.2M msgs/s (alternating runs of `--only W1,W4 --systems fluxor`).
+    Further copies of this kind remain between the mailbox and the handler.
   - *Tell across reactors* (W1): the lane's first form cost these rows ~35% (4.1–4.5M against
     6.3–7.3M msgs/s in alternating runs of `--only W1` with the two builds): every push from
     another thread made a sequentially consistent hand-shake with the lane's count. Slots
@@ -137,5 +144,9 @@ pub(super) const NOTES: &str = r#"
     with asks at least 1 ms apart burn about half the CPU per ask a fixed spin did (alternating
     runs of `--only W3 --systems fluxor`: 37–50 against 87–93 µs on one reactor, 83–95 against
     182–223 µs across reactors); what is left across reactors is mostly both threads parking
-    and being woken for every ask.
+    and being woken for every ask. A reactor that waits for a reply it asked for spins up to
+    the whole spin (once per request, less for replies that keep coming later than that),
+    so the requester's side does not park before a quick answer: the paced rows across
+    reactors from 90k to 63–65k ns of CPU per ask and from 23–25 to 20 µs p50 (alternating
+    runs of `--only W3 --systems fluxor`).
 "#;
