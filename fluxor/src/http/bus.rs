@@ -6,7 +6,7 @@ use std::time::Duration;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{post, MethodRouter};
 use axum::Json;
@@ -84,7 +84,8 @@ impl IntoResponse for BusError {
 #[derive(Debug, Clone)]
 pub struct Bus {
     bus: EventBus,
-    request_id: Option<String>,
+    /// The request's header value (a shared buffer: kept without a copy).
+    request_id: Option<HeaderValue>,
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Bus {
@@ -100,22 +101,15 @@ impl<S: Send + Sync> FromRequestParts<S> for Bus {
         })?;
         Ok(Bus {
             bus,
-            request_id: request_id(&parts.headers),
+            request_id: parts.headers.get(REQUEST_ID).cloned(),
         })
     }
-}
-
-fn request_id(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get(REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
 }
 
 impl Bus {
     /// The request's `X-Request-ID`.
     pub fn request_id(&self) -> Option<&str> {
-        self.request_id.as_deref()
+        self.request_id.as_ref().and_then(|v| v.to_str().ok())
     }
 
     /// The plain bus.
@@ -125,8 +119,8 @@ impl Bus {
 
     fn options(&self) -> RequestOptions {
         let mut options = RequestOptions::new();
-        if let Some(id) = &self.request_id {
-            options = options.header(REQUEST_ID, id.clone());
+        if let Some(id) = self.request_id() {
+            options = options.header(REQUEST_ID, id);
             if let Ok(uuid) = uuid::Uuid::parse_str(id) {
                 options = options.request_id(uuid);
             }

@@ -66,7 +66,29 @@ pub struct Headers {
     entries: Option<Box<HeaderList>>,
 }
 
-type HeaderList = Vec<(Cow<'static, str>, String)>;
+type Header = (Cow<'static, str>, String);
+
+/// Headers in insertion order: the first beside the list's own storage, so one header (an
+/// HTTP request id, a trace context) costs one allocation besides its value, not two.
+#[derive(Clone, PartialEq, Eq)]
+struct HeaderList {
+    first: Header,
+    more: Vec<Header>,
+}
+
+impl HeaderList {
+    fn iter(&self) -> impl Iterator<Item = &Header> {
+        std::iter::once(&self.first).chain(&self.more)
+    }
+
+    fn iter_mut(&mut self) -> impl Iterator<Item = &mut Header> {
+        std::iter::once(&mut self.first).chain(&mut self.more)
+    }
+
+    fn into_iter(self) -> impl Iterator<Item = Header> {
+        std::iter::once(self.first).chain(self.more)
+    }
+}
 
 impl Headers {
     /// Empty headers.
@@ -78,11 +100,18 @@ impl Headers {
     pub fn insert(&mut self, key: impl Into<Cow<'static, str>>, value: impl Into<String>) {
         let key = key.into();
         let value = value.into();
-        let entries = self.entries.get_or_insert_with(Default::default);
-        match entries.iter_mut().find(|(k, _)| *k == key) {
-            Some(slot) => slot.1 = value,
-            None => entries.push((key, value)),
+        let Some(entries) = &mut self.entries else {
+            self.entries = Some(Box::new(HeaderList {
+                first: (key, value),
+                more: Vec::new(),
+            }));
+            return;
+        };
+        if let Some(slot) = entries.iter_mut().find(|(k, _)| *k == key) {
+            slot.1 = value;
+            return;
         }
+        entries.more.push((key, value));
     }
 
     /// The value of `key`, if set.
@@ -104,7 +133,7 @@ impl Headers {
             (_, None) => {}
             (None, Some(theirs)) => self.entries = Some(theirs),
             (Some(_), Some(theirs)) => {
-                for (key, value) in *theirs {
+                for (key, value) in theirs.into_iter() {
                     self.insert(key, value);
                 }
             }
@@ -113,7 +142,7 @@ impl Headers {
 
     /// Number of headers.
     pub fn len(&self) -> usize {
-        self.entries.as_ref().map_or(0, |e| e.len())
+        self.entries.as_ref().map_or(0, |e| 1 + e.more.len())
     }
 
     /// Whether there are no headers.
@@ -276,5 +305,31 @@ mod tests {
         assert_eq!(h.get("a"), Some("3"));
         assert_eq!(h.len(), 2);
         assert_eq!(h.iter().collect::<Vec<_>>(), vec![("a", "3"), ("b", "2")]);
+        h.insert("b", "4");
+        h.insert("c", "5");
+        assert_eq!(
+            h.iter().collect::<Vec<_>>(),
+            vec![("a", "3"), ("b", "4"), ("c", "5")]
+        );
+    }
+
+    #[test]
+    fn headers_extend_in_order_and_compare_by_content() {
+        let mut mine = Headers::new();
+        mine.insert("a", "1");
+        mine.insert("b", "2");
+        let mut theirs = Headers::new();
+        theirs.insert("b", "3");
+        theirs.insert("c", "4");
+        mine.extend(theirs.clone());
+        assert_eq!(
+            mine.iter().collect::<Vec<_>>(),
+            vec![("a", "1"), ("b", "3"), ("c", "4")]
+        );
+        let mut empty = Headers::new();
+        empty.extend(theirs.clone());
+        assert_eq!(empty, theirs);
+        assert_ne!(mine, theirs);
+        assert_eq!(format!("{theirs:?}"), r#"{"b": "3", "c": "4"}"#);
     }
 }
