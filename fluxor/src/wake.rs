@@ -396,10 +396,7 @@ mod tests {
 
     #[test]
     fn the_spinner_wakes_queued_tasks_then_rests_and_is_restarted_when_work_runs_out() {
-        let w = Arc::new(Wakeups::default());
-        let (bell, doorbell) = counter();
-        w.answer(&doorbell);
-        let mut spinner = Spinner::new(w.clone(), Duration::from_millis(1));
+        let (w, bell, _doorbell, mut spinner) = reactor(Duration::from_millis(1));
         let (again, spinner_waker) = counter();
         let mut cx = TaskContext::from_waker(&spinner_waker);
         assert!(Pin::new(&mut spinner).poll(&mut cx).is_pending());
@@ -460,12 +457,9 @@ mod tests {
 
     #[test]
     fn the_spinner_spins_less_when_nothing_comes_and_more_when_it_would_have_caught_it() {
-        let w = Arc::new(Wakeups::default());
-        let (_bell, doorbell) = counter();
-        w.answer(&doorbell);
         // Long enough that a preempted test thread still rings "right away".
         let spin = Duration::from_millis(40);
-        let mut spinner = Spinner::new(w.clone(), spin);
+        let (w, _bell, doorbell, mut spinner) = reactor(spin);
         let (again, spinner_waker) = counter();
         let mut cx = TaskContext::from_waker(&spinner_waker);
         spin_until_it_rests(&mut spinner, &mut cx, &again);
@@ -496,12 +490,19 @@ mod tests {
         assert_eq!(spinner.budget, spin / 2, "no spin would have caught it");
     }
 
-    /// A spinner of the reactor of `w`, whose budget is at its shortest.
-    fn short_spinner(spin: Duration) -> (Arc<Wakeups>, Spinner) {
+    /// A reactor's wake-up queue with its doorbell hung (and what counts its rings), and a
+    /// spinner of `spin` for it.
+    fn reactor(spin: Duration) -> (Arc<Wakeups>, Arc<Count>, Waker, Spinner) {
         let w = Arc::new(Wakeups::default());
-        let (_bell, doorbell) = counter();
+        let (bell, doorbell) = counter();
         w.answer(&doorbell);
-        let mut spinner = Spinner::new(w.clone(), spin);
+        let spinner = Spinner::new(w.clone(), spin);
+        (w, bell, doorbell, spinner)
+    }
+
+    /// A reactor's spinner whose budget is at its shortest.
+    fn short_spinner(spin: Duration) -> (Arc<Wakeups>, Spinner) {
+        let (w, _, _, mut spinner) = reactor(spin);
         spinner.budget = spin / SHORTEST;
         (w, spinner)
     }
