@@ -175,9 +175,15 @@ impl Stamp {
     #[inline]
     pub(crate) fn topic(&self, topic: Option<&Arc<str>>) {
         let addr = topic.map_or(0, |t| Arc::as_ptr(t) as *const u8 as usize);
-        if self.gauge.topic_addr.load(Ordering::Relaxed) == addr {
-            return;
+        if self.gauge.topic_addr.load(Ordering::Relaxed) != addr {
+            self.new_topic(topic, addr);
         }
+    }
+
+    /// Another topic than the last handler's (at `addr`).
+    #[cold]
+    #[inline(never)]
+    fn new_topic(&self, topic: Option<&Arc<str>>, addr: usize) {
         // Only this reactor writes the slot; the watchdog reads it when a handler blocks.
         *self.gauge.topic.lock().unwrap_or_else(|e| e.into_inner()) = topic.cloned();
         self.gauge.topic_addr.store(addr, Ordering::Relaxed);

@@ -83,22 +83,30 @@ impl<C: Component> Context<C> {
 
     /// Adopts a config swapped in since this instance last looked, between two messages, and
     /// says so on `fluxor.lifecycle.reconfigured`.
+    #[inline]
     fn adopt_config(&mut self) {
         let generation = self
             .shared
             .config_generation
             .load(std::sync::atomic::Ordering::Acquire);
         if generation != self.config_generation {
-            self.config_generation = generation;
-            self.config = self.shared.config();
-            self.config_changed = true;
-            crate::runtime::publish_event(
-                &self.shared,
-                crate::supervision::LifecycleKind::Reconfigured,
-                self.instance as usize,
-                None,
-            );
+            self.adopt_generation(generation);
         }
+    }
+
+    /// Takes the deployment's config of `generation` (a swap since the last message).
+    #[cold]
+    #[inline(never)]
+    fn adopt_generation(&mut self, generation: u32) {
+        self.config_generation = generation;
+        self.config = self.shared.config();
+        self.config_changed = true;
+        crate::runtime::publish_event(
+            &self.shared,
+            crate::supervision::LifecycleKind::Reconfigured,
+            self.instance as usize,
+            None,
+        );
     }
 
     /// Cancelled when this instance is being stopped and its deadline has passed, or the runtime
@@ -349,8 +357,13 @@ impl<C: Component> Context<C> {
     #[inline]
     pub(crate) fn forget_message(&mut self) {
         self.handling = false;
-        self.current.topic = None;
-        self.current.headers = Headers::new();
+        // Most messages have neither: then nothing is dropped (no call).
+        if self.current.topic.is_some() {
+            self.current.topic = None;
+        }
+        if !self.current.headers.is_empty() {
+            self.current.headers = Headers::new();
+        }
     }
 
     /// This instance's key with the blocked-reactor checker.
@@ -459,7 +472,14 @@ impl<C: Component> Context<C> {
             parent: crate::otel::extract(&meta.headers),
         };
         self.stamp().topic(meta.topic.as_ref());
-        self.current = meta;
+        // Between messages the context holds no topic and no headers (see `forget_message`),
+        // so the metadata it replaces has nothing to drop.
+        let previous = std::mem::replace(&mut self.current, meta);
+        if previous.topic.is_some() || !previous.headers.is_empty() {
+            drop(previous);
+        } else {
+            std::mem::forget(previous);
+        }
         self.handling = true;
         (msg, responder)
     }

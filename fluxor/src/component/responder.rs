@@ -91,6 +91,7 @@ impl<R: Send + 'static> Responder<R> {
     }
 
     /// The span a handler runs in.
+    #[inline]
     fn span(&self) -> tracing::Span {
         let span = tracing::span!(
             HANDLER_SPAN,

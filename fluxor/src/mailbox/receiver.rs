@@ -123,10 +123,17 @@ impl<T> Receiver<T> {
     }
 
     /// The next message, if one is waiting.
+    #[inline]
     pub(crate) fn try_recv(&mut self) -> Result<T, TryRecvError> {
-        if let Some(v) = self.take_local() {
-            return Ok(v);
+        match self.take_local() {
+            Some(v) => Ok(v),
+            None => self.try_refill(),
         }
+    }
+
+    /// [`try_recv`](Self::try_recv) once the batch is used up: the next batch, if any.
+    #[inline(never)]
+    fn try_refill(&mut self) -> Result<T, TryRecvError> {
         if self.chan.shared_len.load(Ordering::Acquire) == 0 {
             if self.take_lane() {
                 return self.take_local().ok_or(TryRecvError::Empty);
@@ -148,27 +155,34 @@ impl<T> Receiver<T> {
     /// The next message of the receiver's batch, with the bookkeeping of a freed slot. The
     /// message is taken last, so that it goes straight to where the caller wants it (a copy
     /// kept across the bookkeeping made the next read of it wait for the copy).
+    #[inline]
     fn take_local(&mut self) -> Option<T> {
-        let left = self.local.len().checked_sub(1)?;
-        let chan = &*self.chan;
-        // Only this thread writes `taken` (the lane's pushes run on it too).
-        let owned = chan.taken.load(Ordering::Relaxed) - 1;
-        if left > 0 {
-            // Within a batch the freed slot is published with a plain store, and a sender
-            // seen waiting is woken (not for every slot: see `Chan::freed`); one that starts
-            // waiting meanwhile and is not seen here is seen when the batch ends, below (a
-            // sender only sleeps while slots are taken, so the batch's end comes).
-            chan.taken.store(owned, Ordering::Release);
-            if chan.waiting.load(Ordering::Relaxed) > 0 {
-                let freed = chan.freed.load(Ordering::Relaxed);
-                if freed == 0 {
-                    chan.room.notify_one();
+        match self.local.len() {
+            0 => None,
+            1 => self.take_last(),
+            _ => {
+                // Within a batch the freed slot is published with a plain store, and a sender
+                // seen waiting is woken (not for every slot: see `Chan::freed`); one that
+                // starts waiting meanwhile and is not seen here is seen when the batch ends,
+                // in `take_last` (a sender only sleeps while slots are taken, so the batch's
+                // end comes). Only this thread writes `taken` (the lane's pushes run on it
+                // too).
+                let chan = &*self.chan;
+                let owned = chan.taken.load(Ordering::Relaxed) - 1;
+                chan.taken.store(owned, Ordering::Release);
+                if chan.waiting.load(Ordering::Relaxed) > 0 {
+                    chan.freed_for_waiting();
                 }
-                chan.freed
-                    .store((freed + 1) % NOTIFY_EVERY, Ordering::Relaxed);
+                self.local.pop_front()
             }
-            return self.local.pop_front();
         }
+    }
+
+    /// The batch's last message (see [`take_local`](Self::take_local)).
+    #[inline(never)]
+    fn take_last(&mut self) -> Option<T> {
+        let chan = &*self.chan;
+        let owned = chan.taken.load(Ordering::Relaxed) - 1;
         // The batch's end. This store and the `waiting` read below are ordered like a
         // sender's `waiting` increment and its `taken` read (sequentially consistent on both
         // sides): either a waiting sender sees the freed slots, or this side sees the sender
@@ -228,6 +242,19 @@ impl<T> Receiver<T> {
             self.chan.closed.store(true, Ordering::Release);
         }
         self.chan.room.notify_waiters();
+    }
+}
+
+impl<T> Chan<T> {
+    /// A slot was freed within a batch while a sender waits: the first such slot wakes one,
+    /// and then every [`NOTIFY_EVERY`]th.
+    fn freed_for_waiting(&self) {
+        let freed = self.freed.load(Ordering::Relaxed);
+        if freed == 0 {
+            self.room.notify_one();
+        }
+        self.freed
+            .store((freed + 1) % NOTIFY_EVERY, Ordering::Relaxed);
     }
 }
 

@@ -146,8 +146,9 @@ impl Headers {
     }
 
     /// Whether there are no headers.
+    #[inline]
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.entries.is_none()
     }
 }
 

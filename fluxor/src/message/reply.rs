@@ -111,8 +111,12 @@ impl<R> ReplyTo<R> {
 }
 
 impl<R> Drop for ReplyTo<R> {
+    #[inline]
     fn drop(&mut self) {
-        self.settle(Exchange::Done);
+        // Most messages expect no reply: nothing to settle, and no call.
+        if self.slot.is_some() {
+            self.settle(Exchange::Done);
+        }
     }
 }
 

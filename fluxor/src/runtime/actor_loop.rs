@@ -208,17 +208,21 @@ pub(super) fn actor_loop<C: Component, E: Exec<C>>(
                 }
                 Next::Message(msg) => {
                     let supervised = Supervised::new(&duty.owner, duty.index());
-                    match handle_now(&mut exec, msg, &rx) {
-                        // Handled in place: counts against the task's budget, so an instance
-                        // that always has a message still hands its reactor over now and then.
-                        Ok(None) => Either::Left {
-                            future: async {
-                                tokio::task::consume_budget().await;
-                                None
-                            },
+                    match in_place(&mut exec, msg, &mut rx) {
+                        // Handled in place until the mailbox ran dry (counted against the
+                        // task's budget) or for a whole batch (then the reactor gets a turn),
+                        // so an instance that always has a message still hands its reactor
+                        // over now and then.
+                        InPlace::Idle => Either::Left {
+                            future: HandOver { yield_first: false },
                         },
-                        Ok(Some(reason)) => boxed(crashed(&mut exec, reason, &mut rx, supervised)),
-                        Err(msg) => boxed(batch(&mut exec, msg, &mut rx, supervised)),
+                        InPlace::Full => Either::Left {
+                            future: HandOver { yield_first: true },
+                        },
+                        InPlace::Crashed(reason) => {
+                            boxed(crashed(&mut exec, reason, &mut rx, supervised))
+                        }
+                        InPlace::Async(msg) => boxed(batch(&mut exec, msg, &mut rx, supervised)),
                     }
                 }
             };
@@ -321,6 +325,67 @@ pub(super) async fn batch<C: Component, E: Exec<C>>(
             Ok(next) => msg = next,
             Err(_) => return None,
         }
+    }
+}
+
+/// How a run of messages handled in place ended.
+enum InPlace<M> {
+    /// The mailbox has nothing more for now.
+    Idle,
+    /// A whole batch was handled.
+    Full,
+    /// A handler panicked, for this reason.
+    Crashed(String),
+    /// This message's handler is `async`: it was not handled.
+    Async(M),
+}
+
+/// Handles `msg` and what is already queued behind it in place, back to back, up to a batch,
+/// while their handlers are plain methods. Like [`batch`], it does not look at signals between
+/// the messages of a run.
+#[inline]
+fn in_place<C: Component, E: Exec<C>>(
+    exec: &mut E,
+    mut msg: C::Msg,
+    rx: &mut Receiver<C::Msg>,
+) -> InPlace<C::Msg> {
+    let mut left = BATCH;
+    loop {
+        match handle_now(exec, msg, rx) {
+            Ok(None) => {}
+            Ok(Some(reason)) => return InPlace::Crashed(reason),
+            Err(msg) => return InPlace::Async(msg),
+        }
+        left -= 1;
+        if left == 0 {
+            return InPlace::Full;
+        }
+        match rx.try_recv() {
+            Ok(next) => msg = next,
+            Err(_) => return InPlace::Idle,
+        }
+    }
+}
+
+/// After a run of messages handled in place: a turn for the reactor's other tasks after a
+/// whole batch, then one unit of the task's budget (which hands the reactor over when it is
+/// used up). One byte, so the idle task stays small.
+struct HandOver {
+    yield_first: bool,
+}
+
+impl Future for HandOver {
+    type Output = Option<LoopExit>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
+        if std::mem::take(&mut self.yield_first) {
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        tokio::task::coop::poll_proceed(cx).map(|progress| {
+            progress.made_progress();
+            None
+        })
     }
 }
 

@@ -58,6 +58,7 @@ impl<C: Component> Exec<C> for Inline<C> {
             .unwrap_or_else(|panic| Ok(Outcome::Panicked(panic_message(&*panic))))
     }
 
+    #[inline]
     fn settle(&mut self, outcome: &Outcome, stats: &InstanceStats) {
         self.ctx.stamp().end();
         settle(&mut self.ctx, outcome, stats);
@@ -220,8 +221,19 @@ impl<F: Future<Output = Outcome>> Future for Guarded<F> {
 }
 
 /// Counts and logs how a message went, and forgets the message's metadata.
+#[inline]
 pub(super) fn settle<C: Component>(ctx: &mut Context<C>, outcome: &Outcome, stats: &InstanceStats) {
     ctx.forget_message();
+    match outcome {
+        Outcome::Handled => InstanceStats::bump_own(&stats.handled),
+        _ => settle_unhandled(ctx, outcome, stats),
+    }
+}
+
+/// [`settle`] for a message that was not handled to the end: counted and logged.
+#[cold]
+#[inline(never)]
+fn settle_unhandled<C: Component>(ctx: &Context<C>, outcome: &Outcome, stats: &InstanceStats) {
     match outcome {
         Outcome::Handled => InstanceStats::bump_own(&stats.handled),
         Outcome::Failed(reason) => {
