@@ -293,29 +293,43 @@ impl Wakeups {
     /// Whether this thread is the reactor owning this queue.
     #[inline]
     pub(crate) fn is_current(&self) -> bool {
-        CURRENT.with(|c| {
-            c.borrow()
-                .as_ref()
-                .is_some_and(|w| std::ptr::eq(&**w, self))
-        })
+        // The address alone: a plain thread-local read, without the borrow of `CURRENT` (every
+        // push and wake-up asks this).
+        CURRENT_ADDR.with(|a| a.get() == std::ptr::from_ref(self) as usize)
     }
 }
 
 #[cfg(not(loom))]
 thread_local! {
     /// The wake-up queue of the reactor running on this thread, if any.
-    static CURRENT: RefCell<Option<Arc<Wakeups>>> = const { RefCell::new(None) };
+    static CURRENT: RefCell<Option<Current>> = const { RefCell::new(None) };
+    /// The address of `CURRENT`'s queue while `CURRENT` holds it (zero: none).
+    static CURRENT_ADDR: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 // loom runs its threads on one thread of the process: each needs its own slot.
 #[cfg(loom)]
 loom::thread_local! {
-    static CURRENT: RefCell<Option<Arc<Wakeups>>> = RefCell::new(None);
+    static CURRENT: RefCell<Option<Current>> = RefCell::new(None);
+    static CURRENT_ADDR: std::cell::Cell<usize> = std::cell::Cell::new(0);
+}
+
+/// The reactor's queue held by its thread; the address goes with it, so a queue made later
+/// at the same address is never taken for this thread's.
+struct Current(Arc<Wakeups>);
+
+impl Drop for Current {
+    fn drop(&mut self) {
+        let _ = CURRENT_ADDR.try_with(|a| a.set(0));
+    }
 }
 
 /// Marks this thread as the reactor owning `wakeups`.
 pub(crate) fn enter(wakeups: Arc<Wakeups>) {
-    CURRENT.with(|c| *c.borrow_mut() = Some(wakeups));
+    let addr = Arc::as_ptr(&wakeups) as usize;
+    // The one replaced (if any) clears the address first.
+    CURRENT.with(|c| *c.borrow_mut() = Some(Current(wakeups)));
+    CURRENT_ADDR.with(|a| a.set(addr));
 }
 
 /// Whether this thread is a reactor's.
@@ -325,7 +339,7 @@ pub(crate) fn on_reactor() -> bool {
 
 /// The wake-up queue of the reactor running on this thread.
 pub(crate) fn current() -> Option<Arc<Wakeups>> {
-    CURRENT.with(|c| c.borrow().clone())
+    CURRENT.with(|c| c.borrow().as_ref().map(|c| c.0.clone()))
 }
 
 /// Wakes `waker` through `wakeups` when its task lives on a reactor, directly otherwise.
