@@ -65,6 +65,32 @@ async fn publish_reaches_every_consumer_including_wildcards() {
 }
 
 #[tokio::test]
+async fn a_request_is_sent_when_first_polled_and_not_before() {
+    let rt = runtime();
+    let counters = Arc::new(Counters::default());
+    let id = rt
+        .deploy(Probe::with(counters.clone()), DeployOptions::new())
+        .await
+        .unwrap();
+    let probe = rt.actor_ref::<Probe>(id, 0).unwrap();
+    // Made and dropped unpolled: nothing goes out.
+    drop(rt.bus().request("t.add", Add(1)));
+    drop(probe.request(Add(1)));
+    let later = rt.bus().request("t.add", Add(5));
+    assert_eq!(rt.bus().request("t.add", Add(0)).await.unwrap(), 0);
+    assert_eq!(
+        counters.adds.load(Ordering::SeqCst),
+        1,
+        "only the awaited one arrived"
+    );
+    // Polled later: it goes out then, and is answered.
+    assert_eq!(later.await.unwrap(), 5);
+    assert_eq!(probe.request(Add(2)).await.unwrap(), 7);
+    assert_eq!(counters.adds.load(Ordering::SeqCst), 3);
+    done(rt).await;
+}
+
+#[tokio::test]
 async fn request_times_out_with_the_per_call_timeout() {
     let rt = runtime();
     rt.deploy(Probe::default, DeployOptions::new())

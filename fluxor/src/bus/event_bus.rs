@@ -4,12 +4,15 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
+use std::future::Future;
+use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use uuid::Uuid;
 
+use super::asking::{Asking, ByTopic};
 use super::inbound::Inbound;
 use super::local::LocalTransport;
 use super::options::RequestOptions;
@@ -180,7 +183,8 @@ impl EventBus {
     }
 
     /// Sends `msg` to one consumer and waits for its reply, up to the runtime's default
-    /// request timeout (30 s unless configured).
+    /// request timeout (30 s unless configured). Nothing is sent until the returned future is
+    /// first polled; the timeout runs from then.
     ///
     /// ```no_run
     /// # use fluxor::{Address, EventBus, Message};
@@ -200,29 +204,31 @@ impl EventBus {
     /// # Panics
     /// Must be awaited inside a tokio runtime with the time driver enabled (every reactor is
     /// one, as is `#[tokio::main]`).
-    pub async fn request<M: Message, D: Destination<M>>(
+    pub fn request<M: Message, D: Destination<M>>(
         &self,
         to: D,
         msg: M,
-    ) -> Result<M::Reply, BusError> {
-        self.request_meta(to.topic(), msg, self.root_meta(), None, None)
-            .await
+    ) -> impl Future<Output = Result<M::Reply, BusError>> + use<'_, M, D> {
+        self.asking(to, msg, || self.root_meta(), None, None)
     }
 
     /// [`request`](Self::request) with a timeout and headers of its own.
     ///
     /// # Errors
     /// As [`request`](Self::request).
-    pub async fn request_with<M: Message, D: Destination<M>>(
+    pub fn request_with<M: Message, D: Destination<M>>(
         &self,
         to: D,
         msg: M,
         options: RequestOptions,
-    ) -> Result<M::Reply, BusError> {
-        let mut meta = self.root_meta();
-        let timeout = options.apply(&mut meta);
-        self.request_meta(to.topic(), msg, meta, timeout, None)
-            .await
+    ) -> impl Future<Output = Result<M::Reply, BusError>> + use<'_, M, D> {
+        let timeout = options.timeout_set();
+        let meta = move || {
+            let mut meta = self.root_meta();
+            options.apply(&mut meta);
+            meta
+        };
+        self.asking(to, msg, meta, timeout, None)
     }
 
     /// How many consumers (exact and wildcard) would receive a publish on `topic`.
@@ -516,40 +522,35 @@ impl EventBus {
         }
     }
 
-    pub(crate) async fn request_meta<M: Message>(
+    /// A request to `to`, sent when first polled with the metadata `meta` makes then (inside
+    /// the caller's span, which the trace context is taken from), its reply awaited up to
+    /// `timeout` (the bus's default without one).
+    pub(crate) fn asking<M: Message, D: Destination<M>, F: FnOnce() -> Meta>(
         &self,
-        topic: &str,
+        to: D,
         msg: M,
-        meta: Meta,
+        meta: F,
         timeout: Option<Duration>,
         requester: Option<Requester>,
-    ) -> Result<M::Reply, BusError> {
-        let (reply, rx) = ReplyTo::channel();
-        let how = How {
-            requester,
-            reply_within: Some(timeout.unwrap_or(self.inner.default_timeout)),
-            ..How::default()
+    ) -> impl Future<Output = Result<M::Reply, BusError>> + use<'_, M, D, F> {
+        let after = self.reply_within(timeout);
+        let send = move |topic: &str| {
+            let (reply, rx) = ReplyTo::channel();
+            let how = How {
+                requester,
+                reply_within: Some(after),
+                ..How::default()
+            };
+            self.deliver(topic, Envelope::new(msg, Some(reply), meta()), how)
+                .map_err(|(e, _)| e)?;
+            Ok(rx)
         };
-        self.deliver(topic, Envelope::new(msg, Some(reply), meta), how)
-            .map_err(|(e, _)| e)?;
-        self.await_reply(rx, timeout, || topic.to_owned()).await
+        Asking::new(ByTopic(to, PhantomData), send, after)
     }
 
-    pub(crate) async fn await_reply<R: 'static>(
-        &self,
-        rx: crate::message::Reply<R>,
-        timeout: Option<Duration>,
-        topic: impl FnOnce() -> String,
-    ) -> Result<R, BusError> {
-        let after = timeout.unwrap_or(self.inner.default_timeout);
-        match rx.within(after).await {
-            Ok(Some(reply)) => reply,
-            Ok(None) => Err(BusError::Closed),
-            Err(crate::message::Elapsed) => Err(BusError::Timeout {
-                topic: topic(),
-                after,
-            }),
-        }
+    /// How long a request waits for its reply: `timeout`, or the bus's default.
+    pub(crate) fn reply_within(&self, timeout: Option<Duration>) -> Duration {
+        timeout.unwrap_or(self.inner.default_timeout)
     }
 }
 

@@ -9,6 +9,7 @@
 //!
 //! [`RequestOptions`] (`options.rs`) carry a request's timeout, headers and request id.
 
+mod asking;
 mod consumers;
 mod event_bus;
 mod inbound;
@@ -19,6 +20,7 @@ mod remote;
 mod transport;
 mod wait;
 
+pub(crate) use asking::Asking;
 pub use event_bus::EventBus;
 #[cfg_attr(not(feature = "cluster"), allow(unused_imports))]
 pub(crate) use event_bus::WeakBus;

@@ -53,14 +53,18 @@ impl RequestOptions {
         self
     }
 
+    /// The timeout set, if any.
+    pub(crate) fn timeout_set(&self) -> Option<Duration> {
+        self.timeout
+    }
+
     /// Puts the headers and request id into `meta` (a header set here wins over one the
-    /// runtime put there, such as a trace context); returns the timeout.
-    pub(crate) fn apply(self, meta: &mut Meta) -> Option<Duration> {
+    /// runtime put there, such as a trace context).
+    pub(crate) fn apply(self, meta: &mut Meta) {
         meta.headers.extend(self.headers);
         if let Some(id) = self.request_id {
             meta.request_id = id;
         }
-        self.timeout
     }
 
     /// Replaces all headers.

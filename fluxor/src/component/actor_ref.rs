@@ -1,9 +1,10 @@
 //! [`ActorRef`]: a handle to one instance, for direct messages without a topic lookup.
 
 use std::fmt;
+use std::future::Future;
 
 use super::{Component, Handles};
-use crate::bus::EventBus;
+use crate::bus::{Asking, EventBus};
 use crate::error::{BusError, SendError};
 use crate::mailbox::{Mailbox, PushError};
 use crate::message::{Envelope, Message, Meta, ReplyTo};
@@ -111,16 +112,19 @@ impl<C: Component> ActorRef<C> {
         }
     }
 
-    /// Sends `msg` and awaits the reply, up to the runtime's default request timeout.
+    /// Sends `msg` and awaits the reply, up to the runtime's default request timeout. Nothing
+    /// is sent until the returned future is first polled.
     ///
     /// # Errors
     /// As [`EventBus::request`].
-    pub async fn request<M: Message>(&self, msg: M) -> Result<M::Reply, BusError>
+    pub fn request<M: Message>(
+        &self,
+        msg: M,
+    ) -> impl Future<Output = Result<M::Reply, BusError>> + use<'_, C, M>
     where
         C: Handles<M>,
     {
         self.request_meta(msg, self.bus.root_meta_later(), None)
-            .await
     }
 
     /// Messages waiting in the instance's mailbox.
@@ -151,22 +155,24 @@ impl<C: Component> ActorRef<C> {
         }
     }
 
-    pub(crate) async fn request_meta<M: Message>(
+    /// A request to this instance, sent when first polled (see `Asking`).
+    pub(crate) fn request_meta<M: Message, F: FnOnce() -> Meta>(
         &self,
         msg: M,
-        meta: impl FnOnce() -> Meta,
+        meta: F,
         timeout: Option<std::time::Duration>,
-    ) -> Result<M::Reply, BusError>
+    ) -> impl Future<Output = Result<M::Reply, BusError>> + use<'_, C, M, F>
     where
         C: Handles<M>,
     {
-        let (reply, rx) = ReplyTo::channel();
-        self.mailbox
-            .try_push(|| C::wrap(Envelope::new(msg, Some(reply), meta())))
-            .map_err(direct_error::<C>)?;
-        self.bus
-            .await_reply(rx, timeout, || C::name().to_owned())
-            .await
+        let send = move |_: &str| {
+            let (reply, rx) = ReplyTo::channel();
+            self.mailbox
+                .try_push(|| C::wrap(Envelope::new(msg, Some(reply), meta())))
+                .map_err(direct_error::<C>)?;
+            Ok(rx)
+        };
+        Asking::new(C::name(), send, self.bus.reply_within(timeout))
     }
 }
 

@@ -1,6 +1,7 @@
 //! [`Context`]: what a handler sees of the runtime.
 
 use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -208,15 +209,14 @@ impl<C: Component> Context<C> {
     /// # Errors
     /// As [`EventBus::request`]; [`BusError::AskCycle`] at once when only this instance serves
     /// the topic.
-    pub async fn request<M: Message, D: Destination<M>>(
+    pub fn request<M: Message, D: Destination<M>>(
         &self,
         to: D,
         msg: M,
-    ) -> Result<M::Reply, BusError> {
+    ) -> impl Future<Output = Result<M::Reply, BusError>> + use<'_, C, M, D> {
         self.shared
             .bus
-            .request_meta(to.topic(), msg, self.meta(), None, Some(self.requester()))
-            .await
+            .asking(to, msg, || self.meta(), None, Some(self.requester()))
     }
 
     /// [`EventBus::request_with`], carrying the current request id.
@@ -224,18 +224,21 @@ impl<C: Component> Context<C> {
     /// # Errors
     /// As [`EventBus::request`]; [`BusError::AskCycle`] at once when only this instance serves
     /// the topic (it would wait for itself; other instances of the topic are chosen instead).
-    pub async fn request_with<M: Message, D: Destination<M>>(
+    pub fn request_with<M: Message, D: Destination<M>>(
         &self,
         to: D,
         msg: M,
         options: RequestOptions,
-    ) -> Result<M::Reply, BusError> {
-        let mut meta = self.meta();
-        let timeout = options.apply(&mut meta);
+    ) -> impl Future<Output = Result<M::Reply, BusError>> + use<'_, C, M, D> {
+        let timeout = options.timeout_set();
+        let meta = move || {
+            let mut meta = self.meta();
+            options.apply(&mut meta);
+            meta
+        };
         self.shared
             .bus
-            .request_meta(to.topic(), msg, meta, timeout, Some(self.requester()))
-            .await
+            .asking(to, msg, meta, timeout, Some(self.requester()))
     }
 
     /// Sends `msg` directly to another instance, carrying the current request id.

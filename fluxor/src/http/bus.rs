@@ -1,6 +1,7 @@
 //! Routes that call the bus: the [`Bus`] extractor, [`bus_request`], and how bus errors
 //! become HTTP responses.
 
+use std::future::Future;
 use std::time::Duration;
 
 use axum::extract::rejection::JsonRejection;
@@ -17,6 +18,7 @@ use crate::address::Destination;
 use crate::bus::{EventBus, RequestOptions};
 use crate::error::{BusError, PublishError, SendError};
 use crate::message::Message;
+use crate::util::Either;
 
 use super::REQUEST_ID;
 
@@ -132,27 +134,26 @@ impl Bus {
     ///
     /// # Errors
     /// As [`EventBus::request`].
-    pub async fn request<M: Message, D: Destination<M>>(
+    pub fn request<M: Message, D: Destination<M>>(
         &self,
         to: D,
         msg: M,
-    ) -> Result<M::Reply, BusError> {
-        self.bus.request_with(to, msg, self.options()).await
+    ) -> impl Future<Output = Result<M::Reply, BusError>> + use<'_, M, D> {
+        self.bus.request_with(to, msg, self.options())
     }
 
     /// [`EventBus::request_with`] with a timeout, and the request id.
     ///
     /// # Errors
     /// As [`EventBus::request`].
-    pub async fn request_timeout<M: Message, D: Destination<M>>(
+    pub fn request_timeout<M: Message, D: Destination<M>>(
         &self,
         to: D,
         msg: M,
         timeout: Duration,
-    ) -> Result<M::Reply, BusError> {
+    ) -> impl Future<Output = Result<M::Reply, BusError>> + use<'_, M, D> {
         self.bus
             .request_with(to, msg, self.options().timeout(timeout))
-            .await
     }
 
     /// [`EventBus::send`].
@@ -184,22 +185,26 @@ where
     M: Message + DeserializeOwned,
     M::Reply: Serialize,
 {
-    post(
-        move |bus: Bus, body: Result<Json<M>, JsonRejection>| async move {
-            let Json(msg) = match body {
-                Ok(b) => b,
-                Err(rejection) => {
-                    return error_response(
-                        rejection.status(),
-                        "bad_request",
-                        &rejection.body_text(),
-                    );
-                }
-            };
-            match bus.request(topic, msg).await {
-                Ok(reply) => Json(reply).into_response(),
-                Err(e) => e.into_response(),
+    post(move |bus: Bus, body: Result<Json<M>, JsonRejection>| {
+        // The body is looked at before the future is made, so the future that waits for the
+        // reply holds the message, not the body it came in.
+        let msg = match body {
+            Ok(Json(msg)) => msg,
+            Err(rejection) => {
+                let response =
+                    error_response(rejection.status(), "bad_request", &rejection.body_text());
+                return Either::Left {
+                    future: std::future::ready(response),
+                };
             }
-        },
-    )
+        };
+        Either::Right {
+            future: async move {
+                match bus.request(topic, msg).await {
+                    Ok(reply) => Json(reply).into_response(),
+                    Err(e) => e.into_response(),
+                }
+            },
+        }
+    })
 }

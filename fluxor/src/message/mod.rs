@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use crate::ids::IdGen;
 pub(crate) use reply::{Reply, ReplyTo};
-pub(crate) use timing::Elapsed;
+pub(crate) use timing::{Elapsed, Within};
 pub use wire::{wire, Codec, CodecError, Json, RemoteMessage, Wire};
 
 /// A value that can travel over the event bus or into a component's mailbox.

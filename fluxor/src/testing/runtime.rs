@@ -119,12 +119,12 @@ impl TestRuntime {
     ///
     /// # Errors
     /// As [`EventBus::request`](crate::bus::EventBus::request).
-    pub async fn request<M: Message, D: Destination<M>>(
+    pub fn request<M: Message, D: Destination<M>>(
         &self,
         to: D,
         msg: M,
-    ) -> Result<M::Reply, BusError> {
-        self.inner.rt.bus().request(to, msg).await
+    ) -> impl std::future::Future<Output = Result<M::Reply, BusError>> + use<'_, M, D> {
+        self.inner.rt.bus().request(to, msg)
     }
 
     /// [`EventBus::send`](crate::bus::EventBus::send).
