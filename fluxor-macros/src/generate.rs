@@ -227,8 +227,16 @@ pub(crate) fn component_impl(krate: &TokenStream, item: &ItemImpl, model: &Model
         } else {
             quote!(msg)
         };
-        let accept = quote_spanned!(h.msg.span()=> ctx.accept(envelope));
-        let run = quote_spanned!(h.ret_span=> responder.run_now(|| self.#method(#call_args)));
+        // The context is the closure's parameter; unnamed when nothing uses it.
+        let ctx_param = if h.takes_ctx || config_hook.is_some() {
+            quote!(ctx)
+        } else {
+            quote!(_)
+        };
+        let run = quote_spanned!(h.ret_span=> ctx.__run_now(envelope, |msg, #ctx_param| {
+            #config_hook
+            self.#method(#call_args)
+        }));
         quote_spanned! {site=>
             #[doc(hidden)]
             #[allow(non_snake_case)]
@@ -238,8 +246,6 @@ pub(crate) fn component_impl(krate: &TokenStream, item: &ItemImpl, model: &Model
                 envelope: #krate::Envelope<#m>,
                 ctx: &mut #krate::Context<Self>,
             ) -> #krate::Outcome {
-                let (msg, responder) = #accept;
-                #config_hook
                 #run
             }
         }

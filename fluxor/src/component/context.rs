@@ -13,7 +13,7 @@ use crate::address::Destination;
 use crate::bus::{EventBus, RequestOptions, Requester};
 use crate::error::{BusError, PublishError, SendError};
 use crate::ids::DeploymentId;
-use crate::message::{Envelope, Headers, Message, Meta, ReplyTo};
+use crate::message::{Envelope, Headers, IntoReply, Message, Meta, ReplyTo};
 use crate::timer::{TimerId, Timers};
 use crate::watchdog::Stamp;
 use crate::worker::{BlockingTask, Lane, WorkerPool};
@@ -458,6 +458,68 @@ impl<C: Component> Context<C> {
         );
     }
 
+    /// [`accept`](Self::accept) and [`Responder::run_now`] in one step, for the plain
+    /// handlers `#[component]` generates: the handler's span and answer are made from the
+    /// context's record of the message, with no responder in between.
+    #[doc(hidden)]
+    #[inline]
+    pub fn __run_now<M: Message, T: IntoReply<M::Reply>>(
+        &mut self,
+        envelope: Envelope<M>,
+        handler: impl FnOnce(M, &mut Self) -> T,
+    ) -> crate::component::Outcome {
+        self.adopt_config();
+        let Envelope { msg, reply, meta } = envelope;
+        self.stamp().topic(meta.topic.as_ref());
+        self.hold(meta);
+        if reply.abandoned() {
+            return crate::component::Outcome::Abandoned;
+        }
+        let result = {
+            let span = self.handler_span();
+            let _entered = span.enter();
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(msg, self)))
+        };
+        super::responder::answer(reply, result, || {
+            self.current
+                .topic
+                .as_deref()
+                .unwrap_or(C::name())
+                .to_owned()
+        })
+    }
+
+    /// The span of a handler of the message the context holds.
+    #[inline]
+    fn handler_span(&self) -> tracing::Span {
+        let span = super::responder::handler_span(
+            C::name(),
+            self.current.topic.as_deref(),
+            self.shared.deployment,
+            self.current.correlation_id,
+            self.current.request_id,
+        );
+        #[cfg(feature = "otel")]
+        if let Some(parent) = crate::otel::extract(&self.current.headers) {
+            crate::otel::set_parent(&span, parent);
+        }
+        span
+    }
+
+    /// Records `meta` as the message being handled.
+    #[inline]
+    fn hold(&mut self, meta: Meta) {
+        // Between messages the context holds no topic and no headers (see `forget_message`),
+        // so the metadata it replaces has nothing to drop.
+        let previous = std::mem::replace(&mut self.current, meta);
+        if previous.topic.is_some() || !previous.headers.is_empty() {
+            drop(previous);
+        } else {
+            std::mem::forget(previous);
+        }
+        self.handling = true;
+    }
+
     /// Unpacks an envelope for its handler: records its ids and headers in the context and
     /// returns the message with the [`Responder`] that answers its requester.
     #[inline]
@@ -475,15 +537,7 @@ impl<C: Component> Context<C> {
             parent: crate::otel::extract(&meta.headers),
         };
         self.stamp().topic(meta.topic.as_ref());
-        // Between messages the context holds no topic and no headers (see `forget_message`),
-        // so the metadata it replaces has nothing to drop.
-        let previous = std::mem::replace(&mut self.current, meta);
-        if previous.topic.is_some() || !previous.headers.is_empty() {
-            drop(previous);
-        } else {
-            std::mem::forget(previous);
-        }
-        self.handling = true;
+        self.hold(meta);
         (msg, responder)
     }
 }

@@ -93,14 +93,12 @@ impl<R: Send + 'static> Responder<R> {
     /// The span a handler runs in.
     #[inline]
     fn span(&self) -> tracing::Span {
-        let span = tracing::span!(
-            HANDLER_SPAN,
-            "fluxor.handle",
-            component = self.component,
-            topic = self.topic.as_deref().unwrap_or(""),
-            deployment = %self.deployment,
-            correlation_id = %self.correlation_id,
-            request_id = %self.request_id,
+        let span = handler_span(
+            self.component,
+            self.topic.as_deref(),
+            self.deployment,
+            self.correlation_id,
+            self.request_id,
         );
         #[cfg(feature = "otel")]
         if let Some(parent) = &self.parent {
@@ -112,25 +110,58 @@ impl<R: Send + 'static> Responder<R> {
     /// Answers the requester with what the handler produced, and says how it went.
     #[inline]
     fn answer<T: IntoReply<R>>(self, result: Result<T, Box<dyn Any + Send>>) -> Outcome {
-        let (reply, outcome) = match result {
-            Ok(value) => match value.into_reply() {
-                Ok(v) => (Ok(v), Outcome::Handled),
-                Err(reason) => (Err(reason.clone()), Outcome::Failed(reason)),
-            },
-            Err(panic) => {
-                let reason = panic_message(&*panic);
-                (Err(reason.clone()), Outcome::Panicked(reason))
-            }
-        };
-        if self.reply.expected() {
-            self.reply
-                .send(reply.map_err(|reason| BusError::RecipientFailed {
-                    topic: self.topic.as_deref().unwrap_or(self.component).to_owned(),
-                    reason,
-                }));
-        }
-        outcome
+        let (topic, component) = (self.topic, self.component);
+        answer(self.reply, result, || {
+            topic.as_deref().unwrap_or(component).to_owned()
+        })
     }
+}
+
+/// The span a handler runs in (made only when its level is enabled).
+#[inline]
+pub(super) fn handler_span(
+    component: &'static str,
+    topic: Option<&str>,
+    deployment: DeploymentId,
+    correlation_id: Uuid,
+    request_id: Uuid,
+) -> tracing::Span {
+    tracing::span!(
+        HANDLER_SPAN,
+        "fluxor.handle",
+        component,
+        topic = topic.unwrap_or(""),
+        deployment = %deployment,
+        correlation_id = %correlation_id,
+        request_id = %request_id,
+    )
+}
+
+/// Answers `reply` with what a handler produced (an `Err` or a panic as
+/// [`BusError::RecipientFailed`] naming `topic`), and says how it went.
+#[inline]
+pub(super) fn answer<R, T: IntoReply<R>>(
+    reply: ReplyTo<R>,
+    result: Result<T, Box<dyn Any + Send>>,
+    topic: impl FnOnce() -> String,
+) -> Outcome {
+    let (value, outcome) = match result {
+        Ok(value) => match value.into_reply() {
+            Ok(v) => (Ok(v), Outcome::Handled),
+            Err(reason) => (Err(reason.clone()), Outcome::Failed(reason)),
+        },
+        Err(panic) => {
+            let reason = panic_message(&*panic);
+            (Err(reason.clone()), Outcome::Panicked(reason))
+        }
+    };
+    if reply.expected() {
+        reply.send(value.map_err(|reason| BusError::RecipientFailed {
+            topic: topic(),
+            reason,
+        }));
+    }
+    outcome
 }
 
 pin_project_lite::pin_project! {
