@@ -86,7 +86,12 @@ pub(super) const NOTES: &str = r#"
   `--only W3 --systems fluxor` and `--spawn-probe fluxor 1000000`):
   - *Asks across reactors* (W3): a hop between two spinning reactors still moves the
     message, the waker and the task's state between the cores' caches; the peers' "across"
-    asks mostly stay on one worker, a same-thread hand-off.
+    asks mostly stay on one worker, a same-thread hand-off. On a 2-vCPU virtual machine these
+    rows are bimodal, with any build: most runs read 490–710 ns p50, some 1.85–2.1 µs with
+    about twice the CPU per ask (both threads busy the whole time, no more context switches
+    than in a fast run: `perf stat -e context-switches` of six runs of `--only W3 --systems
+    fluxor`), as if the two spinning vCPUs did not run at full speed side by side. Round-robin
+    over 100 instances (W2) and tell across threads drop in the same runs.
   - *Skynet* (W7): the tree is built breadth first (a reactor runs its queue first in, first
     out), so the whole tree is alive at its peak (see the *peak memory* rows; single-thread actix,
     which runs its queue in order too, holds its whole tree as well, and the tokio floor needs
@@ -130,7 +135,13 @@ pub(super) const NOTES: &str = r#"
     envelope's metadata where the envelope is stored, the lane's push is inlined, and the
     receiver takes the message after its bookkeeping, which took 1 → 1 on one reactor from
     9.5–9.8M to 12.9–13.2M msgs/s (alternating runs of `--only W1,W4 --systems fluxor`).
-    Further copies of this kind remain between the mailbox and the handler.
+    Then (`valgrind --tool=callgrind` of 2M tells on one reactor, 793 → 474 instructions per
+    message): plain handlers run back to back in place up to a batch, without going back
+    through the loop's signal check and a budget await for each message; the per-message
+    bookkeeping is inlined with its rare branches out of line; and the generated handlers
+    make their span and answer from the context's record of the message instead of a
+    `Responder` copied through the stack. 1 → 1 on one reactor now reads 22M msgs/s, 1.08×
+    single-thread actix. What is left of a ping-pong is the task wake-up per message.
   - *Tell across reactors* (W1): the lane's first form cost these rows ~35% (4.1–4.5M against
     6.3–7.3M msgs/s in alternating runs of `--only W1` with the two builds): every push from
     another thread made a sequentially consistent hand-shake with the lane's count. Slots
