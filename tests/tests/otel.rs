@@ -55,6 +55,12 @@ impl B {
     fn back(&mut self, _: Back, ctx: &mut Context<Self>) -> String {
         ctx.headers().get(TRACEPARENT).unwrap_or("-").to_owned()
     }
+
+    /// The same, for a direct request.
+    #[handler]
+    fn back_direct(&mut self, msg: Back, ctx: &mut Context<Self>) -> String {
+        self.back(msg, ctx)
+    }
 }
 
 /// One exporter for the process: the subscriber is global, since reactors are threads.
@@ -152,6 +158,33 @@ async fn one_trace_spans_http_a_request_to_b_and_the_reply() {
         answer,
         format!("00-{trace}-{}-01", a.span_context.span_id()),
         "B's envelope carried A's span as the parent"
+    );
+    rt.shutdown(Duration::from_secs(5)).await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn a_direct_request_carries_the_span_it_is_awaited_in() {
+    exporter();
+    let rt = Fluxor::builder().reactors(1).build().expect("runtime");
+    let id = rt.deploy(|| B, DeployOptions::new()).await.expect("b");
+    let b = rt.actor_ref::<B>(id, 0).expect("b's instance");
+    let root = tracing::info_span!("direct");
+    let trace = {
+        use fluxor::otel::opentelemetry::trace::TraceContextExt;
+        use tracing_opentelemetry::OpenTelemetrySpanExt;
+        root.context().span().span_context().trace_id()
+    };
+    // Made outside the span, sent inside it: the envelope's parent is the span it is
+    // awaited in.
+    let request = b.request(Back);
+    let answer = request.instrument(root).await.expect("B answers");
+    let spans = await_spans(trace, 2).await;
+    let direct = one(&spans, "direct", None);
+    let handled = one(&spans, "fluxor.handle", Some("B"));
+    assert_eq!(handled.parent_span_id, direct.span_context.span_id());
+    assert_eq!(
+        answer,
+        format!("00-{trace}-{}-01", direct.span_context.span_id())
     );
     rt.shutdown(Duration::from_secs(5)).await.expect("shutdown");
 }

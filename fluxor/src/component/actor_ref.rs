@@ -124,7 +124,7 @@ impl<C: Component> ActorRef<C> {
     where
         C: Handles<M>,
     {
-        self.request_meta(msg, self.bus.root_meta_later(), None)
+        self.request_meta(msg, || self.bus.root_meta(), None)
     }
 
     /// Messages waiting in the instance's mailbox.
@@ -155,7 +155,9 @@ impl<C: Component> ActorRef<C> {
         }
     }
 
-    /// A request to this instance, sent when first polled (see `Asking`).
+    /// A request to this instance, sent when first polled (see `Asking`) with the metadata
+    /// `meta` makes then, inside the caller's span (and where the envelope is stored, see
+    /// `bus::meta_later`).
     pub(crate) fn request_meta<M: Message, F: FnOnce() -> Meta>(
         &self,
         msg: M,
@@ -166,6 +168,7 @@ impl<C: Component> ActorRef<C> {
         C: Handles<M>,
     {
         let send = move |_: &str| {
+            let meta = crate::bus::meta_later(meta);
             let (reply, rx) = ReplyTo::channel();
             self.mailbox
                 .try_push(|| C::wrap(Envelope::new(msg, Some(reply), meta())))

@@ -42,6 +42,22 @@ pub struct Context<C: Component> {
     pub(crate) config_changed: bool,
 }
 
+/// A message a generated plain handler has accepted and not run yet (see
+/// [`Context::__accept_now`]).
+#[doc(hidden)]
+pub struct Accepted<M: Message> {
+    msg: M,
+    reply: ReplyTo<M::Reply>,
+}
+
+impl<M: Message> fmt::Debug for Accepted<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Accepted")
+            .field("expects_reply", &self.reply.expected())
+            .finish_non_exhaustive()
+    }
+}
+
 impl<C: Component> fmt::Debug for Context<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Context")
@@ -269,7 +285,7 @@ impl<C: Component> Context<C> {
                 component: C::name(),
             });
         }
-        to.request_meta(msg, self.meta_later(), None).await
+        to.request_meta(msg, || self.meta(), None).await
     }
 
     /// Delivers `msg` to this instance once, after `delay`, through its topic-less
@@ -458,11 +474,11 @@ impl<C: Component> Context<C> {
         );
     }
 
-    /// [`accept`](Self::accept) and [`Responder::run_now`] in one step, for the plain
-    /// handlers `#[component]` generates: the handler's span and answer are made from the
-    /// context's record of the message, with no responder in between.
+    /// [`accept`](Self::accept) and [`Responder::run_now`] in one step, for the plain handlers
+    /// `#[component]` generates: the handler's span and answer are made from the context's
+    /// record of the message, with no responder in between.
     #[doc(hidden)]
-    #[inline]
+    #[inline(always)]
     pub fn __run_now<M: Message, T: IntoReply<M::Reply>>(
         &mut self,
         envelope: Envelope<M>,
@@ -472,6 +488,42 @@ impl<C: Component> Context<C> {
         let Envelope { msg, reply, meta } = envelope;
         self.stamp().topic(meta.topic.as_ref());
         self.hold(meta);
+        self.answer_now(msg, reply, handler)
+    }
+
+    /// [`__run_now`](Self::__run_now) in two steps, for a component with an `#[on_config]`
+    /// hook, which runs in between (where it runs after [`accept`](Self::accept)).
+    #[doc(hidden)]
+    #[inline]
+    pub fn __accept_now<M: Message>(&mut self, envelope: Envelope<M>) -> Accepted<M> {
+        self.adopt_config();
+        let Envelope { msg, reply, meta } = envelope;
+        self.stamp().topic(meta.topic.as_ref());
+        self.hold(meta);
+        Accepted { msg, reply }
+    }
+
+    /// The second step after [`__accept_now`](Self::__accept_now).
+    #[doc(hidden)]
+    #[inline]
+    pub fn __run_accepted<M: Message, T: IntoReply<M::Reply>>(
+        &mut self,
+        accepted: Accepted<M>,
+        handler: impl FnOnce(M, &mut Self) -> T,
+    ) -> crate::component::Outcome {
+        let Accepted { msg, reply } = accepted;
+        self.answer_now(msg, reply, handler)
+    }
+
+    /// Runs a plain handler on a message the context holds and answers its requester (as
+    /// [`Responder::run_now`] does).
+    #[inline(always)]
+    fn answer_now<M: Message, T: IntoReply<M::Reply>>(
+        &mut self,
+        msg: M,
+        reply: ReplyTo<M::Reply>,
+        handler: impl FnOnce(M, &mut Self) -> T,
+    ) -> crate::component::Outcome {
         if reply.abandoned() {
             return crate::component::Outcome::Abandoned;
         }
@@ -490,7 +542,7 @@ impl<C: Component> Context<C> {
     }
 
     /// The span of a handler of the message the context holds.
-    #[inline]
+    #[inline(always)]
     fn handler_span(&self) -> tracing::Span {
         let span = super::responder::handler_span(
             C::name(),
@@ -507,10 +559,11 @@ impl<C: Component> Context<C> {
     }
 
     /// Records `meta` as the message being handled.
-    #[inline]
+    #[inline(always)]
     fn hold(&mut self, meta: Meta) {
         // Between messages the context holds no topic and no headers (see `forget_message`),
-        // so the metadata it replaces has nothing to drop.
+        // so the metadata it replaces has nothing to drop: its topic and headers are the only
+        // parts of a `Meta` that own anything (the ids are plain values).
         let previous = std::mem::replace(&mut self.current, meta);
         if previous.topic.is_some() || !previous.headers.is_empty() {
             drop(previous);

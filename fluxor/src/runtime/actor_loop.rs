@@ -209,15 +209,12 @@ pub(super) fn actor_loop<C: Component, E: Exec<C>>(
                 Next::Message(msg) => {
                     let supervised = Supervised::new(&duty.owner, duty.index());
                     match in_place(&mut exec, msg, &mut rx) {
-                        // Handled in place until the mailbox ran dry (counted against the
-                        // task's budget) or for a whole batch (then the reactor gets a turn),
-                        // so an instance that always has a message still hands its reactor
-                        // over now and then.
-                        InPlace::Idle => Either::Left {
-                            future: HandOver { yield_first: false },
-                        },
-                        InPlace::Full => Either::Left {
-                            future: HandOver { yield_first: true },
+                        // Each message handled in place counts against the task's budget, so
+                        // an instance that always has a message still hands its reactor over
+                        // now and then (and its timers and I/O get a turn), as tokio's own
+                        // resources do.
+                        InPlace::Handled(units) => Either::Left {
+                            future: Budget { units },
                         },
                         InPlace::Crashed(reason) => {
                             boxed(crashed(&mut exec, reason, &mut rx, supervised))
@@ -330,10 +327,8 @@ pub(super) async fn batch<C: Component, E: Exec<C>>(
 
 /// How a run of messages handled in place ended.
 enum InPlace<M> {
-    /// The mailbox has nothing more for now.
-    Idle,
-    /// A whole batch was handled.
-    Full,
+    /// This many were handled (a whole batch, or until the mailbox had nothing more).
+    Handled(u8),
     /// A handler panicked, for this reason.
     Crashed(String),
     /// This message's handler is `async`: it was not handled.
@@ -349,43 +344,41 @@ fn in_place<C: Component, E: Exec<C>>(
     mut msg: C::Msg,
     rx: &mut Receiver<C::Msg>,
 ) -> InPlace<C::Msg> {
-    let mut left = BATCH;
+    let mut handled = 0;
     loop {
         match handle_now(exec, msg, rx) {
             Ok(None) => {}
             Ok(Some(reason)) => return InPlace::Crashed(reason),
             Err(msg) => return InPlace::Async(msg),
         }
-        left -= 1;
-        if left == 0 {
-            return InPlace::Full;
+        handled += 1;
+        if usize::from(handled) == BATCH {
+            return InPlace::Handled(handled);
         }
         match rx.try_recv() {
             Ok(next) => msg = next,
-            Err(_) => return InPlace::Idle,
+            Err(_) => return InPlace::Handled(handled),
         }
     }
 }
 
-/// After a run of messages handled in place: a turn for the reactor's other tasks after a
-/// whole batch, then one unit of the task's budget (which hands the reactor over when it is
-/// used up). One byte, so the idle task stays small.
-struct HandOver {
-    yield_first: bool,
+/// After a run of messages handled in place: one unit of the task's budget per message
+/// (tokio's `consume_budget` for each), which hands the reactor over when the budget is used
+/// up. One byte, so the idle task stays small.
+struct Budget {
+    units: u8,
 }
 
-impl Future for HandOver {
+impl Future for Budget {
     type Output = Option<LoopExit>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
-        if std::mem::take(&mut self.yield_first) {
-            cx.waker().wake_by_ref();
-            return Poll::Pending;
-        }
-        tokio::task::coop::poll_proceed(cx).map(|progress| {
+        while self.units > 0 {
+            let progress = std::task::ready!(tokio::task::coop::poll_proceed(cx));
             progress.made_progress();
-            None
-        })
+            self.units -= 1;
+        }
+        Poll::Ready(None)
     }
 }
 
