@@ -140,8 +140,10 @@ pub(super) const NOTES: &str = r#"
     through the loop's signal check and a budget await for each message; the per-message
     bookkeeping is inlined with its rare branches out of line; and the generated handlers
     make their span and answer from the context's record of the message instead of a
-    `Responder` copied through the stack. 1 → 1 on one reactor now reads 22M msgs/s, 1.08×
-    single-thread actix. What is left of a ping-pong is the task wake-up per message.
+    `Responder` copied through the stack. A run of in-place messages takes one unit of the
+    task's coop budget per four messages (a unit costs ~29 instructions). 1 → 1 on one
+    reactor now reads 20.8–22.3M msgs/s, 1.02–1.09× single-thread actix. What is left of a
+    ping-pong is the task wake-up per message.
   - *Tell across reactors* (W1): the lane's first form cost these rows ~35% (4.1–4.5M against
     6.3–7.3M msgs/s in alternating runs of `--only W1` with the two builds): every push from
     another thread made a sequentially consistent hand-shake with the lane's count. Slots
