@@ -229,20 +229,11 @@ pub(crate) fn component_impl(krate: &TokenStream, item: &ItemImpl, model: &Model
         };
         // The context is the closure's parameter; unnamed when the handler does not take it.
         let ctx_param = if h.takes_ctx { quote!(ctx) } else { quote!(_) };
-        // With an `#[on_config]` hook, in two steps with the hook in between (where it runs
-        // after `accept`); in one otherwise.
-        let run = match &config_hook {
-            Some(hook) => {
-                let accept = quote_spanned!(h.msg.span()=> ctx.__accept_now(envelope));
-                let run = quote_spanned!(h.ret_span=> ctx.__run_accepted(accepted, |msg, #ctx_param| {
-                    self.#method(#call_args)
-                }));
-                quote!(let accepted = #accept; #hook #run)
-            }
-            None => quote_spanned!(h.ret_span=> ctx.__run_now(envelope, |msg, #ctx_param| {
-                self.#method(#call_args)
-            })),
-        };
+        // The `#[on_config]` hook runs between the two steps, where it runs after `accept`.
+        let accept = quote_spanned!(h.msg.span()=> ctx.__accept_now(envelope));
+        let run = quote_spanned!(h.ret_span=> ctx.__run_accepted(accepted, |msg, #ctx_param| {
+            self.#method(#call_args)
+        }));
         quote_spanned! {site=>
             #[doc(hidden)]
             #[allow(non_snake_case)]
@@ -252,6 +243,8 @@ pub(crate) fn component_impl(krate: &TokenStream, item: &ItemImpl, model: &Model
                 envelope: #krate::Envelope<#m>,
                 ctx: &mut #krate::Context<Self>,
             ) -> #krate::Outcome {
+                let accepted = #accept;
+                #config_hook
                 #run
             }
         }

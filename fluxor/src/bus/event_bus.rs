@@ -222,12 +222,7 @@ impl EventBus {
         msg: M,
         options: RequestOptions,
     ) -> impl Future<Output = Result<M::Reply, BusError>> + use<'_, M, D> {
-        let timeout = options.timeout_set();
-        let meta = move || {
-            let mut meta = self.root_meta();
-            options.apply(&mut meta);
-            meta
-        };
+        let (timeout, meta) = options.into_parts(|| self.root_meta());
         self.asking(to, msg, meta, timeout, None)
     }
 

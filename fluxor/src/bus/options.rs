@@ -53,18 +53,27 @@ impl RequestOptions {
         self
     }
 
-    /// The timeout set, if any.
-    pub(crate) fn timeout_set(&self) -> Option<Duration> {
-        self.timeout
-    }
-
-    /// Puts the headers and request id into `meta` (a header set here wins over one the
-    /// runtime put there, such as a trace context).
-    pub(crate) fn apply(self, meta: &mut Meta) {
-        meta.headers.extend(self.headers);
-        if let Some(id) = self.request_id {
-            meta.request_id = id;
-        }
+    /// The timeout set, if any, and the request's metadata: what `make` makes, with these
+    /// headers and request id put in (a header set here wins over one the runtime put there,
+    /// such as a trace context). The metadata is made when the request is sent.
+    pub(crate) fn into_parts<'a>(
+        self,
+        make: impl FnOnce() -> Meta + 'a,
+    ) -> (Option<Duration>, impl FnOnce() -> Meta + 'a) {
+        let RequestOptions {
+            timeout,
+            headers,
+            request_id,
+        } = self;
+        let meta = move || {
+            let mut meta = make();
+            meta.headers.extend(headers);
+            if let Some(id) = request_id {
+                meta.request_id = id;
+            }
+            meta
+        };
+        (timeout, meta)
     }
 
     /// Replaces all headers.

@@ -246,12 +246,7 @@ impl<C: Component> Context<C> {
         msg: M,
         options: RequestOptions,
     ) -> impl Future<Output = Result<M::Reply, BusError>> + use<'_, C, M, D> {
-        let timeout = options.timeout_set();
-        let meta = move || {
-            let mut meta = self.meta();
-            options.apply(&mut meta);
-            meta
-        };
+        let (timeout, meta) = options.into_parts(|| self.meta());
         self.shared
             .bus
             .asking(to, msg, meta, timeout, Some(self.requester()))
@@ -474,27 +469,11 @@ impl<C: Component> Context<C> {
         );
     }
 
-    /// [`accept`](Self::accept) and [`Responder::run_now`] in one step, for the plain handlers
-    /// `#[component]` generates: the handler's span and answer are made from the context's
-    /// record of the message, with no responder in between.
+    /// [`accept`](Self::accept) for the plain handlers `#[component]` generates, which then
+    /// run their `#[on_config]` hook, if any, and [`__run_accepted`](Self::__run_accepted):
+    /// the config adopted and the envelope's metadata recorded as the message being handled.
     #[doc(hidden)]
     #[inline(always)]
-    pub fn __run_now<M: Message, T: IntoReply<M::Reply>>(
-        &mut self,
-        envelope: Envelope<M>,
-        handler: impl FnOnce(M, &mut Self) -> T,
-    ) -> crate::component::Outcome {
-        self.adopt_config();
-        let Envelope { msg, reply, meta } = envelope;
-        self.stamp().topic(meta.topic.as_ref());
-        self.hold(meta);
-        self.answer_now(msg, reply, handler)
-    }
-
-    /// [`__run_now`](Self::__run_now) in two steps, for a component with an `#[on_config]`
-    /// hook, which runs in between (where it runs after [`accept`](Self::accept)).
-    #[doc(hidden)]
-    #[inline]
     pub fn __accept_now<M: Message>(&mut self, envelope: Envelope<M>) -> Accepted<M> {
         self.adopt_config();
         let Envelope { msg, reply, meta } = envelope;
@@ -503,27 +482,17 @@ impl<C: Component> Context<C> {
         Accepted { msg, reply }
     }
 
-    /// The second step after [`__accept_now`](Self::__accept_now).
+    /// [`Responder::run_now`] for a message taken by [`__accept_now`](Self::__accept_now):
+    /// the handler's span and answer are made from the context's record of the message, with
+    /// no responder in between.
     #[doc(hidden)]
-    #[inline]
+    #[inline(always)]
     pub fn __run_accepted<M: Message, T: IntoReply<M::Reply>>(
         &mut self,
         accepted: Accepted<M>,
         handler: impl FnOnce(M, &mut Self) -> T,
     ) -> crate::component::Outcome {
         let Accepted { msg, reply } = accepted;
-        self.answer_now(msg, reply, handler)
-    }
-
-    /// Runs a plain handler on a message the context holds and answers its requester (as
-    /// [`Responder::run_now`] does).
-    #[inline(always)]
-    fn answer_now<M: Message, T: IntoReply<M::Reply>>(
-        &mut self,
-        msg: M,
-        reply: ReplyTo<M::Reply>,
-        handler: impl FnOnce(M, &mut Self) -> T,
-    ) -> crate::component::Outcome {
         if reply.abandoned() {
             return crate::component::Outcome::Abandoned;
         }
@@ -577,20 +546,18 @@ impl<C: Component> Context<C> {
     /// returns the message with the [`Responder`] that answers its requester.
     #[inline]
     pub fn accept<M: Message>(&mut self, envelope: Envelope<M>) -> (M, Responder<M::Reply>) {
-        self.adopt_config();
-        let Envelope { msg, reply, meta } = envelope;
+        let Accepted { msg, reply } = self.__accept_now(envelope);
+        let current = &self.current;
         let responder = Responder {
             reply,
             component: C::name(),
             deployment: self.shared.deployment,
-            topic: meta.topic.clone(),
-            correlation_id: meta.correlation_id,
-            request_id: meta.request_id,
+            topic: current.topic.clone(),
+            correlation_id: current.correlation_id,
+            request_id: current.request_id,
             #[cfg(feature = "otel")]
-            parent: crate::otel::extract(&meta.headers),
+            parent: crate::otel::extract(&current.headers),
         };
-        self.stamp().topic(meta.topic.as_ref());
-        self.hold(meta);
         (msg, responder)
     }
 }

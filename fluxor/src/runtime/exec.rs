@@ -52,7 +52,7 @@ impl<C: Component> Exec<C> for Inline<C> {
     fn dispatch_now(&mut self, msg: C::Msg) -> Result<Outcome, C::Msg> {
         self.ctx.stamp().begin(self.ctx.key());
         let (component, ctx) = (&mut self.component, &mut self.ctx);
-        // The handler's own panics are caught where it runs (`Context::__run_now`,
+        // The handler's own panics are caught where it runs (`Context::__run_accepted`,
         // `Responder::run_now`); this catches panics around it: hand-written dispatch code, an
         // `#[on_config]` hook.
         std::panic::catch_unwind(AssertUnwindSafe(|| component.handle_now(msg, ctx)))
