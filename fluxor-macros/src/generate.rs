@@ -361,6 +361,7 @@ pub(crate) fn component_impl(krate: &TokenStream, item: &ItemImpl, model: &Model
     let start = hook_fn(krate, site, quote!(start), model.on_start.as_ref());
     let start_at_once = model.on_start.as_ref().is_none_or(|hook| !hook.is_async);
     let stop = hook_fn(krate, site, quote!(stop), model.on_stop.as_ref());
+    let stop_at_once = model.on_stop.as_ref().is_none_or(|hook| !hook.is_async);
     let component_header =
         quote_spanned!(site=> impl #impl_g #krate::Component for #self_ty #full_where);
     let declared = quote_spanned!(site=> <#self_ty as #krate::__private::Declared>);
@@ -388,6 +389,7 @@ pub(crate) fn component_impl(krate: &TokenStream, item: &ItemImpl, model: &Model
                 type Msg = #msg_enum;
                 type Config = #declared::Config;
                 const START_AT_ONCE: bool = #start_at_once;
+                const STOP_AT_ONCE: bool = #stop_at_once;
 
                 fn name() -> &'static str {
                     #declared::NAME

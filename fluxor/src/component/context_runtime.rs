@@ -124,16 +124,16 @@ impl<C: Component> Context<C> {
         D: Component,
         F: Fn() -> D + Send + Sync + 'static,
     {
-        // Boxed: a handler that deploys keeps a pointer in its future, not the whole deploy.
-        let deploy = self
-            .runtime()
-            .upgrade()
-            .map(|runtime| Box::pin(runtime.deploy(factory, options)));
-        async move {
-            match deploy {
-                Some(deploy) => deploy.await,
-                None => Err(crate::error::DeployError::ShuttingDown),
-            }
+        // Not boxed: until its first poll a deploy holds its plan, and any wait after that is
+        // boxed by the deploy itself.
+        use crate::util::Either;
+        match self.runtime().upgrade() {
+            Some(runtime) => Either::Left {
+                future: runtime.deploy(factory, options),
+            },
+            None => Either::Right {
+                future: std::future::ready(Err(crate::error::DeployError::ShuttingDown)),
+            },
         }
     }
 
@@ -187,7 +187,7 @@ impl<C: Component> Context<C> {
             return Err(crate::error::UndeployError::OwnDeployment(id));
         }
         match self.runtime().upgrade() {
-            Some(runtime) => Box::pin(runtime.undeploy(id)).await,
+            Some(runtime) => runtime.undeploy(id).await,
             None => Err(crate::error::UndeployError::Unknown(id)),
         }
     }

@@ -108,6 +108,13 @@ pub trait Component: Sized + 'static {
     #[doc(hidden)]
     const START_AT_ONCE: bool = false;
 
+    /// Whether [`stop`](Self::stop) finishes at its first poll (no `#[on_stop]`, or a plain
+    /// method): an instance with nothing left to drain then stops within its last turn,
+    /// without a future for its stop sequence. Worker components stop on the worker pool
+    /// whatever it says. `#[component]` sets it; an implementation by hand keeps the default.
+    #[doc(hidden)]
+    const STOP_AT_ONCE: bool = false;
+
     /// Runs on the component's reactor before any message. An error fails the deployment.
     fn start(&mut self, ctx: &mut Context<Self>) -> impl Future<Output = Result<(), BoxError>> {
         let _ = ctx;

@@ -131,6 +131,19 @@ impl<T> Receiver<T> {
         }
     }
 
+    /// Whether no message is waiting. Those that are move into the receiver's batch, where
+    /// [`try_recv`](Self::try_recv) takes them next.
+    pub(crate) fn is_drained(&mut self) -> bool {
+        if !self.local.is_empty() {
+            return false;
+        }
+        if self.chan.shared_len.load(Ordering::Acquire) == 0 {
+            return !self.take_lane();
+        }
+        let mut st = self.chan.lock();
+        !refill(&mut self.local, &self.chan, &mut st)
+    }
+
     /// [`try_recv`](Self::try_recv) once the batch is used up: the next batch, if any.
     #[inline(never)]
     fn try_refill(&mut self) -> Result<T, TryRecvError> {

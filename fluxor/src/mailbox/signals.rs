@@ -68,6 +68,14 @@ impl StopRequest {
         }
     }
 
+    /// A request to stop within `left` from now: one read of the clock.
+    pub(crate) fn within(left: Duration) -> Self {
+        StopRequest {
+            remaining: u64::try_from(left.as_nanos()).unwrap_or(u64::MAX),
+            made: crate::util::monotonic_nanos(),
+        }
+    }
+
     /// A request to stop at once.
     pub(crate) fn now() -> Self {
         StopRequest {

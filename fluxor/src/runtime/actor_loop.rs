@@ -3,18 +3,15 @@
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::sync::atomic::Ordering::Relaxed;
 use std::task::Poll;
 
-use tokio::time::Instant;
-
 use super::exec::{Exec, Inline, OnWorkers};
-use super::reports::{ReportGuard, REPORT_GRACE};
+use super::finish::ending;
+use super::reports::ReportGuard;
 use super::restart::Supervised;
 use super::shared::Shared;
 use crate::component::{ActorRef, Component, Context, Outcome};
-use crate::error::StopError;
-use crate::mailbox::{Control, InstanceStats, Mailbox, Next, Receiver, StopRequest};
+use crate::mailbox::{Control, Mailbox, Next, Receiver, StopRequest};
 use crate::supervision::{InstanceState, LifecycleKind};
 use crate::timer::Timers;
 use crate::util::{panic_message, Either};
@@ -137,7 +134,7 @@ pub(super) struct LoopInputs<C: Component> {
 }
 
 /// Polls `fut` once, with a waker that does nothing.
-fn poll_once<F: Future>(fut: F) -> Poll<F::Output> {
+pub(super) fn poll_once<F: Future>(fut: F) -> Poll<F::Output> {
     let fut = std::pin::pin!(fut);
     fut.poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
 }
@@ -230,8 +227,10 @@ pub(super) fn actor_loop<C: Component, E: Exec<C>>(
             }
         };
 
+        // The usual stop (nothing left to drain, a stop that finishes at once) ends in this
+        // turn; a stop that may wait is boxed.
         let supervised = Supervised::new(&duty.owner, duty.index());
-        let errors = Box::pin(finish(&mut exec, &mut rx, end, supervised)).await;
+        let errors = ending(&mut exec, &mut rx, end, supervised).await;
         duty.stopped(errors);
     }
 }
@@ -428,107 +427,6 @@ pub(super) async fn crashed<C: Component, E: Exec<C>>(
         .note_crash(C::name(), &reason);
     supervised.event(LifecycleKind::Crashed, Some(reason.clone()));
     supervised.supervise(exec, &reason, rx).await.err()
-}
-
-/// After the message loop: drain until the deadline and stop (undeploy, shutdown), or stop
-/// for the supervision policy; returns what went wrong.
-pub(super) async fn finish<C: Component, E: Exec<C>>(
-    exec: &mut E,
-    rx: &mut Receiver<C::Msg>,
-    end: LoopExit,
-    supervised: Supervised<'_, C>,
-) -> Vec<StopError> {
-    let (name, index) = (C::name(), supervised.index);
-    let lost = || StopError::Failed {
-        component: name,
-        instance: index,
-        reason: "the instance was lost with its worker job".into(),
-    };
-    let request = match end {
-        LoopExit::Stop(request) => request,
-        LoopExit::Lost => return vec![lost()],
-        LoopExit::Halt { failed } => {
-            supervised.halt(exec, rx, failed).await;
-            return Vec::new();
-        }
-    };
-
-    // No timer fires into a stopping instance; drain what was accepted before the stop,
-    // until the deadline.
-    if let Some(ctx) = exec.ctx() {
-        ctx.timers.cancel_all();
-    }
-    rx.close();
-    // The deadline is read off the clock only when something has to wait for it.
-    let mut known = None;
-    let mut deadline = || *known.get_or_insert_with(|| request.deadline());
-    let mut errors = Vec::new();
-    let (mut undelivered, mut interrupted) = (0, 0);
-    while let Ok(msg) = rx.try_recv() {
-        let deadline = deadline();
-        if Instant::now() >= deadline {
-            undelivered += 1;
-            continue;
-        }
-        // Messages left at a stop are rare: boxed, so the stop sequence stays small.
-        match Box::pin(within(|| deadline, exec.dispatch(msg))).await {
-            Ok(Some(outcome)) => exec.settle(&outcome, rx.stats()),
-            Ok(None) => return vec![lost()],
-            // Its handler was cut at the deadline.
-            Err(_elapsed) => interrupted += 1,
-        }
-    }
-    if undelivered + interrupted > 0 {
-        let stats = rx.stats();
-        InstanceStats::add_saturating(&stats.undelivered, undelivered);
-        let _ = stats.interrupted.fetch_update(Relaxed, Relaxed, |v| {
-            Some(v.saturating_add(u16::try_from(interrupted).unwrap_or(u16::MAX)))
-        });
-        errors.push(StopError::DeadlineExceeded {
-            component: name,
-            instance: index,
-            undelivered,
-            interrupted,
-        });
-    }
-    let stopped = within(
-        || deadline().max(Instant::now()) + REPORT_GRACE / 2,
-        exec.stop(),
-    )
-    .await;
-    let failure = match stopped {
-        Ok(Ok(())) => None,
-        Ok(Err(reason)) => Some(reason),
-        Err(_elapsed) => Some("stop did not finish before the deadline".into()),
-    };
-    if let Some(reason) = failure {
-        errors.push(StopError::Failed {
-            component: name,
-            instance: index,
-            reason,
-        });
-    }
-    rx.cancel_work();
-    InstanceState::Stopped.store(&rx.stats().state);
-    supervised.event(LifecycleKind::Stopped, None);
-    errors
-}
-
-/// Like `tokio::time::timeout_at`, but a future that is ready at its first poll arms no
-/// timer and does not even read the deadline (most of what a stopping instance does finishes
-/// at once).
-pub(super) async fn within<F: Future>(
-    deadline: impl FnOnce() -> Instant,
-    fut: F,
-) -> Result<F::Output, ()> {
-    let mut fut = std::pin::pin!(fut);
-    let first = std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await;
-    match first {
-        Poll::Ready(out) => Ok(out),
-        Poll::Pending => tokio::time::timeout_at(deadline(), fut)
-            .await
-            .map_err(|_| ()),
-    }
 }
 
 #[cfg(test)]

@@ -1,8 +1,11 @@
 //! The deploy pipeline: plan (check options, parse config, make mailboxes), launch (create
 //! and start every instance on its reactor), then register the deployment's topics.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -12,12 +15,12 @@ use super::handle::Fluxor;
 use super::options::DeployOptions;
 use super::reports::{ReportGuard, Reports};
 use super::shared::{publish_event, Shared};
-use super::table::{Deployment, Plan};
+use super::table::{Channel, Deployment, Plan};
 use crate::bus::Owner;
 use crate::component::{Bindings, Component};
 use crate::error::DeployError;
 use crate::ids::DeploymentId;
-use crate::mailbox::Mailbox;
+use crate::mailbox::{Mailbox, StopRequest};
 use crate::supervision::{InstanceState, LifecycleKind, Supervisor};
 use crate::util::Few;
 
@@ -105,7 +108,9 @@ impl Fluxor {
         use crate::util::Either;
         match self.plan(factory, options) {
             Ok(plan) => Either::Left {
-                future: self.launch(plan),
+                future: Deploying {
+                    stage: Stage::Planned(self.clone(), plan),
+                },
             },
             Err(error) => Either::Right {
                 future: std::future::ready(Err(error)),
@@ -220,15 +225,14 @@ impl Fluxor {
         })
     }
 
-    /// Sends a planned deployment's instances to their reactors, waits for their start and
-    /// registers their topics; stops them again if any fails to start.
-    fn launch<C: Component>(
-        &self,
-        plan: Plan<C>,
-    ) -> impl std::future::Future<Output = Result<DeploymentId, DeployError>> {
-        // The future owns a handle to the runtime: it may outlive the caller's borrow.
-        let this = self.clone();
-        // Taken apart here, not in the async block, so its future holds each part once.
+    /// Launches a planned deployment (at the deploy future's first poll): makes its table
+    /// entry and sends its instances to their reactors. Done at once when every instance
+    /// started here; otherwise the rest (start reports to wait for, or a rollback) is boxed.
+    fn launch<C: Component>(&self, plan: Plan<C>) -> Launch {
+        let inner = &self.inner;
+        if inner.shutting_down.load(Ordering::Acquire) {
+            return Launch::Done(Err(DeployError::ShuttingDown));
+        }
         let Plan {
             shared,
             watch,
@@ -242,151 +246,269 @@ impl Fluxor {
         } = plan;
         let id = shared.deployment;
         let instances = channels.len();
-        let mut deployment = Deployment {
-            id,
-            order: 0,
-            component: C::name(),
-            type_id: std::any::TypeId::of::<C>(),
-            reactors,
-            mailbox_capacity,
-            worker: worker.is_some(),
-            config_keys,
-            watch: None,
-            bound: false,
-            shared: shared.clone(),
-        };
-        async move {
-            let inner = &this.inner;
-            if inner.shutting_down.load(Ordering::Acquire) {
-                return Err(DeployError::ShuttingDown);
-            }
-            let watch = deployment.watch.insert(watch);
-            let mut failure: Option<(usize, String)> = None;
-            let reactors = &deployment.reactors;
-            let first = reactors[0] as usize;
-            let one_reactor = reactors.iter().all(|&r| r as usize == first);
-            // Every instance starts on the reactor this deploy runs on.
-            let here = one_reactor && inner.wakeups[first].is_current();
-            let at_once = C::START_AT_ONCE && worker.is_none() && here;
-            if !at_once {
-                // Its handlers may run before it is in the table: the blocked-reactor checker
-                // still names them.
-                watch.remember(crate::watchdog::Label {
-                    component: C::name(),
-                    deployment: id,
-                });
-            }
-            let tasks = channels.into_iter().enumerate().map(|(index, channel)| {
-                let reactor = reactors[index];
-                let task = InstanceTask::new(
-                    reactor,
-                    channel,
-                    ReportGuard::new(shared.clone(), index as u32),
-                );
-                (reactor as usize, task)
+        let first = reactors[0] as usize;
+        let one_reactor = reactors.iter().all(|&r| r as usize == first);
+        // Every instance starts on the reactor this deploy runs on.
+        let here = one_reactor && inner.wakeups[first].is_current();
+        let at_once = C::START_AT_ONCE && worker.is_none() && here && instances <= SPAWN_BATCH;
+        if !at_once {
+            // Its handlers may run before it is in the table: the blocked-reactor checker
+            // still names them.
+            watch.remember(crate::watchdog::Label {
+                component: C::name(),
+                deployment: id,
             });
-            let stopped = || "its reactor has stopped".to_string();
-            if instances <= SPAWN_BATCH && one_reactor {
-                // The common case (one instance, or a deployment pinned to a reactor): one
-                // batch, no sorting.
-                let batch: Few<InstanceTask<C>> = tasks.map(|(_, task)| task).collect();
-                if !arrived(spawn_on(inner, first, batch, worker)).await {
-                    failure = Some((instances - 1, stopped()));
-                }
-            } else {
-                // Instances go to their reactors in batches: one job per reactor and batch.
-                let mut per_reactor = vec![0usize; inner.reactors.len()];
-                for &r in reactors {
-                    per_reactor[r as usize] += 1;
-                }
-                let mut batches: Vec<Vec<InstanceTask<C>>> = per_reactor
-                    .iter()
-                    .map(|&n| Vec::with_capacity(n.min(SPAWN_BATCH)))
-                    .collect();
-                for (index, (reactor, task)) in tasks.enumerate() {
-                    let batch = &mut batches[reactor];
-                    batch.push(task);
-                    if batch.len() == SPAWN_BATCH {
-                        let full = std::mem::replace(batch, Vec::with_capacity(SPAWN_BATCH));
-                        if !arrived(spawn_on(inner, reactor, full.into(), worker)).await {
-                            failure.get_or_insert((index, stopped()));
-                        }
-                    }
-                }
-                for (reactor, batch) in batches.into_iter().enumerate() {
-                    if !batch.is_empty()
-                        && !arrived(spawn_on(inner, reactor, batch.into(), worker)).await
-                    {
-                        failure.get_or_insert((instances - 1, stopped()));
-                    }
-                }
-            }
-            if failure.is_none() {
-                let deadline = Instant::now() + start_timeout;
-                if let Err(failed) = shared.reports.started.wait(deadline, here).await {
-                    failure = Some(failed.unwrap_or_else(|| {
-                        let index = deployment
-                            .instances()
-                            .iter()
-                            .position(|h| {
-                                InstanceState::load(&h.stats().state) == InstanceState::Starting
-                            })
-                            .unwrap_or(0);
-                        (
-                            index,
-                            format!("start did not finish within {start_timeout:?}"),
-                        )
-                    }));
-                }
-            }
-            if failure.is_none() && inner.shutting_down.load(Ordering::Acquire) {
-                failure = Some((
-                    0,
-                    "the runtime began shutting down during the deploy".into(),
-                ));
-            }
-            if let Some((instance, reason)) = failure {
-                let deadline = Instant::now() + inner.shutdown_timeout;
-                // Rare: boxed, so the deploy future keeps no room for it.
-                let rollback = Box::pin(shared.reports.stop_all(
-                    deployment.instances(),
-                    deadline,
-                    here,
-                ))
-                .await;
-                return Err(DeployError::StartFailed {
-                    component: C::name(),
-                    instance,
-                    reason,
-                    rollback,
-                });
-            }
-
-            // Each binding's consumer for each instance, on the mailboxes the supervisor holds.
-            let mut entries = Vec::new();
-            if !bindings.is_empty() {
-                for (instance, signals) in deployment.instances().iter().enumerate() {
-                    if let Some(mailbox) = crate::mailbox::mailbox_of::<C::Msg>(signals) {
-                        let owner = Owner {
-                            deployment: id,
-                            instance,
-                        };
-                        entries.extend(bindings.iter().map(|b| b.entry(owner, &mailbox)));
-                    }
-                }
-            }
-            {
-                let mut table = this.lock();
-                deployment.bound = !entries.is_empty();
-                inner.bus.register(entries);
-                table.push(deployment);
-            }
-            for instance in 0..instances {
-                publish_event(&shared, LifecycleKind::Started, instance, None);
-            }
-            tracing::debug!(component = C::name(), deployment = %id, instances, "deployed");
-            Ok(id)
         }
+        let launching = Launching {
+            runtime: self.clone(),
+            deployment: Deployment {
+                id,
+                order: 0,
+                component: C::name(),
+                type_id: std::any::TypeId::of::<C>(),
+                reactors,
+                mailbox_capacity,
+                worker: worker.is_some(),
+                config_keys,
+                watch: Some(watch),
+                bound: false,
+                shared: shared.clone(),
+            },
+            shared,
+            bindings,
+            here,
+            start_timeout,
+        };
+        if !at_once {
+            return Launch::Waiting(Box::pin(async move {
+                let failure = launching.spawn(channels, worker).await;
+                launching.conclude(failure).await
+            }));
+        }
+        // Each instance is made and started right here, its start reported.
+        start_here(
+            launching.tasks(channels).map(|(_, task)| task).collect(),
+            None,
+        );
+        let all_started = launching.shared.reports.started.count.is_zero();
+        let failed = launching.shared.reports.started.has_failed();
+        if all_started && !failed && !inner.shutting_down.load(Ordering::Acquire) {
+            Launch::Done(Ok(launching.register()))
+        } else {
+            Launch::Waiting(Box::pin(launching.conclude(None)))
+        }
+    }
+}
+
+/// What a deploy future's first poll leaves: the outcome, or what still has to be waited for.
+enum Launch {
+    Done(Result<DeploymentId, DeployError>),
+    Waiting(Pin<Box<dyn Future<Output = Result<DeploymentId, DeployError>> + Send>>),
+}
+
+/// A deploy's future: the planned deployment until its first poll, which launches it. A
+/// deployment whose instances all start at once on the caller's reactor is done within that
+/// poll, without a future of its own; the rest continue in a boxed one. A handler awaiting a
+/// deploy thus carries the plan, not room for every stage of the wait.
+pub(super) struct Deploying<C: Component> {
+    stage: Stage<C>,
+}
+
+enum Stage<C: Component> {
+    Planned(Fluxor, Plan<C>),
+    Waiting(Pin<Box<dyn Future<Output = Result<DeploymentId, DeployError>> + Send>>),
+    Done,
+}
+
+// No field is ever pinned: the plan is moved out to be launched, and the wait is boxed.
+impl<C: Component> Unpin for Deploying<C> {}
+
+impl<C: Component> Future for Deploying<C> {
+    type Output = Result<DeploymentId, DeployError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        if let Stage::Planned(..) = this.stage {
+            let Stage::Planned(runtime, plan) = std::mem::replace(&mut this.stage, Stage::Done)
+            else {
+                unreachable!("the stage was just matched")
+            };
+            match runtime.launch(plan) {
+                Launch::Done(result) => return Poll::Ready(result),
+                Launch::Waiting(rest) => this.stage = Stage::Waiting(rest),
+            }
+        }
+        let Stage::Waiting(rest) = &mut this.stage else {
+            panic!("a deploy polled after it completed")
+        };
+        let result = ready!(rest.as_mut().poll(cx));
+        this.stage = Stage::Done;
+        Poll::Ready(result)
+    }
+}
+
+/// A deployment being launched: its table entry (not in the table yet), and what its launch
+/// needs until it is registered or rolled back.
+struct Launching<C: Component> {
+    /// A handle to the runtime: the launch may outlive the caller's borrow.
+    runtime: Fluxor,
+    deployment: Deployment,
+    shared: Arc<Shared<C>>,
+    bindings: Vec<crate::component::Binding<C>>,
+    /// Every instance runs on the reactor the deploy runs on.
+    here: bool,
+    start_timeout: Duration,
+}
+
+impl<C: Component> Launching<C> {
+    /// Each instance's reactor and the task that makes and runs it there.
+    fn tasks(
+        &self,
+        channels: Few<Channel<C::Msg>>,
+    ) -> impl Iterator<Item = (usize, InstanceTask<C>)> + '_ {
+        let reactors = &self.deployment.reactors;
+        channels.into_iter().enumerate().map(|(index, channel)| {
+            let reactor = reactors[index];
+            let task = InstanceTask::new(
+                reactor,
+                channel,
+                ReportGuard::new(self.shared.clone(), index as u32),
+            );
+            (reactor as usize, task)
+        })
+    }
+
+    /// Sends the instances to their reactors in batches; the first instance that could not
+    /// be sent (its reactor has stopped), if any.
+    async fn spawn(
+        &self,
+        channels: Few<Channel<C::Msg>>,
+        worker: Option<crate::component::RunErased>,
+    ) -> Option<(usize, String)> {
+        let inner = &self.runtime.inner;
+        let instances = channels.len();
+        let reactors = &self.deployment.reactors;
+        let first = reactors[0] as usize;
+        let stopped = || "its reactor has stopped".to_string();
+        let mut failure = None;
+        if instances <= SPAWN_BATCH && reactors.iter().all(|&r| r as usize == first) {
+            // The common case (one instance, or a deployment pinned to a reactor): one batch,
+            // no sorting.
+            let batch: Few<InstanceTask<C>> = self.tasks(channels).map(|(_, task)| task).collect();
+            if !arrived(spawn_on(inner, first, batch, worker)).await {
+                failure = Some((instances - 1, stopped()));
+            }
+            return failure;
+        }
+        // Instances go to their reactors in batches: one job per reactor and batch.
+        let mut per_reactor = vec![0usize; inner.reactors.len()];
+        for &r in reactors {
+            per_reactor[r as usize] += 1;
+        }
+        let mut batches: Vec<Vec<InstanceTask<C>>> = per_reactor
+            .iter()
+            .map(|&n| Vec::with_capacity(n.min(SPAWN_BATCH)))
+            .collect();
+        for (index, (reactor, task)) in self.tasks(channels).enumerate() {
+            let batch = &mut batches[reactor];
+            batch.push(task);
+            if batch.len() == SPAWN_BATCH {
+                let full = std::mem::replace(batch, Vec::with_capacity(SPAWN_BATCH));
+                if !arrived(spawn_on(inner, reactor, full.into(), worker)).await {
+                    failure.get_or_insert((index, stopped()));
+                }
+            }
+        }
+        for (reactor, batch) in batches.into_iter().enumerate() {
+            if !batch.is_empty() && !arrived(spawn_on(inner, reactor, batch.into(), worker)).await {
+                failure.get_or_insert((instances - 1, stopped()));
+            }
+        }
+        failure
+    }
+
+    /// Waits for the instances' start reports (unless `failure` already says one did not
+    /// make it), then registers the deployment, or stops the started instances again.
+    async fn conclude(
+        self,
+        mut failure: Option<(usize, String)>,
+    ) -> Result<DeploymentId, DeployError> {
+        let inner = &self.runtime.inner;
+        let start_timeout = self.start_timeout;
+        if failure.is_none() {
+            let deadline = Instant::now() + start_timeout;
+            if let Err(failed) = self.shared.reports.started.wait(deadline, self.here).await {
+                failure = Some(failed.unwrap_or_else(|| {
+                    let index = self
+                        .deployment
+                        .instances()
+                        .iter()
+                        .position(|h| {
+                            InstanceState::load(&h.stats().state) == InstanceState::Starting
+                        })
+                        .unwrap_or(0);
+                    (
+                        index,
+                        format!("start did not finish within {start_timeout:?}"),
+                    )
+                }));
+            }
+        }
+        if failure.is_none() && inner.shutting_down.load(Ordering::Acquire) {
+            failure = Some((
+                0,
+                "the runtime began shutting down during the deploy".into(),
+            ));
+        }
+        let Some((instance, reason)) = failure else {
+            return Ok(self.register());
+        };
+        self.shared.reports.started.abandon();
+        let rollback = self
+            .shared
+            .reports
+            .stop_all(
+                self.deployment.instances(),
+                StopRequest::within(inner.shutdown_timeout),
+                self.here,
+            )
+            .await;
+        Err(DeployError::StartFailed {
+            component: C::name(),
+            instance,
+            reason,
+            rollback,
+        })
+    }
+
+    /// Registers the started deployment: its consumers on the bus, its entry in the table.
+    fn register(mut self) -> DeploymentId {
+        let id = self.deployment.id;
+        let instances = self.deployment.instances().len();
+        // Each binding's consumer for each instance, on the mailboxes the supervisor holds.
+        let mut entries = Vec::new();
+        if !self.bindings.is_empty() {
+            for (instance, signals) in self.deployment.instances().iter().enumerate() {
+                if let Some(mailbox) = crate::mailbox::mailbox_of::<C::Msg>(signals) {
+                    let owner = Owner {
+                        deployment: id,
+                        instance,
+                    };
+                    entries.extend(self.bindings.iter().map(|b| b.entry(owner, &mailbox)));
+                }
+            }
+        }
+        {
+            let mut table = self.runtime.lock();
+            self.deployment.bound = !entries.is_empty();
+            self.runtime.inner.bus.register(entries);
+            table.push(self.deployment);
+        }
+        for instance in 0..instances {
+            publish_event(&self.shared, LifecycleKind::Started, instance, None);
+        }
+        tracing::debug!(component = C::name(), deployment = %id, instances, "deployed");
+        id
     }
 }
 

@@ -23,6 +23,11 @@ pub(super) trait Exec<C: Component> {
     /// Bookkeeping after a message was handled: counters, logs, the context reset.
     fn settle(&mut self, outcome: &Outcome, stats: &InstanceStats);
     async fn stop(&mut self) -> Result<(), String>;
+    /// Whether [`stop_now`](Self::stop_now) runs the stop.
+    const STOPS_AT_ONCE: bool;
+    /// Runs the stop within the caller's turn when it finishes at once (a component whose
+    /// stop says so, run inline); `None` otherwise, for [`stop`](Self::stop).
+    fn stop_now(&mut self) -> Option<Result<(), String>>;
     /// The context, between calls; `None` if the instance was lost.
     fn ctx(&mut self) -> Option<&mut Context<C>>;
     /// Puts a fresh component in place of the crashed one; `false` if the instance was lost.
@@ -68,6 +73,20 @@ impl<C: Component> Exec<C> for Inline<C> {
     async fn stop(&mut self) -> Result<(), String> {
         self.ctx.forget_message();
         stop_outcome(catch_unwind(self.component.stop(&mut self.ctx)).await)
+    }
+
+    const STOPS_AT_ONCE: bool = C::STOP_AT_ONCE;
+
+    fn stop_now(&mut self) -> Option<Result<(), String>> {
+        if !C::STOP_AT_ONCE {
+            return None;
+        }
+        Some(match super::actor_loop::poll_once(self.stop()) {
+            Poll::Ready(result) => result,
+            Poll::Pending => {
+                Err("its stop did not finish at once, as its component says it does".into())
+            }
+        })
     }
 
     fn ctx(&mut self) -> Option<&mut Context<C>> {
@@ -155,6 +174,13 @@ impl<C: Component + Send> Exec<C> for OnWorkers<C> {
         }))
         .await
         .unwrap_or_else(|| Err("the worker pool shut down before stop ran".into()))
+    }
+
+    /// A worker component stops on the worker pool.
+    const STOPS_AT_ONCE: bool = false;
+
+    fn stop_now(&mut self) -> Option<Result<(), String>> {
+        None
     }
 
     fn ctx(&mut self) -> Option<&mut Context<C>> {

@@ -19,6 +19,7 @@ mod boot;
 mod builder;
 mod deploy;
 mod exec;
+mod finish;
 mod handle;
 mod health;
 mod options;

@@ -54,7 +54,8 @@ impl Countdown {
     /// Waits until the count is zero or `deadline` passes; `true` if it reached zero. One
     /// waiter at a time. `nearby`: every instance that may report has its task on the
     /// waiter's reactor.
-    pub(super) async fn wait(&self, deadline: Instant, nearby: bool) -> bool {
+    /// `deadline` is read only when the wait needs a timer.
+    pub(super) async fn wait(&self, deadline: impl FnOnce() -> Instant, nearby: bool) -> bool {
         if self.is_zero() {
             // Every report is in (an instance that started at once): no timer, no waker.
             return true;
@@ -95,7 +96,11 @@ impl Countdown {
                 return true;
             }
         }
-        let reached = tokio::time::timeout_at(deadline, zero).await.is_ok();
+        // Boxed: waiting on a timer is the rare case, and every deploy and undeploy (and a
+        // handler awaiting one) would otherwise carry room for it.
+        let reached = Box::pin(tokio::time::timeout_at(deadline(), zero))
+            .await
+            .is_ok();
         reached || self.is_zero()
     }
 }
@@ -139,6 +144,14 @@ impl StartLatch {
         !self.abandoned.load(std::sync::atomic::Ordering::Acquire)
     }
 
+    /// Whether an instance has reported a failed start.
+    pub(super) fn has_failed(&self) -> bool {
+        self.failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+    }
+
     /// The deployment gives up: instances that start from now on stop again at once.
     pub(crate) fn abandon(&self) {
         self.abandoned
@@ -152,7 +165,7 @@ impl StartLatch {
         deadline: Instant,
         nearby: bool,
     ) -> Result<(), Option<(usize, String)>> {
-        let all_reported = self.count.wait(deadline, nearby).await;
+        let all_reported = self.count.wait(|| deadline, nearby).await;
         let failure = self
             .failure
             .lock()
@@ -221,24 +234,24 @@ impl Reports {
         }
     }
 
-    /// Asks each instance (`peers`, by index) to drain and stop by `deadline` and collects
-    /// what went wrong, ordered by instance. An instance that has not reported shortly after
-    /// the deadline has its work cancelled and is reported as late. `nearby`: every instance
-    /// has its task on the caller's reactor.
+    /// Asks each instance (`peers`, by index) to drain and stop as `request` says and
+    /// collects what went wrong, ordered by instance. An instance that has not reported
+    /// shortly after the request's deadline has its work cancelled and is reported as late.
+    /// `nearby`: every instance has its task on the caller's reactor.
     pub(crate) async fn stop_all(
         &self,
         peers: &[Arc<dyn Signals>],
-        deadline: Instant,
+        request: StopRequest,
         nearby: bool,
     ) -> Vec<StopError> {
-        let request = StopRequest::by(deadline);
         for peer in peers {
             peer.stop(request);
         }
+        // The clock is read only if the stop has to be waited for on a timer.
         let all = self
             .stopped
             .count
-            .wait(deadline + REPORT_GRACE, nearby)
+            .wait(|| request.deadline() + REPORT_GRACE, nearby)
             .await;
         let mut errors = std::mem::take(
             &mut *self
@@ -372,7 +385,7 @@ mod tests {
             duty.stopped(errors);
         }
         let started = Instant::now();
-        let errors = reports.stop_all(&peers, Instant::now(), false).await;
+        let errors = reports.stop_all(&peers, StopRequest::now(), false).await;
         assert_eq!(
             started.elapsed(),
             Duration::ZERO,
@@ -403,7 +416,9 @@ mod tests {
             Some((1, true))
         );
         let deadline = Instant::now() + Duration::from_secs(1);
-        let errors = reports.stop_all(&peers, deadline, false).await;
+        let errors = reports
+            .stop_all(&peers, StopRequest::by(deadline), false)
+            .await;
         assert!(Instant::now() >= deadline + REPORT_GRACE);
         assert!(
             matches!(
@@ -428,11 +443,11 @@ mod tests {
         // Runs when the waiting task lets this thread's scheduler run something else.
         tokio::spawn(async move { reporter.count_down() });
         let deadline = Instant::now() + Duration::from_secs(1);
-        assert!(count.wait(deadline, true).await);
+        assert!(count.wait(|| deadline, true).await);
         // Nobody reports: after the turn, the deadline ends the wait.
         let count = Countdown::new(1);
         let start = Instant::now();
-        assert!(!count.wait(start + Duration::from_secs(1), true).await);
+        assert!(!count.wait(|| start + Duration::from_secs(1), true).await);
         assert!(start.elapsed() >= Duration::from_secs(1));
     }
 }

@@ -9,6 +9,7 @@ use super::handle::Fluxor;
 use super::table::Deployment;
 use crate::error::{ShutdownError, ShutdownIssue, StopError, UndeployError};
 use crate::ids::DeploymentId;
+use crate::mailbox::StopRequest;
 
 impl Fluxor {
     /// Stops every instance of a deployment: removes its topics from the bus, lets each instance
@@ -18,7 +19,7 @@ impl Fluxor {
     /// [`UndeployError::Unknown`] for an id that is not live; [`UndeployError::Stop`] when the
     /// deployment was removed but draining or `stop` went wrong.
     pub async fn undeploy(&self, id: DeploymentId) -> Result<(), UndeployError> {
-        self.undeploy_until(id, Instant::now() + self.inner.shutdown_timeout)
+        self.undeploy_as(id, || StopRequest::within(self.inner.shutdown_timeout))
             .await
     }
 
@@ -31,11 +32,20 @@ impl Fluxor {
         id: DeploymentId,
         deadline: Instant,
     ) -> Result<(), UndeployError> {
+        self.undeploy_as(id, || StopRequest::by(deadline)).await
+    }
+
+    /// Undeploys `id` with the stop request `request` makes once it is out of the table.
+    async fn undeploy_as(
+        &self,
+        id: DeploymentId,
+        request: impl FnOnce() -> StopRequest,
+    ) -> Result<(), UndeployError> {
         let deployment = {
             let mut table = self.lock();
             table.remove(id).ok_or(UndeployError::Unknown(id))?
         };
-        let errors = self.stop_deployment(deployment, deadline).await;
+        let errors = self.stop_deployment(deployment, request()).await;
         if errors.is_empty() {
             Ok(())
         } else {
@@ -43,7 +53,14 @@ impl Fluxor {
         }
     }
 
-    async fn stop_deployment(&self, deployment: Deployment, deadline: Instant) -> Vec<StopError> {
+    /// Takes a deployment (out of the table) off the bus and its health checks at once, and
+    /// returns the wait for its instances' stop: one future that owns the deployment, rather
+    /// than an `async fn` that would also keep room for its argument.
+    fn stop_deployment(
+        &self,
+        deployment: Deployment,
+        request: StopRequest,
+    ) -> impl std::future::Future<Output = Vec<StopError>> + use<> {
         // Out of the table from now on: the blocked-reactor checker still names its handlers.
         if let Some(watch) = &deployment.watch {
             watch.remember(deployment.label());
@@ -55,12 +72,14 @@ impl Fluxor {
             .checks
             .retain(|(owner, _)| *owner != Some(deployment.id));
         let nearby = self.all_here(&deployment.reactors);
-        let errors = deployment
-            .reports()
-            .stop_all(deployment.instances(), deadline, nearby)
-            .await;
-        tracing::debug!(component = deployment.component, deployment = %deployment.id, errors = errors.len(), "undeployed");
-        errors
+        async move {
+            let errors = deployment
+                .reports()
+                .stop_all(deployment.instances(), request, nearby)
+                .await;
+            tracing::debug!(component = deployment.component, deployment = %deployment.id, errors = errors.len(), "undeployed");
+            errors
+        }
     }
 
     /// Shuts the runtime down: refuses new deployments, undeploys every deployment in reverse
@@ -96,7 +115,7 @@ impl Fluxor {
                 let next = self.lock().remove(id);
                 let Some(deployment) = next else { continue };
                 errors.extend(
-                    self.stop_deployment(deployment, deadline)
+                    self.stop_deployment(deployment, StopRequest::by(deadline))
                         .await
                         .into_iter()
                         .map(|error| ShutdownIssue::Stop {
