@@ -9,9 +9,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use axum::extract::Request;
+use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{HeaderName, HeaderValue};
 use axum::response::Response;
+use axum::routing::future::RouteFuture;
 use axum::Router;
 
 use super::bus::overloaded;
@@ -20,10 +21,20 @@ use crate::bus::EventBus;
 
 static X_REQUEST_ID: HeaderName = HeaderName::from_static(super::REQUEST_ID);
 
+/// The program's router behind the server's body limit: the limit is set once per request
+/// here rather than by a layer around every route (which boxes each route's future again).
+pub(super) type Routes = <DefaultBodyLimit as tower::Layer<Router>>::Service;
+
+/// The program's router, ready to serve: its routes turned into services once (a router
+/// that is not leaves each route to be made again for every request), behind `limit`.
+pub(super) fn routes(router: Router, limit: DefaultBodyLimit) -> Routes {
+    tower::Layer::layer(&limit, router.with_state(()))
+}
+
 /// Serves requests through `routes` with the adapter's admission, request id and bus.
 #[derive(Clone)]
 pub(super) struct Front {
-    pub(super) routes: Router,
+    pub(super) routes: Routes,
     pub(super) bus: EventBus,
     pub(super) stats: Arc<HttpStats>,
     pub(super) max_in_flight: usize,
@@ -32,20 +43,22 @@ pub(super) struct Front {
 impl tower::Service<Request> for Front {
     type Response = Response;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+    type Future = Served;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         // A router is always ready; admission is decided per request, in `call`.
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, mut req: Request) -> Self::Future {
+    fn call(&mut self, mut req: Request) -> Served {
         let Some(admitted) = InFlight::enter(&self.stats, self.max_in_flight) else {
             self.stats.shed.fetch_add(1, Ordering::Relaxed);
-            return Box::pin(std::future::ready(Ok(overloaded(
-                "too many requests in flight; retry shortly",
-                "1",
-            ))));
+            return Served::Shed {
+                response: Some(overloaded(
+                    "too many requests in flight; retry shortly",
+                    "1",
+                )),
+            };
         };
         let id = match req.headers().get(&X_REQUEST_ID) {
             Some(id) => id.clone(),
@@ -58,19 +71,68 @@ impl tower::Service<Request> for Front {
         req.extensions_mut().insert(self.bus.clone());
         #[cfg(feature = "otel")]
         let span = crate::otel::http_span(&req);
-        let routed = tower::Service::call(&mut self.routes, req);
-        let served = async move {
-            let _admitted = admitted;
-            let mut response = match routed.await {
-                Ok(response) => response,
-                Err(never) => match never {},
-            };
-            response.headers_mut().entry(&X_REQUEST_ID).or_insert(id);
-            Ok(response)
+        #[cfg(not(feature = "otel"))]
+        let span = tracing::Span::none();
+        let routed = {
+            let _entered = span.enter();
+            tower::Service::call(&mut self.routes, req)
         };
-        #[cfg(feature = "otel")]
-        let served = tracing::Instrument::instrument(served, span);
-        Box::pin(served)
+        Served::Routed {
+            routed,
+            admitted: Some(admitted),
+            id: Some(id),
+            span,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A request's way through the front, without a box of its own: the router's future, then
+    /// the request id on its response; or the answer to a request shed at the door.
+    #[project = ServedProj]
+    pub(super) enum Served {
+        Shed { response: Option<Response> },
+        Routed {
+            #[pin]
+            routed: RouteFuture<Infallible>,
+            // Counted in flight until the response is made (or the request dropped).
+            admitted: Option<InFlight>,
+            id: Option<HeaderValue>,
+            // The request's span (`otel`), entered while the router's future runs.
+            span: tracing::Span,
+        },
+    }
+}
+
+impl Future for Served {
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            ServedProj::Shed { response } => match response.take() {
+                Some(response) => Poll::Ready(Ok(response)),
+                None => panic!("a request's response polled after it was made"),
+            },
+            ServedProj::Routed {
+                routed,
+                admitted,
+                id,
+                span,
+            } => {
+                let mut response = {
+                    let _entered = span.enter();
+                    match std::task::ready!(routed.poll(cx)) {
+                        Ok(response) => response,
+                        Err(never) => match never {},
+                    }
+                };
+                if let Some(id) = id.take() {
+                    response.headers_mut().entry(&X_REQUEST_ID).or_insert(id);
+                }
+                admitted.take();
+                Poll::Ready(Ok(response))
+            }
+        }
     }
 }
 

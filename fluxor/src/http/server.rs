@@ -375,7 +375,7 @@ impl Component for HttpServer {
         // One limit for the whole server, in front of every route (the dashboard's streams
         // excepted).
         let front = super::front::Front {
-            routes: router.layer(DefaultBodyLimit::max(cfg.body_limit)),
+            routes: super::front::routes(router, DefaultBodyLimit::max(cfg.body_limit)),
             bus: ctx.bus().clone(),
             stats: self.handle.stats.clone(),
             max_in_flight: cfg.max_in_flight,
