@@ -124,16 +124,18 @@ impl<C: Component> Context<C> {
         D: Component,
         F: Fn() -> D + Send + Sync + 'static,
     {
-        // Not boxed: until its first poll a deploy holds its plan, and any wait after that is
-        // boxed by the deploy itself.
-        use crate::util::Either;
-        match self.runtime().upgrade() {
-            Some(runtime) => Either::Left {
-                future: runtime.deploy(factory, options),
-            },
-            None => Either::Right {
-                future: std::future::ready(Err(crate::error::DeployError::ShuttingDown)),
-            },
+        // Boxed: a handler that can deploy keeps a pointer in its future, not the deploy's
+        // plan, and so does every future of its component's handlers (they share one type),
+        // which are made and moved for every message.
+        let deploy = self
+            .runtime()
+            .upgrade()
+            .map(|runtime| Box::pin(runtime.deploy(factory, options)));
+        async move {
+            match deploy {
+                Some(deploy) => deploy.await,
+                None => Err(crate::error::DeployError::ShuttingDown),
+            }
         }
     }
 
@@ -187,7 +189,8 @@ impl<C: Component> Context<C> {
             return Err(crate::error::UndeployError::OwnDeployment(id));
         }
         match self.runtime().upgrade() {
-            Some(runtime) => runtime.undeploy(id).await,
+            // Boxed, as a deploy is: every handler future of the component would carry it.
+            Some(runtime) => Box::pin(runtime.undeploy(id)).await,
             None => Err(crate::error::UndeployError::Unknown(id)),
         }
     }

@@ -3,6 +3,7 @@
 //! and a stop that finishes at once, runs within the instance's last turn.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::Ordering::Relaxed;
 use std::task::Poll;
 
@@ -18,29 +19,43 @@ use crate::mailbox::{InstanceStats, Receiver};
 use crate::supervision::{InstanceState, LifecycleKind};
 use crate::util::Either;
 
-/// What is left of an instance after its message loop ended with `end`: an instance asked
+/// What is left of an instance after its message loop ended with `end`. An instance asked
 /// to stop (undeploy, shutdown) with nothing left to drain, whose stop finishes at once, stops
-/// right here and the returned future is ready; otherwise [`finish`] is boxed, so the
-/// instance's task keeps no room for it.
+/// right here: `None` if all went well. Otherwise the rest, boxed ([`finish`], or what went
+/// wrong), so the instance's task keeps one pointer for it and no room for its outcome.
+#[allow(clippy::type_complexity)]
 pub(super) fn ending<'a, C: Component, E: Exec<C>>(
     exec: &'a mut E,
     rx: &'a mut Receiver<C::Msg>,
     end: LoopExit,
     supervised: Supervised<'a, C>,
-) -> impl Future<Output = Vec<StopError>> + use<'a, C, E> {
+) -> Option<
+    Pin<
+        Box<
+            Either<
+                std::future::Ready<Vec<StopError>>,
+                impl Future<Output = Vec<StopError>> + use<'a, C, E>,
+            >,
+        >,
+    >,
+> {
     if E::STOPS_AT_ONCE && matches!(end, LoopExit::Stop(_)) {
         close(exec, rx);
         if rx.is_drained() {
             if let Some(result) = exec.stop_now() {
-                return Either::Left {
-                    future: std::future::ready(stopped(rx, &supervised, Vec::new(), result)),
-                };
+                let errors = stopped(rx, &supervised, Vec::new(), result);
+                if errors.is_empty() {
+                    return None;
+                }
+                return Some(Box::pin(Either::Left {
+                    future: std::future::ready(errors),
+                }));
             }
         }
     }
-    Either::Right {
-        future: Box::pin(finish(exec, rx, end, supervised)),
-    }
+    Some(Box::pin(Either::Right {
+        future: finish(exec, rx, end, supervised),
+    }))
 }
 
 /// After the message loop: drain until the deadline and stop (undeploy, shutdown), or stop
