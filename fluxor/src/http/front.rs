@@ -14,6 +14,7 @@ use axum::http::{HeaderName, HeaderValue};
 use axum::response::Response;
 use axum::routing::future::RouteFuture;
 use axum::Router;
+use tracing::instrument::Instrumented;
 
 use super::bus::overloaded;
 use super::server::HttpStats;
@@ -78,10 +79,9 @@ impl tower::Service<Request> for Front {
             tower::Service::call(&mut self.routes, req)
         };
         Served::Routed {
-            routed,
+            routed: tracing::Instrument::instrument(routed, span),
             admitted: Some(admitted),
             id: Some(id),
-            span,
         }
     }
 }
@@ -93,13 +93,12 @@ pin_project_lite::pin_project! {
     pub(super) enum Served {
         Shed { response: Option<Response> },
         Routed {
+            // In the request's span (`otel`) while it runs and when it is dropped.
             #[pin]
-            routed: RouteFuture<Infallible>,
+            routed: Instrumented<RouteFuture<Infallible>>,
             // Counted in flight until the response is made (or the request dropped).
             admitted: Option<InFlight>,
             id: Option<HeaderValue>,
-            // The request's span (`otel`), entered while the router's future runs.
-            span: tracing::Span,
         },
     }
 }
@@ -117,14 +116,10 @@ impl Future for Served {
                 routed,
                 admitted,
                 id,
-                span,
             } => {
-                let mut response = {
-                    let _entered = span.enter();
-                    match std::task::ready!(routed.poll(cx)) {
-                        Ok(response) => response,
-                        Err(never) => match never {},
-                    }
+                let mut response = match std::task::ready!(routed.poll(cx)) {
+                    Ok(response) => response,
+                    Err(never) => match never {},
                 };
                 if let Some(id) = id.take() {
                     response.headers_mut().entry(&X_REQUEST_ID).or_insert(id);

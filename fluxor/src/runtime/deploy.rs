@@ -49,8 +49,8 @@ fn start_here<C: Component>(
 
 /// Starts a batch of instances on reactor `index`: at once when the caller runs on that
 /// reactor (a handler deploying next to itself, `None`), or through the reactor's job queue,
-/// a trip the returned future makes (`false` if the reactor has stopped). Boxed, so a deploy
-/// that starts its instances where it runs carries no room for it.
+/// a trip the returned future makes (`false` if the reactor has stopped; boxed, and only for
+/// a deploy that has to wait anyway).
 fn spawn_on<'a, C: Component>(
     inner: &'a super::handle::Inner,
     index: usize,
@@ -464,12 +464,14 @@ impl<C: Component> Launching<C> {
             return Ok(self.register());
         };
         self.shared.reports.started.abandon();
+        let request = StopRequest::within(inner.shutdown_timeout);
         let rollback = self
             .shared
             .reports
             .stop_all(
                 self.deployment.instances(),
-                StopRequest::within(inner.shutdown_timeout),
+                request,
+                || request.deadline(),
                 self.here,
             )
             .await;

@@ -236,22 +236,23 @@ impl Reports {
 
     /// Asks each instance (`peers`, by index) to drain and stop as `request` says and
     /// collects what went wrong, ordered by instance. An instance that has not reported
-    /// shortly after the request's deadline has its work cancelled and is reported as late.
-    /// `nearby`: every instance has its task on the caller's reactor.
+    /// [`REPORT_GRACE`] after `deadline` (the request's deadline on the caller's clock, read
+    /// only if the stop has to be waited for on a timer) has its work cancelled and is
+    /// reported as late. `nearby`: every instance has its task on the caller's reactor.
     pub(crate) async fn stop_all(
         &self,
         peers: &[Arc<dyn Signals>],
         request: StopRequest,
+        deadline: impl FnOnce() -> Instant,
         nearby: bool,
     ) -> Vec<StopError> {
         for peer in peers {
             peer.stop(request);
         }
-        // The clock is read only if the stop has to be waited for on a timer.
         let all = self
             .stopped
             .count
-            .wait(|| request.deadline() + REPORT_GRACE, nearby)
+            .wait(|| deadline() + REPORT_GRACE, nearby)
             .await;
         let mut errors = std::mem::take(
             &mut *self
@@ -385,7 +386,9 @@ mod tests {
             duty.stopped(errors);
         }
         let started = Instant::now();
-        let errors = reports.stop_all(&peers, StopRequest::now(), false).await;
+        let errors = reports
+            .stop_all(&peers, StopRequest::now(), Instant::now, false)
+            .await;
         assert_eq!(
             started.elapsed(),
             Duration::ZERO,
@@ -417,7 +420,7 @@ mod tests {
         );
         let deadline = Instant::now() + Duration::from_secs(1);
         let errors = reports
-            .stop_all(&peers, StopRequest::by(deadline), false)
+            .stop_all(&peers, StopRequest::by(deadline), || deadline, false)
             .await;
         assert!(Instant::now() >= deadline + REPORT_GRACE);
         assert!(

@@ -19,8 +19,12 @@ impl Fluxor {
     /// [`UndeployError::Unknown`] for an id that is not live; [`UndeployError::Stop`] when the
     /// deployment was removed but draining or `stop` went wrong.
     pub async fn undeploy(&self, id: DeploymentId) -> Result<(), UndeployError> {
-        self.undeploy_as(id, || StopRequest::within(self.inner.shutdown_timeout))
-            .await
+        let timeout = self.inner.shutdown_timeout;
+        self.undeploy_as(id, move || {
+            let request = StopRequest::within(timeout);
+            (request, move || request.deadline())
+        })
+        .await
     }
 
     /// [`undeploy`](Self::undeploy) with an explicit deadline for draining and `stop`.
@@ -32,20 +36,23 @@ impl Fluxor {
         id: DeploymentId,
         deadline: Instant,
     ) -> Result<(), UndeployError> {
-        self.undeploy_as(id, || StopRequest::by(deadline)).await
+        self.undeploy_as(id, move || (StopRequest::by(deadline), move || deadline))
+            .await
     }
 
-    /// Undeploys `id` with the stop request `request` makes once it is out of the table.
-    async fn undeploy_as(
+    /// Undeploys `id` with the stop request `stop` makes once it is out of the table, and the
+    /// request's deadline on this thread's clock.
+    async fn undeploy_as<D: FnOnce() -> Instant + Send + 'static>(
         &self,
         id: DeploymentId,
-        request: impl FnOnce() -> StopRequest,
+        stop: impl FnOnce() -> (StopRequest, D),
     ) -> Result<(), UndeployError> {
         let deployment = {
             let mut table = self.lock();
             table.remove(id).ok_or(UndeployError::Unknown(id))?
         };
-        let errors = self.stop_deployment(deployment, request()).await;
+        let (request, deadline) = stop();
+        let errors = self.stop_deployment(deployment, request, deadline).await;
         if errors.is_empty() {
             Ok(())
         } else {
@@ -56,11 +63,12 @@ impl Fluxor {
     /// Takes a deployment (out of the table) off the bus and its health checks at once, and
     /// returns the wait for its instances' stop: one future that owns the deployment, rather
     /// than an `async fn` that would also keep room for its argument.
-    fn stop_deployment(
+    fn stop_deployment<D: FnOnce() -> Instant + Send + 'static>(
         &self,
         deployment: Deployment,
         request: StopRequest,
-    ) -> impl std::future::Future<Output = Vec<StopError>> + use<> {
+        deadline: D,
+    ) -> impl std::future::Future<Output = Vec<StopError>> + use<D> {
         // Out of the table from now on: the blocked-reactor checker still names its handlers.
         if let Some(watch) = &deployment.watch {
             watch.remember(deployment.label());
@@ -75,7 +83,7 @@ impl Fluxor {
         async move {
             let errors = deployment
                 .reports()
-                .stop_all(deployment.instances(), request, nearby)
+                .stop_all(deployment.instances(), request, deadline, nearby)
                 .await;
             tracing::debug!(component = deployment.component, deployment = %deployment.id, errors = errors.len(), "undeployed");
             errors
@@ -115,7 +123,7 @@ impl Fluxor {
                 let next = self.lock().remove(id);
                 let Some(deployment) = next else { continue };
                 errors.extend(
-                    self.stop_deployment(deployment, StopRequest::by(deadline))
+                    self.stop_deployment(deployment, StopRequest::by(deadline), move || deadline)
                         .await
                         .into_iter()
                         .map(|error| ShutdownIssue::Stop {
