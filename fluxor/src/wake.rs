@@ -29,7 +29,7 @@ use std::task::{Context as TaskContext, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use crate::loom::atomic::{fence, AtomicBool, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
-use crate::loom::{OnceLock, SegQueue};
+use crate::loom::{ArrayQueue, OnceLock};
 use crate::util::{monotonic_nanos, monotonic_nanos_at};
 
 mod awaited;
@@ -37,10 +37,19 @@ mod current;
 pub(crate) use awaited::AwaitedReply;
 pub(crate) use current::{current, enter, on_reactor};
 
+/// Wake-ups a reactor's queue holds at most. One more, while it is full, goes through tokio's
+/// own path (a push onto the runtime's queue for remote wake-ups and, if the reactor sleeps,
+/// a system call to wake it): slower, never lost. The queue holds a task once per wake-up
+/// made for it (a mailbox's receiver and a requester are each woken once per wait), so only
+/// more than this many tasks woken from other threads within one of the reactor's turns fill it.
+pub(crate) const WAKE_QUEUE: usize = 1024;
+
 /// One reactor's queue of wake-ups handed to it by other threads.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Wakeups {
-    queue: SegQueue<Waker>,
+    /// Bounded, and allocated once: an unbounded queue allocates a block on some pushes and
+    /// frees it on another thread.
+    queue: ArrayQueue<Waker>,
     /// The reactor's spinner runs, watching `queue`: senders need not ring.
     watching: AtomicBool,
     /// The doorbell was rung and the reactor has not answered yet.
@@ -212,15 +221,32 @@ impl Future for Spinner {
     }
 }
 
+impl Default for Wakeups {
+    fn default() -> Self {
+        Wakeups {
+            queue: ArrayQueue::new(WAKE_QUEUE),
+            watching: AtomicBool::new(false),
+            rung: AtomicBool::new(false),
+            doorbell: OnceLock::default(),
+            spinner: OnceLock::default(),
+            rested: AtomicBool::new(false),
+            rang_at: AtomicU64::new(0),
+        }
+    }
+}
+
 impl Wakeups {
     /// Wakes `waker`, a task of this reactor: directly on the reactor's own thread, through
-    /// the queue from any other.
+    /// the queue from any other (through tokio when the queue is full).
     pub(crate) fn wake(&self, waker: Waker) {
         if self.is_current() {
             waker.wake();
             return;
         }
-        self.queue.push(waker);
+        if let Err(waker) = self.queue.push(waker) {
+            waker.wake();
+            return;
+        }
         fence(SeqCst);
         // A load first: a rung doorbell is not rung again, and its cache line is left alone.
         if !self.watching.load(SeqCst) && !self.rung.load(SeqCst) && !self.rung.swap(true, SeqCst) {
@@ -312,253 +338,4 @@ pub(crate) fn wake_on(wakeups: Option<&Wakeups>, waker: Waker) {
 mod loom_tests;
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::atomic::AtomicUsize;
-    use std::task::Wake;
-
-    struct Count(AtomicUsize);
-    impl Wake for Count {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, SeqCst);
-        }
-    }
-
-    fn counter() -> (Arc<Count>, Waker) {
-        let c = Arc::new(Count(AtomicUsize::new(0)));
-        (c.clone(), Waker::from(c))
-    }
-
-    #[test]
-    fn a_wake_from_another_thread_rings_once_until_answered() {
-        let w = Wakeups::default();
-        let (bell, doorbell) = counter();
-        w.answer(&doorbell);
-        let (task, waker) = counter();
-        w.wake(waker.clone());
-        w.wake(waker.clone());
-        assert_eq!(bell.0.load(SeqCst), 1, "one ring for a batch");
-        assert_eq!(task.0.load(SeqCst), 0, "the task waits for its reactor");
-        w.answer(&doorbell);
-        assert_eq!(task.0.load(SeqCst), 2, "answering wakes what was queued");
-        w.wake(waker);
-        assert_eq!(
-            bell.0.load(SeqCst),
-            2,
-            "after an answer the next wake rings again"
-        );
-    }
-
-    #[test]
-    fn a_watching_reactor_is_not_rung() {
-        let w = Wakeups::default();
-        let (bell, doorbell) = counter();
-        w.answer(&doorbell);
-        let (task, waker) = counter();
-        w.watching.store(true, SeqCst);
-        w.wake(waker);
-        assert_eq!(bell.0.load(SeqCst), 0);
-        w.before_park();
-        assert_eq!(
-            task.0.load(SeqCst),
-            1,
-            "running out of work wakes what was queued"
-        );
-    }
-
-    #[test]
-    fn the_spinner_wakes_queued_tasks_then_rests_and_is_restarted_when_work_runs_out() {
-        let (w, bell, _doorbell, mut spinner) = reactor(Duration::from_millis(1));
-        let (again, spinner_waker) = counter();
-        let mut cx = TaskContext::from_waker(&spinner_waker);
-        assert!(Pin::new(&mut spinner).poll(&mut cx).is_pending());
-        assert!(
-            w.watching.load(SeqCst),
-            "a running spinner watches the queue"
-        );
-        assert_eq!(
-            again.0.load(SeqCst),
-            1,
-            "and comes back after what is ready"
-        );
-        let (task, waker) = counter();
-        w.wake(waker);
-        assert_eq!(bell.0.load(SeqCst), 0, "no ring while the spinner runs");
-        assert!(Pin::new(&mut spinner).poll(&mut cx).is_pending());
-        assert_eq!(task.0.load(SeqCst), 1);
-        // Nothing more arrives: it rests once `spin` has passed.
-        spin_until_it_rests(&mut spinner, &mut cx, &again);
-        assert!(!w.watching.load(SeqCst));
-        // Out of work right after it rested: the reactor parks.
-        let woken = again.0.load(SeqCst);
-        w.before_park();
-        assert_eq!(again.0.load(SeqCst), woken);
-        // The next time it runs out of work, the spinner starts again.
-        w.before_park();
-        assert_eq!(again.0.load(SeqCst), woken + 1);
-        assert!(w.watching.load(SeqCst));
-    }
-
-    #[test]
-    fn the_budget_is_whole_again_after_a_near_miss_and_halves_when_nothing_comes() {
-        let spin = Duration::from_micros(64);
-        let us = Duration::from_micros;
-        assert_eq!(adapt(us(8), spin, Some(us(20))), spin);
-        assert_eq!(adapt(us(48), spin, Some(us(60))), spin);
-        assert_eq!(adapt(us(16), spin, None), us(8));
-        assert_eq!(
-            adapt(us(16), spin, Some(us(64))),
-            us(8),
-            "too late to catch"
-        );
-        assert_eq!(adapt(us(4), spin, None), us(4), "never below a sixteenth");
-    }
-
-    /// Polls `spinner` until it gives up.
-    fn spin_until_it_rests(spinner: &mut Spinner, cx: &mut TaskContext<'_>, again: &Count) {
-        let rested = (0..100_000_000).any(|_| {
-            let before = again.0.load(SeqCst);
-            let _ = Pin::new(&mut *spinner).poll(cx);
-            again.0.load(SeqCst) == before
-        });
-        assert!(
-            rested,
-            "the spinner rests after its budget without wake-ups"
-        );
-    }
-
-    #[test]
-    fn the_spinner_spins_less_when_nothing_comes_and_more_when_it_would_have_caught_it() {
-        // Long enough that a preempted test thread still rings "right away".
-        let spin = Duration::from_millis(40);
-        let (w, _bell, doorbell, mut spinner) = reactor(spin);
-        let (again, spinner_waker) = counter();
-        let mut cx = TaskContext::from_waker(&spinner_waker);
-        spin_until_it_rests(&mut spinner, &mut cx, &again);
-        assert_eq!(spinner.budget, spin, "it starts with the whole spin");
-        // The reactor parks, wakes for something of its own and runs out of work again.
-        w.before_park();
-        w.before_park();
-        spin_until_it_rests(&mut spinner, &mut cx, &again);
-        assert_eq!(spinner.budget, spin / 2, "nothing came from another thread");
-        // It parks; another thread rings for a wake-up right away.
-        w.before_park();
-        let (task, waker) = counter();
-        w.wake(waker);
-        w.answer(&doorbell);
-        assert_eq!(task.0.load(SeqCst), 1);
-        w.before_park();
-        let _ = Pin::new(&mut spinner).poll(&mut cx);
-        assert_eq!(spinner.budget, spin, "a longer spin would have caught it");
-        // It gives up again; a ring comes only after twice the whole spin.
-        spin_until_it_rests(&mut spinner, &mut cx, &again);
-        w.before_park();
-        std::thread::sleep(2 * spin);
-        let (_, waker) = counter();
-        w.wake(waker);
-        w.answer(&doorbell);
-        w.before_park();
-        let _ = Pin::new(&mut spinner).poll(&mut cx);
-        assert_eq!(spinner.budget, spin / 2, "no spin would have caught it");
-    }
-
-    /// A reactor's wake-up queue with its doorbell hung (and what counts its rings), and a
-    /// spinner of `spin` for it.
-    fn reactor(spin: Duration) -> (Arc<Wakeups>, Arc<Count>, Waker, Spinner) {
-        let w = Arc::new(Wakeups::default());
-        let (bell, doorbell) = counter();
-        w.answer(&doorbell);
-        let spinner = Spinner::new(w.clone(), spin);
-        (w, bell, doorbell, spinner)
-    }
-
-    /// A reactor's spinner whose budget is at its shortest.
-    fn short_spinner(spin: Duration) -> (Arc<Wakeups>, Spinner) {
-        let (w, _, _, mut spinner) = reactor(spin);
-        spinner.budget = spin / SHORTEST;
-        (w, spinner)
-    }
-
-    #[test]
-    fn an_awaited_reply_keeps_the_spinner_going_for_the_whole_spin_once() {
-        let spin = Duration::from_millis(2);
-        let (w, mut spinner) = short_spinner(spin);
-        assert_eq!(spinner.limit(), spin / SHORTEST);
-        let awaited = AwaitedReply::new();
-        assert_eq!(spinner.limit(), spin, "a reply is on its way");
-        drop(awaited);
-        assert_eq!(spinner.limit(), spin / SHORTEST, "the reply is in");
-
-        let (again, spinner_waker) = counter();
-        let mut cx = TaskContext::from_waker(&spinner_waker);
-        let awaited = AwaitedReply::new();
-        let started = Instant::now();
-        spin_until_it_rests(&mut spinner, &mut cx, &again);
-        assert!(
-            started.elapsed() >= spin,
-            "it spun the whole spin for the reply"
-        );
-        assert_eq!(
-            spinner.limit(),
-            spinner.budget,
-            "a reply keeps it going once: after it gave up, the budget applies"
-        );
-        // The reply comes late: its wait belonged to the round that ended.
-        drop(awaited);
-        let next = AwaitedReply::new();
-        assert_eq!(spinner.limit(), spin, "a reply asked for since counts");
-        drop(next);
-        assert_eq!(spinner.limit(), spinner.budget);
-        // It starts again with nothing rung since: the missed reply halves the budget for
-        // replies.
-        w.before_park();
-        w.before_park();
-        assert!(Pin::new(&mut spinner).poll(&mut cx).is_pending());
-        let later = AwaitedReply::new();
-        assert_eq!(
-            spinner.limit(),
-            spin / 2,
-            "the last reply did not come within the spin"
-        );
-        drop(later);
-    }
-
-    #[test]
-    fn the_budget_for_replies_is_whole_again_when_a_wake_up_comes_while_one_is_awaited() {
-        let spin = Duration::from_millis(2);
-        let (w, mut spinner) = short_spinner(spin);
-        spinner.for_replies = spin / SHORTEST;
-        let awaited = AwaitedReply::new();
-        assert_eq!(spinner.limit(), spin / SHORTEST);
-        let (again, spinner_waker) = counter();
-        let mut cx = TaskContext::from_waker(&spinner_waker);
-        assert!(Pin::new(&mut spinner).poll(&mut cx).is_pending());
-        // Another thread's wake-up (the reply, say) comes while it spins.
-        let (task, waker) = counter();
-        std::thread::scope(|s| {
-            s.spawn(|| w.wake(waker));
-        });
-        assert!(Pin::new(&mut spinner).poll(&mut cx).is_pending());
-        assert_eq!(task.0.load(SeqCst), 1);
-        assert_eq!(spinner.limit(), spin, "replies come within the spin");
-        drop(awaited);
-        assert_eq!(again.0.load(SeqCst), 2);
-    }
-
-    #[test]
-    fn on_its_own_thread_a_wake_is_direct() {
-        let w = Arc::new(Wakeups::default());
-        let (task, waker) = counter();
-        std::thread::spawn({
-            let w = w.clone();
-            move || {
-                enter(w.clone());
-                w.wake(waker);
-            }
-        })
-        .join()
-        .unwrap();
-        assert_eq!(task.0.load(SeqCst), 1);
-        assert!(w.queue.is_empty());
-    }
-}
+mod tests;

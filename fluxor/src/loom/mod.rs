@@ -2,10 +2,10 @@
 //! that a model-checking build swaps them for loom's.
 //!
 //! A normal build re-exports `std`'s atomics, mutex and `OnceLock`, tokio's `Notify` and
-//! crossbeam's `SegQueue`. A build with `--cfg loom` (run by `cargo xtask loom`) re-exports
+//! crossbeam's `ArrayQueue`. A build with `--cfg loom` (run by `cargo xtask loom`) re-exports
 //! loom's atomics and mutex instead, whose every operation is a point where loom may switch
 //! threads, and loom-aware stand-ins for the types whose own atomics loom cannot see: `Notify`
-//! (the mailbox's senders waiting for room), `SegQueue` (a reactor's wake-up queue) and
+//! (the mailbox's senders waiting for room), `ArrayQueue` (a reactor's wake-up queue) and
 //! `OnceLock` (where a reactor hangs its doorbell and its spinner's waker). `cell::UnsafeCell`
 //! (the mailbox's lane) is loom's in a model build, which fails a model where two threads
 //! reach its contents at once, and a thin wrapper of `std`'s otherwise. The models
@@ -20,11 +20,11 @@
 //! mutex around load, copy and store, has no step inside it where loom could switch threads.
 
 #[cfg(loom)]
+mod array_queue;
+#[cfg(loom)]
 mod notify;
 #[cfg(loom)]
 mod once_lock;
-#[cfg(loom)]
-mod seg_queue;
 
 #[cfg(not(loom))]
 pub(crate) use std::sync::{atomic, Mutex, MutexGuard};
@@ -45,7 +45,7 @@ pub(crate) use std::sync::OnceLock;
 pub(crate) use once_lock::OnceLock;
 
 #[cfg(not(loom))]
-pub(crate) use crossbeam_queue::SegQueue;
+pub(crate) use crossbeam_queue::ArrayQueue;
 
 #[cfg(loom)]
 pub(crate) use ::loom::cell;
@@ -71,4 +71,4 @@ pub(crate) mod cell {
 }
 
 #[cfg(loom)]
-pub(crate) use seg_queue::SegQueue;
+pub(crate) use array_queue::ArrayQueue;
