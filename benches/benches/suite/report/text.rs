@@ -103,8 +103,9 @@ pub(super) const NOTES: &str = r#"
     deployment. glibc grows a thread's arena page by page (`mprotect`, 12% of the
     samples) and page faults take another 13%.
   - *Single-instance deployments* (W9; `valgrind --tool=callgrind` of `--deploy-probe
-    <system> same 20000`): a deploy, its message and its undeploy take ~13.7k instructions
-    against ~6.5k for single-thread actix's start, message and stop (2.1×); in time the gap is
+    <system> same 20000`): a deploy, its message and its undeploy take ~12.2k instructions
+    and six allocations against ~6.5k for single-thread actix's start, message and stop
+    (1.9×); in time the gap is
     wider. What a deployment has that an actor has not: its entry in the runtime's table (how
     `actor_ref`, `undeploy` and the inspector find it), its shared state (supervision state,
     start and stop reports, config: ~490 bytes), the blocked-reactor checker's label, and an
@@ -114,11 +115,13 @@ pub(super) const NOTES: &str = r#"
     then awaits all the stops. Undeploying together is no faster (the *undeployed together*
     row): the cost is each undeploy's own work, not the wait between them. The instance's tokio task costs both the same (`spawn_local`,
     ~1.3k instructions). An instance whose start finishes at once (no `#[on_start]`, or a
-    plain-method one) starts while it is made, so the deploy waits for nothing.
+    plain-method one) starts while it is made, so the deploy is done within its first poll;
+    one whose stop finishes at once, asked to stop with nothing left to drain, stops within
+    its last turn; and an undeploy reads the clock once.
   - *Idle memory* (W6): the instance's tokio task is 384 bytes (tokio aligns task cells to
     128 bytes; the future is the component, its `Context` and the mailbox's receiving side,
-    ~210 bytes for a small component, at most 280 for one of 64 bytes, which a unit test
-    checks) and the mailbox's shared state ~300 bytes;
+    ~210 bytes for a small component, 280 for one of 64 bytes, which a unit test checks;
+    8 bytes more take it to a 512-byte cell) and the mailbox's shared state ~300 bytes;
     the rest is the allocator's rounding and the runtime's per-instance mailbox pointer and
     reactor index. glibc places 128-byte aligned blocks with gaps around them.
   - *Ping-pong and tell* (W1, W4): plain handlers run in place (no future per message, the
