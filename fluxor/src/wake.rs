@@ -101,11 +101,16 @@ pub(crate) struct Spinner {
     for_replies: Duration,
     /// It gave up with a reply still awaited.
     missed_reply: bool,
-    /// When the queue last held a wake-up (or the spinner started).
+    /// When the queue last held a wake-up (or the spinner started), give or take a poll or
+    /// two: see `caught`.
     last: Instant,
-    /// Polls since `last` was read; the clock is read every `CLOCK_EVERY` polls (each poll
-    /// watches the queue for a while, see [`Wakeups::watch_briefly`]).
+    /// Polls since `last` was read, or since the last wake-up; the clock is read every
+    /// `CLOCK_EVERY` polls (each poll watches the queue for a while, see
+    /// [`Wakeups::watch_briefly`]).
     turns: u32,
+    /// A wake-up was caught since `last` was read: the next reading of the clock stands for
+    /// it. A hand-off reads no clock then, only the first check after the traffic stops.
+    caught: bool,
     active: bool,
     /// It gave up, and has not started again since: its `last` then ([`monotonic_nanos`]).
     gave_up: Option<NonZeroU64>,
@@ -141,6 +146,7 @@ impl Spinner {
             missed_reply: false,
             last: Instant::now(),
             turns: 0,
+            caught: false,
             active: false,
             gave_up: None,
         }
@@ -174,6 +180,7 @@ impl Future for Spinner {
             this.active = true;
             this.last = Instant::now();
             this.turns = 0;
+            this.caught = false;
             if let Some(gave_up) = this.gave_up.take() {
                 // Whether another thread's wake-up came since it gave up, and how long after
                 // the last one it saw.
@@ -192,11 +199,15 @@ impl Future for Spinner {
                 // Caught while a reply is on its way: the whole spin pays for replies.
                 this.for_replies = this.spin;
             }
-            this.last = Instant::now();
+            this.caught = true;
             this.turns = 0;
         } else {
             this.turns += 1;
-            if this.turns % CLOCK_EVERY == 0 && this.last.elapsed() >= this.limit() {
+            let check = this.turns % CLOCK_EVERY == 0;
+            if check && std::mem::take(&mut this.caught) {
+                // The last wake-up came within the last few polls: now stands for it.
+                this.last = Instant::now();
+            } else if check && this.last.elapsed() >= this.limit() {
                 // Cleared before senders may ring: a ring from now on is stamped.
                 w.rang_at.store(0, Relaxed);
                 w.watching.store(false, SeqCst);
