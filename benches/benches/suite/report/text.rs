@@ -104,8 +104,9 @@ pub(super) const NOTES: &str = r#"
     samples) and page faults take another 13%.
   - *Single-instance deployments* (W9; `valgrind --tool=callgrind` of `--deploy-probe
     <system> same 20000`): a deploy, its message and its undeploy take ~12.2k instructions
-    and six allocations against ~6.5k for single-thread actix's start, message and stop
-    (1.9×); in time the gap is
+    and eight allocations (two of them the boxes a handler puts around its deploy and its
+    undeploy, so that its component's handler futures stay small) against ~6.5k for
+    single-thread actix's start, message and stop (1.9×); in time the gap is
     wider. What a deployment has that an actor has not: its entry in the runtime's table (how
     `actor_ref`, `undeploy` and the inspector find it), its shared state (supervision state,
     start and stop reports, config: ~490 bytes), the blocked-reactor checker's label, and an
