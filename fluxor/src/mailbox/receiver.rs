@@ -134,28 +134,13 @@ impl<T> Receiver<T> {
     /// Whether no message is waiting. Those that are move into the receiver's batch, where
     /// [`try_recv`](Self::try_recv) takes them next.
     pub(crate) fn is_drained(&mut self) -> bool {
-        if !self.local.is_empty() {
-            return false;
-        }
-        if self.chan.shared_len.load(Ordering::Acquire) == 0 {
-            return !self.take_lane();
-        }
-        let mut st = self.chan.lock();
-        !refill(&mut self.local, &self.chan, &mut st)
+        self.local.is_empty() && !self.fill()
     }
 
     /// [`try_recv`](Self::try_recv) once the batch is used up: the next batch, if any.
     #[inline(never)]
     fn try_refill(&mut self) -> Result<T, TryRecvError> {
-        if self.chan.shared_len.load(Ordering::Acquire) == 0 {
-            if self.take_lane() {
-                return self.take_local().ok_or(TryRecvError::Empty);
-            }
-            return Err(TryRecvError::Empty);
-        }
-        let mut st = self.chan.lock();
-        if refill(&mut self.local, &self.chan, &mut st) {
-            drop(st);
+        if self.fill() {
             return self.take_local().ok_or(TryRecvError::Empty);
         }
         if self.chan.closed.load(Ordering::Relaxed) {
@@ -163,6 +148,16 @@ impl<T> Receiver<T> {
         } else {
             Err(TryRecvError::Empty)
         }
+    }
+
+    /// Moves the waiting messages into the (empty) batch: the lane's alone while the shared
+    /// queue is empty, without its lock; whether there were any.
+    fn fill(&mut self) -> bool {
+        if self.chan.shared_len.load(Ordering::Acquire) == 0 {
+            return self.take_lane();
+        }
+        let mut st = self.chan.lock();
+        refill(&mut self.local, &self.chan, &mut st)
     }
 
     /// The next message of the receiver's batch, with the bookkeeping of a freed slot. The

@@ -13,14 +13,14 @@ use tokio::time::Instant;
 use super::actor_loop::InstanceTask;
 use super::handle::Fluxor;
 use super::options::DeployOptions;
-use super::reports::{ReportGuard, Reports};
+use super::reports::{ReportGuard, Reports, Stopping};
 use super::shared::{publish_event, Shared};
 use super::table::{Channel, Deployment, Plan};
 use crate::bus::Owner;
 use crate::component::{Bindings, Component};
 use crate::error::DeployError;
 use crate::ids::DeploymentId;
-use crate::mailbox::{Mailbox, StopRequest};
+use crate::mailbox::Mailbox;
 use crate::supervision::{InstanceState, LifecycleKind, Supervisor};
 use crate::util::Few;
 
@@ -464,14 +464,12 @@ impl<C: Component> Launching<C> {
             return Ok(self.register());
         };
         self.shared.reports.started.abandon();
-        let request = StopRequest::within(inner.shutdown_timeout);
         let rollback = self
             .shared
             .reports
             .stop_all(
                 self.deployment.instances(),
-                request,
-                || request.deadline(),
+                Stopping::within(inner.shutdown_timeout),
                 self.here,
             )
             .await;

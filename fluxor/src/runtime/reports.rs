@@ -16,6 +16,38 @@ use crate::wake::Wakeups;
 /// Extra time a stopper waits, past the deadline, for an instance to report on itself.
 pub(super) const REPORT_GRACE: Duration = Duration::from_millis(100);
 
+/// A stop request for a deployment's instances, and its deadline on the stopper's clock.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Stopping {
+    request: StopRequest,
+    /// The deadline the stopper was given, if it was given one; otherwise the request's own.
+    by: Option<Instant>,
+}
+
+impl Stopping {
+    /// Stop within `left` from now (one read of the clock).
+    pub(crate) fn within(left: Duration) -> Self {
+        Stopping {
+            request: StopRequest::within(left),
+            by: None,
+        }
+    }
+
+    /// Stop by `deadline`: a stopper whose deadline has passed still waits for late reports
+    /// until `deadline` plus [`REPORT_GRACE`], not from now.
+    pub(crate) fn by(deadline: Instant) -> Self {
+        Stopping {
+            request: StopRequest::by(deadline),
+            by: Some(deadline),
+        }
+    }
+
+    /// The deadline on the stopper's clock.
+    fn deadline(self) -> Instant {
+        self.by.unwrap_or_else(|| self.request.deadline())
+    }
+}
+
 /// Counts reports down to zero; its one waiter (the deploy, or the undeploy) is woken by the
 /// last report, through its reactor's wake-up queue when it runs on one (no system call when
 /// that reactor is about to look for work anyway).
@@ -234,25 +266,24 @@ impl Reports {
         }
     }
 
-    /// Asks each instance (`peers`, by index) to drain and stop as `request` says and
-    /// collects what went wrong, ordered by instance. An instance that has not reported
-    /// [`REPORT_GRACE`] after `deadline` (the request's deadline on the caller's clock, read
-    /// only if the stop has to be waited for on a timer) has its work cancelled and is
-    /// reported as late. `nearby`: every instance has its task on the caller's reactor.
+    /// Asks each instance (`peers`, by index) to drain and stop as `stop` says and collects
+    /// what went wrong, ordered by instance. An instance that has not reported
+    /// [`REPORT_GRACE`] after the deadline (read only if the stop has to be waited for on a
+    /// timer) has its work cancelled and is reported as late. `nearby`: every instance has
+    /// its task on the caller's reactor.
     pub(crate) async fn stop_all(
         &self,
         peers: &[Arc<dyn Signals>],
-        request: StopRequest,
-        deadline: impl FnOnce() -> Instant,
+        stop: Stopping,
         nearby: bool,
     ) -> Vec<StopError> {
         for peer in peers {
-            peer.stop(request);
+            peer.stop(stop.request);
         }
         let all = self
             .stopped
             .count
-            .wait(|| deadline() + REPORT_GRACE, nearby)
+            .wait(|| stop.deadline() + REPORT_GRACE, nearby)
             .await;
         let mut errors = std::mem::take(
             &mut *self
@@ -387,7 +418,7 @@ mod tests {
         }
         let started = Instant::now();
         let errors = reports
-            .stop_all(&peers, StopRequest::now(), Instant::now, false)
+            .stop_all(&peers, Stopping::by(Instant::now()), false)
             .await;
         assert_eq!(
             started.elapsed(),
@@ -420,7 +451,7 @@ mod tests {
         );
         let deadline = Instant::now() + Duration::from_secs(1);
         let errors = reports
-            .stop_all(&peers, StopRequest::by(deadline), || deadline, false)
+            .stop_all(&peers, Stopping::by(deadline), false)
             .await;
         assert!(Instant::now() >= deadline + REPORT_GRACE);
         assert!(

@@ -6,10 +6,10 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::handle::Fluxor;
+use super::reports::Stopping;
 use super::table::Deployment;
 use crate::error::{ShutdownError, ShutdownIssue, StopError, UndeployError};
 use crate::ids::DeploymentId;
-use crate::mailbox::StopRequest;
 
 impl Fluxor {
     /// Stops every instance of a deployment: removes its topics from the bus, lets each instance
@@ -19,12 +19,8 @@ impl Fluxor {
     /// [`UndeployError::Unknown`] for an id that is not live; [`UndeployError::Stop`] when the
     /// deployment was removed but draining or `stop` went wrong.
     pub async fn undeploy(&self, id: DeploymentId) -> Result<(), UndeployError> {
-        let timeout = self.inner.shutdown_timeout;
-        self.undeploy_as(id, move || {
-            let request = StopRequest::within(timeout);
-            (request, move || request.deadline())
-        })
-        .await
+        self.undeploy_with(id, Stopping::within(self.inner.shutdown_timeout))
+            .await
     }
 
     /// [`undeploy`](Self::undeploy) with an explicit deadline for draining and `stop`.
@@ -36,23 +32,16 @@ impl Fluxor {
         id: DeploymentId,
         deadline: Instant,
     ) -> Result<(), UndeployError> {
-        self.undeploy_as(id, move || (StopRequest::by(deadline), move || deadline))
-            .await
+        self.undeploy_with(id, Stopping::by(deadline)).await
     }
 
-    /// Undeploys `id` with the stop request `stop` makes once it is out of the table, and the
-    /// request's deadline on this thread's clock.
-    async fn undeploy_as<D: FnOnce() -> Instant + Send + 'static>(
-        &self,
-        id: DeploymentId,
-        stop: impl FnOnce() -> (StopRequest, D),
-    ) -> Result<(), UndeployError> {
+    /// Undeploys `id` as `stop` says.
+    async fn undeploy_with(&self, id: DeploymentId, stop: Stopping) -> Result<(), UndeployError> {
         let deployment = {
             let mut table = self.lock();
             table.remove(id).ok_or(UndeployError::Unknown(id))?
         };
-        let (request, deadline) = stop();
-        let errors = self.stop_deployment(deployment, request, deadline).await;
+        let errors = self.stop_deployment(deployment, stop).await;
         if errors.is_empty() {
             Ok(())
         } else {
@@ -63,12 +52,11 @@ impl Fluxor {
     /// Takes a deployment (out of the table) off the bus and its health checks at once, and
     /// returns the wait for its instances' stop: one future that owns the deployment, rather
     /// than an `async fn` that would also keep room for its argument.
-    fn stop_deployment<D: FnOnce() -> Instant + Send + 'static>(
+    fn stop_deployment(
         &self,
         deployment: Deployment,
-        request: StopRequest,
-        deadline: D,
-    ) -> impl std::future::Future<Output = Vec<StopError>> + use<D> {
+        stop: Stopping,
+    ) -> impl std::future::Future<Output = Vec<StopError>> + use<> {
         // Out of the table from now on: the blocked-reactor checker still names its handlers.
         if let Some(watch) = &deployment.watch {
             watch.remember(deployment.label());
@@ -83,7 +71,7 @@ impl Fluxor {
         async move {
             let errors = deployment
                 .reports()
-                .stop_all(deployment.instances(), request, deadline, nearby)
+                .stop_all(deployment.instances(), stop, nearby)
                 .await;
             tracing::debug!(component = deployment.component, deployment = %deployment.id, errors = errors.len(), "undeployed");
             errors
@@ -123,7 +111,7 @@ impl Fluxor {
                 let next = self.lock().remove(id);
                 let Some(deployment) = next else { continue };
                 errors.extend(
-                    self.stop_deployment(deployment, StopRequest::by(deadline), move || deadline)
+                    self.stop_deployment(deployment, Stopping::by(deadline))
                         .await
                         .into_iter()
                         .map(|error| ShutdownIssue::Stop {
