@@ -35,8 +35,9 @@ pub struct Context<C: Component> {
     pub(crate) handling: bool,
     pub(crate) lane: Lane,
     pub(crate) timers: Timers,
-    /// The config this instance runs with, and the generation it was swapped in at.
-    pub(crate) config: Arc<C::Config>,
+    /// The config this instance runs with (`None`: the deployment's initial one, kept in its
+    /// shared state), and the generation it was swapped in at.
+    pub(crate) config: Option<Arc<C::Config>>,
     pub(crate) config_generation: u32,
     /// A new config was adopted and the `#[on_config]` hook has not seen it yet.
     pub(crate) config_changed: bool,
@@ -95,7 +96,10 @@ impl<C: Component> Context<C> {
     /// an instance sees the new value from its next message on (never in the middle of a
     /// handler).
     pub fn config(&self) -> &C::Config {
-        &self.config
+        match &self.config {
+            Some(swapped) => swapped,
+            None => &self.shared.initial,
+        }
     }
 
     /// Adopts a config swapped in since this instance last looked, between two messages, and
@@ -107,16 +111,15 @@ impl<C: Component> Context<C> {
             .config_generation
             .load(std::sync::atomic::Ordering::Acquire);
         if generation != self.config_generation {
-            self.adopt_generation(generation);
+            self.adopt_swapped();
         }
     }
 
-    /// Takes the deployment's config of `generation` (a swap since the last message).
+    /// Takes the deployment's config swapped in since the last message.
     #[cold]
     #[inline(never)]
-    fn adopt_generation(&mut self, generation: u32) {
-        self.config_generation = generation;
-        self.config = self.shared.config();
+    fn adopt_swapped(&mut self) {
+        (self.config_generation, self.config) = self.shared.config();
         self.config_changed = true;
         crate::runtime::publish_event(
             &self.shared,

@@ -63,6 +63,7 @@ impl<C: Component> InstanceTask<C> {
                 return None;
             }
         };
+        let (config_generation, config) = shared.config();
         let ctx = Context {
             shared: shared.clone(),
             instance: duty.index,
@@ -75,11 +76,8 @@ impl<C: Component> InstanceTask<C> {
             handling: false,
             lane: Lane::default(),
             timers: Timers::default(),
-            // The generation first: a swap in between is adopted again at the next message.
-            config_generation: shared
-                .config_generation
-                .load(std::sync::atomic::Ordering::Acquire),
-            config: shared.config(),
+            config_generation,
+            config,
             config_changed: false,
         };
         Some((component, ctx, LoopInputs { rx, duty }))

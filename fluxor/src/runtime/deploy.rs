@@ -169,7 +169,7 @@ impl Fluxor {
             Some(Ok(serde_json::Value::Object(map))) => map.keys().cloned().collect(),
             _ => Vec::new(),
         };
-        let config = Arc::new(parse_config::<C>(options.config)?);
+        let config = parse_config::<C>(options.config)?;
         let Bindings {
             entries: bindings,
             errors,
@@ -202,7 +202,8 @@ impl Fluxor {
         let shared = Arc::new(Shared {
             reports: Reports::new(C::name(), instances),
             factory: Box::new(factory),
-            config: std::sync::Mutex::new(config),
+            initial: config,
+            swapped: std::sync::Mutex::new(None),
             config_generation: std::sync::atomic::AtomicU32::new(0),
             deployment: id,
             watch_key: watch.key(0),

@@ -17,12 +17,15 @@ pub(crate) struct Shared<C: Component> {
     /// Where the deployment's instances report their start and stop.
     pub(crate) reports: Reports,
     pub(crate) factory: Box<dyn Fn() -> C + Send + Sync>,
-    /// The deployment's config; [`Fluxor::reconfigure`](crate::Fluxor::reconfigure) swaps it.
-    /// Read when an instance is made and after a swap (a context keeps its own `Arc`), so a
-    /// lock is enough.
-    pub(super) config: std::sync::Mutex<Arc<C::Config>>,
-    /// Grows with every swap (wrapping): an instance compares it with the one it adopted
-    /// last. 32 bits, so that a context keeps it beside its other small fields.
+    /// The config the deployment was made with, kept in place: a deployment whose config is
+    /// never swapped makes no allocation for it.
+    pub(crate) initial: C::Config,
+    /// The config [`Fluxor::reconfigure`](crate::Fluxor::reconfigure) swapped in last, if any.
+    /// Read after a swap (a context keeps its own `Arc`), so a lock is enough.
+    pub(super) swapped: std::sync::Mutex<Option<Arc<C::Config>>>,
+    /// Grows with every swap (wrapping, and never 0 again after the first): an instance
+    /// compares it with the one it adopted last. 32 bits, so that a context keeps it beside
+    /// its other small fields.
     pub(crate) config_generation: std::sync::atomic::AtomicU32,
     pub(crate) deployment: DeploymentId,
     /// The key of its instance 0 with the blocked-reactor checker (instance `i` has this
@@ -56,19 +59,38 @@ pub(crate) struct Services {
 }
 
 impl<C: Component> Shared<C> {
-    /// The deployment's current config.
-    pub(crate) fn config(&self) -> Arc<C::Config> {
-        self.config
+    /// The deployment's current config (`None`: the initial one) and its generation. The
+    /// generation is read first: a swap in between is adopted again at the next message.
+    pub(crate) fn config(&self) -> (u32, Option<Arc<C::Config>>) {
+        let generation = self
+            .config_generation
+            .load(std::sync::atomic::Ordering::Acquire);
+        if generation == 0 {
+            // Never swapped: no lock.
+            return (0, None);
+        }
+        let swapped = self
+            .swapped
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .clone()
+            .clone();
+        (generation, swapped)
     }
 
     /// Swaps in a new config; instances adopt it by its generation.
     pub(crate) fn set_config(&self, config: C::Config) {
-        *self.config.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(config);
-        self.config_generation
-            .fetch_add(1, std::sync::atomic::Ordering::Release);
+        *self.swapped.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(config));
+        next_generation(&self.config_generation);
+    }
+}
+
+/// Counts a config swap. Generation 0 means "never swapped", so a count that wraps around
+/// steps over it (a reader that sees 0 for a moment meanwhile adopts the swap at its next
+/// message).
+fn next_generation(generation: &std::sync::atomic::AtomicU32) {
+    use std::sync::atomic::Ordering;
+    if generation.fetch_add(1, Ordering::Release) == u32::MAX {
+        generation.fetch_add(1, Ordering::Release);
     }
 }
 
@@ -152,5 +174,22 @@ pub(crate) fn publish_event<C: Component>(
         .publish_unguarded(kind.topic(), event, shared.bus.root_meta())
     {
         tracing::debug!(error = %e, "a lifecycle event did not reach every subscriber");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    #[test]
+    fn a_swap_count_never_comes_back_to_never_swapped() {
+        let generation = AtomicU32::new(0);
+        super::next_generation(&generation);
+        assert_eq!(generation.load(Ordering::Relaxed), 1);
+        generation.store(u32::MAX - 1, Ordering::Relaxed);
+        super::next_generation(&generation);
+        assert_eq!(generation.load(Ordering::Relaxed), u32::MAX);
+        super::next_generation(&generation);
+        assert_eq!(generation.load(Ordering::Relaxed), 1);
     }
 }
