@@ -5,7 +5,7 @@
 //!   `builder.rs`; [`DeployOptions`]: `options.rs`.
 //! * The deploy pipeline (plan, launch on the reactors, register topics): `deploy.rs`; ordered
 //!   boot of several deployments: `boot.rs`; the
-//!   deployment table: `table.rs`; undeploy, shutdown and `run`: `shutdown.rs`.
+//!   deployment table: `table.rs`; undeploy: `undeploy.rs`; shutdown and `run`: `shutdown.rs`.
 //! * One instance's life on its reactor, the actor loop: `actor_loop.rs`; where its calls run
 //!   (inline or on the worker pool): `exec.rs`; restart and the other supervision steps:
 //!   `restart.rs`; how instances report their start and stop: `reports.rs`; what a
@@ -33,6 +33,7 @@ mod snapshot;
 mod table;
 #[cfg(feature = "test-util")]
 mod test_hooks;
+mod undeploy;
 
 pub(crate) use actor_loop::InstanceTask;
 pub use boot::BootPlan;

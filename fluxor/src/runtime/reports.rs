@@ -1,6 +1,8 @@
 //! How a deployment's instances report their start and their stop: latches shared by the
 //! deployment, and the guard each instance holds until it has reported.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Poll, Waker};
 use std::time::Duration;
@@ -46,6 +48,12 @@ impl Stopping {
     fn deadline(self) -> Instant {
         self.by.unwrap_or_else(|| self.request.deadline())
     }
+
+    /// When a stopper stops waiting for its instances' reports: [`REPORT_GRACE`] past the
+    /// deadline.
+    pub(super) fn report_by(self) -> Instant {
+        self.deadline() + REPORT_GRACE
+    }
 }
 
 /// Counts reports down to zero; its one waiter (the deploy, or the undeploy) is woken by the
@@ -88,52 +96,89 @@ impl Countdown {
     /// waiter's reactor.
     /// `deadline` is read only when the wait needs a timer.
     pub(super) async fn wait(&self, deadline: impl FnOnce() -> Instant, nearby: bool) -> bool {
-        if self.is_zero() {
-            // Every report is in (an instance that started at once): no timer, no waker.
-            return true;
-        }
-        let zero = std::future::poll_fn(|cx| {
-            if self.is_zero() {
-                return Poll::Ready(());
-            }
-            let mut waiter = self.waiter.lock().unwrap_or_else(|e| e.into_inner());
-            // Looked at again under the lock: the last report takes the waker after its
-            // count, so either it finds this waker or this look finds the count at zero.
-            if self.is_zero() {
-                return Poll::Ready(());
-            }
-            match &mut *waiter {
-                Some((known, _)) if known.will_wake(cx.waker()) => {}
-                slot => *slot = Some((cx.waker().clone(), crate::wake::current())),
-            }
-            Poll::Pending
-        });
         // A waiter that gives up (or is dropped) leaves no waker behind.
         let _forget = Forget(self);
-        // Nearby instances get one turn of the reactor first, without a timer: those that were
-        // just signalled run before this task comes back, and most report then. Registering
-        // a timer and removing it again was a sixth of an undeploy's own work. (Instances on
-        // other reactors are rarely that quick: their waiter gets its timer at once.)
-        if nearby {
-            let mut turned = false;
-            std::future::poll_fn(|cx| {
-                if std::mem::replace(&mut turned, true) {
-                    return Poll::Ready(());
-                }
-                cx.waker().wake_by_ref();
-                Poll::Pending
+        let mut wait = CountdownWait::default();
+        let mut deadline = Some(deadline);
+        std::future::poll_fn(|cx| {
+            wait.poll(self, cx, nearby, || {
+                deadline.take().expect("a wait's deadline is read once")()
             })
-            .await;
-            if self.is_zero() {
-                return true;
-            }
+        })
+        .await
+    }
+
+    /// Registers the waiter's waker; `true` if the count is zero (no waker is needed).
+    fn register(&self, cx: &mut std::task::Context<'_>) -> bool {
+        if self.is_zero() {
+            return true;
         }
-        // Boxed: waiting on a timer is the rare case, and every deploy and undeploy (and a
-        // handler awaiting one) would otherwise carry room for it.
-        let reached = Box::pin(tokio::time::timeout_at(deadline(), zero))
-            .await
-            .is_ok();
-        reached || self.is_zero()
+        let mut waiter = self.waiter.lock().unwrap_or_else(|e| e.into_inner());
+        // Looked at again under the lock: the last report takes the waker after its count,
+        // so either it finds this waker or this look finds the count at zero.
+        if self.is_zero() {
+            return true;
+        }
+        match &mut *waiter {
+            Some((known, _)) if known.will_wake(cx.waker()) => {}
+            slot => *slot = Some((cx.waker().clone(), crate::wake::current())),
+        }
+        false
+    }
+
+    /// Takes the waiter's waker out (a waiter that gives up leaves none behind).
+    pub(super) fn forget(&self) {
+        self.waiter.lock().unwrap_or_else(|e| e.into_inner()).take();
+    }
+}
+
+/// Where a wait on a [`Countdown`] stands, as plain state: a future that reaches its countdown
+/// through something it owns (an undeploy, through its deployment) polls it with the
+/// countdown each time. Its owner takes its waker out of the countdown when it gives up
+/// ([`Countdown::forget`]).
+#[derive(Debug, Default)]
+pub(super) struct CountdownWait {
+    /// The one turn of the reactor given to nearby instances has been given.
+    turned: bool,
+    /// The deadline's timer, once the wait needs one. Boxed: waiting on a timer is the rare
+    /// case, and every deploy and undeploy (and a handler awaiting one) would otherwise carry
+    /// room for it.
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl CountdownWait {
+    /// `Ready(true)` once the count is zero, `Ready(false)` once `deadline` (read only when a
+    /// timer is needed) has passed with the count above zero.
+    pub(super) fn poll(
+        &mut self,
+        count: &Countdown,
+        cx: &mut std::task::Context<'_>,
+        nearby: bool,
+        deadline: impl FnOnce() -> Instant,
+    ) -> Poll<bool> {
+        if count.is_zero() {
+            // Every report is in (an instance that started at once): no timer, no waker.
+            return Poll::Ready(true);
+        }
+        // Nearby instances get one turn of the reactor first, without a timer: those that
+        // were just signalled run before this task comes back, and most report then.
+        // Registering a timer and removing it again was a sixth of an undeploy's own work.
+        // (Instances on other reactors are rarely that quick: their waiter gets its timer at
+        // once.)
+        if nearby && !std::mem::replace(&mut self.turned, true) {
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        if count.register(cx) {
+            return Poll::Ready(true);
+        }
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline())));
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(count.is_zero()),
+            Poll::Pending => Poll::Pending,
+        }
     }
 }
 
@@ -142,11 +187,7 @@ struct Forget<'a>(&'a Countdown);
 
 impl Drop for Forget<'_> {
     fn drop(&mut self) {
-        self.0
-            .waiter
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        self.0.forget();
     }
 }
 
@@ -277,14 +318,22 @@ impl Reports {
         stop: Stopping,
         nearby: bool,
     ) -> Vec<StopError> {
+        Self::signal_stop(peers, stop);
+        let all = self.stopped.count.wait(|| stop.report_by(), nearby).await;
+        self.stop_outcome(peers, all)
+    }
+
+    /// Asks each instance to drain and stop as `stop` says.
+    pub(super) fn signal_stop(peers: &[Arc<dyn Signals>], stop: Stopping) {
         for peer in peers {
             peer.stop(stop.request);
         }
-        let all = self
-            .stopped
-            .count
-            .wait(|| stop.deadline() + REPORT_GRACE, nearby)
-            .await;
+    }
+
+    /// What went wrong in a stop, ordered by instance, once every instance has reported
+    /// (`all`) or the wait for them is over: the errors they reported, and each instance that
+    /// has not reported, whose work is cancelled.
+    pub(super) fn stop_outcome(&self, peers: &[Arc<dyn Signals>], all: bool) -> Vec<StopError> {
         let mut errors = std::mem::take(
             &mut *self
                 .stopped

@@ -1,4 +1,4 @@
-//! Undeploy, shutdown and `run`: stopping deployments in reverse deploy order.
+//! Shutdown and `run`: stopping every deployment, in reverse deploy order.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -7,77 +7,10 @@ use tokio::time::Instant;
 
 use super::handle::Fluxor;
 use super::reports::Stopping;
-use super::table::Deployment;
-use crate::error::{ShutdownError, ShutdownIssue, StopError, UndeployError};
-use crate::ids::DeploymentId;
+use super::undeploy::StopWait;
+use crate::error::{ShutdownError, ShutdownIssue};
 
 impl Fluxor {
-    /// Stops every instance of a deployment: removes its topics from the bus, lets each instance
-    /// drain its mailbox until the runtime's shutdown timeout, then runs its `stop`.
-    ///
-    /// # Errors
-    /// [`UndeployError::Unknown`] for an id that is not live; [`UndeployError::Stop`] when the
-    /// deployment was removed but draining or `stop` went wrong.
-    pub async fn undeploy(&self, id: DeploymentId) -> Result<(), UndeployError> {
-        self.undeploy_with(id, Stopping::within(self.inner.shutdown_timeout))
-            .await
-    }
-
-    /// [`undeploy`](Self::undeploy) with an explicit deadline for draining and `stop`.
-    ///
-    /// # Errors
-    /// As [`undeploy`](Self::undeploy).
-    pub async fn undeploy_until(
-        &self,
-        id: DeploymentId,
-        deadline: Instant,
-    ) -> Result<(), UndeployError> {
-        self.undeploy_with(id, Stopping::by(deadline)).await
-    }
-
-    /// Undeploys `id` as `stop` says.
-    async fn undeploy_with(&self, id: DeploymentId, stop: Stopping) -> Result<(), UndeployError> {
-        let deployment = {
-            let mut table = self.lock();
-            table.remove(id).ok_or(UndeployError::Unknown(id))?
-        };
-        let errors = self.stop_deployment(deployment, stop).await;
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(UndeployError::Stop { id, errors })
-        }
-    }
-
-    /// Takes a deployment (out of the table) off the bus and its health checks at once, and
-    /// returns the wait for its instances' stop: one future that owns the deployment, rather
-    /// than an `async fn` that would also keep room for its argument.
-    fn stop_deployment(
-        &self,
-        deployment: Deployment,
-        stop: Stopping,
-    ) -> impl std::future::Future<Output = Vec<StopError>> + use<> {
-        // Out of the table from now on: the blocked-reactor checker still names its handlers.
-        if let Some(watch) = &deployment.watch {
-            watch.remember(deployment.label());
-        }
-        if deployment.bound {
-            self.inner.bus.unregister(deployment.id);
-        }
-        self.inner
-            .checks
-            .retain(|(owner, _)| *owner != Some(deployment.id));
-        let nearby = self.all_here(&deployment.reactors);
-        async move {
-            let errors = deployment
-                .reports()
-                .stop_all(deployment.instances(), stop, nearby)
-                .await;
-            tracing::debug!(component = deployment.component, deployment = %deployment.id, errors = errors.len(), "undeployed");
-            errors
-        }
-    }
-
     /// Shuts the runtime down: refuses new deployments, undeploys every deployment in reverse
     /// deploy order (each drains its mailbox and runs `stop`, all by `deadline` from now),
     /// closes the bus and stops the reactor threads. Calling it again does nothing.
@@ -110,8 +43,9 @@ impl Fluxor {
             for id in ids {
                 let next = self.lock().remove(id);
                 let Some(deployment) = next else { continue };
+                let mut wait = StopWait::begin(self, deployment, Stopping::by(deadline));
                 errors.extend(
-                    self.stop_deployment(deployment, Stopping::by(deadline))
+                    std::future::poll_fn(|cx| wait.poll(cx))
                         .await
                         .into_iter()
                         .map(|error| ShutdownIssue::Stop {
