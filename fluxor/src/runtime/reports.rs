@@ -97,11 +97,13 @@ impl Countdown {
     /// `deadline` is read only when the wait needs a timer.
     pub(super) async fn wait(&self, deadline: impl FnOnce() -> Instant, nearby: bool) -> bool {
         // A waiter that gives up (or is dropped) leaves no waker behind.
-        let _forget = Forget(self);
-        let mut wait = CountdownWait::default();
+        let mut waiting = Forget {
+            count: self,
+            wait: CountdownWait::default(),
+        };
         let mut deadline = Some(deadline);
         std::future::poll_fn(|cx| {
-            wait.poll(self, cx, nearby, || {
+            waiting.wait.poll(self, cx, nearby, || {
                 deadline.take().expect("a wait's deadline is read once")()
             })
         })
@@ -127,19 +129,21 @@ impl Countdown {
     }
 
     /// Takes the waiter's waker out (a waiter that gives up leaves none behind).
-    pub(super) fn forget(&self) {
+    fn forget(&self) {
         self.waiter.lock().unwrap_or_else(|e| e.into_inner()).take();
     }
 }
 
 /// Where a wait on a [`Countdown`] stands, as plain state: a future that reaches its countdown
 /// through something it owns (an undeploy, through its deployment) polls it with the
-/// countdown each time. Its owner takes its waker out of the countdown when it gives up
-/// ([`Countdown::forget`]).
+/// countdown each time. Its owner takes its waker out of the countdown when it is dropped
+/// ([`forget`](Self::forget)).
 #[derive(Debug, Default)]
 pub(super) struct CountdownWait {
     /// The one turn of the reactor given to nearby instances has been given.
     turned: bool,
+    /// A waker was registered with the countdown (and may still be there).
+    registered: bool,
     /// The deadline's timer, once the wait needs one. Boxed: waiting on a timer is the rare
     /// case, and every deploy and undeploy (and a handler awaiting one) would otherwise carry
     /// room for it.
@@ -147,6 +151,13 @@ pub(super) struct CountdownWait {
 }
 
 impl CountdownWait {
+    /// Takes this wait's waker out of `count`, if it registered one (no lock otherwise).
+    pub(super) fn forget(&self, count: &Countdown) {
+        if self.registered {
+            count.forget();
+        }
+    }
+
     /// `Ready(true)` once the count is zero, `Ready(false)` once `deadline` (read only when a
     /// timer is needed) has passed with the count above zero.
     pub(super) fn poll(
@@ -169,6 +180,7 @@ impl CountdownWait {
             cx.waker().wake_by_ref();
             return Poll::Pending;
         }
+        self.registered = true;
         if count.register(cx) {
             return Poll::Ready(true);
         }
@@ -182,12 +194,15 @@ impl CountdownWait {
     }
 }
 
-/// Takes the waiter's waker out of its countdown when dropped.
-struct Forget<'a>(&'a Countdown);
+/// A wait on a countdown that takes its waker out of the countdown when dropped.
+struct Forget<'a> {
+    count: &'a Countdown,
+    wait: CountdownWait,
+}
 
 impl Drop for Forget<'_> {
     fn drop(&mut self) {
-        self.0.forget();
+        self.wait.forget(self.count);
     }
 }
 

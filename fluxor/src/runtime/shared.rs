@@ -85,13 +85,13 @@ impl<C: Component> Shared<C> {
 }
 
 /// Counts a config swap. Generation 0 means "never swapped", so a count that wraps around
-/// steps over it (a reader that sees 0 for a moment meanwhile adopts the swap at its next
-/// message).
+/// steps over it, in one atomic step.
 fn next_generation(generation: &std::sync::atomic::AtomicU32) {
     use std::sync::atomic::Ordering;
-    if generation.fetch_add(1, Ordering::Release) == u32::MAX {
-        generation.fetch_add(1, Ordering::Release);
-    }
+    // The closure always returns `Some`: the update cannot fail.
+    let _ = generation.fetch_update(Ordering::Release, Ordering::Relaxed, |g| {
+        Some(g.wrapping_add(1).max(1))
+    });
 }
 
 /// The runtime's escalation policy and the signal it raises, and a record of crashes.

@@ -17,7 +17,10 @@ impl Fluxor {
     /// Stops every instance of a deployment: removes its topics from the bus, lets each instance
     /// drain its mailbox until the runtime's shutdown timeout, then runs its `stop`.
     ///
-    /// Nothing happens until the returned future is polled.
+    /// Nothing happens until the returned future is polled. Once it has been, the deployment is
+    /// out of the table and its instances have been asked to stop: dropping the future then
+    /// stops waiting for them, and they still stop by the deadline (what went wrong is not
+    /// reported).
     ///
     /// # Errors
     /// [`UndeployError::Unknown`] for an id that is not live; [`UndeployError::Stop`] when the
@@ -107,7 +110,7 @@ impl StopWait {
 
 impl Drop for StopWait {
     fn drop(&mut self) {
-        self.deployment.reports().stopped.count.forget();
+        self.wait.forget(&self.deployment.reports().stopped.count);
     }
 }
 
@@ -128,9 +131,6 @@ enum Stage<'a> {
     Waiting(StopWait),
     Done,
 }
-
-// No field is pinned: the wait's timer is boxed.
-impl Unpin for Undeploying<'_> {}
 
 impl Future for Undeploying<'_> {
     type Output = Result<(), UndeployError>;
