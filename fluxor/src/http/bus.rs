@@ -20,7 +20,7 @@ use crate::error::{BusError, PublishError, SendError};
 use crate::message::Message;
 use crate::util::Either;
 
-use super::REQUEST_ID;
+use super::{REQUEST_ID, X_REQUEST_ID};
 
 pub(super) fn error_response(status: StatusCode, kind: &str, message: &str) -> Response {
     (
@@ -103,7 +103,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Bus {
         })?;
         Ok(Bus {
             bus,
-            request_id: parts.headers.get(REQUEST_ID).cloned(),
+            request_id: parts.headers.get(&X_REQUEST_ID).cloned(),
         })
     }
 }

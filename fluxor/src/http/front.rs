@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use axum::extract::{DefaultBodyLimit, Request};
-use axum::http::{HeaderName, HeaderValue};
+use axum::http::HeaderValue;
 use axum::response::Response;
 use axum::routing::future::RouteFuture;
 use axum::Router;
@@ -18,9 +18,8 @@ use tracing::instrument::Instrumented;
 
 use super::bus::overloaded;
 use super::server::HttpStats;
+use super::X_REQUEST_ID;
 use crate::bus::EventBus;
-
-static X_REQUEST_ID: HeaderName = HeaderName::from_static(super::REQUEST_ID);
 
 /// The program's router behind the server's body limit: the limit is set once per request
 /// here rather than by a layer around every route (which boxes each route's future again).

@@ -56,6 +56,10 @@
 /// The header carrying the request id.
 pub const REQUEST_ID: &str = "x-request-id";
 
+/// [`REQUEST_ID`] as a header name, made once: a lookup by name does not parse the text again
+/// for every request.
+static X_REQUEST_ID: axum::http::HeaderName = axum::http::HeaderName::from_static(REQUEST_ID);
+
 mod bus;
 mod dashboard;
 mod front;
