@@ -103,18 +103,21 @@ pub(super) const NOTES: &str = r#"
     deployment. glibc grows a thread's arena page by page (`mprotect`, 12% of the
     samples) and page faults take another 13%.
   - *Single-instance deployments* (W9; `valgrind --tool=callgrind` of `--deploy-probe
-    <system> same 20000`): a deploy, its message and its undeploy take ~12.2k instructions
-    and eight allocations (two of them the boxes a handler puts around its deploy and its
-    undeploy, so that its component's handler futures stay small) against ~6.5k for
-    single-thread actix's start, message and stop (1.9×); in time the gap is
-    wider. What a deployment has that an actor has not: its entry in the runtime's table (how
+    <system> same 20000`): a deploy, its message and its undeploy take ~11.6k instructions
+    and seven allocations (two of them the boxes a handler puts around its deploy and its
+    undeploy, 176 and 200 bytes, so that its component's handler futures stay small) against
+    ~6.5k for single-thread actix's start, message and stop (1.8×); in time the gap is
+    wider, partly the reactor's arena growing page by page (see the README's note on the
+    allocator: with glibc's top pad raised, Fluxor's deploys took a third less time and
+    actix's the same). What a deployment has that an actor has not: its entry in the runtime's table (how
     `actor_ref`, `undeploy` and the inspector find it), its shared state (supervision state,
-    start and stop reports, config: ~490 bytes), the blocked-reactor checker's label, and an
+    start and stop reports, the initial config in place: ~450 bytes), the blocked-reactor checker's label, and an
     undeploy that waits for the instance to drain and run `stop` (a task switch there and
     back; when the instance runs on the caller's reactor, a timer for the deadline only if it
     has not stopped after one turn of that reactor) where actix's row drops every address at once and
-    then awaits all the stops. Undeploying together is no faster (the *undeployed together*
-    row): the cost is each undeploy's own work, not the wait between them. The instance's tokio task costs both the same (`spawn_local`,
+    then awaits all the stops. Undeploying together is slower (the *undeployed together*
+    row): 100k undeploy futures alive at once, each in its box, and `join_all`'s own
+    bookkeeping. The instance's tokio task costs both the same (`spawn_local`,
     ~1.3k instructions). An instance whose start finishes at once (no `#[on_start]`, or a
     plain-method one) starts while it is made, so the deploy is done within its first poll;
     one whose stop finishes at once, asked to stop with nothing left to drain, stops within
