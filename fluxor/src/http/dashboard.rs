@@ -20,7 +20,6 @@ use super::bus::{error_response, overloaded};
 use super::server::HttpStats;
 use crate::ids::DeploymentId;
 use crate::runtime::WeakFluxor;
-use crate::supervision::LifecycleEvent;
 
 /// Dashboard streams open at once; one more is refused with 503.
 pub(crate) const MAX_CLIENTS: usize = 16;
@@ -123,7 +122,7 @@ async fn events(dash: Dashboard) -> Response {
 struct Feed {
     dash: Dashboard,
     hello: Option<String>,
-    lifecycle: tokio::sync::broadcast::Receiver<LifecycleEvent>,
+    lifecycle: crate::runtime::LifecycleWatch,
     tick: tokio::time::Interval,
     /// When the last snapshot was sent, to count the ones a slow page missed.
     last: Option<Instant>,
@@ -150,7 +149,7 @@ impl Feed {
         tokio::select! {
             biased;
             () = stop.cancelled() => None,
-            got = self.lifecycle.recv() => match got {
+            got = self.lifecycle.events.recv() => match got {
                 Ok(event) => Some(json_event("lifecycle", &event)),
                 Err(RecvError::Lagged(n)) => {
                     self.skip(n);

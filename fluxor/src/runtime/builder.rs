@@ -216,7 +216,7 @@ impl Builder {
                     runtime: WeakFluxor(inner.clone()),
                     cancel: CancellationToken::new(),
                     reactors: reactors.iter().map(|r| r.handle.clone()).collect(),
-                    lifecycle: tokio::sync::broadcast::Sender::new(super::LIFECYCLE_RING),
+                    lifecycle: super::shared::Lifecycle::new(super::LIFECYCLE_RING),
                 }),
                 wakeups,
                 stamps,

@@ -43,6 +43,8 @@ pub(crate) use builder::Extension;
 pub use handle::Fluxor;
 pub use handle::WeakFluxor;
 pub use options::DeployOptions;
+#[cfg_attr(not(feature = "http"), allow(unused_imports))]
+pub(crate) use shared::LifecycleWatch;
 pub(crate) use shared::{publish_event, Shared};
 
 /// Lifecycle events kept for a watcher that has not read them yet (see

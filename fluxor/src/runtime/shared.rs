@@ -54,8 +54,60 @@ pub(crate) struct Services {
     /// Each reactor's tokio runtime, by index: where instances' timers run.
     pub(crate) reactors: Box<[tokio::runtime::Handle]>,
     /// A copy of every lifecycle event, for in-process watchers (the HTTP adapter's
-    /// dashboard): a bounded ring, where a slow receiver skips what it missed.
-    pub(crate) lifecycle: tokio::sync::broadcast::Sender<LifecycleEvent>,
+    /// dashboard).
+    pub(crate) lifecycle: Lifecycle,
+}
+
+/// Lifecycle events for in-process watchers: a bounded ring, where a slow receiver skips
+/// what it missed, and the number of watchers beside it. An instance's start and stop look at
+/// that number, one atomic, rather than at the ring's receiver count, which takes the ring's
+/// lock: one lock shared by every reactor, twice per instance, while nobody watches.
+pub(crate) struct Lifecycle {
+    ring: tokio::sync::broadcast::Sender<LifecycleEvent>,
+    watchers: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Lifecycle {
+    pub(crate) fn new(capacity: usize) -> Self {
+        Lifecycle {
+            ring: tokio::sync::broadcast::Sender::new(capacity),
+            watchers: Arc::default(),
+        }
+    }
+
+    /// A new watcher: it receives the events sent from now on.
+    pub(crate) fn watch(&self) -> LifecycleWatch {
+        self.watchers
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        LifecycleWatch {
+            events: self.ring.subscribe(),
+            watchers: self.watchers.clone(),
+        }
+    }
+
+    /// Whether anyone watches.
+    pub(crate) fn watched(&self) -> bool {
+        self.watchers.load(std::sync::atomic::Ordering::Acquire) > 0
+    }
+
+    fn send(&self, event: LifecycleEvent) {
+        // Fails only when every watcher has gone since: nothing to do then.
+        let _ = self.ring.send(event);
+    }
+}
+
+/// A watcher of lifecycle events, counted while it lives.
+pub(crate) struct LifecycleWatch {
+    #[cfg_attr(not(feature = "http"), allow(dead_code))]
+    pub(crate) events: tokio::sync::broadcast::Receiver<LifecycleEvent>,
+    watchers: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Drop for LifecycleWatch {
+    fn drop(&mut self) {
+        self.watchers
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
 }
 
 impl<C: Component> Shared<C> {
@@ -147,7 +199,7 @@ pub(crate) fn publish_event<C: Component>(
         return;
     }
     let to_bus = shared.bus.reserved_consumers();
-    let to_watchers = shared.services.lifecycle.receiver_count() > 0;
+    let to_watchers = shared.services.lifecycle.watched();
     if !(to_bus || to_watchers) {
         return;
     }
@@ -163,8 +215,7 @@ pub(crate) fn publish_event<C: Component>(
             .load(std::sync::atomic::Ordering::Relaxed),
     };
     if to_watchers {
-        // Fails only when every watcher has gone since: nothing to do then.
-        let _ = shared.services.lifecycle.send(event.clone());
+        shared.services.lifecycle.send(event.clone());
     }
     if !to_bus {
         return;
@@ -180,6 +231,33 @@ pub(crate) fn publish_event<C: Component>(
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::Lifecycle;
+    use crate::ids::DeploymentId;
+    use crate::supervision::{LifecycleEvent, LifecycleKind};
+
+    #[test]
+    fn lifecycle_watchers_are_counted_while_they_live() {
+        let lifecycle = Lifecycle::new(4);
+        assert!(!lifecycle.watched());
+        let mut first = lifecycle.watch();
+        let second = lifecycle.watch();
+        assert!(lifecycle.watched());
+        lifecycle.send(LifecycleEvent {
+            kind: LifecycleKind::Started,
+            deployment: DeploymentId(uuid::Uuid::from_u128(7)),
+            component: "Probe",
+            instance: 0,
+            reason: None,
+            restarts: 0,
+        });
+        let event = first.events.try_recv().expect("the watcher got the event");
+        assert_eq!(event.deployment, DeploymentId(uuid::Uuid::from_u128(7)));
+        drop(second);
+        assert!(lifecycle.watched(), "one watcher is left");
+        drop(first);
+        assert!(!lifecycle.watched());
+    }
 
     #[test]
     fn a_swap_count_never_comes_back_to_never_swapped() {

@@ -49,10 +49,8 @@ impl Fluxor {
     /// [`LIFECYCLE_RING`](super::LIFECYCLE_RING) events: a receiver that falls further behind
     /// is told how many it skipped.
     #[cfg_attr(not(feature = "http"), allow(dead_code))]
-    pub(crate) fn lifecycle_events(
-        &self,
-    ) -> tokio::sync::broadcast::Receiver<crate::supervision::LifecycleEvent> {
-        self.inner.services.lifecycle.subscribe()
+    pub(crate) fn lifecycle_events(&self) -> super::shared::LifecycleWatch {
+        self.inner.services.lifecycle.watch()
     }
 }
 
