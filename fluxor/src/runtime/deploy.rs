@@ -265,8 +265,6 @@ impl Fluxor {
             deployment: Deployment {
                 id,
                 order: 0,
-                component: C::name(),
-                type_id: std::any::TypeId::of::<C>(),
                 reactors,
                 mailbox_capacity,
                 worker: worker.is_some(),
@@ -545,5 +543,9 @@ impl<C: Component> super::table::Live for Shared<C> {
         let config = parse_config::<C>(Some(Ok(value)))?;
         self.set_config(config);
         Ok(())
+    }
+
+    fn component_type(&self) -> std::any::TypeId {
+        std::any::TypeId::of::<C>()
     }
 }

@@ -137,7 +137,7 @@ impl Fluxor {
     ) -> Option<crate::component::ActorRef<C>> {
         let table = self.lock();
         let d = table.get(id)?;
-        if d.type_id != std::any::TypeId::of::<C>() {
+        if d.component_type() != std::any::TypeId::of::<C>() {
             return None;
         }
         let signals = d.instances().get(instance)?;

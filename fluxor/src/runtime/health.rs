@@ -62,7 +62,10 @@ impl Fluxor {
         let (mut failed, mut full) = (Vec::new(), Vec::new());
         for d in self.lock().iter() {
             if d.supervisor().failed.load(Ordering::Acquire) {
-                failed.push((d.order, format!("`{}` ({}) has failed", d.component, d.id)));
+                failed.push((
+                    d.order,
+                    format!("`{}` ({}) has failed", d.component(), d.id),
+                ));
             }
             let capacity = d.mailbox_capacity.max(1);
             for (index, instance) in d.instances().iter().enumerate() {
@@ -72,7 +75,7 @@ impl Fluxor {
                         (d.order, index),
                         format!(
                             "`{}` instance {index}: {queued} of {capacity} queued",
-                            d.component
+                            d.component()
                         ),
                     ));
                 }

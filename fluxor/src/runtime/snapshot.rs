@@ -117,7 +117,7 @@ impl Fluxor {
                     d.order,
                     DeploymentInfo {
                         id: d.id,
-                        component: d.component,
+                        component: d.component(),
                         state: if d.supervisor().failed.load(Ordering::Acquire) {
                             DeploymentState::Failed
                         } else {

@@ -102,8 +102,6 @@ pub(super) struct Deployment {
     pub(super) id: DeploymentId,
     /// Its place in deploy order (set when it goes into the table).
     pub(super) order: u64,
-    pub(super) component: &'static str,
-    pub(super) type_id: std::any::TypeId,
     /// Each instance's reactor, by index.
     pub(super) reactors: crate::util::Few<u32>,
     pub(super) mailbox_capacity: usize,
@@ -127,15 +125,27 @@ pub(super) trait Live: Send + Sync {
     fn reports(&self) -> &Reports;
     /// Parses `value` as the deployment's config and swaps it in.
     fn reconfigure(&self, value: serde_json::Value) -> Result<(), crate::error::DeployError>;
+    /// Its component's type.
+    fn component_type(&self) -> std::any::TypeId;
 }
 
 impl Deployment {
     /// How the blocked-reactor checker names it.
     pub(super) fn label(&self) -> crate::watchdog::Label {
         crate::watchdog::Label {
-            component: self.component,
+            component: self.component(),
             deployment: self.id,
         }
+    }
+
+    /// Its component's name (kept with its reports, so the table entry has no copy of it).
+    pub(super) fn component(&self) -> &'static str {
+        self.reports().component
+    }
+
+    /// Its component's type (asked of its shared state, which knows it by its type).
+    pub(super) fn component_type(&self) -> std::any::TypeId {
+        self.shared.component_type()
     }
 
     /// Its instances' mailboxes, by index.

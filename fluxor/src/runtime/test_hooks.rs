@@ -32,10 +32,10 @@ impl Fluxor {
                     d.instances().len()
                 )
             })?;
-            if d.type_id != std::any::TypeId::of::<C>() {
+            if d.component_type() != std::any::TypeId::of::<C>() {
                 return Err(format!(
                     "deployment {id} runs `{}`, not `{}`",
-                    d.component,
+                    d.component(),
                     C::name()
                 ));
             }
@@ -68,7 +68,7 @@ impl Fluxor {
                         (d.order, index),
                         format!(
                             "`{}` instance {} ({} queued, handling: {})",
-                            d.component,
+                            d.component(),
                             index,
                             queued,
                             h.stats().busy.load(Ordering::Relaxed)

@@ -103,7 +103,7 @@ impl StopWait {
             .wait
             .poll(&reports.stopped.count, cx, self.nearby, || stop.report_by()));
         let errors = reports.stop_outcome(self.deployment.instances(), all);
-        tracing::debug!(component = self.deployment.component, deployment = %self.deployment.id, errors = errors.len(), "undeployed");
+        tracing::debug!(component = self.deployment.component(), deployment = %self.deployment.id, errors = errors.len(), "undeployed");
         Poll::Ready(errors)
     }
 }
