@@ -212,8 +212,9 @@ impl Drop for Forget<'_> {
 pub(crate) struct StartLatch {
     /// Instances that have not reported yet.
     pub(super) count: Countdown,
-    /// The first failure: instance and reason.
-    pub(super) failure: std::sync::Mutex<Option<(usize, String)>>,
+    /// The first failure: instance and reason (boxed: most deployments never have one, and
+    /// every deployment's shared state holds this slot).
+    pub(super) failure: std::sync::Mutex<Option<Box<(usize, String)>>>,
     /// The deployment gave up (a failure or its start timeout): instances that start after
     /// this stop again at once.
     pub(super) abandoned: std::sync::atomic::AtomicBool,
@@ -226,7 +227,7 @@ impl StartLatch {
             self.failure
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .get_or_insert((index, reason));
+                .get_or_insert_with(|| Box::new((index, reason)));
         }
         self.count.count_down();
         !self.abandoned.load(std::sync::atomic::Ordering::Acquire)
@@ -258,7 +259,8 @@ impl StartLatch {
             .failure
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .take();
+            .take()
+            .map(|failure| *failure);
         if all_reported && failure.is_none() {
             return Ok(());
         }
@@ -275,7 +277,10 @@ pub(crate) struct StopLatch {
     pub(super) count: Countdown,
     /// One bit per instance: it has reported.
     pub(super) reported: crate::util::Few<std::sync::atomic::AtomicU64>,
-    pub(super) errors: std::sync::Mutex<Vec<StopError>>,
+    /// What the instances reported going wrong, made at the first error (most stops have
+    /// none; boxed so that every deployment's shared state keeps one pointer for it).
+    #[allow(clippy::box_collection)]
+    pub(super) errors: std::sync::Mutex<Option<Box<Vec<StopError>>>>,
 }
 
 impl StopLatch {
@@ -284,6 +289,7 @@ impl StopLatch {
             self.errors
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
+                .get_or_insert_with(Box::default)
                 .extend(errors);
         }
         self.reported[index / 64].fetch_or(1 << (index % 64), std::sync::atomic::Ordering::AcqRel);
@@ -317,7 +323,7 @@ impl Reports {
                 reported: (0..instances.div_ceil(64))
                     .map(|_| std::sync::atomic::AtomicU64::new(0))
                     .collect(),
-                errors: std::sync::Mutex::new(Vec::new()),
+                errors: std::sync::Mutex::new(None),
             },
         }
     }
@@ -349,13 +355,13 @@ impl Reports {
     /// (`all`) or the wait for them is over: the errors they reported, and each instance that
     /// has not reported, whose work is cancelled.
     pub(super) fn stop_outcome(&self, peers: &[Arc<dyn Signals>], all: bool) -> Vec<StopError> {
-        let mut errors = std::mem::take(
-            &mut *self
-                .stopped
-                .errors
-                .lock()
-                .unwrap_or_else(|e| e.into_inner()),
-        );
+        let mut errors = self
+            .stopped
+            .errors
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .map_or_else(Vec::new, |errors| *errors);
         if !all {
             for (instance, peer) in peers.iter().enumerate() {
                 if !self.stopped.has_reported(instance) {
