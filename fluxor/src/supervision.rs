@@ -316,10 +316,30 @@ impl InstanceState {
     }
 }
 
+/// A deployment's supervision policy: the one its component declares, made when a crash
+/// needs it (most deployments never crash, and the policy is larger than the pointer that
+/// makes it), or one given at deploy time.
+#[derive(Debug)]
+pub(crate) enum Policy {
+    /// The component's own ([`Component::supervision`](crate::Component::supervision)).
+    Declared(fn() -> Supervision),
+    /// Given for this deployment ([`DeployOptions::supervision`](crate::DeployOptions::supervision)).
+    Given(Box<Supervision>),
+}
+
+impl Policy {
+    fn get(&self) -> Supervision {
+        match self {
+            Policy::Declared(make) => make(),
+            Policy::Given(policy) => (**policy).clone(),
+        }
+    }
+}
+
 /// The supervision state shared by a deployment's instances.
 #[derive(Debug)]
 pub(crate) struct Supervisor {
-    pub(crate) policy: Supervision,
+    pub(crate) policy: Policy,
     /// When the restarts of the current window happened; boxed on the first crash, so a
     /// deployment that never crashes keeps one pointer for it, not a whole `VecDeque`.
     #[allow(clippy::box_collection)]
@@ -344,7 +364,7 @@ pub(crate) enum Verdict {
 
 impl Supervisor {
     pub(crate) fn new(
-        policy: Supervision,
+        policy: Policy,
         peers: crate::util::Few<std::sync::Arc<dyn crate::mailbox::Signals>>,
     ) -> Self {
         Supervisor {
@@ -367,7 +387,7 @@ impl Supervisor {
 
     /// Decides what a crash of instance `from` leads to, counting the restart it admits.
     pub(crate) fn on_crash(&self, from: usize) -> Verdict {
-        let r = match &self.policy {
+        let r = match self.policy.get() {
             Supervision::Resume => return Verdict::Resume,
             Supervision::Stop => return Verdict::Stop,
             Supervision::Restart(r) => r,

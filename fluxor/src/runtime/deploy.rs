@@ -21,7 +21,7 @@ use crate::component::{Bindings, Component};
 use crate::error::DeployError;
 use crate::ids::DeploymentId;
 use crate::mailbox::Mailbox;
-use crate::supervision::{InstanceState, LifecycleKind, Supervisor};
+use crate::supervision::{InstanceState, LifecycleKind, Policy, Supervisor};
 use crate::util::Few;
 
 /// Creates each instance of a batch (so its component is made on its reactor) and spawns
@@ -197,7 +197,11 @@ impl Fluxor {
             .map(|&r| Mailbox::bounded_on(capacity, Some(inner.wakeups[r as usize].clone())))
             .collect();
         let peers = channels.iter().map(|(mb, _)| mb.signals()).collect();
-        let supervisor = Supervisor::new(options.supervision.unwrap_or_else(C::supervision), peers);
+        let policy = match options.supervision {
+            Some(given) => Policy::Given(Box::new(given)),
+            None => Policy::Declared(C::supervision),
+        };
+        let supervisor = Supervisor::new(policy, peers);
         let watch = inner.watchdog.shared.register();
         let shared = Arc::new(Shared {
             reports: Reports::new(C::name(), instances),
