@@ -33,6 +33,15 @@ async fn deploy_returns_an_id_and_lists_the_deployment() {
     let reactors: std::collections::HashSet<_> =
         list[0].instances.iter().map(|i| i.reactor).collect();
     assert_eq!(reactors.len(), 2);
+    // Each reactor counts the instances it runs.
+    for stats in rt.reactor_stats() {
+        let here = list[0]
+            .instances
+            .iter()
+            .filter(|i| i.reactor == stats.index)
+            .count();
+        assert_eq!(stats.components, here, "reactor {}", stats.index);
+    }
     rt.shutdown(Duration::from_secs(5)).await.unwrap();
 }
 

@@ -28,6 +28,9 @@ pub(crate) trait Signals: Send + Sync {
     fn cancel_work(&self);
     /// The mailbox itself, to be turned back into a `Mailbox` of its message type.
     fn into_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync>;
+    /// The wake-up queue of the reactor the instance runs on (`None` for a mailbox made
+    /// without one, in unit tests): which reactor that is, without a copy of its index.
+    fn reactor(&self) -> Option<&crate::wake::Wakeups>;
 }
 
 /// The mailbox behind `signals`, if its messages are `T`s.
@@ -146,6 +149,10 @@ impl<T: Send + 'static> Signals for Chan<T> {
 
     fn into_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync> {
         self
+    }
+
+    fn reactor(&self) -> Option<&crate::wake::Wakeups> {
+        self.wakeups()
     }
 }
 

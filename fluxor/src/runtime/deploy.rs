@@ -266,10 +266,10 @@ impl Fluxor {
         }
         let launching = Launching {
             runtime: self.clone(),
+            reactors,
             deployment: Deployment {
                 id,
                 order: 0,
-                reactors,
                 mailbox_capacity,
                 worker: worker.is_some(),
                 config_keys,
@@ -355,6 +355,8 @@ impl<C: Component> Future for Deploying<C> {
 struct Launching<C: Component> {
     /// A handle to the runtime: the launch may outlive the caller's borrow.
     runtime: Fluxor,
+    /// Each instance's reactor, by index.
+    reactors: Few<u32>,
     deployment: Deployment,
     shared: Arc<Shared<C>>,
     bindings: Vec<crate::component::Binding<C>>,
@@ -369,7 +371,7 @@ impl<C: Component> Launching<C> {
         &self,
         channels: Few<Channel<C::Msg>>,
     ) -> impl Iterator<Item = (usize, InstanceTask<C>)> + '_ {
-        let reactors = &self.deployment.reactors;
+        let reactors = &self.reactors;
         channels.into_iter().enumerate().map(|(index, channel)| {
             let reactor = reactors[index];
             let task = InstanceTask::new(
@@ -390,7 +392,7 @@ impl<C: Component> Launching<C> {
     ) -> Option<(usize, String)> {
         let inner = &self.runtime.inner;
         let instances = channels.len();
-        let reactors = &self.deployment.reactors;
+        let reactors = &self.reactors;
         let first = reactors[0] as usize;
         let stopped = || "its reactor has stopped".to_string();
         let mut failure = None;

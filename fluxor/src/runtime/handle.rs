@@ -120,11 +120,17 @@ impl Fluxor {
             .unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Whether every one of `reactors` is the one this thread runs.
-    pub(super) fn all_here(&self, reactors: &[u32]) -> bool {
-        reactors
-            .iter()
-            .all(|&r| self.inner.wakeups[r as usize].is_current())
+    /// The index of the reactor an instance runs on (0 for a mailbox without one).
+    pub(super) fn reactor_of(&self, instance: &dyn crate::mailbox::Signals) -> usize {
+        instance
+            .reactor()
+            .and_then(|queue| {
+                self.inner
+                    .wakeups
+                    .iter()
+                    .position(|w| std::ptr::eq(&**w, queue))
+            })
+            .unwrap_or(0)
     }
 
     /// A handle to instance `instance` of a deployment, to send it messages directly (through

@@ -86,8 +86,8 @@ impl Fluxor {
     pub fn reactor_stats(&self) -> Vec<ReactorInfo> {
         let mut pinned = vec![0usize; self.inner.reactors.len()];
         for d in self.lock().iter() {
-            for &reactor in &d.reactors {
-                if let Some(n) = pinned.get_mut(reactor as usize) {
+            for instance in d.instances() {
+                if let Some(n) = pinned.get_mut(self.reactor_of(&**instance)) {
                     *n += 1;
                 }
             }
@@ -129,11 +129,10 @@ impl Fluxor {
                         instances: d
                             .instances()
                             .iter()
-                            .zip(d.reactors.iter())
                             .enumerate()
-                            .map(|(index, (h, &reactor))| InstanceInfo {
+                            .map(|(index, h)| InstanceInfo {
                                 index,
-                                reactor: reactor as usize,
+                                reactor: self.reactor_of(&**h),
                                 state: InstanceState::load(&h.stats().state),
                                 restarts: h.stats().restarts.load(Ordering::Relaxed),
                                 mailbox_len: h.queued(),

@@ -102,8 +102,6 @@ pub(super) struct Deployment {
     pub(super) id: DeploymentId,
     /// Its place in deploy order (set when it goes into the table).
     pub(super) order: u64,
-    /// Each instance's reactor, by index.
-    pub(super) reactors: crate::util::Few<u32>,
     pub(super) mailbox_capacity: usize,
     pub(super) worker: bool,
     pub(super) config_keys: Vec<String>,

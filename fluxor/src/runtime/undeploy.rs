@@ -12,6 +12,7 @@ use super::reports::{CountdownWait, Reports, Stopping};
 use super::table::Deployment;
 use crate::error::{StopError, UndeployError};
 use crate::ids::DeploymentId;
+use crate::wake::Wakeups;
 
 impl Fluxor {
     /// Stops every instance of a deployment: removes its topics from the bus, lets each instance
@@ -84,7 +85,10 @@ impl StopWait {
             .inner
             .checks
             .retain(|(owner, _)| *owner != Some(deployment.id));
-        let nearby = runtime.all_here(&deployment.reactors);
+        let nearby = deployment
+            .instances()
+            .iter()
+            .all(|instance| instance.reactor().is_some_and(Wakeups::is_current));
         Reports::signal_stop(deployment.instances(), stop);
         StopWait {
             deployment,
