@@ -6,7 +6,8 @@
 //! loom's atomics and mutex instead, whose every operation is a point where loom may switch
 //! threads, and loom-aware stand-ins for the types whose own atomics loom cannot see: `Notify`
 //! (the mailbox's senders waiting for room), `ArrayQueue` (a reactor's wake-up queue) and
-//! `OnceLock` (where a reactor hangs its doorbell and its spinner's waker). `cell::UnsafeCell`
+//! `OnceLock` (where a reactor hangs its doorbell and its spinner's waker, and a mailbox the
+//! signal its waiting senders wait on). `cell::UnsafeCell`
 //! (the mailbox's lane) is loom's in a model build, which fails a model where two threads
 //! reach its contents at once, and a thin wrapper of `std`'s otherwise. The models
 //! themselves live beside the code they check, in `loom_tests.rs` files.

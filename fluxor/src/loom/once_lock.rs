@@ -28,6 +28,13 @@ impl<T> OnceLock<T> {
         }
     }
 
+    /// The value, made by `f` if there is none yet; published, as `set` does.
+    pub(crate) fn get_or_init(&self, f: impl FnOnce() -> T) -> &T {
+        let value = self.value.get_or_init(f);
+        self.published.store(true, Ordering::Release);
+        value
+    }
+
     pub(crate) fn set(&self, value: T) -> Result<(), T> {
         self.value.set(value)?;
         self.published.store(true, Ordering::Release);

@@ -41,8 +41,9 @@
 //!
 //! The mailbox also carries its instance's signals ([`Signals`]): a stop request and a short,
 //! bounded queue of control signals, both seen by the receiver before its next message, and the
-//! instance's cancellation token, made on first use. An instance thus needs no channel besides
-//! its mailbox, which keeps an idle one small.
+//! instance's cancellation token, made on first use (in one box with the waiting senders'
+//! `Notify`, which the first sender about to wait makes). An instance thus needs no channel
+//! besides its mailbox, which keeps an idle one small.
 
 mod lane;
 #[cfg(all(test, loom))]

@@ -13,7 +13,7 @@ use super::receiver::Receiver;
 use super::signals::{Control, Signals, StopRequest};
 use super::stats::InstanceStats;
 use crate::loom::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
-use crate::loom::{Mutex, MutexGuard, Notify};
+use crate::loom::{Mutex, MutexGuard, Notify, OnceLock};
 use crate::wake::{wake_on, Wakeups};
 
 /// Why a push did not happen.
@@ -48,8 +48,6 @@ pub(super) struct Chan<T> {
     /// `lane.rs`), it lets the receiver skip the lock when there is nothing to take (a stale
     /// zero only sends it the slower way, which looks under the lock).
     pub(super) shared_len: AtomicUsize,
-    /// Signalled when a pop makes room while senders wait, and on close.
-    pub(super) room: Notify,
     /// Senders waiting for room.
     pub(super) waiting: AtomicUsize,
     pub(super) capacity: usize,
@@ -68,8 +66,8 @@ pub(super) struct Chan<T> {
     /// Messages pushed on the receiver's own thread, outside the lock; it also knows the
     /// receiving reactor's wake-up queue, through which wakes from other threads go.
     pub(super) lane: Lane<T>,
-    /// The instance's cancellation token, made on first use (most instances never need one).
-    pub(super) token: std::sync::OnceLock<CancellationToken>,
+    /// What few instances need, made when first needed: see [`Extras`].
+    pub(super) extras: OnceLock<Box<Extras>>,
     /// Messages the receiver's thread holds: taken by the receiver but not handled yet, or
     /// queued in the lane (both count against the bound). Written on that thread only.
     pub(super) taken: AtomicUsize,
@@ -86,6 +84,18 @@ pub(super) struct Chan<T> {
     pub(super) freed: AtomicUsize,
     /// The instance's counters.
     pub(super) stats: InstanceStats,
+}
+
+/// What a mailbox needs only once a sender waits for room, or someone asks for the instance's
+/// cancellation token (most mailboxes never do either): one pointer in every mailbox instead
+/// of 48 bytes.
+pub(super) struct Extras {
+    /// Signalled when a pop makes room while senders wait, and on close. Made by the first
+    /// sender about to wait, before it counts itself in `Chan::waiting`: a receiver that sees
+    /// a waiting sender finds it.
+    pub(super) room: Notify,
+    /// The instance's cancellation token, made on first use.
+    pub(super) token: std::sync::OnceLock<CancellationToken>,
 }
 
 /// Counts a waiting sender until dropped (also when its future is dropped).
@@ -184,8 +194,23 @@ impl<T> Chan<T> {
         self.lock().queue.len() + owned
     }
 
+    /// The mailbox's [`Extras`], made now if they were not.
+    pub(super) fn extras(&self) -> &Extras {
+        self.extras.get_or_init(|| {
+            Box::new(Extras {
+                room: Notify::new(),
+                token: std::sync::OnceLock::new(),
+            })
+        })
+    }
+
+    /// The waiting senders' signal, if a sender ever waited (or anyone asked for the token).
+    pub(super) fn room(&self) -> Option<&Notify> {
+        self.extras.get().map(|extras| &extras.room)
+    }
+
     fn token(&self, parent: &CancellationToken) -> &CancellationToken {
-        let token = self.token.get_or_init(|| parent.child_token());
+        let token = self.extras().token.get_or_init(|| parent.child_token());
         // SeqCst with `cancel_work`: a cancel that found no token yet is seen here.
         if self.cancelled.load(Ordering::SeqCst) {
             token.cancel();
@@ -195,7 +220,7 @@ impl<T> Chan<T> {
 
     pub(super) fn cancel_work(&self) {
         self.cancelled.store(true, Ordering::SeqCst);
-        if let Some(token) = self.token.get() {
+        if let Some(token) = self.extras.get().and_then(|extras| extras.token.get()) {
             token.cancel();
         }
     }
@@ -267,7 +292,6 @@ impl<T> Mailbox<T> {
                 control: None,
             }),
             capacity: capacity.max(1),
-            room: Notify::new(),
             waiting: AtomicUsize::new(0),
             taken: AtomicUsize::new(0),
             shared_len: AtomicUsize::new(0),
@@ -277,7 +301,7 @@ impl<T> Mailbox<T> {
             closed: AtomicBool::new(false),
             armed: AtomicBool::new(false),
             signalled: AtomicBool::new(false),
-            token: std::sync::OnceLock::new(),
+            extras: OnceLock::default(),
             cancelled: AtomicBool::new(false),
             stats: InstanceStats::default(),
         });
@@ -363,10 +387,12 @@ impl<T> Mailbox<T> {
         make: F,
     ) -> Result<(), PushError> {
         let mut make = make;
+        // Made before this sender counts itself: a receiver that sees it waiting finds it.
+        let signal = &self.chan.extras().room;
         let _waiting = Waiting::new(&self.chan.waiting);
         loop {
             // Register for a wake-up before looking, so a pop in between is not missed.
-            let room = self.chan.room.notified();
+            let room = signal.notified();
             tokio::pin!(room);
             room.as_mut().enable();
             match self.push_now(make) {

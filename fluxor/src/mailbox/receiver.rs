@@ -205,7 +205,9 @@ impl<T> Receiver<T> {
             if spare > 0 {
                 chan.taken.store(owned - spare, Ordering::Release);
             }
-            chan.room.notify_one();
+            if let Some(room) = chan.room() {
+                room.notify_one();
+            }
         }
         if self.local.capacity() > KEEP_SLOTS {
             let last = self.local.pop_front();
@@ -249,7 +251,9 @@ impl<T> Receiver<T> {
             let _st = self.chan.lock();
             self.chan.closed.store(true, Ordering::Release);
         }
-        self.chan.room.notify_waiters();
+        if let Some(room) = self.chan.room() {
+            room.notify_waiters();
+        }
     }
 }
 
@@ -259,7 +263,9 @@ impl<T> Chan<T> {
     fn freed_for_waiting(&self) {
         let freed = self.freed.load(Ordering::Relaxed);
         if freed == 0 {
-            self.room.notify_one();
+            if let Some(room) = self.room() {
+                room.notify_one();
+            }
         }
         self.freed
             .store((freed + 1) % NOTIFY_EVERY, Ordering::Relaxed);

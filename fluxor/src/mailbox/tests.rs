@@ -166,7 +166,7 @@ async fn a_stop_request_wakes_a_waiting_receiver() {
 fn the_cancellation_token_is_made_on_demand_and_honours_an_earlier_cancel() {
     let root = CancellationToken::new();
     let (mb, rx) = Mailbox::<u32>::bounded(8);
-    assert!(mb.chan.token.get().is_none(), "no token until asked for");
+    assert!(mb.chan.extras.get().is_none(), "no token until asked for");
     let token = mb.cancellation(&root).clone();
     assert!(!token.is_cancelled());
     rx.cancel_work();
