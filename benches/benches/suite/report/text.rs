@@ -99,19 +99,19 @@ pub(super) const NOTES: &str = r#"
     Fluxor's tree with default placement peaks at about half, not investigated). Per
     node that is the instance's task (384 bytes; a component of up to 64 bytes fits, as the
     skynet node does since its context and receiving side shrank: 512 bytes before), its
-    mailbox (~300 bytes), the one-message slot it keeps (128 bytes) and a tenth of its
+    mailbox (~280 bytes), the one-message slot it keeps (128 bytes) and a tenth of its
     deployment. glibc grows a thread's arena page by page (`mprotect`, 12% of the
     samples) and page faults take another 13%.
   - *Single-instance deployments* (W9; `valgrind --tool=callgrind` of `--deploy-probe
-    <system> same 20000`): a deploy, its message and its undeploy take ~11.6k instructions
+    <system> same 20000`): a deploy, its message and its undeploy take ~11.3k instructions
     and seven allocations (two of them the boxes a handler puts around its deploy and its
-    undeploy, 176 and 200 bytes, so that its component's handler futures stay small) against
-    ~6.5k for single-thread actix's start, message and stop (1.8×); in time the gap is
+    undeploy, 176 and 152 bytes, so that its component's handler futures stay small) against
+    ~6.5k for single-thread actix's start, message and stop (1.7×); in time the gap is
     wider, partly the reactor's arena growing page by page (see the README's note on the
     allocator: with glibc's top pad raised, Fluxor's deploys took a third less time and
     actix's the same). What a deployment has that an actor has not: its entry in the runtime's table (how
     `actor_ref`, `undeploy` and the inspector find it), its shared state (supervision state,
-    start and stop reports, the initial config in place: ~450 bytes), the blocked-reactor checker's label, and an
+    start and stop reports, the initial config in place: 336 bytes), the blocked-reactor checker's label, and an
     undeploy that waits for the instance to drain and run `stop` (a task switch there and
     back; when the instance runs on the caller's reactor, a timer for the deadline only if it
     has not stopped after one turn of that reactor) where actix's row drops every address at once and
@@ -125,7 +125,7 @@ pub(super) const NOTES: &str = r#"
   - *Idle memory* (W6): the instance's tokio task is 384 bytes (tokio aligns task cells to
     128 bytes; the future is the component, its `Context` and the mailbox's receiving side,
     ~210 bytes for a small component, 280 for one of 64 bytes, which a unit test checks;
-    8 bytes more take it to a 512-byte cell) and the mailbox's shared state ~300 bytes;
+    8 bytes more take it to a 512-byte cell) and the mailbox's shared state ~280 bytes;
     the rest is the allocator's rounding and the runtime's per-instance mailbox pointer and
     reactor index. glibc places 128-byte aligned blocks with gaps around them.
   - *Ping-pong and tell* (W1, W4): plain handlers run in place (no future per message, the
