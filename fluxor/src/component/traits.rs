@@ -81,7 +81,10 @@ pub trait Component: Sized + 'static {
 
     /// What the runtime does when a handler of this component panics. `#[component(supervise
     /// = expr)]` sets it; [`DeployOptions::supervision`](crate::runtime::DeployOptions::supervision)
-    /// overrides it per deployment. Default: [`Supervision::default`].
+    /// overrides it per deployment. Default: [`Supervision::default`]. Called when an
+    /// instance crashes (a deployment keeps this function, not the policy it makes), so it
+    /// should make the same plain value every time (as an expression like
+    /// `Supervision::restart().max_restarts(3)` does).
     fn supervision() -> Supervision {
         Supervision::default()
     }

@@ -149,7 +149,7 @@ impl Feed {
         tokio::select! {
             biased;
             () = stop.cancelled() => None,
-            got = self.lifecycle.events.recv() => match got {
+            got = self.lifecycle.recv() => match got {
                 Ok(event) => Some(json_event("lifecycle", &event)),
                 Err(RecvError::Lagged(n)) => {
                     self.skip(n);

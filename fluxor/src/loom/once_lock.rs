@@ -28,8 +28,12 @@ impl<T> OnceLock<T> {
         }
     }
 
-    /// The value, made by `f` if there is none yet; published, as `set` does.
+    /// The value, made by `f` if there is none yet; published, as `set` does. `f` must make no
+    /// loom operation: it runs inside `std`'s cell, which loom cannot switch out of.
     pub(crate) fn get_or_init(&self, f: impl FnOnce() -> T) -> &T {
+        if let Some(value) = self.get() {
+            return value;
+        }
         let value = self.value.get_or_init(f);
         self.published.store(true, Ordering::Release);
         value

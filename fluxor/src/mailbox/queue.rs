@@ -211,7 +211,10 @@ impl<T> Chan<T> {
 
     fn token(&self, parent: &CancellationToken) -> &CancellationToken {
         let token = self.extras().token.get_or_init(|| parent.child_token());
-        // SeqCst with `cancel_work`: a cancel that found no token yet is seen here.
+        // Between making the token and looking at `cancelled`, as `cancel_work` has one between
+        // setting `cancelled` and looking for the token: at least one side sees the other, so
+        // a cancel that found no token yet is seen here.
+        fence(Ordering::SeqCst);
         if self.cancelled.load(Ordering::SeqCst) {
             token.cancel();
         }
@@ -220,6 +223,7 @@ impl<T> Chan<T> {
 
     pub(super) fn cancel_work(&self) {
         self.cancelled.store(true, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
         if let Some(token) = self.extras.get().and_then(|extras| extras.token.get()) {
             token.cancel();
         }

@@ -263,9 +263,12 @@ impl<T> Chan<T> {
     fn freed_for_waiting(&self) {
         let freed = self.freed.load(Ordering::Relaxed);
         if freed == 0 {
-            if let Some(room) = self.room() {
-                room.notify_one();
-            }
+            let Some(room) = self.room() else {
+                // The waiting sender's signal is not visible here yet: the next freed slot
+                // tries again (and the batch's end wakes one in any case).
+                return;
+            };
+            room.notify_one();
         }
         self.freed
             .store((freed + 1) % NOTIFY_EVERY, Ordering::Relaxed);

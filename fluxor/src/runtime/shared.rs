@@ -98,9 +98,18 @@ impl Lifecycle {
 
 /// A watcher of lifecycle events, counted while it lives.
 pub(crate) struct LifecycleWatch {
-    #[cfg_attr(not(feature = "http"), allow(dead_code))]
-    pub(crate) events: tokio::sync::broadcast::Receiver<LifecycleEvent>,
+    events: tokio::sync::broadcast::Receiver<LifecycleEvent>,
     watchers: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl LifecycleWatch {
+    /// The next event; `Lagged(n)` when this watcher fell `n` events behind the ring.
+    #[cfg_attr(not(feature = "http"), allow(dead_code))]
+    pub(crate) async fn recv(
+        &mut self,
+    ) -> Result<LifecycleEvent, tokio::sync::broadcast::error::RecvError> {
+        self.events.recv().await
+    }
 }
 
 impl Drop for LifecycleWatch {
