@@ -180,10 +180,11 @@ impl CountdownWait {
             cx.waker().wake_by_ref();
             return Poll::Pending;
         }
-        self.registered = true;
         if count.register(cx) {
+            // The count was zero: no waker was left there.
             return Poll::Ready(true);
         }
+        self.registered = true;
         let timer = self
             .timer
             .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline())));

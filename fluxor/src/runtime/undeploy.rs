@@ -30,13 +30,7 @@ impl Fluxor {
         &self,
         id: DeploymentId,
     ) -> impl Future<Output = Result<(), UndeployError>> + Send + '_ {
-        Undeploying {
-            stage: Stage::Start {
-                runtime: self,
-                id,
-                by: None,
-            },
-        }
+        Undeploying::new(self, id, None)
     }
 
     /// [`undeploy`](Self::undeploy) with an explicit deadline for draining and `stop`.
@@ -48,13 +42,7 @@ impl Fluxor {
         id: DeploymentId,
         deadline: Instant,
     ) -> impl Future<Output = Result<(), UndeployError>> + Send + '_ {
-        Undeploying {
-            stage: Stage::Start {
-                runtime: self,
-                id,
-                by: Some(deadline),
-            },
-        }
+        Undeploying::new(self, id, Some(deadline))
     }
 }
 
@@ -134,6 +122,14 @@ enum Stage<'a> {
     },
     Waiting(StopWait),
     Done,
+}
+
+impl<'a> Undeploying<'a> {
+    fn new(runtime: &'a Fluxor, id: DeploymentId, by: Option<Instant>) -> Self {
+        Undeploying {
+            stage: Stage::Start { runtime, id, by },
+        }
+    }
 }
 
 impl Future for Undeploying<'_> {
