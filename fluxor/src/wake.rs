@@ -14,6 +14,9 @@
 //!   parked thread costs tens of microseconds on some machines: a virtual CPU that halted must
 //!   be rescheduled). How long it spins adapts to the traffic (see [`Spinner`]): a reactor whose
 //!   wake-ups come further apart than the spin burns a sixteenth of it each time, not all.
+//!   After a few polls without a wake-up it yields its thread at every poll: a thread the
+//!   system placed on the same CPU (often the very reactor it waits for, woken by its request)
+//!   runs at once instead of after the spin.
 //! * Otherwise the sender rings the reactor's doorbell (its main future's waker), once until the
 //!   reactor answers: a busy reactor takes a whole batch of wake-ups for one ring.
 //!
@@ -91,6 +94,13 @@ pub(crate) struct Wakeups {
 /// (or was caught while a reply was awaited), halved, down to a sixteenth, when none did. A
 /// reactor whose requests go to something slow (another node, a database behind a worker)
 /// does not burn a whole spin for each.
+///
+/// A spinner that has caught nothing for [`YIELD_AFTER`] polls yields its thread to the
+/// system at every poll (`sched_yield`): the system may run a thread it woke on the spinner's
+/// CPU, the thread this reactor waits for among them, when it could have woken an idle CPU
+/// instead (a virtual machine, where waking a halted CPU is slow, does so). Without the yield
+/// that thread waits until the spin gives up, and its reply waits behind its own spin in
+/// turn. A yield with nothing else to run returns at once.
 pub(crate) struct Spinner {
     wakeups: Arc<Wakeups>,
     /// The longest budget (`Builder::spin_before_park`).
@@ -114,6 +124,8 @@ pub(crate) struct Spinner {
     active: bool,
     /// It gave up, and has not started again since: its `last` then ([`monotonic_nanos`]).
     gave_up: Option<NonZeroU64>,
+    /// Lets another thread run on this CPU (`std::thread::yield_now`; a counter in tests).
+    relax: fn(),
 }
 
 // Every poll in a model-checking build, where a few polls must be enough to see it rest.
@@ -122,6 +134,11 @@ const CLOCK_EVERY: u32 = if cfg!(loom) { 1 } else { 2 };
 /// How many times a spinner's poll looks at the queue before it lets the reactor's other work
 /// run (once in a model-checking build).
 const WATCH_TURNS: u32 = if cfg!(loom) { 1 } else { 16 };
+
+/// Polls without a wake-up (each watches the queue for a while) after which the spinner
+/// yields its thread at every poll: about two microseconds, so a hand-off between two busy
+/// reactors is caught before the first yield.
+pub(crate) const YIELD_AFTER: u32 = 4;
 
 /// The shortest budget is `spin` divided by this.
 const SHORTEST: u32 = 16;
@@ -149,8 +166,16 @@ impl Spinner {
             caught: false,
             active: false,
             gave_up: None,
+            relax: relax_thread,
         }
     }
+}
+
+/// Lets the system run another thread on this CPU; nothing in a model-checking build, whose
+/// threads are the checker's own.
+fn relax_thread() {
+    #[cfg(not(loom))]
+    std::thread::yield_now();
 }
 
 impl Spinner {
@@ -225,6 +250,9 @@ impl Future for Spinner {
                 // A wake-up slipped in: keep spinning.
                 w.watching.store(true, SeqCst);
                 this.last = Instant::now();
+            }
+            if this.turns >= YIELD_AFTER {
+                (this.relax)();
             }
         }
         cx.waker().wake_by_ref();

@@ -274,3 +274,45 @@ fn on_its_own_thread_a_wake_is_direct() {
     assert_eq!(task.0.load(SeqCst), 1);
     assert!(w.queue.is_empty());
 }
+
+thread_local! {
+    /// How many times a test's spinner yielded its thread.
+    static RELAXED: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+fn count_relax() {
+    RELAXED.with(|r| r.set(r.get() + 1));
+}
+
+fn relaxed() -> u32 {
+    RELAXED.with(std::cell::Cell::get)
+}
+
+#[test]
+fn an_idle_spinner_yields_its_thread_at_every_poll_until_it_catches_a_wake_up() {
+    let (w, _bell, _doorbell, mut spinner) = reactor(Duration::from_secs(60));
+    spinner.relax = count_relax;
+    let (_, spinner_waker) = counter();
+    let mut cx = TaskContext::from_waker(&spinner_waker);
+    let mut poll = |spinner: &mut Spinner| {
+        assert!(Pin::new(spinner).poll(&mut cx).is_pending());
+    };
+    for _ in 1..YIELD_AFTER {
+        poll(&mut spinner);
+    }
+    assert_eq!(relaxed(), 0, "a short wait for a hand-off keeps the thread");
+    poll(&mut spinner);
+    poll(&mut spinner);
+    assert_eq!(relaxed(), 2, "then every poll lets another thread run");
+    let (task, waker) = counter();
+    w.wake(waker);
+    poll(&mut spinner);
+    assert_eq!(task.0.load(SeqCst), 1, "the wake-up is caught");
+    assert_eq!(relaxed(), 2, "a poll that catches one does not yield");
+    for _ in 1..YIELD_AFTER {
+        poll(&mut spinner);
+    }
+    assert_eq!(relaxed(), 2, "the count starts again from the wake-up");
+    poll(&mut spinner);
+    assert_eq!(relaxed(), 3);
+}
