@@ -22,6 +22,8 @@ pub(crate) trait Signals: Send + Sync {
     fn control(&self, signal: Control) -> Result<(), Control>;
     /// Messages waiting in the mailbox.
     fn queued(&self) -> usize;
+    /// The most messages the mailbox holds.
+    fn capacity(&self) -> usize;
     /// The instance's counters.
     fn stats(&self) -> &InstanceStats;
     /// Cancels the instance's work (its cancellation token).
@@ -137,6 +139,10 @@ impl<T: Send + 'static> Signals for Chan<T> {
 
     fn queued(&self) -> usize {
         self.len()
+    }
+
+    fn capacity(&self) -> usize {
+        self.capacity
     }
 
     fn cancel_work(&self) {

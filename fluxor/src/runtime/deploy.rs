@@ -15,7 +15,7 @@ use super::handle::Fluxor;
 use super::options::DeployOptions;
 use super::reports::{ReportGuard, Reports, Stopping};
 use super::shared::{publish_event, Shared};
-use super::table::{Channel, Deployment, Plan};
+use super::table::{Channel, Deployment, Listing, Plan};
 use crate::bus::Owner;
 use crate::component::{Bindings, Component};
 use crate::error::DeployError;
@@ -211,6 +211,7 @@ impl Fluxor {
             config_generation: std::sync::atomic::AtomicU32::new(0),
             deployment: id,
             watch_key: watch.key(0),
+            listing: Listing::new(worker.is_some(), config_keys, watch),
             bus: inner.bus.clone(),
             supervisor,
             quiet: options.quiet,
@@ -219,13 +220,10 @@ impl Fluxor {
         });
         Ok(Plan {
             shared,
-            watch,
             bindings,
             channels,
             reactors,
             worker,
-            config_keys,
-            mailbox_capacity: capacity,
             start_timeout: options.start_timeout.unwrap_or(Duration::from_secs(30)),
         })
     }
@@ -240,13 +238,10 @@ impl Fluxor {
         }
         let Plan {
             shared,
-            watch,
             bindings,
             channels,
             reactors,
             worker,
-            config_keys,
-            mailbox_capacity,
             start_timeout,
         } = plan;
         let id = shared.deployment;
@@ -259,7 +254,7 @@ impl Fluxor {
         if !at_once {
             // Its handlers may run before it is in the table: the blocked-reactor checker
             // still names them.
-            watch.remember(crate::watchdog::Label {
+            shared.listing.watch.remember(crate::watchdog::Label {
                 component: C::name(),
                 deployment: id,
             });
@@ -267,16 +262,7 @@ impl Fluxor {
         let launching = Launching {
             runtime: self.clone(),
             reactors,
-            deployment: Deployment {
-                id,
-                order: 0,
-                mailbox_capacity,
-                worker: worker.is_some(),
-                config_keys,
-                watch: Some(watch),
-                bound: false,
-                shared: shared.clone(),
-            },
+            deployment: Deployment::new(shared.clone()),
             shared,
             bindings,
             here,
@@ -487,8 +473,8 @@ impl<C: Component> Launching<C> {
     }
 
     /// Registers the started deployment: its consumers on the bus, its entry in the table.
-    fn register(mut self) -> DeploymentId {
-        let id = self.deployment.id;
+    fn register(self) -> DeploymentId {
+        let id = self.deployment.id();
         let instances = self.deployment.instances().len();
         // Each binding's consumer for each instance, on the mailboxes the supervisor holds.
         let mut entries = Vec::new();
@@ -505,7 +491,7 @@ impl<C: Component> Launching<C> {
         }
         {
             let mut table = self.runtime.lock();
-            self.deployment.bound = !entries.is_empty();
+            self.deployment.listing().set_bound(!entries.is_empty());
             self.runtime.inner.bus.register(entries);
             table.push(self.deployment);
         }
@@ -536,6 +522,14 @@ pub(super) fn parse_config<C: Component>(
 }
 
 impl<C: Component> super::table::Live for Shared<C> {
+    fn id(&self) -> DeploymentId {
+        self.deployment
+    }
+
+    fn listing(&self) -> &Listing {
+        &self.listing
+    }
+
     fn supervisor(&self) -> &Supervisor {
         &self.supervisor
     }

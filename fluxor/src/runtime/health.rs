@@ -63,16 +63,16 @@ impl Fluxor {
         for d in self.lock().iter() {
             if d.supervisor().failed.load(Ordering::Acquire) {
                 failed.push((
-                    d.order,
-                    format!("`{}` ({}) has failed", d.component(), d.id),
+                    d.order(),
+                    format!("`{}` ({}) has failed", d.component(), d.id()),
                 ));
             }
-            let capacity = d.mailbox_capacity.max(1);
+            let capacity = d.mailbox_capacity().max(1);
             for (index, instance) in d.instances().iter().enumerate() {
                 let queued = instance.queued();
                 if queued as f64 > thresholds.mailbox_fill * capacity as f64 {
                     full.push((
-                        (d.order, index),
+                        (d.order(), index),
                         format!(
                             "`{}` instance {index}: {queued} of {capacity} queued",
                             d.component()

@@ -50,13 +50,11 @@ impl Fluxor {
         let swap = self
             .lock()
             .get(id)
-            .map(|d| d.shared.clone())
+            .map(|d| d.live().clone())
             .ok_or(ReconfigureError::Unknown(id))?;
         // Parsed and swapped outside the table's lock (a config may be large).
         swap.reconfigure(value).map_err(ReconfigureError::Invalid)?;
-        if let Some(d) = self.lock().get_mut(id) {
-            d.config_keys = keys;
-        }
+        swap.listing().set_config_keys(keys);
         Ok(())
     }
 }

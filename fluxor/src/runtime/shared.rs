@@ -31,6 +31,8 @@ pub(crate) struct Shared<C: Component> {
     /// The key of its instance 0 with the blocked-reactor checker (instance `i` has this
     /// plus `i`).
     pub(crate) watch_key: u64,
+    /// What the runtime's deployment table keeps of it.
+    pub(crate) listing: super::table::Listing,
     pub(crate) bus: EventBus,
     pub(crate) supervisor: Supervisor,
     /// Publishes no lifecycle events.

@@ -114,9 +114,9 @@ impl Fluxor {
             .iter()
             .map(|d| {
                 (
-                    d.order,
+                    d.order(),
                     DeploymentInfo {
-                        id: d.id,
+                        id: d.id(),
                         component: d.component(),
                         state: if d.supervisor().failed.load(Ordering::Acquire) {
                             DeploymentState::Failed
@@ -124,8 +124,8 @@ impl Fluxor {
                             DeploymentState::Running
                         },
                         restarts: d.supervisor().restarts.load(Ordering::Relaxed),
-                        worker: d.worker,
-                        config_keys: d.config_keys.clone(),
+                        worker: d.listing().worker,
+                        config_keys: d.listing().config_keys(),
                         instances: d
                             .instances()
                             .iter()
@@ -136,7 +136,7 @@ impl Fluxor {
                                 state: InstanceState::load(&h.stats().state),
                                 restarts: h.stats().restarts.load(Ordering::Relaxed),
                                 mailbox_len: h.queued(),
-                                mailbox_capacity: d.mailbox_capacity,
+                                mailbox_capacity: d.mailbox_capacity(),
                                 handled: h.stats().handled.load(Ordering::Relaxed),
                                 failed: h.stats().failed.load(Ordering::Relaxed),
                                 panicked: h.stats().panicked.load(Ordering::Relaxed),

@@ -65,7 +65,7 @@ impl Fluxor {
                 let queued = h.queued();
                 if queued > 0 || h.stats().busy.load(Ordering::Relaxed) {
                     found.push((
-                        (d.order, index),
+                        (d.order(), index),
                         format!(
                             "`{}` instance {} ({} queued, handling: {})",
                             d.component(),

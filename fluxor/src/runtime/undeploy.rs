@@ -63,16 +63,12 @@ impl StopWait {
     /// instances to stop as `stop` says: all at once, when called.
     pub(super) fn begin(runtime: &Fluxor, deployment: Deployment, stop: Stopping) -> Self {
         // Out of the table from now on: the blocked-reactor checker still names its handlers.
-        if let Some(watch) = &deployment.watch {
-            watch.remember(deployment.label());
+        let id = deployment.id();
+        deployment.listing().watch.remember(deployment.label());
+        if deployment.listing().bound() {
+            runtime.inner.bus.unregister(id);
         }
-        if deployment.bound {
-            runtime.inner.bus.unregister(deployment.id);
-        }
-        runtime
-            .inner
-            .checks
-            .retain(|(owner, _)| *owner != Some(deployment.id));
+        runtime.inner.checks.retain(|(owner, _)| *owner != Some(id));
         let nearby = deployment
             .instances()
             .iter()
@@ -95,7 +91,7 @@ impl StopWait {
             .wait
             .poll(&reports.stopped.count, cx, self.nearby, || stop.report_by()));
         let errors = reports.stop_outcome(self.deployment.instances(), all);
-        tracing::debug!(component = self.deployment.component(), deployment = %self.deployment.id, errors = errors.len(), "undeployed");
+        tracing::debug!(component = self.deployment.component(), deployment = %self.deployment.id(), errors = errors.len(), "undeployed");
         Poll::Ready(errors)
     }
 }
@@ -152,7 +148,7 @@ impl Future for Undeploying<'_> {
             panic!("an undeploy polled after it completed")
         };
         let errors = ready!(wait.poll(cx));
-        let id = wait.deployment.id;
+        let id = wait.deployment.id();
         this.stage = Stage::Done;
         Poll::Ready(if errors.is_empty() {
             Ok(())
