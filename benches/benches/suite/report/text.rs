@@ -103,15 +103,16 @@ pub(super) const NOTES: &str = r#"
     deployment. glibc grows a thread's arena page by page (`mprotect`, 12% of the
     samples) and page faults take another 13%.
   - *Single-instance deployments* (W9; `valgrind --tool=callgrind` of `--deploy-probe
-    <system> same 20000`): a deploy, its message and its undeploy take ~11.3k instructions
+    <system> same 20000`): a deploy, its message and its undeploy take ~11.2k instructions
     and seven allocations (two of them the boxes a handler puts around its deploy and its
     undeploy, 176 and 152 bytes, so that its component's handler futures stay small) against
     ~6.5k for single-thread actix's start, message and stop (1.7×); in time the gap is
     wider, partly the reactor's arena growing page by page (see the README's note on the
     allocator: with glibc's top pad raised, Fluxor's deploys took a third less time and
-    actix's the same). What a deployment has that an actor has not: its entry in the runtime's table (how
-    `actor_ref`, `undeploy` and the inspector find it), its shared state (supervision state,
-    start and stop reports, the initial config in place: 336 bytes), the blocked-reactor checker's label, and an
+    actix's the same). What a deployment has that an actor has not: its entry in the runtime's
+    table (one pointer; how `actor_ref`, `undeploy` and the inspector find it), its shared
+    state (supervision state, start and stop reports, the initial config in place, what the
+    table lists of it: 376 bytes), the blocked-reactor checker's label, and an
     undeploy that waits for the instance to drain and run `stop` (a task switch there and
     back; when the instance runs on the caller's reactor, a timer for the deadline only if it
     has not stopped after one turn of that reactor) where actix's row drops every address at once and
@@ -121,7 +122,12 @@ pub(super) const NOTES: &str = r#"
     ~1.3k instructions). An instance whose start finishes at once (no `#[on_start]`, or a
     plain-method one) starts while it is made, so the deploy is done within its first poll;
     one whose stop finishes at once, asked to stop with nothing left to drain, stops within
-    its last turn; and an undeploy reads the clock once.
+    its last turn; and an undeploy reads the clock once. The table hashes a deployment id by
+    its sequence number, so deployments made together sit in neighbouring buckets: with a
+    seeded hash (and entries of 104 bytes) every insert, lookup and removal missed the cache
+    and the TLB, and hashbrown's removal alone was 17–18% of the teardown's `perf` samples;
+    alternating probe runs took the teardown on the caller's reactor from 0.13–0.17 to
+    0.08–0.09 s.
   - *Idle memory* (W6): the instance's tokio task is 384 bytes (tokio aligns task cells to
     128 bytes; the future is the component, its `Context` and the mailbox's receiving side,
     ~210 bytes for a small component, 280 for one of 64 bytes, which a unit test checks;
@@ -168,5 +174,13 @@ pub(super) const NOTES: &str = r#"
     the whole spin (once per request, less for replies that keep coming later than that),
     so the requester's side does not park before a quick answer: the paced rows across
     reactors from 90k to 63–65k ns of CPU per ask and from 23–25 to 20 µs p50 (alternating
-    runs of `--only W3 --systems fluxor`).
+    runs of `--only W3 --systems fluxor`). A spinner that has caught nothing for about two
+    microseconds yields its thread at every turn: on this 2-vCPU machine the system often
+    runs a reactor woken by a request on the requester's CPU rather than wake the halted one,
+    and an unyielding spin kept it waiting (a program asking 1 ms apart across two reactors
+    with a 1 ms spin measured 5–6 µs to the handler and 70 µs back). Eight alternating pairs
+    of runs: the paced rows across reactors from 14–26k to 11–18k ns p50 (one run 31k) and
+    from 61–89k to 48–62k ns of CPU per ask. The host's own wake-up of a parked thread is
+    6–7 µs p50 (a condition variable signalled 1 ms apart), and an ask that finds both
+    reactors parked pays two.
 "#;
