@@ -135,9 +135,9 @@ const CLOCK_EVERY: u32 = if cfg!(loom) { 1 } else { 2 };
 /// run (once in a model-checking build).
 const WATCH_TURNS: u32 = if cfg!(loom) { 1 } else { 16 };
 
-/// Polls without a wake-up (each watches the queue for a while) after which the spinner
-/// yields its thread at every poll: about two microseconds, so a hand-off between two busy
-/// reactors is caught before the first yield.
+/// Polls without a wake-up (each watches the queue for sixteen pause instructions) after
+/// which the spinner yields its thread at every poll: a few microseconds, depending on the
+/// processor, so a hand-off between two busy reactors is caught before the first yield.
 pub(crate) const YIELD_AFTER: u32 = 4;
 
 /// The shortest budget is `spin` divided by this.

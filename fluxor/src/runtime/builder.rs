@@ -133,8 +133,8 @@ impl Builder {
     /// own timers and I/O) spins less, down to a sixteenth of it, and spins the whole again
     /// once another thread's wake-up comes within it. While one of its tasks waits for a
     /// reply it asked for, a reactor spins the whole of it (once per request; less while
-    /// replies keep coming later than that). A spinner that has caught nothing for about two
-    /// microseconds yields its thread at every turn, so a thread the system runs on the same
+    /// replies keep coming later than that). A spinner that has caught nothing for four of its
+    /// turns (a few microseconds) yields its thread at every turn after, so a thread the system runs on the same
     /// CPU (the reactor it waits for, woken there) is not held up by the spin. Zero turns it
     /// off; reactors whose clock starts paused never spin. Default 50 µs.
     pub fn spin_before_park(mut self, spin: Duration) -> Self {

@@ -166,7 +166,7 @@ impl Fluxor {
             (_, mode) => mode.map(|m| m.run),
         };
         let config_keys = match &options.config {
-            Some(Ok(serde_json::Value::Object(map))) => map.keys().cloned().collect(),
+            Some(Ok(value)) => config_keys(value),
             _ => Vec::new(),
         };
         let config = parse_config::<C>(options.config)?;
@@ -182,7 +182,8 @@ impl Fluxor {
             });
         }
 
-        let id = DeploymentId(inner.deployment_ids.next());
+        // Numbered in sequence: the table keeps deployments made together side by side.
+        let id = DeploymentId(inner.deployment_ids.next_in_sequence());
         // The mailboxes come first: the supervisor signals them, the runtime stops them.
         let reactors: Few<u32> = (0..instances)
             .map(|_| {
@@ -503,6 +504,14 @@ impl<C: Component> Launching<C> {
     }
 }
 
+/// The top-level keys of a config, as the runtime lists them.
+fn config_keys(value: &serde_json::Value) -> Vec<String> {
+    match value {
+        serde_json::Value::Object(map) => map.keys().cloned().collect(),
+        _ => Vec::new(),
+    }
+}
+
 pub(super) fn parse_config<C: Component>(
     config: Option<Result<serde_json::Value, String>>,
 ) -> Result<C::Config, DeployError> {
@@ -540,8 +549,9 @@ impl<C: Component> super::table::Live for Shared<C> {
 
     /// Swaps the deployment's config for a new value, once it parsed.
     fn reconfigure(&self, value: serde_json::Value) -> Result<(), DeployError> {
+        let keys = config_keys(&value);
         let config = parse_config::<C>(Some(Ok(value)))?;
-        self.set_config(config);
+        self.set_config(config, keys);
         Ok(())
     }
 

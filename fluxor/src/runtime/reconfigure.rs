@@ -43,19 +43,13 @@ impl Fluxor {
                 "the config could not be serialized: {e}"
             )))
         })?;
-        let keys = match &value {
-            serde_json::Value::Object(map) => map.keys().cloned().collect(),
-            _ => Vec::new(),
-        };
         let swap = self
             .lock()
             .get(id)
             .map(|d| d.live().clone())
             .ok_or(ReconfigureError::Unknown(id))?;
         // Parsed and swapped outside the table's lock (a config may be large).
-        swap.reconfigure(value).map_err(ReconfigureError::Invalid)?;
-        swap.listing().set_config_keys(keys);
-        Ok(())
+        swap.reconfigure(value).map_err(ReconfigureError::Invalid)
     }
 }
 

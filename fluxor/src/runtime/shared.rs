@@ -141,8 +141,11 @@ impl<C: Component> Shared<C> {
     }
 
     /// Swaps in a new config; instances adopt it by its generation.
-    pub(crate) fn set_config(&self, config: C::Config) {
-        *self.swapped.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(config));
+    pub(crate) fn set_config(&self, config: C::Config, keys: Vec<String>) {
+        let mut swapped = self.swapped.lock().unwrap_or_else(|e| e.into_inner());
+        *swapped = Some(Arc::new(config));
+        // Under the same lock: two swaps at once leave one config with its own keys.
+        self.listing.set_config_keys(keys);
         next_generation(&self.config_generation);
     }
 }

@@ -1,7 +1,7 @@
 //! The deployment table: the live deployments, by id and in deploy order.
 
 use std::hash::{BuildHasherDefault, Hash, Hasher};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
 use crate::component::Component;
@@ -15,9 +15,9 @@ use crate::supervision::Supervisor;
 
 /// The live deployments, by id; each knows its place in deploy order.
 ///
-/// An entry is one pointer, to the deployment's shared state, which keeps the rest
-/// ([`Listing`]): the table of 100k deployments is a few megabytes that stay in cache, where
-/// entries that held their listing made every deploy and undeploy miss it.
+/// An entry is a pointer to the deployment's shared state, which keeps the rest ([`Listing`]),
+/// and its place in deploy order (so that shutdown sorts the table without visiting each
+/// deployment), under the deployment's id hashed by its sequence number ([`Sequential`]).
 #[derive(Default)]
 pub(super) struct Table {
     by_id: std::collections::HashMap<Key, Deployment, BuildHasherDefault<Sequential>>,
@@ -26,10 +26,9 @@ pub(super) struct Table {
 }
 
 impl Table {
-    pub(super) fn push(&mut self, d: Deployment) {
+    pub(super) fn push(&mut self, mut d: Deployment) {
         self.next += 1;
-        // Read under the table's lock, like this store.
-        d.listing().order.store(self.next, Relaxed);
+        d.order = self.next;
         self.by_id.insert(Key(d.id()), d);
     }
 
@@ -44,7 +43,7 @@ impl Table {
     /// The live deployments' ids, the latest first (the order shutdown stops them in).
     pub(super) fn latest_first(&self) -> Vec<DeploymentId> {
         let mut ids: Vec<(u64, DeploymentId)> =
-            self.by_id.values().map(|d| (d.order(), d.id())).collect();
+            self.by_id.iter().map(|(key, d)| (d.order, key.0)).collect();
         ids.sort_unstable_by_key(|&(order, _)| std::cmp::Reverse(order));
         ids.into_iter().map(|(_, id)| id).collect()
     }
@@ -87,13 +86,15 @@ impl Hash for Key {
     }
 }
 
-/// The table's hasher. A runtime numbers its deployments one after another (its ids differ in
-/// their low half, a sequence number, in blocks of a thousand per thread), and deploys and
-/// undeploys mostly touch recent ones: taken as it is for the bucket (the hash's low bits),
-/// the sequence number puts deployments made together in neighbouring buckets, so a run of
-/// deploys or undeploys walks the table instead of missing the cache (and the TLB) at each.
-/// The top seven bits, which tell keys apart within a group of buckets, are a mix of it.
-/// The keys are the runtime's own, so nobody can choose them to collide.
+/// The table's hasher. A runtime numbers its deployments one after another (the low half of
+/// their ids, [`IdGen::next_in_sequence`](crate::ids::IdGen::next_in_sequence)), and deploys
+/// and undeploys mostly touch recent ones: the bucket (the hash's low bits) is the number
+/// with the number of its block of 1024 folded in by `xor`, so the deployments made together
+/// share a block of 1024 buckets (32 KiB) and a run of deploys or undeploys stays in it
+/// instead of missing the cache (and the TLB) at each, while numbers that share their low
+/// bits (ids a thread takes in blocks, one per block) still spread over the buckets. The
+/// seven bits hashbrown reads as a key's tag within a group of buckets are a mix of the
+/// number. The keys are the runtime's own numbers.
 #[derive(Default)]
 struct Sequential(u64);
 
@@ -110,10 +111,18 @@ impl Hasher for Sequential {
     }
 
     fn finish(&self) -> u64 {
-        const TAG: u64 = !((1 << 57) - 1);
-        (self.0 & !TAG) | (self.0.wrapping_mul(MIX) & TAG)
+        let n = self.0;
+        ((n ^ (n >> 10)) & !TAG) | (n.wrapping_mul(MIX) & TAG)
     }
 }
+
+/// Where hashbrown reads a key's tag: the top seven bits of the hash as wide as a pointer
+/// (the rest is the bucket, which never reaches them).
+const TAG: u64 = if cfg!(target_pointer_width = "64") {
+    0x7f << 57
+} else {
+    0x7f << 25
+};
 
 /// An odd constant with well-spread bits (2^64 divided by the golden ratio).
 const MIX: u64 = 0x9E37_79B9_7F4A_7C15;
@@ -143,13 +152,13 @@ pub(super) struct Plan<C: Component> {
 /// the instances that were not asked to stop.
 pub(super) struct Deployment {
     shared: Arc<dyn Live>,
+    /// Its place in deploy order (set when it goes into the table).
+    order: u64,
 }
 
 /// What the runtime keeps of a deployment besides what its instances use, in its shared
 /// state (so the table's entry is one pointer).
 pub(crate) struct Listing {
-    /// Its place in deploy order: set when it goes into the table, under the table's lock.
-    order: AtomicU64,
     pub(super) worker: bool,
     /// It has bindings on the bus: set when it goes into the table.
     bound: AtomicBool,
@@ -166,7 +175,6 @@ impl Listing {
         watch: crate::watchdog::Registration,
     ) -> Self {
         Listing {
-            order: AtomicU64::new(0),
             worker,
             bound: AtomicBool::new(false),
             config_keys: Mutex::new(config_keys.into_boxed_slice()),
@@ -207,7 +215,8 @@ pub(super) trait Live: Send + Sync {
     fn supervisor(&self) -> &Supervisor;
     /// Where its instances report their start and stop.
     fn reports(&self) -> &Reports;
-    /// Parses `value` as the deployment's config and swaps it in.
+    /// Parses `value` as the deployment's config and swaps it in, with its top-level keys
+    /// for the listing.
     fn reconfigure(&self, value: serde_json::Value) -> Result<(), crate::error::DeployError>;
     /// Its component's type.
     fn component_type(&self) -> std::any::TypeId;
@@ -215,7 +224,7 @@ pub(super) trait Live: Send + Sync {
 
 impl Deployment {
     pub(super) fn new(shared: Arc<dyn Live>) -> Self {
-        Deployment { shared }
+        Deployment { shared, order: 0 }
     }
 
     pub(super) fn id(&self) -> DeploymentId {
@@ -228,7 +237,7 @@ impl Deployment {
 
     /// Its place in deploy order.
     pub(super) fn order(&self) -> u64 {
-        self.listing().order.load(Relaxed)
+        self.order
     }
 
     /// Its shared state, for work done after letting go of the table.
@@ -298,16 +307,51 @@ mod tests {
         BuildHasherDefault::<Sequential>::default().hash_one(Key(id))
     }
 
+    fn tag(h: u64) -> u64 {
+        h & TAG
+    }
+
     #[test]
-    fn ids_made_one_after_another_hash_to_neighbouring_buckets_with_spread_tags() {
+    fn deployments_made_one_after_another_share_a_block_of_buckets_with_spread_tags() {
         let ids = crate::ids::IdGen::new();
-        let made: Vec<DeploymentId> = (0..1000).map(|_| DeploymentId(ids.next())).collect();
-        let low = |h: u64| h & ((1 << 57) - 1);
-        for pair in made.windows(2) {
-            assert_eq!(low(hash(pair[1])), low(hash(pair[0])) + 1);
-        }
-        let tags: std::collections::BTreeSet<u64> = made.iter().map(|&id| hash(id) >> 57).collect();
+        let made: Vec<DeploymentId> = (0..1024)
+            .map(|_| DeploymentId(ids.next_in_sequence()))
+            .collect();
+        let buckets: std::collections::BTreeSet<u64> =
+            made.iter().map(|&id| hash(id) & !TAG).collect();
+        assert_eq!(buckets.len(), made.len(), "no two share a bucket");
+        let (first, last) = (buckets.first().copied(), buckets.last().copied());
+        assert!(
+            last.zip(first).is_some_and(|(l, f)| l - f < 2048),
+            "1024 ids in sequence span {first:?}..{last:?}"
+        );
+        let tags: std::collections::BTreeSet<u64> = made.iter().map(|&id| tag(hash(id))).collect();
         assert!(tags.len() > 100, "only {} of 128 tags used", tags.len());
+    }
+
+    #[test]
+    fn ids_that_share_their_low_bits_still_spread_over_the_buckets() {
+        // A thread that takes ids from two generators in turn starts a block of 1024 at each:
+        // every id it makes has the same low ten bits.
+        let (a, b) = (crate::ids::IdGen::new(), crate::ids::IdGen::new());
+        let ids: Vec<DeploymentId> = (0..1000)
+            .map(|_| {
+                let _ = b.next();
+                DeploymentId(a.next())
+            })
+            .collect();
+        let low_bits: std::collections::BTreeSet<u64> = ids
+            .iter()
+            .map(|id| id.as_uuid().as_u64_pair().1 & 1023)
+            .collect();
+        assert_eq!(low_bits.len(), 1, "the ids share their low bits");
+        let buckets: std::collections::BTreeSet<u64> =
+            ids.iter().map(|&id| hash(id) & 1023).collect();
+        assert!(
+            buckets.len() > 900,
+            "only {} of 1024 first buckets",
+            buckets.len()
+        );
     }
 
     #[test]
@@ -318,7 +362,12 @@ mod tests {
         let mut map: std::collections::HashMap<Key, u32, BuildHasherDefault<Sequential>> =
             Default::default();
         let ids: Vec<(DeploymentId, DeploymentId)> = (0..3000)
-            .map(|_| (DeploymentId(a.next()), DeploymentId(b.next())))
+            .map(|_| {
+                (
+                    DeploymentId(a.next_in_sequence()),
+                    DeploymentId(b.next_in_sequence()),
+                )
+            })
             .collect();
         for (i, &(x, y)) in ids.iter().enumerate() {
             assert_eq!(hash(x), hash(y));

@@ -122,8 +122,9 @@ pub(super) const NOTES: &str = r#"
     ~1.3k instructions). An instance whose start finishes at once (no `#[on_start]`, or a
     plain-method one) starts while it is made, so the deploy is done within its first poll;
     one whose stop finishes at once, asked to stop with nothing left to drain, stops within
-    its last turn; and an undeploy reads the clock once. The table hashes a deployment id by
-    its sequence number, so deployments made together sit in neighbouring buckets: with a
+    its last turn; and an undeploy reads the clock once. The runtime numbers its deployments in
+    sequence and the table hashes an id by that number, so deployments made together share
+    a block of buckets: with a
     seeded hash (and entries of 104 bytes) every insert, lookup and removal missed the cache
     and the TLB, and hashbrown's removal alone was 17–18% of the teardown's `perf` samples;
     alternating probe runs took the teardown on the caller's reactor from 0.13–0.17 to
@@ -174,8 +175,8 @@ pub(super) const NOTES: &str = r#"
     the whole spin (once per request, less for replies that keep coming later than that),
     so the requester's side does not park before a quick answer: the paced rows across
     reactors from 90k to 63–65k ns of CPU per ask and from 23–25 to 20 µs p50 (alternating
-    runs of `--only W3 --systems fluxor`). A spinner that has caught nothing for about two
-    microseconds yields its thread at every turn: on this 2-vCPU machine the system often
+    runs of `--only W3 --systems fluxor`). A spinner that has caught nothing for four turns
+    (a few microseconds) yields its thread at every turn: on this 2-vCPU machine the system often
     runs a reactor woken by a request on the requester's CPU rather than wake the halted one,
     and an unyielding spin kept it waiting (a program asking 1 ms apart across two reactors
     with a 1 ms spin measured 5–6 µs to the handler and 70 µs back). Eight alternating pairs
