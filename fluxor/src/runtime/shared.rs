@@ -142,11 +142,16 @@ impl<C: Component> Shared<C> {
 
     /// Swaps in a new config; instances adopt it by its generation.
     pub(crate) fn set_config(&self, config: C::Config, keys: Vec<String>) {
-        let mut swapped = self.swapped.lock().unwrap_or_else(|e| e.into_inner());
-        *swapped = Some(Arc::new(config));
-        // Under the same lock: two swaps at once leave one config with its own keys.
-        self.listing.set_config_keys(keys);
-        next_generation(&self.config_generation);
+        let (old, old_keys) = {
+            let mut swapped = self.swapped.lock().unwrap_or_else(|e| e.into_inner());
+            let old = swapped.replace(Arc::new(config));
+            // Under the same lock: two swaps at once leave one config with its own keys.
+            let old_keys = self.listing.set_config_keys(keys);
+            next_generation(&self.config_generation);
+            (old, old_keys)
+        };
+        // Dropped once the lock is let go: readers of the config do not wait for it.
+        drop((old, old_keys));
     }
 }
 

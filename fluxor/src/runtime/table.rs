@@ -89,12 +89,13 @@ impl Hash for Key {
 /// The table's hasher. A runtime numbers its deployments one after another (the low half of
 /// their ids, [`IdGen::next_in_sequence`](crate::ids::IdGen::next_in_sequence)), and deploys
 /// and undeploys mostly touch recent ones: the bucket (the hash's low bits) is the number
-/// with the number of its block of 1024 folded in by `xor`, so the deployments made together
-/// share a block of 1024 buckets (32 KiB) and a run of deploys or undeploys stays in it
-/// instead of missing the cache (and the TLB) at each, while numbers that share their low
-/// bits (ids a thread takes in blocks, one per block) still spread over the buckets. The
-/// seven bits hashbrown reads as a key's tag within a group of buckets are a mix of the
-/// number. The keys are the runtime's own numbers.
+/// plus the number of its block of 1024, so deployments made one after another take buckets
+/// one after another (one more at each block's end) and a run of deploys or undeploys walks
+/// the table instead of missing the cache (and the TLB) at each, while numbers that share
+/// their low bits (ids a thread takes in blocks, one per block) still spread over the
+/// buckets (they step by 1025, an odd number). The seven bits hashbrown reads as a key's tag
+/// within a group of buckets are the top bits of the number times an odd constant. The keys
+/// are the runtime's own numbers.
 #[derive(Default)]
 struct Sequential(u64);
 
@@ -112,17 +113,19 @@ impl Hasher for Sequential {
 
     fn finish(&self) -> u64 {
         let n = self.0;
-        ((n ^ (n >> 10)) & !TAG) | (n.wrapping_mul(MIX) & TAG)
+        let tag = (n.wrapping_mul(MIX) >> 57) << TAG_SHIFT;
+        (n.wrapping_add(n >> 10) & !TAG) | tag
     }
 }
 
 /// Where hashbrown reads a key's tag: the top seven bits of the hash as wide as a pointer
 /// (the rest is the bucket, which never reaches them).
-const TAG: u64 = if cfg!(target_pointer_width = "64") {
-    0x7f << 57
+const TAG_SHIFT: u32 = if cfg!(target_pointer_width = "64") {
+    57
 } else {
-    0x7f << 25
+    25
 };
+const TAG: u64 = 0x7f << TAG_SHIFT;
 
 /// An odd constant with well-spread bits (2^64 divided by the golden ratio).
 const MIX: u64 = 0x9E37_79B9_7F4A_7C15;
@@ -157,7 +160,7 @@ pub(super) struct Deployment {
 }
 
 /// What the runtime keeps of a deployment besides what its instances use, in its shared
-/// state (so the table's entry is one pointer).
+/// state (so the table's entry is a pointer and the deployment's place in deploy order).
 pub(crate) struct Listing {
     pub(super) worker: bool,
     /// It has bindings on the bus: set when it goes into the table.
@@ -200,8 +203,10 @@ impl Listing {
             .to_vec()
     }
 
-    pub(super) fn set_config_keys(&self, keys: Vec<String>) {
-        *self.config_keys.lock().unwrap_or_else(|e| e.into_inner()) = keys.into_boxed_slice();
+    /// Replaces the listed config keys; returns the ones it replaced.
+    pub(super) fn set_config_keys(&self, keys: Vec<String>) -> Box<[String]> {
+        let mut listed = self.config_keys.lock().unwrap_or_else(|e| e.into_inner());
+        std::mem::replace(&mut *listed, keys.into_boxed_slice())
     }
 }
 
@@ -307,26 +312,50 @@ mod tests {
         BuildHasherDefault::<Sequential>::default().hash_one(Key(id))
     }
 
+    /// The tag hashbrown reads from a hash: its top seven bits as wide as a pointer.
     fn tag(h: u64) -> u64 {
-        h & TAG
+        let width = usize::BITS.min(64);
+        (h >> (width - 7)) & 0x7f
+    }
+
+    /// The bucket of a table of 1024.
+    fn bucket(h: u64) -> u64 {
+        h & 1023
+    }
+
+    /// The id a runtime numbers `n` (as `IdGen` formats it).
+    fn numbered(n: u64) -> DeploymentId {
+        let low = (n & !(0xC0 << 56)) | (0x80 << 56);
+        DeploymentId(uuid::Uuid::from_u64_pair(0x0123_4567_89ab_8def, low))
     }
 
     #[test]
-    fn deployments_made_one_after_another_share_a_block_of_buckets_with_spread_tags() {
+    fn deployments_made_one_after_another_take_buckets_one_after_another() {
+        // From a runtime's first deployments, and across blocks whose numbers differ in many
+        // bits (511 and 512, 2^20 - 1 and 2^20).
+        for start in [1, 512 * 1024 - 500, (1 << 30) - 500] {
+            let made: Vec<u64> = (start..start + 1000).map(|n| hash(numbered(n))).collect();
+            let buckets: std::collections::BTreeSet<u64> =
+                made.iter().map(|&h| bucket(h)).collect();
+            assert_eq!(buckets.len(), made.len(), "no two share a bucket of 1024");
+            for pair in made.windows(2) {
+                let step = (pair[1] & !TAG) - (pair[0] & !TAG);
+                assert!(step == 1 || step == 2, "a step of {step}");
+            }
+            for run in made.chunks_exact(16) {
+                let tags: std::collections::BTreeSet<u64> = run.iter().map(|&h| tag(h)).collect();
+                assert!(tags.len() >= 15, "{} tags for 16 neighbours", tags.len());
+            }
+        }
+    }
+
+    #[test]
+    fn ids_made_in_sequence_are_numbered_one_after_another() {
         let ids = crate::ids::IdGen::new();
-        let made: Vec<DeploymentId> = (0..1024)
-            .map(|_| DeploymentId(ids.next_in_sequence()))
+        let made: Vec<u64> = (0..100)
+            .map(|_| hash(DeploymentId(ids.next_in_sequence())) & !TAG)
             .collect();
-        let buckets: std::collections::BTreeSet<u64> =
-            made.iter().map(|&id| hash(id) & !TAG).collect();
-        assert_eq!(buckets.len(), made.len(), "no two share a bucket");
-        let (first, last) = (buckets.first().copied(), buckets.last().copied());
-        assert!(
-            last.zip(first).is_some_and(|(l, f)| l - f < 2048),
-            "1024 ids in sequence span {first:?}..{last:?}"
-        );
-        let tags: std::collections::BTreeSet<u64> = made.iter().map(|&id| tag(hash(id))).collect();
-        assert!(tags.len() > 100, "only {} of 128 tags used", tags.len());
+        assert!(made.windows(2).all(|p| p[1] == p[0] + 1));
     }
 
     #[test]
@@ -346,12 +375,8 @@ mod tests {
             .collect();
         assert_eq!(low_bits.len(), 1, "the ids share their low bits");
         let buckets: std::collections::BTreeSet<u64> =
-            ids.iter().map(|&id| hash(id) & 1023).collect();
-        assert!(
-            buckets.len() > 900,
-            "only {} of 1024 first buckets",
-            buckets.len()
-        );
+            ids.iter().map(|&id| bucket(hash(id))).collect();
+        assert_eq!(buckets.len(), ids.len(), "no two share a bucket of 1024");
     }
 
     #[test]

@@ -110,7 +110,7 @@ pub(super) const NOTES: &str = r#"
     wider, partly the reactor's arena growing page by page (see the README's note on the
     allocator: with glibc's top pad raised, Fluxor's deploys took a third less time and
     actix's the same). What a deployment has that an actor has not: its entry in the runtime's
-    table (one pointer; how `actor_ref`, `undeploy` and the inspector find it), its shared
+    table (a pointer and its place in deploy order; how `actor_ref`, `undeploy` and the inspector find it), its shared
     state (supervision state, start and stop reports, the initial config in place, what the
     table lists of it: 368 bytes), the blocked-reactor checker's label, and an
     undeploy that waits for the instance to drain and run `stop` (a task switch there and
@@ -123,8 +123,8 @@ pub(super) const NOTES: &str = r#"
     plain-method one) starts while it is made, so the deploy is done within its first poll;
     one whose stop finishes at once, asked to stop with nothing left to drain, stops within
     its last turn; and an undeploy reads the clock once. The runtime numbers its deployments in
-    sequence and the table hashes an id by that number, so deployments made together share
-    a block of buckets: with a
+    sequence and the table hashes an id by that number, so deployments made one after another
+    take buckets one after another: with a
     seeded hash (and entries of 104 bytes) every insert, lookup and removal missed the cache
     and the TLB, and hashbrown's removal alone was 17–18% of the teardown's `perf` samples;
     alternating probe runs took the teardown on the caller's reactor from 0.13–0.17 to
