@@ -134,9 +134,10 @@ impl Builder {
     /// once another thread's wake-up comes within it. While one of its tasks waits for a
     /// reply it asked for, a reactor spins the whole of it (once per request; less while
     /// replies keep coming later than that). A spinner that has caught nothing for four of its
-    /// turns (a few microseconds) yields its thread at every turn after, so a thread the system runs on the same
-    /// CPU (the reactor it waits for, woken there) is not held up by the spin. Zero turns it
-    /// off; reactors whose clock starts paused never spin. Default 50 µs.
+    /// turns (a few microseconds) yields its thread at every turn after, so a thread the
+    /// system runs on the same CPU (the reactor it waits for, woken there) is not held up by
+    /// the spin. Zero turns it off; reactors whose clock starts paused never spin. Default
+    /// 50 µs.
     pub fn spin_before_park(mut self, spin: Duration) -> Self {
         self.spin_before_park = spin;
         self

@@ -182,7 +182,7 @@ impl Fluxor {
             });
         }
 
-        // Numbered in sequence: the table keeps deployments made together side by side.
+        // Numbered in sequence: the table keeps deployments made together close together.
         let id = DeploymentId(inner.deployment_ids.next_in_sequence());
         // The mailboxes come first: the supervisor signals them, the runtime stops them.
         let reactors: Few<u32> = (0..instances)
