@@ -386,7 +386,7 @@ impl<C: Component> Context<C> {
     /// This instance's key with the blocked-reactor checker.
     #[inline]
     pub(crate) fn key(&self) -> u64 {
-        self.shared.watch_key + u64::from(self.instance)
+        self.shared.watch_key(self.instance)
     }
 
     /// The runtime's worker pool.

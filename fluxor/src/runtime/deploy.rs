@@ -211,7 +211,6 @@ impl Fluxor {
             swapped: std::sync::Mutex::new(None),
             config_generation: std::sync::atomic::AtomicU32::new(0),
             deployment: id,
-            watch_key: watch.key(0),
             listing: Listing::new(worker.is_some(), config_keys, watch),
             bus: inner.bus.clone(),
             supervisor,

@@ -28,10 +28,8 @@ pub(crate) struct Shared<C: Component> {
     /// its other small fields.
     pub(crate) config_generation: std::sync::atomic::AtomicU32,
     pub(crate) deployment: DeploymentId,
-    /// The key of its instance 0 with the blocked-reactor checker (instance `i` has this
-    /// plus `i`).
-    pub(crate) watch_key: u64,
-    /// What the runtime's deployment table keeps of it.
+    /// What the runtime's deployment table keeps of it (its key with the blocked-reactor
+    /// checker among it).
     pub(crate) listing: super::table::Listing,
     pub(crate) bus: EventBus,
     pub(crate) supervisor: Supervisor,
@@ -138,6 +136,12 @@ impl<C: Component> Shared<C> {
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         (generation, swapped)
+    }
+
+    /// Instance `instance`'s key with the blocked-reactor checker.
+    #[inline]
+    pub(crate) fn watch_key(&self, instance: u32) -> u64 {
+        self.listing.watch.key(instance as usize)
     }
 
     /// Swaps in a new config; instances adopt it by its generation.

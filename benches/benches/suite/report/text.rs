@@ -112,7 +112,7 @@ pub(super) const NOTES: &str = r#"
     actix's the same). What a deployment has that an actor has not: its entry in the runtime's
     table (a pointer and its place in deploy order; how `actor_ref`, `undeploy` and the inspector find it), its shared
     state (supervision state, start and stop reports, the initial config in place, what the
-    table lists of it: 368 bytes), the blocked-reactor checker's label, and an
+    table lists of it: 360 bytes), the blocked-reactor checker's label, and an
     undeploy that waits for the instance to drain and run `stop` (a task switch there and
     back; when the instance runs on the caller's reactor, a timer for the deadline only if it
     has not stopped after one turn of that reactor) where actix's row drops every address at once and
